@@ -1,0 +1,78 @@
+# nested: memsrv (library + CLI + server), the GDB extension, tests, benchmarks.
+# `make` builds build/; `make asan` builds build-asan/ with ASan+UBSan;
+# `make test` runs everything (see tests/run); `make demo` is the README's main job.
+
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O2
+SAN     ?=
+PKGS    := libelf capstone
+CPPFLAGS += -D_GNU_SOURCE -Imemsrv $(shell pkg-config --cflags $(PKGS))
+CFLAGS  += -std=c11 $(OPT) -g -fPIC -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+           -Wno-missing-field-initializers $(SAN)
+LDLIBS  += $(shell pkg-config --libs $(PKGS)) -ldwarf -lz -lm -lpthread
+LDFLAGS += $(SAN)
+
+LIB_SRCS  := $(sort $(wildcard memsrv/*.c))
+CLI_SRCS  := $(sort $(wildcard memsrv/cli/*.c))
+TEST_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+BENCH_SRCS := $(sort $(wildcard bench/*.c))
+
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/%.o)
+TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all asan test unit demo bench clean format fuzz gdbext deps
+all: $(BUILD)/memsrv $(BUILD)/libmemsrv.a $(TEST_BINS) $(BENCH_BINS) gdbext
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libmemsrv.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/memsrv: $(CLI_OBJS) $(BUILD)/libmemsrv.a
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libmemsrv.a $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libmemsrv.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libmemsrv.a $(LDLIBS)
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/libmemsrv.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libmemsrv.a $(LDLIBS)
+
+# The C extension module for GDB's embedded Python (gdbext/Makefile asks GDB
+# for its include directory and extension suffix).
+gdbext: $(BUILD)/libmemsrv.a
+	@if [ -f gdbext/Makefile ]; then $(MAKE) -C gdbext BUILD=$(abspath $(BUILD)) SAN="$(SAN)"; fi
+
+asan:
+	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
+
+deps:
+	scripts/install-deps
+
+test: deps
+	tests/run
+
+demo: deps
+	$(MAKE) all
+	scripts/demo
+
+bench: deps all
+	bench/run
+
+fuzz:
+	tests/fuzz/run
+
+format:
+	clang-format -i $(LIB_SRCS) $(CLI_SRCS) $(TEST_SRCS) $(wildcard memsrv/*.h tests/unit/*.h tests/fuzz/*.c gdbext/*.c bench/*.c)
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,88 @@
+/* Guest RAM sources: a raw memory-backend-file (mmap, MAP_SHARED so a live
+ * guest's writes show) or a QEMU dump-guest-memory ELF file, addressed by
+ * guest-physical address through a region table. Reads are guarded against
+ * SIGBUS so a file that shrinks under the mapping gives MS_EBUS, not death. */
+#ifndef MEMSRV_RAM_H
+#define MEMSRV_RAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "layout.h"
+
+/* Registers of one vCPU as recorded in a QEMU ELF dump (NT_PRSTATUS and the
+ * "QEMU" note). has_cr is false when only NT_PRSTATUS was present. */
+struct ms_cpu_state {
+    uint64_t rax, rbx, rcx, rdx, rsi, rdi, rsp, rbp;
+    uint64_t r8, r9, r10, r11, r12, r13, r14, r15;
+    uint64_t rip, rflags;
+    uint64_t fs_base, gs_base, kernel_gs_base;
+    uint64_t cr0, cr2, cr3, cr4;
+    bool has_cr;
+};
+
+struct ms_ram_source {
+    char *path;
+    int fd;
+    uint8_t *map;  /* whole file, PROT_READ (| PROT_WRITE when writable) */
+    uint64_t size; /* file size at open time */
+};
+
+enum ms_ram_flags {
+    MS_RAM_WRITABLE = 1 << 0, /* map read-write; default is read-only */
+};
+
+struct ms_ram {
+    struct ms_ram_source *sources;
+    unsigned nsources;
+    struct ms_layout layout; /* regions sorted by gpa */
+    bool writable;
+    /* Bumped by ms_ram_flush(); every translation cache entry older than
+     * this is stale. One counter for the whole stack keeps flushing simple
+     * and never wrong. */
+    uint64_t generation;
+    /* From an ELF dump, else empty. */
+    struct ms_cpu_state *cpus;
+    unsigned ncpus;
+    char *vmcoreinfo; /* NUL-terminated text, or NULL */
+    size_t vmcoreinfo_len;
+};
+
+/* A raw RAM file. layout may be NULL: then "<path>.layout" is used when it
+ * exists, else the rule for `machine` (NULL means "q35") and the file size. */
+int ms_ram_open_file(struct ms_ram **out, const char *path, const struct ms_layout *layout,
+                     const char *machine, unsigned flags, struct ms_err *err);
+
+/* A QEMU dump-guest-memory ELF file (PT_LOAD by p_paddr; notes for CPUs and
+ * VMCOREINFO). */
+int ms_ram_open_dump(struct ms_ram **out, const char *path, unsigned flags, struct ms_err *err);
+
+void ms_ram_close(struct ms_ram *ram);
+
+/* Copies len bytes at gpa. Crosses regions; on a gap fails with MS_EOUTSIDE
+ * naming the first unbacked address. *done (may be NULL) gets the bytes copied. */
+int ms_ram_read(struct ms_ram *ram, uint64_t gpa, void *buf, size_t len, size_t *done,
+                struct ms_err *err);
+int ms_ram_write(struct ms_ram *ram, uint64_t gpa, const void *buf, size_t len, size_t *done,
+                 struct ms_err *err);
+
+/* Reads one little-endian 64-bit value (page-table entries). */
+int ms_ram_read_u64(struct ms_ram *ram, uint64_t gpa, uint64_t *value, struct ms_err *err);
+
+/* True when [gpa, gpa+len) is entirely backed. */
+bool ms_ram_contains(const struct ms_ram *ram, uint64_t gpa, uint64_t len);
+
+/* Total backed bytes and the highest backed address + 1. */
+uint64_t ms_ram_size(const struct ms_ram *ram);
+uint64_t ms_ram_end(const struct ms_ram *ram);
+
+/* Invalidates every cached translation over this RAM (the target resumed, or
+ * the user asked). */
+void ms_ram_flush(struct ms_ram *ram);
+
+/* Re-reads the files' sizes and drops regions a shrunk file no longer backs. */
+int ms_ram_refresh(struct ms_ram *ram, struct ms_err *err);
+
+#endif

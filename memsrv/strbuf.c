@@ -1,0 +1,88 @@
+#include "strbuf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void ms_strbuf_init(struct ms_strbuf *sb)
+{
+    memset(sb, 0, sizeof(*sb));
+}
+
+void ms_strbuf_free(struct ms_strbuf *sb)
+{
+    free(sb->data);
+    ms_strbuf_init(sb);
+}
+
+void ms_strbuf_reset(struct ms_strbuf *sb)
+{
+    sb->len = 0;
+    if (sb->data)
+        sb->data[0] = '\0';
+}
+
+static bool reserve(struct ms_strbuf *sb, size_t extra)
+{
+    if (sb->failed)
+        return false;
+    if (sb->len + extra + 1 <= sb->cap)
+        return true;
+    size_t cap = sb->cap ? sb->cap : 256;
+    while (cap < sb->len + extra + 1) {
+        if (cap > ((size_t)-1) / 2) {
+            sb->failed = true;
+            return false;
+        }
+        cap *= 2;
+    }
+    char *p = realloc(sb->data, cap);
+    if (!p) {
+        sb->failed = true;
+        return false;
+    }
+    sb->data = p;
+    sb->cap = cap;
+    return true;
+}
+
+void ms_strbuf_append(struct ms_strbuf *sb, const char *s, size_t len)
+{
+    if (!reserve(sb, len))
+        return;
+    memcpy(sb->data + sb->len, s, len);
+    sb->len += len;
+    sb->data[sb->len] = '\0';
+}
+
+void ms_strbuf_putc(struct ms_strbuf *sb, char c)
+{
+    ms_strbuf_append(sb, &c, 1);
+}
+
+void ms_strbuf_printf(struct ms_strbuf *sb, const char *fmt, ...)
+{
+    char small[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof(small), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n < sizeof(small)) {
+        ms_strbuf_append(sb, small, (size_t)n);
+        return;
+    }
+    if (!reserve(sb, (size_t)n))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(sb->data + sb->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    sb->len += (size_t)n;
+}
+
+const char *ms_strbuf_str(const struct ms_strbuf *sb)
+{
+    return sb->data ? sb->data : "";
+}
