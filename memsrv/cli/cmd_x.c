@@ -29,7 +29,10 @@ int cmd_x(struct cli *cli, int argc, char **argv)
         return cli_fail(cli);
     struct ms_strbuf out;
     ms_strbuf_init(&out);
-    int rc = ms_format_x(&fmt, addr, read_top, cli->top, NULL, NULL, &out, NULL, &cli->err);
+    int rc = cli->remote
+                 ? ms_client_x(&cli->client, cli->handle, cmd[1] == '/' ? cmd + 2 : "", addr, &out,
+                               &cli->err)
+                 : ms_format_x(&fmt, addr, read_top, cli->top, NULL, NULL, &out, NULL, &cli->err);
     fputs(ms_strbuf_str(&out), stdout);
     ms_strbuf_free(&out);
     fflush(stdout);
