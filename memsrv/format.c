@@ -153,8 +153,8 @@ static void put_addr(struct ms_strbuf *out, uint64_t a, ms_symbolize_fn sym, voi
 
 static int mem_error(struct ms_err *err, int code, uint64_t bad)
 {
-    return ms_err_set(err, code < 0 ? code : MS_EOUTSIDE, "Cannot access memory at address 0x%" PRIx64,
-                      bad);
+    return ms_err_set(err, code < 0 ? code : MS_EOUTSIDE,
+                      "Cannot access memory at address 0x%" PRIx64, bad);
 }
 
 /* Reads up to len bytes at addr; *got gets how many were read (a prefix).
@@ -504,9 +504,9 @@ static void put_string(struct ms_strbuf *out, const uint8_t *s, size_t nchars, u
 
 /* val_print_string() with len -1: up to PRINT_MAX chars or the NUL. A read
  * error is shown inline and is not an error of the command, as in GDB. */
-static int format_strings(const struct ms_xfmt *fmt, uint64_t addr, ms_read_fn read,
-                          void *read_arg, ms_symbolize_fn sym, void *sym_arg,
-                          struct ms_strbuf *out, uint64_t *next, struct ms_err *err)
+static int format_strings(const struct ms_xfmt *fmt, uint64_t addr, ms_read_fn read, void *read_arg,
+                          ms_symbolize_fn sym, void *sym_arg, struct ms_strbuf *out, uint64_t *next,
+                          struct ms_err *err)
 {
     unsigned w = fmt->size == 'h' ? 2 : fmt->size == 'w' ? 4 : 1;
     uint64_t a = addr;
