@@ -450,6 +450,12 @@ static void put_string(struct ms_strbuf *out, const uint8_t *s, size_t nchars, u
     }
     struct strchar chars[PRINT_MAX];
     size_t n = decode_chars(s, nchars, w, chars);
+    /* glibc's iconv reports an incomplete sequence at the end of the input
+     * together with the character before it, which GDB then loses. */
+    if (n >= 2 && chars[n - 1].kind == CH_INCOMPLETE && chars[n - 2].kind == CH_OK) {
+        chars[n - 2] = chars[n - 1];
+        n--;
+    }
     /* group repeats */
     size_t groups = 0;
     for (size_t i = 0; i < n; i++) {
