@@ -231,8 +231,10 @@ static bool x87_st_first(const cs_x86 *x86, bool *st_first)
 static void append_sym(ms_symbolize_fn sym, void *sym_arg, uint64_t addr, struct ms_strbuf *out)
 {
     char name[256];
-    if (sym && sym(sym_arg, addr, name, sizeof(name)) == 0)
+    if (sym && sym(sym_arg, addr, name, sizeof(name)) == 0) {
+        name[sizeof(name) - 1] = '\0';
         ms_strbuf_printf(out, " <%s>", name);
+    }
 }
 
 int ms_disasm_one(struct ms_disasm *d, const uint8_t *code, size_t len, uint64_t addr,
