@@ -157,6 +157,10 @@ static void put_operands(struct ms_strbuf *out, const cs_insn *insn, const char 
             s += 2;
             continue;
         }
+        if (c == ' ' && s[1] == '{') { /* AVX-512 masks: "%ymm17{%k5}" */
+            s++;
+            continue;
+        }
         bool at_start = prev == '\0' || prev == ',' || prev == ':' || prev == '*' || prev == ' ';
         if (c == '(' && depth == 0) {
             if (string_op && at_start && strncmp(s, "(%rdi)", 6) == 0)
