@@ -117,6 +117,21 @@ static void gdb_mnemonic(csh h, const cs_insn *insn, char *buf, size_t size)
         if (cs && o + 4 < sizeof(pre))
             snprintf(pre + o, sizeof(pre) - o, "cs ");
     }
+    if (insn->id == X86_INS_WAIT)
+        snprintf(cbuf, sizeof(cbuf), "fwait");
+    /* prefixes capstone drops: f3 before ret, 3e (CET) before indirect branches */
+    if (plen == 0 && insn->id == X86_INS_RET && insn->bytes[0] == 0xf3)
+        snprintf(pre, sizeof(pre), "repz ");
+    /* 66 before a REX.W one-byte-opcode instruction does nothing: objdump
+     * names each one (TLS sequences pad with them) */
+    if (insn->id != X86_INS_NOP && (x86->rex & 8) && x86->opcode[0] != 0x0f) {
+        size_t o = 0;
+        for (uint16_t i = 0; i < insn->size && insn->bytes[i] == 0x66 && o + 8 < sizeof(pre); i++)
+            o += (size_t)snprintf(pre + o, sizeof(pre) - o, "data16 ");
+    }
+    if ((insn->id == X86_INS_JMP || insn->id == X86_INS_CALL) && x86->prefix[1] == X86_PREFIX_DS &&
+        x86->op_count == 1 && x86->operands[0].type != X86_OP_IMM)
+        snprintf(pre, sizeof(pre), "notrack ");
     snprintf(buf, size, "%.*s%s%s", (int)plen, m, pre, cbuf);
 }
 
@@ -269,6 +284,12 @@ int ms_disasm_one(struct ms_disasm *d, const uint8_t *code, size_t len, uint64_t
     }
     /* objdump pads the mnemonic to 6 columns, then one space. */
     ms_strbuf_printf(out, "%-6s ", mn);
+    const cs_x86 *dx = &insn->detail->x86;
+    const char *comma = strstr(insn->op_str, ", ");
+    if (insn->id == X86_INS_XCHG && dx->opcode[0] >= 0x91 && dx->opcode[0] <= 0x97 && comma) {
+        ms_strbuf_printf(out, "%s,%.*s", comma + 2, (int)(comma - insn->op_str), insn->op_str);
+        return 0;
+    }
     bool st_first;
     if (x87_st_first(&insn->detail->x86, &st_first)) {
         if (st_first)
