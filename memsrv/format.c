@@ -1,8 +1,16 @@
 /* GDB 13's x command, reimplemented: decode_format() for the grammar and
- * do_examine()/print_formatted() for the layout, checked line by line
- * against gdb -batch on a core file (tests/integration/test_format_gdb.py).
- * Characters are printed as GDB does with LC_ALL=C (host charset ASCII):
- * anything outside printable ASCII is escaped. */
+ * do_examine()/print_formatted()/val_print_string() for the layout, checked
+ * line by line against gdb -batch on a core file
+ * (tests/integration/test_format_gdb.py). Deliberate differences:
+ * - characters are escaped as GDB does under LC_ALL=C (host charset ASCII):
+ *   in a UTF-8 locale GDB prints valid UTF-8 text as is;
+ * - negative counts (examining backwards) and counts above INT_MAX are
+ *   rejected; output is capped at 256 MiB (MS_ELIMIT);
+ * - x/sg silently means x/sb (GDB also warns);
+ * - an instruction cut by unreadable memory is an error; GDB's disassembler
+ *   shows a partial decode there ("rex.W", ".byte 0x5").
+ * The symbolizer's string is printed as given: GDB shows "<main>" for an
+ * offset of 0 and "<main+4>" otherwise. */
 #include "format.h"
 
 #include <ctype.h>
