@@ -3,6 +3,7 @@
 #include <capstone.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int ms_disasm_open(struct ms_disasm *d, struct ms_err *err)
@@ -63,7 +64,8 @@ static void gdb_mnemonic(csh h, const cs_insn *insn, char *buf, size_t size)
     static const char *const map[][2] = {
         {"callq", "call"}, {"retq", "ret"},     {"pushq", "push"},     {"popq", "pop"},
         {"jmpq", "jmp"},   {"leaveq", "leave"}, {"pushfq", "pushf"},   {"popfq", "popf"},
-        {"ljmpq", "ljmp"}, {"lcallq", "lcall"}, {"movabsq", "movabs"},
+        {"ljmpq", "ljmp"}, {"lcallq", "lcall"}, {"movabsq", "movabs"}, {"lretl", "lret"},
+        {"iretl", "iret"}, {"lcalll", "lcall"}, {"ljmpl", "ljmp"},
     };
     const cs_x86 *x86 = &insn->detail->x86;
     const char *m = insn->mnemonic;
@@ -119,6 +121,9 @@ static void gdb_mnemonic(csh h, const cs_insn *insn, char *buf, size_t size)
     }
     if (insn->id == X86_INS_WAIT)
         snprintf(cbuf, sizeof(cbuf), "fwait");
+    /* objdump says shl where capstone says sal (both encodings) */
+    if (strncmp(cbuf, "sal", 3) == 0)
+        cbuf[1] = 'h';
     /* prefixes capstone drops: f3 before ret, 3e (CET) before indirect branches */
     if (plen == 0 && insn->id == X86_INS_RET && insn->bytes[0] == 0xf3)
         snprintf(pre, sizeof(pre), "repz ");
@@ -143,10 +148,9 @@ static void gdb_mnemonic(csh h, const cs_insn *insn, char *buf, size_t size)
 static void put_operands(struct ms_strbuf *out, const cs_insn *insn, const char *s)
 {
     const cs_x86 *x86 = &insn->detail->x86;
-    const cs_x86_op *imm = NULL, *mem = NULL;
+    const cs_x86_op *mem = NULL;
+    unsigned nimm = 0;
     for (uint8_t i = 0; i < x86->op_count; i++) {
-        if (x86->operands[i].type == X86_OP_IMM && !imm)
-            imm = &x86->operands[i];
         if (x86->operands[i].type == X86_OP_MEM && !mem)
             mem = &x86->operands[i];
     }
@@ -159,6 +163,9 @@ static void put_operands(struct ms_strbuf *out, const cs_insn *insn, const char 
     /* d0/d1/d2/d3: shifts by 1 or %cl; objdump omits the implicit $1 */
     if ((x86->opcode[0] == 0xd0 || x86->opcode[0] == 0xd1) && strncmp(s, "$1, ", 4) == 0)
         s += 4;
+    /* in/out/ins/outs through %dx: objdump writes the port as (%dx) */
+    uint8_t opc = x86->opcode[0];
+    bool dx_port = (opc >= 0xec && opc <= 0xef) || (opc >= 0x6c && opc <= 0x6f);
     int depth = 0, commas = 0;
     bool reg_group = false;
     char prev = '\0';
@@ -174,6 +181,12 @@ static void put_operands(struct ms_strbuf *out, const cs_insn *insn, const char 
         }
         if (c == ' ' && s[1] == '{') { /* AVX-512 masks: "%ymm17{%k5}" */
             s++;
+            continue;
+        }
+        if (dx_port && depth == 0 && strncmp(s, "%dx", 3) == 0 && (s[3] == ',' || !s[3])) {
+            ms_strbuf_append(out, "(%dx)", 5);
+            s += 3;
+            prev = ')';
             continue;
         }
         bool at_start = prev == '\0' || prev == ',' || prev == ':' || prev == '*' || prev == ' ';
@@ -194,17 +207,29 @@ static void put_operands(struct ms_strbuf *out, const cs_insn *insn, const char 
             if (reg_group && commas == 1)
                 ms_strbuf_append(out, ",1", 2);
         }
-        if (c == '$' && s[1] == '-' && imm) {
-            uint64_t v = (uint64_t)imm->imm;
-            unsigned isz = insn->id == X86_INS_XABORT ? 1 : imm->size;
-            if (isz > 0 && isz < 8)
-                v &= (UINT64_C(1) << (8 * isz)) - 1;
-            ms_strbuf_printf(out, "$0x%" PRIx64, v);
-            s += 2;
-            while ((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f') || *s == 'x')
-                s++;
-            prev = '0';
-            continue;
+        if (c == '$') {
+            nimm++;
+            if (s[1] == '-') {
+                /* the k-th '$' is the k-th immediate operand: its size masks */
+                const cs_x86_op *op = NULL;
+                unsigned k = 0;
+                for (uint8_t i = 0; i < x86->op_count && !op; i++)
+                    if (x86->operands[i].type == X86_OP_IMM && ++k == nimm)
+                        op = &x86->operands[i];
+                unsigned isz = op ? op->size : 8;
+                if (insn->id == X86_INS_XABORT)
+                    isz = 1;
+                else if (insn->id == X86_INS_ENTER)
+                    isz = nimm == 1 ? 2 : 1;
+                char *end;
+                uint64_t v = 0 - (uint64_t)strtoull(s + 2, &end, 0);
+                if (isz > 0 && isz < 8)
+                    v &= (UINT64_C(1) << (8 * isz)) - 1;
+                ms_strbuf_printf(out, "$0x%" PRIx64, v);
+                s = end;
+                prev = '0';
+                continue;
+            }
         }
         bool starts_number =
             c >= '0' && c <= '9' && depth == 0 && (at_start || prev == '$' || prev == '-');
@@ -276,6 +301,10 @@ int ms_disasm_one(struct ms_disasm *d, const uint8_t *code, size_t len, uint64_t
         ms_strbuf_printf(out, "xchg   %%ax,%%ax");
         return 0;
     }
+    if (insn->id == X86_INS_XLATB) {
+        ms_strbuf_printf(out, "xlat   %%ds:(%%rbx)");
+        return 0;
+    }
     char mn[64];
     gdb_mnemonic(h, insn, mn, sizeof(mn));
     if (insn->op_str[0] == '\0') {
@@ -285,6 +314,7 @@ int ms_disasm_one(struct ms_disasm *d, const uint8_t *code, size_t len, uint64_t
     /* objdump pads the mnemonic to 6 columns, then one space. */
     ms_strbuf_printf(out, "%-6s ", mn);
     const cs_x86 *dx = &insn->detail->x86;
+
     const char *comma = strstr(insn->op_str, ", ");
     if (insn->id == X86_INS_XCHG && dx->opcode[0] >= 0x91 && dx->opcode[0] <= 0x97 && comma) {
         ms_strbuf_printf(out, "%s,%.*s", comma + 2, (int)(comma - insn->op_str), insn->op_str);
