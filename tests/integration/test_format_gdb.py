@@ -263,3 +263,27 @@ def test_instructions_libc(tmp_path):
     diffs = [(want[a], got[a]) for a in sorted(common) if want[a] != got[a]]
     assert len(common) >= n * 0.999
     assert exact >= n * 0.999, "\n".join(f"gdb {w!r}\nours {g!r}" for w, g in diffs[:10])
+
+
+def test_instructions_random_bytes(tmp_path):
+    """Random bytes are the worst case (invalid opcodes, stray prefixes that
+    objdump names: "rex.WB (bad)", "fs mov ..."). Reports the agreement;
+    guards against regressions with a loose bound."""
+    code = random.Random(5).randbytes(0x8000)
+    raw, core = tmp_path / "rnd.bin", tmp_path / "core"
+    raw.write_bytes(code)
+    write_core(core, code, BASE)
+    n = 8000
+    g = subprocess.run(["gdb", "-batch", "-nx", "-ex", "set architecture i386:x86-64", "-ex",
+                        f"core-file {core}", "-ex", f"x/{n}i {BASE:#x}"], capture_output=True,
+                       text=True, timeout=600, env=dict(os.environ, LC_ALL="C", LANG="C")).stdout
+    m = subprocess.run([str(MEMSRV), f"x/{n}i", f"{BASE:#x}", "--ram", str(raw), "--map",
+                        f"{BASE:#x}:{len(code):#x}@0"], capture_output=True, text=True,
+                       timeout=600)
+    assert m.returncode == 0, m.stderr
+    want = {l.split(":")[0]: l for l in g.splitlines() if l.startswith("   0x")}
+    got = {l.split(":")[0]: l for l in m.stdout.splitlines() if l.startswith("   0x")}
+    common = set(want) & set(got)
+    exact = sum(want[a] == got[a] for a in common)
+    print(f"random x/i: {len(common)}/{n} addresses shared, {exact} identical")
+    assert len(common) >= n * 0.9 and exact >= len(common) * 0.85
