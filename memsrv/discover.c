@@ -376,9 +376,10 @@ int ms_discover(struct ms_ram *ram, struct ms_candidate *out, unsigned max, unsi
             c->score += try_root(ram, true, c->root, c->root_levels, c);
         }
     }
-    qsort(f.v, f.n, sizeof(*f.v), by_score);
+    if (f.n)
+        qsort(f.v, f.n, sizeof(*f.v), by_score);
     *count = f.n;
-    if (out)
+    if (out && f.n && max)
         memcpy(out, f.v, (f.n < max ? f.n : max) * sizeof(*out));
     free(f.v);
     return 0;
