@@ -291,3 +291,59 @@ def test_hostile(case, tmp_path, memsrv_built):
     if h["ptdump"]:
         r = run(args + ["ptdump"], timeout=120)  # must end, with output or a clear error
         assert r.returncode == 0 or r.stderr.strip(), "ptdump failed silently"
+
+
+def shrink_run(tmp_path):
+    """Answers for 3000 probes of an EPT image; the file is cut to 1 GiB
+    (the EPT tables live above 4 GiB, at file offsets >= 2 GiB) after the
+    first 1500 have been answered, while memsrv keeps it mapped."""
+    import time
+    path = str(tmp_path / "shrink.img")
+    img, truth = ptimage.build(path, mode="ept", levels=4, s2_levels=4, seed=77, nprobes=3000)
+    args = ptimage.memsrv_args(truth, path)
+    probes = truth["probes"]
+    first, second = probes[:1500], probes[1500:]
+    p = subprocess.Popen([MEMSRV] + args + ["vtop", "--brief", "-"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p.stdin.write("".join("0x%x\n" % q["addr"] for q in first))
+    p.stdin.flush()
+    time.sleep(1.0)  # let it answer the first half against the whole file
+    os.truncate(path, 1 << 30)
+    p.stdin.write("".join("0x%x\n" % q["addr"] for q in second))
+    out, err = p.communicate(timeout=120)
+    assert 0 <= p.returncode < 128, "memsrv died (rc %d): %s" % (p.returncode, err[-2000:])
+    lines = out.splitlines()
+    assert len(lines) == len(probes), err[-500:]
+    return first, second, lines[len(first):]
+
+
+def test_file_shrinks_under_a_live_mapping(tmp_path, memsrv_built):
+    """Later walks fail with an error, not SIGBUS; nothing differs from
+    the truth; every page not translated before the cut now fails."""
+    first, second, lines = shrink_run(tmp_path)
+    seen = {q["addr"] >> 12 for q in first}
+    for q, line in zip(second, lines):
+        a, _, rest = line.partition(" ")
+        assert int(a, 16) == q["addr"]
+        if rest.startswith("error: "):
+            continue
+        assert q["ok"] and rest == "0x%x" % q["phys"], "wrong answer: %s vs %s" % (line, q)
+        assert q["addr"] >> 12 in seen, "a fresh walk succeeded over vanished tables: " + line
+    assert any("shrank" in l for l in lines), "no message says the file shrank"
+
+
+def test_no_stale_translation_after_shrink(tmp_path, memsrv_built):
+    """Once memsrv has seen the file shrink, a translation cached before the
+    cut must not be served (its tables and page are gone): the RAM should
+    be refreshed and the caches dropped, as after ms_ram_flush()."""
+    first, second, lines = shrink_run(tmp_path)
+    cut_seen = False
+    stale = []
+    for q, line in zip(second, lines):
+        if "shrank" in line:
+            cut_seen = True
+        elif cut_seen and not line.partition(" ")[2].startswith("error: "):
+            stale.append(line)
+    assert cut_seen
+    assert not stale, "%d translations served from the cache after the file shrank, e.g. %s" % (
+        len(stale), stale[:3])
