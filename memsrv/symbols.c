@@ -314,9 +314,9 @@ static int load_elf(struct ms_symtab *st, int fd, struct ms_err *err)
         }
         if (sh->sh_type == SHT_NOTE && !st->build_id[0]) {
             Elf_Data *d = elf_getdata(scn, NULL);
-            size_t off = 0, noff, doff;
+            size_t off = 0, next, noff, doff;
             GElf_Nhdr nh;
-            while (d && (noff = gelf_getnote(d, off, &nh, &noff, &doff)) > 0) {
+            while (d && (next = gelf_getnote(d, off, &nh, &noff, &doff)) > 0) {
                 if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
                     memcmp((char *)d->d_buf + noff, "GNU", 4) == 0 && nh.n_descsz <= 20) {
                     const uint8_t *id = (const uint8_t *)d->d_buf + doff;
@@ -324,7 +324,7 @@ static int load_elf(struct ms_symtab *st, int fd, struct ms_err *err)
                         snprintf(st->build_id + 2 * k, 3, "%02x", id[k]);
                     break;
                 }
-                off = noff;
+                off = next;
             }
         }
     }
