@@ -11,6 +11,9 @@ static const struct cli_command commands[] = {
     {"vtop", cmd_vtop, "vtop [--brief] ADDR...|-   translate, showing every table entry"},
     {"ptdump", cmd_ptdump, "ptdump [--user|--kernel] [START [END]]  mapped ranges, merged"},
     {"info", cmd_info, "info                RAM regions, dump registers, VMCOREINFO"},
+    {"dmesg", cmd_dmesg, "dmesg [--raw|--crash] [--level N] [--stats]  the guest kernel's log"},
+    {"ps", cmd_ps, "ps                  the guest's tasks (needs --vmlinux)"},
+    {"sym", cmd_sym, "sym NAME|ADDR...    kernel symbol <-> address (KASLR applied)"},
 };
 
 static void usage(FILE *f)
