@@ -1,5 +1,6 @@
 #include "tasks.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -303,21 +303,25 @@ int ms_vmcoreinfo_scan(struct ms_vmcoreinfo **out, struct ms_space *phys, bool f
     if (rc < 0)
         return rc;
     static const char key[] = "OSRELEASE=";
-    /* Fast pass: two probes per page. */
-    for (size_t i = 0; i < n && !*out; i++) {
+    /* Fast pass: two probes per page, from the top down: the kernel's page
+     * allocator hands out high pages first, so the block is usually there. */
+    for (size_t i = n; i-- > 0 && !*out;) {
         uint64_t first = (r[i].start + 0xfff) & ~0xfffULL;
-        for (uint64_t pg = first; pg + 4096 <= r[i].start + r[i].len; pg += 4096) {
+        uint64_t end = r[i].start + r[i].len;
+        if (end < first + 4096)
+            continue;
+        for (uint64_t pg = (end - 4096) & ~0xfffULL;; pg -= 4096) {
             char b[NOTE_HDR + sizeof(key)];
-            if (ms_space_read(phys, pg, b, sizeof(b), NULL, NULL) < 0)
-                continue;
-            uint64_t at = 0;
-            if (memcmp(b + NOTE_HDR, key, sizeof(key) - 1) == 0)
-                at = pg + NOTE_HDR;
-            else if (memcmp(b, key, sizeof(key) - 1) == 0)
-                at = pg;
-            else
-                continue;
-            if (try_at(phys, at, out) == 0)
+            uint64_t at = UINT64_MAX;
+            if (ms_space_read(phys, pg, b, sizeof(b), NULL, NULL) == 0) {
+                if (memcmp(b + NOTE_HDR, key, sizeof(key) - 1) == 0)
+                    at = pg + NOTE_HDR;
+                else if (memcmp(b, key, sizeof(key) - 1) == 0)
+                    at = pg;
+            }
+            if (at != UINT64_MAX && try_at(phys, at, out) == 0)
+                break;
+            if (pg == first)
                 break;
         }
     }

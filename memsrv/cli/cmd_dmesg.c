@@ -7,12 +7,14 @@
 int cmd_dmesg(struct cli *cli, int argc, char **argv)
 {
     struct ms_dmesg_opts o = {MS_DMESG_PLAIN, -1};
-    bool stats = false;
+    bool stats = false, no_vmci = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--raw") || !strcmp(argv[i], "-r")) {
             o.style = MS_DMESG_RAW;
         } else if (!strcmp(argv[i], "--crash")) {
             o.style = MS_DMESG_CRASH;
+        } else if (!strcmp(argv[i], "--no-vmcoreinfo")) {
+            no_vmci = true;
         } else if (!strcmp(argv[i], "--stats")) {
             stats = true;
         } else if (!strcmp(argv[i], "--level") && i + 1 < argc) {
@@ -22,11 +24,11 @@ int cmd_dmesg(struct cli *cli, int argc, char **argv)
                 return cli_usage("--level takes 0..7 (records at or below it are shown)");
             o.max_level = (int)v;
         } else {
-            return cli_usage("usage: dmesg [--raw|--crash] [--level N] [--stats]");
+            return cli_usage("usage: dmesg [--raw|--crash] [--level N] [--stats] [--no-vmcoreinfo]");
         }
     }
     struct ms_kernel *k;
-    if (cli_linux_open(cli, &k))
+    if (cli_linux_open(cli, &k, no_vmci))
         return cli_fail(cli);
     struct ms_printk_log log;
     ms_printk_log_init(&log);

@@ -6,11 +6,11 @@
 
 int cmd_ps(struct cli *cli, int argc, char **argv)
 {
-    (void)argv;
-    if (argc != 1)
+    bool no_vmci = argc == 2 && !strcmp(argv[1], "--no-vmcoreinfo");
+    if (argc != 1 && !no_vmci)
         return cli_usage("usage: ps   (needs --vmlinux for task_struct's layout)");
     struct ms_kernel *k;
-    if (cli_linux_open(cli, &k))
+    if (cli_linux_open(cli, &k, no_vmci))
         return cli_fail(cli);
     struct ms_task_list l;
     int rc = ms_tasks_list(k, 0, &l, &cli->err);

@@ -9,12 +9,17 @@
  * addresses are the link-time ones of the symbol file. */
 int cmd_sym(struct cli *cli, int argc, char **argv)
 {
-    if (argc < 2)
+    if (argc < 2 || (argc == 2 && !strcmp(argv[1], "--no-vmcoreinfo")))
         return cli_usage("usage: sym NAME|ADDR...  (with --vmlinux or --system-map)");
+    bool no_vmci = !strcmp(argv[1], "--no-vmcoreinfo");
+    if (no_vmci) {
+        argc--;
+        argv++;
+    }
     struct ms_kernel *k = NULL;
     struct ms_symtab *st = NULL;
     if (cli->ram_path || cli->dump_path) {
-        if (cli_linux_open(cli, &k))
+        if (cli_linux_open(cli, &k, no_vmci))
             return cli_fail(cli);
         cli_linux_set_resolver(cli, k);
     } else {

@@ -2,7 +2,7 @@
 
 #include <string.h>
 
-int cli_linux_open(struct cli *cli, struct ms_kernel **k)
+int cli_linux_open(struct cli *cli, struct ms_kernel **k, bool no_vmcoreinfo)
 {
     *k = NULL;
     int rc = cli_open(cli);
@@ -12,7 +12,8 @@ int cli_linux_open(struct cli *cli, struct ms_kernel **k)
     o.symbols = cli->vmlinux ? cli->vmlinux : cli->system_map;
     /* A dump's VMCOREINFO note describes the outer guest's kernel: with a
      * second stage the kernel wanted is the nested guest's, so scan. */
-    if (!cli->second && cli->ram->vmcoreinfo) {
+    o.no_scan = no_vmcoreinfo;
+    if (!no_vmcoreinfo && !cli->second && cli->ram->vmcoreinfo) {
         o.vmcoreinfo = cli->ram->vmcoreinfo;
         o.vmcoreinfo_len = cli->ram->vmcoreinfo_len;
     }
