@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -76,6 +77,142 @@ out:
         elf_end(e);
     close(fd);
     return rc;
+}
+
+
+/* ---- a zero-copy object reader ----
+ * libdwarf's own reader copies every section it loads into malloc'd memory
+ * (4 s on a 590 MB vmlinux); serving sections straight from an mmap of the
+ * file, and hiding the .rela.debug_* sections (the vmlinux is ET_EXEC, its
+ * debug sections already hold final values), makes opening instant. */
+struct obj {
+    uint8_t *map;
+    size_t size;
+    unsigned nsec;
+    struct {
+        Dwarf_Obj_Access_Section info;
+        uint64_t offset;
+        char name[64];
+    } *sec;
+};
+
+static int obj_section_info(void *o, Dwarf_Half i, Dwarf_Obj_Access_Section *ret, int *error)
+{
+    struct obj *ob = o;
+    (void)error;
+    if (i >= ob->nsec)
+        return DW_DLV_NO_ENTRY;
+    *ret = ob->sec[i].info;
+    return DW_DLV_OK;
+}
+
+static Dwarf_Endianness obj_order(void *o)
+{
+    (void)o;
+    return DW_OBJECT_LSB;
+}
+
+static Dwarf_Small obj_eight(void *o)
+{
+    (void)o;
+    return 8;
+}
+
+static Dwarf_Small obj_four(void *o)
+{
+    (void)o;
+    return 4;
+}
+
+static Dwarf_Unsigned obj_count(void *o)
+{
+    return ((struct obj *)o)->nsec;
+}
+
+static int obj_load(void *o, Dwarf_Half i, Dwarf_Small **data, int *error)
+{
+    struct obj *ob = o;
+    (void)error;
+    if (i >= ob->nsec)
+        return DW_DLV_NO_ENTRY;
+    *data = ob->map + ob->sec[i].offset;
+    return DW_DLV_OK;
+}
+
+static const Dwarf_Obj_Access_Methods obj_methods = {
+    obj_section_info, obj_order, obj_four, obj_eight, obj_count, obj_load, NULL,
+};
+
+static void obj_close(struct obj *ob)
+{
+    if (ob->map)
+        munmap(ob->map, ob->size);
+    free(ob->sec);
+    memset(ob, 0, sizeof(*ob));
+}
+
+static int obj_open(struct obj *ob, const char *path, struct ms_err *err)
+{
+    memset(ob, 0, sizeof(*ob));
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ms_err_set(err, MS_EIO, "cannot open %s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) < 0 || sb.st_size < (off_t)sizeof(Elf64_Ehdr)) {
+        close(fd);
+        return ms_err_set(err, MS_EFORMAT, "%s: too small for ELF", path);
+    }
+    ob->size = (size_t)sb.st_size;
+    void *m = mmap(NULL, ob->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED)
+        return ms_err_set(err, MS_EIO, "cannot map %s: %s", path, strerror(errno));
+    ob->map = m;
+    Elf64_Ehdr eh;
+    memcpy(&eh, ob->map, sizeof(eh));
+    if (memcmp(eh.e_ident, ELFMAG, SELFMAG) || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+        eh.e_ident[EI_DATA] != ELFDATA2LSB || eh.e_shentsize != sizeof(Elf64_Shdr) ||
+        eh.e_shnum == 0 || eh.e_shstrndx >= eh.e_shnum || eh.e_shoff > ob->size ||
+        (uint64_t)eh.e_shnum * sizeof(Elf64_Shdr) > ob->size - eh.e_shoff) {
+        obj_close(ob);
+        return ms_err_set(err, MS_EFORMAT, "%s: not a little-endian ELF64 file", path);
+    }
+    ob->nsec = eh.e_shnum;
+    ob->sec = calloc(ob->nsec, sizeof(*ob->sec));
+    if (!ob->sec) {
+        obj_close(ob);
+        return ms_err_set(err, MS_ENOMEM, "out of memory");
+    }
+    const Elf64_Shdr *sh = (const Elf64_Shdr *)(ob->map + eh.e_shoff);
+    const Elf64_Shdr *strs = &sh[eh.e_shstrndx];
+    for (unsigned i = 0; i < ob->nsec; i++) {
+        Elf64_Shdr h;
+        memcpy(&h, &sh[i], sizeof(h));
+        const char *name = "";
+        if (strs->sh_offset < ob->size && h.sh_name < strs->sh_size &&
+            strs->sh_offset + h.sh_name < ob->size) {
+            name = (const char *)ob->map + strs->sh_offset + h.sh_name;
+            if (!memchr(name, '\0', ob->size - (strs->sh_offset + h.sh_name)))
+                name = "";
+        }
+        bool nobits = h.sh_type == SHT_NOBITS;
+        if (!nobits && (h.sh_offset > ob->size || h.sh_size > ob->size - h.sh_offset)) {
+            obj_close(ob);
+            return ms_err_set(err, MS_EFORMAT, "%s: section %u outside the file", path, i);
+        }
+        snprintf(ob->sec[i].name, sizeof(ob->sec[i].name), "%s", name);
+        if (h.sh_type == SHT_RELA || h.sh_type == SHT_REL)
+            snprintf(ob->sec[i].name, sizeof(ob->sec[i].name), ".memsrv-hidden");
+        ob->sec[i].info.addr = h.sh_addr;
+        ob->sec[i].info.type = (h.sh_type == SHT_RELA || h.sh_type == SHT_REL) ? SHT_PROGBITS : h.sh_type;
+        ob->sec[i].info.size = nobits ? 0 : h.sh_size;
+        ob->sec[i].info.name = ob->sec[i].name;
+        ob->sec[i].info.link = h.sh_link;
+        ob->sec[i].info.info = h.sh_info;
+        ob->sec[i].info.entrysize = h.sh_entsize;
+        ob->sec[i].offset = nobits ? 0 : h.sh_offset;
+    }
+    return 0;
 }
 
 static bool udata_attr(Dwarf_Die die, Dwarf_Half at, Dwarf_Unsigned *v)
@@ -327,16 +464,23 @@ int ms_dwarf_scan_types(struct ms_typedb *db, const char *vmlinux, const char *c
     if (!c.left)
         return 0;
     Dwarf_Error de = NULL;
-    if (dwarf_init_path(vmlinux, NULL, 0, DW_DLC_READ, DW_GROUPNUMBER_ANY, NULL, NULL, &c.dbg,
-                        NULL, 0, NULL, &de) != DW_DLV_OK)
+    struct obj ob;
+    rc = obj_open(&ob, vmlinux, err);
+    if (rc < 0)
+        return rc;
+    Dwarf_Obj_Access_Interface iface = {&ob, &obj_methods};
+    if (dwarf_object_init_b(&iface, NULL, NULL, DW_GROUPNUMBER_ANY, &c.dbg, &de) != DW_DLV_OK) {
+        obj_close(&ob);
         return ms_err_set(err, MS_EFORMAT, "libdwarf cannot open %s: %s", vmlinux,
                           de ? dwarf_errmsg(de) : "no DWARF");
+    }
     rc = pass(&c, true, err);
     if (rc == 0 && c.left) {
         /* the cursor restarts after reaching the end: a full pass for the rest */
         rc = pass(&c, false, err);
     }
     dwarf_finish(c.dbg, &de);
+    obj_close(&ob);
     if (rc < 0)
         return rc;
     if (c.oom)
