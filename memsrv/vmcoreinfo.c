@@ -124,18 +124,19 @@ int ms_vmcoreinfo_parse(struct ms_vmcoreinfo **out, const char *text, size_t len
         }
         for (char *k = p; k < eq; k++) {
             if (*k <= ' ' || *k >= 0x7f) {
+                unsigned char c = (unsigned char)*k;
                 ms_vmcoreinfo_free(vi);
                 return ms_err_set(err, MS_EFORMAT,
                                   "VMCOREINFO line %u: non-printable byte 0x%02x in key",
-                                  lineno, (unsigned char)*k);
+                                  lineno, c);
             }
         }
         for (char *v = eq + 1; v < le; v++) {
             if ((unsigned char)*v < ' ' || (unsigned char)*v == 0x7f) {
+                unsigned char c = (unsigned char)*v;
                 ms_vmcoreinfo_free(vi);
                 return ms_err_set(err, MS_EFORMAT,
-                                  "VMCOREINFO line %u: control byte 0x%02x in value", lineno,
-                                  (unsigned char)*v);
+                                  "VMCOREINFO line %u: control byte 0x%02x in value", lineno, c);
             }
         }
         *eq = '\0';
