@@ -23,10 +23,22 @@ static struct ms_typedb_entry *find(const struct ms_typedb *db, const char *key)
     return NULL;
 }
 
+/* C identifiers joined by '.': keeps the text form (and lookups) unambiguous. */
+static bool key_ok(const char *k)
+{
+    if (!*k)
+        return false;
+    for (; *k; k++)
+        if (!((*k >= 'a' && *k <= 'z') || (*k >= 'A' && *k <= 'Z') || (*k >= '0' && *k <= '9') ||
+              *k == '_' || *k == '.'))
+            return false;
+    return true;
+}
+
 int ms_typedb_put(struct ms_typedb *db, const struct ms_typedb_entry *e, struct ms_err *err)
 {
-    if (!memchr(e->key, '\0', sizeof(e->key)) || !e->key[0])
-        return ms_err_set(err, MS_EINVAL, "type key empty or too long");
+    if (!memchr(e->key, '\0', sizeof(e->key)) || !key_ok(e->key))
+        return ms_err_set(err, MS_EINVAL, "type key empty, too long or not an identifier");
     struct ms_typedb_entry *old = find(db, e->key);
     if (old) {
         *old = *e;
@@ -97,7 +109,7 @@ int ms_typedb_from_vmcoreinfo(struct ms_typedb *db, const struct ms_vmcoreinfo *
             continue;
         struct ms_typedb_entry e = {0};
         memcpy(e.key, k + pre, kl - pre - 1);
-        if (ms_parse_dec_u64(vi->entries[i].value, &e.value) < 0)
+        if (ms_parse_dec_u64(vi->entries[i].value, &e.value) < 0 || !key_ok(e.key))
             continue; /* malformed line: leave the key unknown */
         int rc = ms_typedb_put(db, &e, err);
         if (rc < 0)
