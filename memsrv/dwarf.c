@@ -36,8 +36,9 @@ static const char *const hint_cus[] = {
     "init/init_task.c", "kernel/pid.c", NULL,
 };
 
-static int check_compression(const char *path, struct ms_err *err)
+static int check_compression(const char *path, bool *zlib, struct ms_err *err)
 {
+    *zlib = false;
     elf_version(EV_CURRENT);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -61,6 +62,8 @@ static int check_compression(const char *path, struct ms_err *err)
             any_info = true;
         if (sh.sh_flags & SHF_COMPRESSED) {
             GElf_Chdr ch;
+            if (gelf_getchdr(s, &ch) && ch.ch_type == ELFCOMPRESS_ZLIB)
+                *zlib = true;
             if (gelf_getchdr(s, &ch) && ch.ch_type == 2) {
                 rc = ms_err_set(err, MS_EFORMAT,
                                 "%s: %s is zstd-compressed, which libdwarf cannot read "
@@ -447,7 +450,8 @@ static int pass(struct ctx *c, bool hints_only, struct ms_err *err)
 int ms_dwarf_scan_types(struct ms_typedb *db, const char *vmlinux, const char *const *structs,
                         struct ms_err *err)
 {
-    int rc = check_compression(vmlinux, err);
+    bool zlib;
+    int rc = check_compression(vmlinux, &zlib, err);
     if (rc < 0)
         return rc;
     struct ctx c = {0};
@@ -464,15 +468,24 @@ int ms_dwarf_scan_types(struct ms_typedb *db, const char *vmlinux, const char *c
     if (!c.left)
         return 0;
     Dwarf_Error de = NULL;
-    struct obj ob;
-    rc = obj_open(&ob, vmlinux, err);
-    if (rc < 0)
-        return rc;
-    Dwarf_Obj_Access_Interface iface = {&ob, &obj_methods};
-    if (dwarf_object_init_b(&iface, NULL, NULL, DW_GROUPNUMBER_ANY, &c.dbg, &de) != DW_DLV_OK) {
-        obj_close(&ob);
-        return ms_err_set(err, MS_EFORMAT, "libdwarf cannot open %s: %s", vmlinux,
-                          de ? dwarf_errmsg(de) : "no DWARF");
+    struct obj ob = {0};
+    if (zlib) {
+        /* compressed sections need libdwarf's own reader, which inflates them */
+        if (dwarf_init_path(vmlinux, NULL, 0, DW_DLC_READ, DW_GROUPNUMBER_ANY, NULL, NULL, &c.dbg,
+                            NULL, 0, NULL, &de) != DW_DLV_OK)
+            return ms_err_set(err, MS_EFORMAT, "libdwarf cannot open %s: %s", vmlinux,
+                              de ? dwarf_errmsg(de) : "no DWARF");
+    } else {
+        rc = obj_open(&ob, vmlinux, err);
+        if (rc < 0)
+            return rc;
+        Dwarf_Obj_Access_Interface iface = {&ob, &obj_methods};
+        if (dwarf_object_init_b(&iface, NULL, NULL, DW_GROUPNUMBER_ANY, &c.dbg, &de) !=
+            DW_DLV_OK) {
+            obj_close(&ob);
+            return ms_err_set(err, MS_EFORMAT, "libdwarf cannot open %s: %s", vmlinux,
+                              de ? dwarf_errmsg(de) : "no DWARF");
+        }
     }
     rc = pass(&c, true, err);
     if (rc == 0 && c.left) {
