@@ -112,12 +112,12 @@ int ms_prb_decode(const struct ms_prb_image *img, struct ms_printk_log *log, str
         uint64_t id = (tail + n) & DESC_ID_MASK;
         uint64_t idx = id & (count - 1);
         bool ok = true;
-        uint64_t sv = field(img->descs, img->descs_len, idx * l->desc_size, l->desc_state_var, 8,
-                            &ok);
-        uint64_t begin = field(img->descs, img->descs_len, idx * l->desc_size,
-                               l->desc_lpos_begin, 8, &ok);
-        uint64_t next = field(img->descs, img->descs_len, idx * l->desc_size,
-                              l->desc_lpos_next, 8, &ok);
+        uint64_t sv =
+            field(img->descs, img->descs_len, idx * l->desc_size, l->desc_state_var, 8, &ok);
+        uint64_t begin =
+            field(img->descs, img->descs_len, idx * l->desc_size, l->desc_lpos_begin, 8, &ok);
+        uint64_t next =
+            field(img->descs, img->descs_len, idx * l->desc_size, l->desc_lpos_next, 8, &ok);
         if (!ok) {
             note_bad(log, "descriptor %llu beyond the descriptor array (%llu)",
                      (unsigned long long)idx, (unsigned long long)img->descs_len);
@@ -141,15 +141,15 @@ int ms_prb_decode(const struct ms_prb_image *img, struct ms_printk_log *log, str
         uint8_t fl = (uint8_t)field(img->infos, img->infos_len, io, l->info_flags_level, 1, &ok);
         r.caller_id = (uint32_t)field(img->infos, img->infos_len, io, l->info_caller_id, 4, &ok);
         if (!ok) {
-            note_bad(log, "info %llu beyond the info array (%llu bytes)",
-                     (unsigned long long)idx, (unsigned long long)img->infos_len);
+            note_bad(log, "info %llu beyond the info array (%llu bytes)", (unsigned long long)idx,
+                     (unsigned long long)img->infos_len);
             continue;
         }
         r.flags = fl & 0x1f;
         r.level = fl >> 5;
         if ((r.seq & (count - 1)) != idx) {
-            note_bad(log, "record seq %llu does not belong in slot %llu",
-                     (unsigned long long)r.seq, (unsigned long long)idx);
+            note_bad(log, "record seq %llu does not belong in slot %llu", (unsigned long long)r.seq,
+                     (unsigned long long)idx);
             continue;
         }
         if (have_prev && r.seq <= prev_seq) {
@@ -230,7 +230,8 @@ int ms_plog_decode(const struct ms_plog_layout *l, const uint8_t *buf, size_t bu
     uint64_t max = buf_len / l->size + 2;
     for (uint64_t n = 0; idx != next_idx; n++) {
         if (n > max) {
-            note_bad(log, "log_buf walk exceeded %llu records at %llu", (unsigned long long)max, (unsigned long long)idx);
+            note_bad(log, "log_buf walk exceeded %llu records at %llu", (unsigned long long)max,
+                     (unsigned long long)idx);
             break;
         }
         bool ok = true;
@@ -269,7 +270,8 @@ int ms_plog_decode(const struct ms_plog_layout *l, const uint8_t *buf, size_t bu
                 log->truncated++;
                 text_len = len - l->size;
             } else {
-                note_bad(log, "log_buf record at %llu truncated (len %llu)", (unsigned long long)idx, (unsigned long long)len);
+                note_bad(log, "log_buf record at %llu truncated (len %llu)",
+                         (unsigned long long)idx, (unsigned long long)len);
                 break;
             }
         }
@@ -300,8 +302,8 @@ int ms_prb_layout_from_typedb(struct ms_prb_layout *l, const struct ms_typedb *d
     memset(l, 0, sizeof(*l));
     uint64_t desc_lpos, lb, ln, counter = 0;
     int rc = 0;
-#define O(t, m, dst)                                                                              \
-    if (rc == 0)                                                                                  \
+#define O(t, m, dst)                                                                               \
+    if (rc == 0)                                                                                   \
     rc = get_off(db, t, m, dst, err)
     O("printk_ringbuffer", "desc_ring", &l->rb_desc_ring);
     O("printk_ringbuffer", "text_data_ring", &l->rb_text_data_ring);
@@ -368,8 +370,7 @@ int ms_plog_layout_from_typedb(struct ms_plog_layout *l, const struct ms_typedb 
     if (ms_typedb_offset(db, "printk_log", "facility", &l->facility, NULL) < 0)
         l->facility = l->dict_len + 2;
     l->flags_level = l->facility + 1;
-    l->has_caller_id =
-        ms_typedb_offset(db, "printk_log", "caller_id", &l->caller_id, NULL) == 0;
+    l->has_caller_id = ms_typedb_offset(db, "printk_log", "caller_id", &l->caller_id, NULL) == 0;
     return 0;
 }
 
@@ -411,8 +412,8 @@ static int read_hdr(struct ms_space *s, const struct ms_prb_layout *l, uint64_t 
                           (unsigned long long)l->rb_size);
     int rc = ms_space_read(s, rb, buf, (size_t)l->rb_size, NULL, err);
     if (rc < 0)
-        return ms_err_prefix(err, "reading struct printk_ringbuffer at 0x%llx: ",
-                             (unsigned long long)rb);
+        return ms_err_prefix(
+            err, "reading struct printk_ringbuffer at 0x%llx: ", (unsigned long long)rb);
     bool ok = true;
     uint64_t d = l->rb_desc_ring, t = l->rb_text_data_ring, n = l->rb_size;
     h->count_bits = field(buf, n, d, l->dr_count_bits, 4, &ok);
@@ -449,11 +450,12 @@ int ms_prb_read(struct ms_space *space, const struct ms_prb_layout *l, uint64_t 
         uint64_t count = 1ULL << h.count_bits;
         if (count > UINT64_MAX / l->info_size)
             return ms_err_set(err, MS_EFORMAT, "printk ring too large");
-        uint8_t *descs = read_block(space, h.descs, count * l->desc_size, "printk descriptors", err);
-        uint8_t *infos = descs ? read_block(space, h.infos, count * l->info_size, "printk infos", err)
-                               : NULL;
-        uint8_t *data = infos ? read_block(space, h.data, 1ULL << h.size_bits, "printk text ring", err)
-                              : NULL;
+        uint8_t *descs =
+            read_block(space, h.descs, count * l->desc_size, "printk descriptors", err);
+        uint8_t *infos =
+            descs ? read_block(space, h.infos, count * l->info_size, "printk infos", err) : NULL;
+        uint8_t *data =
+            infos ? read_block(space, h.data, 1ULL << h.size_bits, "printk text ring", err) : NULL;
         if (!data) {
             free(descs);
             free(infos);
@@ -491,8 +493,7 @@ int ms_prb_read(struct ms_space *space, const struct ms_prb_layout *l, uint64_t 
 }
 
 int ms_plog_read(struct ms_space *space, const struct ms_plog_layout *l,
-                 const struct ms_plog_symbols *syms, struct ms_printk_log *log,
-                 struct ms_err *err)
+                 const struct ms_plog_symbols *syms, struct ms_printk_log *log, struct ms_err *err)
 {
     uint64_t buf_addr, first_seq;
     uint32_t buf_len, first_idx, next_idx;

@@ -72,9 +72,12 @@ struct ms_prb_image {
     unsigned count_bits; /* descriptors: 1 << count_bits */
     unsigned size_bits;  /* text ring bytes: 1 << size_bits */
     uint64_t head_id, tail_id;
-    const uint8_t *descs; size_t descs_len;
-    const uint8_t *infos; size_t infos_len;
-    const uint8_t *data; size_t data_len;
+    const uint8_t *descs;
+    size_t descs_len;
+    const uint8_t *infos;
+    size_t infos_len;
+    const uint8_t *data;
+    size_t data_len;
 };
 
 #define MS_PRB_MAX_COUNT_BITS 24 /* 16M descriptors */
@@ -103,8 +106,7 @@ struct ms_plog_symbols {
     uint64_t log_buf, log_buf_len, log_first_idx, log_next_idx, log_first_seq;
 };
 int ms_plog_read(struct ms_space *space, const struct ms_plog_layout *l,
-                 const struct ms_plog_symbols *syms, struct ms_printk_log *log,
-                 struct ms_err *err);
+                 const struct ms_plog_symbols *syms, struct ms_printk_log *log, struct ms_err *err);
 
 enum ms_dmesg_style {
     MS_DMESG_PLAIN, /* dmesg(1): "[    1.234567] text", each line of a record prefixed */

@@ -32,8 +32,12 @@ struct ctx {
 /* Compile units whose names suggest they define the structs we ask for:
  * decoding only these first keeps a 590 MB vmlinux fast. */
 static const char *const hint_cus[] = {
-    "kernel/printk/printk_ringbuffer.c", "kernel/printk/printk.c", "kernel/fork.c",
-    "init/init_task.c", "kernel/pid.c", NULL,
+    "kernel/printk/printk_ringbuffer.c",
+    "kernel/printk/printk.c",
+    "kernel/fork.c",
+    "init/init_task.c",
+    "kernel/pid.c",
+    NULL,
 };
 
 static int check_compression(const char *path, bool *zlib, struct ms_err *err)
@@ -82,7 +86,6 @@ out:
     return rc;
 }
 
-
 /* ---- a zero-copy object reader ----
  * libdwarf's own reader copies every section it loads into malloc'd memory
  * (4 s on a 590 MB vmlinux); serving sections straight from an mmap of the
@@ -96,7 +99,7 @@ struct obj {
         Dwarf_Obj_Access_Section info;
         uint64_t offset;
         char name[64];
-    } *sec;
+    } * sec;
 };
 
 static int obj_section_info(void *o, Dwarf_Half i, Dwarf_Obj_Access_Section *ret, int *error)
@@ -207,7 +210,8 @@ static int obj_open(struct obj *ob, const char *path, struct ms_err *err)
         if (h.sh_type == SHT_RELA || h.sh_type == SHT_REL)
             snprintf(ob->sec[i].name, sizeof(ob->sec[i].name), ".memsrv-hidden");
         ob->sec[i].info.addr = h.sh_addr;
-        ob->sec[i].info.type = (h.sh_type == SHT_RELA || h.sh_type == SHT_REL) ? SHT_PROGBITS : h.sh_type;
+        ob->sec[i].info.type =
+            (h.sh_type == SHT_RELA || h.sh_type == SHT_REL) ? SHT_PROGBITS : h.sh_type;
         ob->sec[i].info.size = nobits ? 0 : h.sh_size;
         ob->sec[i].info.name = ob->sec[i].name;
         ob->sec[i].info.link = h.sh_link;
@@ -480,8 +484,7 @@ int ms_dwarf_scan_types(struct ms_typedb *db, const char *vmlinux, const char *c
         if (rc < 0)
             return rc;
         Dwarf_Obj_Access_Interface iface = {&ob, &obj_methods};
-        if (dwarf_object_init_b(&iface, NULL, NULL, DW_GROUPNUMBER_ANY, &c.dbg, &de) !=
-            DW_DLV_OK) {
+        if (dwarf_object_init_b(&iface, NULL, NULL, DW_GROUPNUMBER_ANY, &c.dbg, &de) != DW_DLV_OK) {
             obj_close(&ob);
             return ms_err_set(err, MS_EFORMAT, "libdwarf cannot open %s: %s", vmlinux,
                               de ? dwarf_errmsg(de) : "no DWARF");
@@ -610,7 +613,8 @@ int ms_dwarf_load_types(struct ms_typedb *db, const char *vmlinux, const char *c
     if (rc == 0)
         rc = merge(db, &cache, err);
     if (rc == 0)
-        snprintf(db->source, sizeof(db->source), "%s", used && complete ? "DWARF (cached)" : "DWARF");
+        snprintf(db->source, sizeof(db->source), "%s",
+                 used && complete ? "DWARF (cached)" : "DWARF");
     ms_typedb_free(&cache);
     return rc;
 }

@@ -31,7 +31,9 @@ int ms_kernel_symbol(const struct ms_kernel *k, const char *name, uint64_t *addr
         return 0;
     return ms_err_set(err, MS_ENOTFOUND, "symbol %s unknown (%s%s)", name,
                       k->syms ? "not in " : "no symbol file",
-                      k->syms ? ms_symtab_path(k->syms) : k->vmcoreinfo ? ", not in VMCOREINFO" : ", no VMCOREINFO");
+                      k->syms         ? ms_symtab_path(k->syms)
+                      : k->vmcoreinfo ? ", not in VMCOREINFO"
+                                      : ", no VMCOREINFO");
 }
 
 /* Reads the banner's expected bytes: the whole string from a vmlinux, else
@@ -177,20 +179,22 @@ int ms_kernel_open(struct ms_kernel **out, struct ms_space *phys, const struct m
         const char *bid = ms_vmcoreinfo_get(k->vmcoreinfo, "BUILD-ID");
         if (bid && k->syms && ms_symtab_build_id(k->syms)[0] &&
             strncmp(bid, ms_symtab_build_id(k->syms), 40) != 0) {
-            rc = ms_err_set(err, MS_EINVAL,
-                            "%s (build id %s) is not the running kernel (VMCOREINFO BUILD-ID %.40s)",
-                            ms_symtab_path(k->syms), ms_symtab_build_id(k->syms), bid);
+            rc =
+                ms_err_set(err, MS_EINVAL,
+                           "%s (build id %s) is not the running kernel (VMCOREINFO BUILD-ID %.40s)",
+                           ms_symtab_path(k->syms), ms_symtab_build_id(k->syms), bid);
             goto fail;
         }
     }
     uint64_t slide = 0, pb = 0, top_va = 0;
     int64_t pbn = 0, l5 = 0;
     bool have_slide = k->vmcoreinfo && ms_vmcoreinfo_kerneloffset(k->vmcoreinfo, &slide, NULL) == 0;
-    bool have_pb = k->vmcoreinfo && ms_vmcoreinfo_number(k->vmcoreinfo, "phys_base", &pbn, NULL) == 0;
-    bool have_top = k->vmcoreinfo &&
-                    ms_vmcoreinfo_symbol(k->vmcoreinfo, "init_top_pgt", &top_va, NULL) == 0;
-    bool have_l5 = k->vmcoreinfo &&
-                   ms_vmcoreinfo_number(k->vmcoreinfo, "pgtable_l5_enabled", &l5, NULL) == 0;
+    bool have_pb =
+        k->vmcoreinfo && ms_vmcoreinfo_number(k->vmcoreinfo, "phys_base", &pbn, NULL) == 0;
+    bool have_top =
+        k->vmcoreinfo && ms_vmcoreinfo_symbol(k->vmcoreinfo, "init_top_pgt", &top_va, NULL) == 0;
+    bool have_l5 =
+        k->vmcoreinfo && ms_vmcoreinfo_number(k->vmcoreinfo, "pgtable_l5_enabled", &l5, NULL) == 0;
     if (have_slide && have_pb && (have_top || o->kspace)) {
         k->slide = slide;
         k->phys_base = (uint64_t)pbn;
@@ -202,8 +206,8 @@ int ms_kernel_open(struct ms_kernel **out, struct ms_space *phys, const struct m
                  (unsigned long long)k->root, k->levels);
     } else if (k->syms) {
         unsigned lv = have_l5 ? (l5 ? 5 : 4) : 0;
-        rc = ms_kernel_find_slide(phys, k->syms, o->kspace, lv, &k->slide, &k->phys_base,
-                                  &k->root, &k->levels, err);
+        rc = ms_kernel_find_slide(phys, k->syms, o->kspace, lv, &k->slide, &k->phys_base, &k->root,
+                                  &k->levels, err);
         if (rc < 0)
             goto fail;
         (void)pb;
@@ -253,9 +257,9 @@ int ms_kernel_dmesg(struct ms_kernel *k, struct ms_printk_log *log, struct ms_er
     if (ms_kernel_symbol(k, "prb", &prb_sym, NULL) == 0) {
         struct ms_prb_layout l;
         if (ms_prb_layout_from_typedb(&l, &k->types, NULL) < 0) {
-            static const char *const want[] = {"printk_ringbuffer", "prb_desc_ring",
-                                               "prb_data_ring", "prb_desc", "prb_data_blk_lpos",
-                                               "printk_info", "atomic_long_t", NULL};
+            static const char *const want[] = {
+                "printk_ringbuffer", "prb_desc_ring", "prb_data_ring", "prb_desc",
+                "prb_data_blk_lpos", "printk_info",   "atomic_long_t", NULL};
             int rc = ms_kernel_need_types(k, want, err);
             if (rc < 0)
                 return ms_err_prefix(err, "no printk layout in VMCOREINFO: ");

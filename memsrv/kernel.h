@@ -17,8 +17,8 @@
 #include "vmcoreinfo.h"
 
 struct ms_kernel_opts {
-    const char *symbols;     /* vmlinux or System.map path, or NULL */
-    const char *vmcoreinfo;  /* VMCOREINFO text from a dump note, or NULL (then scan) */
+    const char *symbols;    /* vmlinux or System.map path, or NULL */
+    const char *vmcoreinfo; /* VMCOREINFO text from a dump note, or NULL (then scan) */
     size_t vmcoreinfo_len;
     struct ms_space *kspace; /* the user's kernel paging space (--cr3), or NULL */
     bool no_scan;            /* don't scan RAM for VMCOREINFO */

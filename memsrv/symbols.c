@@ -499,8 +499,7 @@ int ms_symtab_read_image(const struct ms_symtab *st, uint64_t vaddr, void *buf, 
                          struct ms_err *err)
 {
     if (!st->is_elf)
-        return ms_err_set(err, MS_EINVAL, "%s is not an ELF file: no section contents",
-                          st->path);
+        return ms_err_set(err, MS_EINVAL, "%s is not an ELF file: no section contents", st->path);
     for (size_t i = 0; i < st->nsecs; i++) {
         const struct image_section *s = &st->secs[i];
         if (vaddr >= s->addr && vaddr - s->addr <= s->size && len <= s->size - (vaddr - s->addr)) {

@@ -104,9 +104,9 @@ static void read_task(struct ms_kernel *k, const struct task_layout *l, uint64_t
 
 /* Walks the circular list whose head is at `head` (an embedded list_head),
  * calling back with each entry's container address (offset off). */
-static int walk(struct ms_kernel *k, uint64_t head, uint64_t off, struct seen *seen,
-                size_t max, size_t *n, const struct task_layout *l, struct ms_task_list *out,
-                bool threads, struct ms_err *err)
+static int walk(struct ms_kernel *k, uint64_t head, uint64_t off, struct seen *seen, size_t max,
+                size_t *n, const struct task_layout *l, struct ms_task_list *out, bool threads,
+                struct ms_err *err)
 {
     uint64_t cur;
     if (ms_space_read(k->space, head, &cur, 8, NULL, err) < 0)
@@ -135,8 +135,8 @@ static int walk(struct ms_kernel *k, uint64_t head, uint64_t off, struct seen *s
             /* a thread already listed (the leader itself): fine */
         }
         if (ms_space_read(k->space, cur, &cur, 8, NULL, err) < 0)
-            return ms_err_prefix(err, "following the task list at 0x%llx: ",
-                                 (unsigned long long)task);
+            return ms_err_prefix(err,
+                                 "following the task list at 0x%llx: ", (unsigned long long)task);
     }
     return 0;
 }
@@ -214,7 +214,8 @@ void ms_tasks_format(const struct ms_task_list *l, struct ms_strbuf *sb)
         size_t o = 0;
         for (size_t j = 0; t->comm[j] && j < 16; j++) {
             unsigned char c = (unsigned char)t->comm[j];
-            o += (size_t)snprintf(comm + o, sizeof(comm) - o, c >= 0x20 && c < 0x7f ? "%c" : "\\x%02x", c);
+            o += (size_t)snprintf(comm + o, sizeof(comm) - o,
+                                  c >= 0x20 && c < 0x7f ? "%c" : "\\x%02x", c);
         }
         comm[o] = '\0';
         ms_strbuf_printf(sb, "%7d %7d  %-2s  %016llx  %s\n", t->pid, t->ppid,

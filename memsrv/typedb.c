@@ -74,8 +74,7 @@ int ms_typedb_offset(const struct ms_typedb *db, const char *type, const char *m
     return 0;
 }
 
-int ms_typedb_size(const struct ms_typedb *db, const char *type, uint64_t *size,
-                   struct ms_err *err)
+int ms_typedb_size(const struct ms_typedb *db, const char *type, uint64_t *size, struct ms_err *err)
 {
     const struct ms_typedb_entry *e = find(db, type);
     if (!e)

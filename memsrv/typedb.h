@@ -13,7 +13,7 @@
 #include "vmcoreinfo.h"
 
 struct ms_typedb_entry {
-    char key[96]; /* "printk_info.seq" (member) or "printk_info" (size) */
+    char key[96];         /* "printk_info.seq" (member) or "printk_info" (size) */
     uint64_t value;       /* byte offset, or size in bytes */
     uint64_t member_size; /* member entries: its size (0 when unknown) */
     uint16_t bit_offset;  /* bitfields: bit offset from the struct start */

@@ -127,8 +127,8 @@ int ms_vmcoreinfo_parse(struct ms_vmcoreinfo **out, const char *text, size_t len
                 unsigned char c = (unsigned char)*k;
                 ms_vmcoreinfo_free(vi);
                 return ms_err_set(err, MS_EFORMAT,
-                                  "VMCOREINFO line %u: non-printable byte 0x%02x in key",
-                                  lineno, c);
+                                  "VMCOREINFO line %u: non-printable byte 0x%02x in key", lineno,
+                                  c);
             }
         }
         for (char *v = eq + 1; v < le; v++) {
@@ -172,7 +172,7 @@ static int lookup(const struct ms_vmcoreinfo *vi, const char *key, enum kind kin
     const char *v = ms_vmcoreinfo_get(vi, key);
     if (!v)
         return ms_err_set(err, MS_ENOTFOUND, "VMCOREINFO has no %s", key);
-    int rc = kind == HEX ? ms_parse_hex_u64(v, u)
+    int rc = kind == HEX   ? ms_parse_hex_u64(v, u)
              : kind == DEC ? ms_parse_dec_u64(v, u)
                            : ms_parse_dec_i64(v, s);
     if (rc < 0)
@@ -234,8 +234,7 @@ int ms_vmcoreinfo_length(const struct ms_vmcoreinfo *vi, const char *name, uint6
     return lookup(vi, k, DEC, value, NULL, err);
 }
 
-int ms_vmcoreinfo_kerneloffset(const struct ms_vmcoreinfo *vi, uint64_t *slide,
-                               struct ms_err *err)
+int ms_vmcoreinfo_kerneloffset(const struct ms_vmcoreinfo *vi, uint64_t *slide, struct ms_err *err)
 {
     return lookup(vi, "KERNELOFFSET", HEX, slide, NULL, err);
 }
@@ -271,7 +270,8 @@ static int try_at(struct ms_space *phys, uint64_t addr, struct ms_vmcoreinfo **o
      * such as "OSRELEASE=%s") does not parse as numbers. */
     if (rc == 0) {
         uint64_t ps;
-        if (lookup(*out, "PAGESIZE", DEC, &ps, NULL, NULL) < 0 || strchr(ms_vmcoreinfo_get(*out, "OSRELEASE"), '%')) {
+        if (lookup(*out, "PAGESIZE", DEC, &ps, NULL, NULL) < 0 ||
+            strchr(ms_vmcoreinfo_get(*out, "OSRELEASE"), '%')) {
             ms_vmcoreinfo_free(*out);
             *out = NULL;
             rc = MS_EFORMAT;
@@ -339,7 +339,6 @@ int ms_vmcoreinfo_scan(struct ms_vmcoreinfo **out, struct ms_space *phys, bool f
             return 0;
         }
     }
-    return ms_err_set(err, MS_ENOTFOUND,
-                      "no VMCOREINFO found in guest-physical memory%s",
+    return ms_err_set(err, MS_ENOTFOUND, "no VMCOREINFO found in guest-physical memory%s",
                       full_scan ? "" : " (page-aligned probe only)");
 }

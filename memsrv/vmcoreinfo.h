@@ -50,8 +50,7 @@ int ms_vmcoreinfo_number(const struct ms_vmcoreinfo *vi, const char *name, int64
 int ms_vmcoreinfo_length(const struct ms_vmcoreinfo *vi, const char *name, uint64_t *value,
                          struct ms_err *err); /* LENGTH(name)=dec */
 /* KERNELOFFSET=hex (the KASLR slide). */
-int ms_vmcoreinfo_kerneloffset(const struct ms_vmcoreinfo *vi, uint64_t *slide,
-                               struct ms_err *err);
+int ms_vmcoreinfo_kerneloffset(const struct ms_vmcoreinfo *vi, uint64_t *slide, struct ms_err *err);
 
 /* Finds VMCOREINFO in guest-physical memory: space is physical, or an
  * EPT/NPT space for a nested guest (its mapped pages are enumerated). First

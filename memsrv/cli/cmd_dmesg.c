@@ -24,7 +24,8 @@ int cmd_dmesg(struct cli *cli, int argc, char **argv)
                 return cli_usage("--level takes 0..7 (records at or below it are shown)");
             o.max_level = (int)v;
         } else {
-            return cli_usage("usage: dmesg [--raw|--crash] [--level N] [--stats] [--no-vmcoreinfo]");
+            return cli_usage(
+                "usage: dmesg [--raw|--crash] [--level N] [--stats] [--no-vmcoreinfo]");
         }
     }
     struct ms_kernel *k;

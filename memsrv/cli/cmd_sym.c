@@ -25,7 +25,8 @@ int cmd_sym(struct cli *cli, int argc, char **argv)
     } else {
         const char *path = cli->vmlinux ? cli->vmlinux : cli->system_map;
         if (!path)
-            return cli_usage("sym needs --vmlinux or --system-map (or --ram/--dump with VMCOREINFO)");
+            return cli_usage(
+                "sym needs --vmlinux or --system-map (or --ram/--dump with VMCOREINFO)");
         if (ms_symtab_load(&st, path, &cli->err))
             return cli_fail(cli);
     }
@@ -38,7 +39,8 @@ int cmd_sym(struct cli *cli, int argc, char **argv)
         struct ms_err e;
         bool is_num = ms_parse_u64(a, &end, &v, &e) == 0 && *end == '\0';
         if (!is_num) {
-            int rc = k ? ms_kernel_symbol(k, a, &v, &cli->err) : ms_symtab_lookup(st, a, &v, &cli->err);
+            int rc =
+                k ? ms_kernel_symbol(k, a, &v, &cli->err) : ms_symtab_lookup(st, a, &v, &cli->err);
             if (rc == MS_ENOTFOUND && strpbrk(a, "+-"))
                 rc = ms_parse_expr(a, k ? cli->resolve : NULL, k, &v, &cli->err);
             if (rc < 0) {

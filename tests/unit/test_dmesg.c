@@ -183,8 +183,8 @@ static void test_wrap(void)
     CHECK(ms_prb_decode(&img, &log, &err) == 0, "decode: %s", err.msg);
     uint64_t want = r.head_id - r.tail_id + 1;
     CHECK(log.count == want, "count %zu want %llu (bad %llu incomplete %llu: %s)", log.count,
-          (unsigned long long)want, (unsigned long long)log.bad,
-          (unsigned long long)log.incomplete, log.first_bad);
+          (unsigned long long)want, (unsigned long long)log.bad, (unsigned long long)log.incomplete,
+          log.first_bad);
     for (size_t i = 0; i < log.count; i++) {
         uint64_t id = r.tail_id + i;
         char exp[64], got[64];
@@ -267,7 +267,10 @@ static void test_dataless_and_format(void)
     ring_add(&r, "lost", 6, 0, 0);
     put64(r.descs + 1 * DESC_SZ + 8, 1); /* FAILED_LPOS */
     put64(r.descs + 1 * DESC_SZ + 16, 1);
-    ring_add(&r, "ctl\x01" "x", 6, 0, 0);
+    ring_add(&r,
+             "ctl\x01"
+             "x",
+             6, 0, 0);
     struct ms_printk_log log;
     ms_printk_log_init(&log);
     struct ms_prb_image img = image(&r);
@@ -322,8 +325,7 @@ static void test_plog(void)
     struct ms_printk_log log;
     ms_printk_log_init(&log);
     struct ms_err err;
-    CHECK(ms_plog_decode(&l, buf, sizeof(buf), 72, next, 10, &log, &err) == 0, "plog: %s",
-          err.msg);
+    CHECK(ms_plog_decode(&l, buf, sizeof(buf), 72, next, 10, &log, &err) == 0, "plog: %s", err.msg);
     CHECK(log.count == 4, "plog count %zu bad %llu %s", log.count, (unsigned long long)log.bad,
           log.first_bad);
     char b[64];

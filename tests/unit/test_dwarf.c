@@ -56,7 +56,7 @@ static void test_layouts(void)
     int rc = ms_dwarf_scan_types(&db, self, want, &err);
     CHECK(rc == 0, "scan: %s", err.msg);
     uint64_t v;
-#define OFF(t, m, want_)                                                                          \
+#define OFF(t, m, want_)                                                                           \
     CHECK(ms_typedb_offset(&db, #t, #m, &v, &err) == 0 && v == (want_), #t "." #m ": %llu vs %zu", \
           (unsigned long long)v, (size_t)(want_))
     OFF(memsrv_test_task, pad, offsetof(struct memsrv_test_task, pad));
@@ -114,8 +114,8 @@ static void test_cache_and_zstd(void)
           "cached value");
     ms_typedb_free(&db);
     /* zstd-compressed debug sections: an error, not an empty answer */
-    snprintf(cmd, sizeof(cmd),
-             "objcopy --compress-debug-sections=zstd '%s' '%s.z' 2>/dev/null", self, copy);
+    snprintf(cmd, sizeof(cmd), "objcopy --compress-debug-sections=zstd '%s' '%s.z' 2>/dev/null",
+             self, copy);
     if (system(cmd) == 0) {
         char z[4300];
         snprintf(z, sizeof(z), "%s.z", copy);

@@ -69,11 +69,12 @@ static void test_hostile(void)
     struct ms_vmcoreinfo *vi;
     struct ms_err err;
     static const char *bad[] = {
-        "PAGESIZE=4096\n",                      /* no OSRELEASE */
+        "PAGESIZE=4096\n",                       /* no OSRELEASE */
         "OSRELEASE=6.1\nnot a key value line\n", /* no '=' */
-        "OSRELEASE=6.1\n=value\n",              /* empty key */
-        "OSRELEASE=6.1\nKEY\x01=1\n",           /* control byte in key */
-        "OSRELEASE=6.1\nKEY=a\x02" "b\n",     /* control byte in value */
+        "OSRELEASE=6.1\n=value\n",               /* empty key */
+        "OSRELEASE=6.1\nKEY\x01=1\n",            /* control byte in key */
+        "OSRELEASE=6.1\nKEY=a\x02"
+        "b\n", /* control byte in value */
         "",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
