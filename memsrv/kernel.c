@@ -226,11 +226,17 @@ int ms_kernel_open(struct ms_kernel **out, struct ms_space *phys, const struct m
         ms_symtab_set_slide(k->syms, k->slide);
     if (o->kspace) {
         k->space = o->kspace;
+        k->own_space = false;
     } else {
         rc = ms_space_paging(&k->space, phys, k->root, k->levels, err);
         if (rc < 0)
             goto fail;
         k->own_space = true;
+    }
+    if (o->kallsyms && !k->syms) {
+        rc = ms_kernel_load_kallsyms(k, 0, err);
+        if (rc < 0)
+            goto fail;
     }
     *out = k;
     return 0;
@@ -293,4 +299,117 @@ int ms_kernel_dmesg(struct ms_kernel *k, struct ms_printk_log *log, struct ms_er
             return rc;
     }
     return ms_plog_read(k->space, &l, &s, log, err);
+}
+
+static void *read_kmem(struct ms_kernel *k, uint64_t addr, uint64_t len, const char *what,
+                       struct ms_err *err)
+{
+    void *p = malloc(len ? (size_t)len : 1);
+    if (!p) {
+        ms_err_set(err, MS_ENOMEM, "out of memory for %s", what);
+        return NULL;
+    }
+    if (ms_space_read(k->space, addr, p, (size_t)len, NULL, err) < 0) {
+        ms_err_prefix(err, "reading %s: ", what);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+int ms_kernel_load_kallsyms(struct ms_kernel *k, size_t max_syms, struct ms_err *err)
+{
+    if (!max_syms)
+        max_syms = 1u << 20;
+    uint64_t a_num, a_names, a_tt, a_ti, a_off, a_base;
+    int rc = 0;
+    const char *names[] = {"kallsyms_num_syms",    "kallsyms_names",   "kallsyms_token_table",
+                           "kallsyms_token_index", "kallsyms_offsets", "kallsyms_relative_base"};
+    uint64_t *dst[] = {&a_num, &a_names, &a_tt, &a_ti, &a_off, &a_base};
+    for (int i = 0; i < 6 && rc == 0; i++)
+        rc = k->vmcoreinfo ? ms_vmcoreinfo_symbol(k->vmcoreinfo, names[i], dst[i], err)
+                           : ms_err_set(err, MS_ENOTFOUND, "no VMCOREINFO");
+    if (rc < 0)
+        return ms_err_prefix(err, "kallsyms: ");
+    uint32_t num;
+    uint64_t base;
+    if (ms_space_read(k->space, a_num, &num, 4, NULL, err) < 0 ||
+        ms_space_read(k->space, a_base, &base, 8, NULL, err) < 0)
+        return ms_err_prefix(err, "kallsyms: ");
+    if (num == 0 || num > max_syms)
+        return ms_err_set(err, MS_EFORMAT, "kallsyms_num_syms %u implausible", num);
+    /* the tables are laid out names < token_table < token_index */
+    if (a_tt <= a_names || a_tt - a_names > (64u << 20) || a_ti <= a_tt || a_ti - a_tt > 65536)
+        return ms_err_set(err, MS_EFORMAT, "kallsyms tables out of order");
+    uint64_t nlen = a_tt - a_names, tlen = a_ti - a_tt;
+    uint8_t *nm = read_kmem(k, a_names, nlen, "kallsyms_names", err);
+    char *tt = nm ? read_kmem(k, a_tt, tlen + 1, "kallsyms_token_table", err) : NULL;
+    uint16_t *ti = tt ? read_kmem(k, a_ti, 512, "kallsyms_token_index", err) : NULL;
+    int32_t *off = ti ? read_kmem(k, a_off, (uint64_t)num * 4, "kallsyms_offsets", err) : NULL;
+    struct ms_strbuf map;
+    ms_strbuf_init(&map);
+    rc = off ? 0 : (err ? err->code : MS_EIO);
+    if (tt)
+        tt[tlen] = '\0';
+    uint64_t pos = 0;
+    for (uint32_t i = 0; rc == 0 && i < num; i++) {
+        if (pos >= nlen) {
+            rc = ms_err_set(err, MS_EFORMAT, "kallsyms_names ends at symbol %u of %u", i, num);
+            break;
+        }
+        unsigned len = nm[pos++];
+        if (len & 0x80) { /* "big" symbol (6.1+): two-byte length */
+            if (pos >= nlen) {
+                rc = ms_err_set(err, MS_EFORMAT, "kallsyms_names truncated");
+                break;
+            }
+            len = (len & 0x7f) | (unsigned)nm[pos++] << 7;
+        }
+        if (len == 0 || len > nlen - pos) {
+            rc = ms_err_set(err, MS_EFORMAT, "kallsyms_names: bad length at symbol %u", i);
+            break;
+        }
+        char name[1024];
+        size_t n = 0;
+        for (unsigned j = 0; j < len; j++) {
+            unsigned t = ti[nm[pos + j]];
+            if (t >= tlen) {
+                rc = ms_err_set(err, MS_EFORMAT, "kallsyms token index out of range");
+                break;
+            }
+            for (const char *c = tt + t; *c && n < sizeof(name) - 1; c++)
+                name[n++] = *c;
+        }
+        pos += len;
+        name[n] = '\0';
+        if (rc < 0)
+            break;
+        /* the first character is the nm type letter */
+        char type = name[0];
+        bool ok_name = n >= 2 && ((type >= 'a' && type <= 'z') || (type >= 'A' && type <= 'Z'));
+        for (size_t j = 1; ok_name && j < n; j++)
+            if (name[j] <= ' ' || name[j] >= 0x7f)
+                ok_name = false;
+        if (!ok_name)
+            continue; /* keep what is decodable; a map line cannot hold it */
+        /* CONFIG_KALLSYMS_ABSOLUTE_PERCPU (x86-64): >= 0 absolute, else relative */
+        uint64_t addr =
+            off[i] >= 0 ? (uint64_t)(int64_t)off[i] : base - 1 - (uint64_t)(int64_t)off[i];
+        ms_strbuf_printf(&map, "%016llx %c %s\n", (unsigned long long)addr, type, name + 1);
+    }
+    if (rc == 0 && map.failed)
+        rc = ms_err_set(err, MS_ENOMEM, "out of memory for kallsyms");
+    struct ms_symtab *st = NULL;
+    if (rc == 0)
+        rc = ms_symtab_parse_map(&st, ms_strbuf_str(&map), map.len, err);
+    if (rc == 0) {
+        ms_symtab_set_slide(st, 0); /* runtime addresses already */
+        k->syms = st;
+    }
+    ms_strbuf_free(&map);
+    free(nm);
+    free(tt);
+    free(ti);
+    free(off);
+    return rc < 0 ? ms_err_prefix(err, "kallsyms: ") : 0;
 }

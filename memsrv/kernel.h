@@ -22,6 +22,7 @@ struct ms_kernel_opts {
     size_t vmcoreinfo_len;
     struct ms_space *kspace; /* the user's kernel paging space (--cr3), or NULL */
     bool no_scan;            /* don't scan RAM for VMCOREINFO */
+    bool kallsyms;           /* no symbol file: read the kernel's kallsyms */
 };
 
 struct ms_kernel {
@@ -47,6 +48,12 @@ void ms_kernel_close(struct ms_kernel *k);
  * VMCOREINFO's SYMBOL(name). */
 int ms_kernel_symbol(const struct ms_kernel *k, const char *name, uint64_t *addr,
                      struct ms_err *err);
+
+/* Builds k->syms from the kernel's own kallsyms tables (their addresses
+ * come from VMCOREINFO), so symbols work with no vmlinux or System.map.
+ * Addresses are runtime ones (slide already in). At most max_syms (0 =
+ * 1M) symbols; malformed tables are an error. */
+int ms_kernel_load_kallsyms(struct ms_kernel *k, size_t max_syms, struct ms_err *err);
 
 /* Adds DWARF layouts of the named structs (dwarf.h) from the vmlinux;
  * an error when there is no vmlinux ELF. */

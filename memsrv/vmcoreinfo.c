@@ -304,28 +304,51 @@ int ms_vmcoreinfo_scan(struct ms_vmcoreinfo **out, struct ms_space *phys, bool f
     if (rc < 0)
         return rc;
     static const char key[] = "OSRELEASE=";
-    /* Fast pass: two probes per page, from the top down: the kernel's page
-     * allocator hands out high pages first, so the block is usually there. */
-    for (size_t i = n; i-- > 0 && !*out;) {
-        uint64_t first = (r[i].start + 0xfff) & ~0xfffULL;
-        uint64_t end = r[i].start + r[i].len;
-        if (end < first + 4096)
-            continue;
-        for (uint64_t pg = (end - 4096) & ~0xfffULL;; pg -= 4096) {
-            char b[NOTE_HDR + sizeof(key)];
+    /* Fast pass: two probes per page, 1 MiB read at a time. The block is a
+     * page the kernel allocated early: seen near the top of RAM in some
+     * boots and near the bottom in others, so chunks are visited from both
+     * ends alternately. */
+    enum { CH = 1 << 20 };
+    size_t nch = 0;
+    for (size_t i = 0; i < n; i++)
+        nch += (size_t)((r[i].len + CH - 1) / CH);
+    uint64_t *starts = malloc((nch ? nch : 1) * sizeof(*starts));
+    uint64_t *ends = malloc((nch ? nch : 1) * sizeof(*ends));
+    uint8_t *chunk = malloc(CH);
+    if (!chunk || !starts || !ends) {
+        free(chunk);
+        free(starts);
+        free(ends);
+        free(r);
+        return ms_err_set(err, MS_ENOMEM, "out of memory for a scan buffer");
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t a = (r[i].start + 0xfff) & ~0xfffULL, e = (r[i].start + r[i].len) & ~0xfffULL;
+        for (; a < e; a += CH) {
+            starts[m] = a;
+            ends[m] = e - a > CH ? a + CH : e;
+            m++;
+        }
+    }
+    for (size_t v = 0; v < m && !*out; v++) {
+        size_t c = (v & 1) ? v / 2 : m - 1 - v / 2;
+        size_t done = 0;
+        ms_space_read(phys, starts[c], chunk, (size_t)(ends[c] - starts[c]), &done, NULL);
+        for (size_t pg = 0; pg < done / 4096; pg++) {
+            const uint8_t *b = chunk + pg * 4096;
             uint64_t at = UINT64_MAX;
-            if (ms_space_read(phys, pg, b, sizeof(b), NULL, NULL) == 0) {
-                if (memcmp(b + NOTE_HDR, key, sizeof(key) - 1) == 0)
-                    at = pg + NOTE_HDR;
-                else if (memcmp(b, key, sizeof(key) - 1) == 0)
-                    at = pg;
-            }
+            if (memcmp(b + NOTE_HDR, key, sizeof(key) - 1) == 0)
+                at = starts[c] + pg * 4096 + NOTE_HDR;
+            else if (memcmp(b, key, sizeof(key) - 1) == 0)
+                at = starts[c] + pg * 4096;
             if (at != UINT64_MAX && try_at(phys, at, out) == 0)
-                break;
-            if (pg == first)
                 break;
         }
     }
+    free(starts);
+    free(ends);
+    free(chunk);
     free(r);
     if (*out)
         return 0;

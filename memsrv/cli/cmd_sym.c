@@ -21,6 +21,11 @@ int cmd_sym(struct cli *cli, int argc, char **argv)
     if (cli->ram_path || cli->dump_path) {
         if (cli_linux_open(cli, &k, no_vmci))
             return cli_fail(cli);
+        /* no symbol file: the kernel's own kallsyms tables */
+        if (!k->syms && ms_kernel_load_kallsyms(k, 0, &cli->err) < 0) {
+            ms_kernel_close(k);
+            return cli_fail(cli);
+        }
         cli_linux_set_resolver(cli, k);
     } else {
         const char *path = cli->vmlinux ? cli->vmlinux : cli->system_map;

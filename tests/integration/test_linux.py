@@ -200,11 +200,14 @@ def test_ps_matches_crash(guest):
 def test_sym_both_ways(guest):
     _, syms, _, _ = crash_run(guest)
     for name in ("init_task", "linux_banner"):
-        for tool in (["--vmlinux", vmlinux(guest)], ["--system-map", system_map(guest)]):
+        # vmlinux, System.map, and no symbol file (the kernel's kallsyms)
+        for tool in (["--vmlinux", vmlinux(guest)], ["--system-map", system_map(guest)], []):
             out, _, _ = memsrv("--ram", guest.ram, *tool, "sym", name)
             assert out.split() == ["0x%016x" % syms[name], name]
         out, _, _ = memsrv("--ram", guest.ram, "--system-map", system_map(guest), "sym",
                            "--no-vmcoreinfo", "0x%x" % (syms[name] + 5))
+        assert out.split() == ["0x%016x" % (syms[name] + 5), name + "+0x5"]
+        out, _, _ = memsrv("--dump", guest.dump(), "sym", "0x%x" % (syms[name] + 5))
         assert out.split() == ["0x%016x" % (syms[name] + 5), name + "+0x5"]
     # QEMU agrees that the slid address is the banner: gva2gpa, then the RAM
     # bytes there; and memsrv's walk of the guest's own CR3 agrees with QEMU
