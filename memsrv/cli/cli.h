@@ -57,5 +57,9 @@ int cmd_vtop(struct cli *cli, int argc, char **argv);
 int cmd_ptdump(struct cli *cli, int argc, char **argv);
 int cmd_info(struct cli *cli, int argc, char **argv);
 int cmd_serve(struct cli *cli, int argc, char **argv);
+int cmd_dmesg(struct cli *cli, int argc, char **argv);
+int cmd_ps(struct cli *cli, int argc, char **argv);
+int cmd_discover(struct cli *cli, int argc, char **argv);
+int cmd_sym(struct cli *cli, int argc, char **argv);
 
 #endif

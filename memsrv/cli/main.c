@@ -13,6 +13,10 @@ static const struct cli_command commands[] = {
     {"info", cmd_info, "info                RAM regions, dump registers, VMCOREINFO"},
     {"serve", cmd_serve,
      "serve [--socket PATH | --listen HOST:PORT] [--token-file F]  serve clients (GDB, scripts)"},
+    {"dmesg", cmd_dmesg, "dmesg [--raw|--crash] [--level N] [--stats]  the guest kernel's log"},
+    {"discover", cmd_discover, "discover [N]        scan RAM for nested guests (VMCB, vmcs12, EPT)"},
+    {"ps", cmd_ps, "ps                  the guest's tasks (needs --vmlinux)"},
+    {"sym", cmd_sym, "sym NAME|ADDR...    kernel symbol <-> address (KASLR applied)"},
 };
 
 static void usage(FILE *f)
