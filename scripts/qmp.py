@@ -145,7 +145,7 @@ _MTREE_LINE = re.compile(
     r"^\s*([0-9a-f]+)-([0-9a-f]+) \(prio -?\d+, ([a-z_]+)\): (\S+)(?: @([0-9a-f]+))?")
 
 
-def layout_from_mtree(text, ram_name="pc.ram", address_space="cpu-memory-0"):
+def layout_from_mtree(text, ram_name="pc.ram", address_space="cpu-memory-0", fill_pam=True):
     """Parses `info mtree -f` and returns [(gpa, len, file_offset)], sorted and
     merged, for the RAM memory region `ram_name` in the FlatView used by
     `address_space`. A line without "@off" starts at offset 0 of the region."""
@@ -174,6 +174,21 @@ def layout_from_mtree(text, ram_name="pc.ram", address_space="cpu-memory-0"):
     if not found_view:
         raise ValueError(f'no FlatView for AS "{address_space}" in info mtree -f')
     regions.sort()
+    if fill_pam:
+        # At reset (QEMU -S) the PAM window 0xc0000-0xfffff reads from the
+        # BIOS ROM, so `info mtree -f` shows no pc.ram there; once the
+        # firmware has shadowed itself, that window is pc.ram at the same
+        # offset (plain dump-guest-memory of a booted guest includes it).
+        # Fill a gap inside the window when both sides share gpa == offset.
+        filled = []
+        for gpa, length, off in regions:
+            if filled:
+                pg, pl, po = filled[-1]
+                end = pg + pl
+                if (0xa0000 <= end < gpa <= 0x100000 and pg - po == gpa - off == 0):
+                    filled.append((end, gpa - end, end))
+            filled.append((gpa, length, off))
+        regions = filled
     merged = []
     for gpa, length, off in regions:
         if merged:

@@ -136,12 +136,15 @@ def test_ram_and_dump_agree(request, name):
     diff = [(a, str(on_dump[a]), on_ram[a]) for a in addrs
             if on_ram[a][0] != on_dump[a][0] or (on_ram[a][0] == "ok" and on_ram[a] != on_dump[a])]
     # Registers in the dump's notes are the same stopped moment.
-    r = oracle.memsrv(["--dump", dump, "--cpu", "0", "vtop", "--brief", hex(oracle.symbol(g, "linux_banner"))])
+    banner = oracle.symbol(g, "linux_banner")
+    banner_ram = oracle.vtop_batch(oracle.paging_args(g), [banner])[banner]
+    r = oracle.memsrv(["--dump", dump, "--cpu", "0", "vtop", "--brief", hex(banner)])
     msg = (f"{name}: {pages} pages compared byte for byte, {len(addrs)} translations "
            f"compared RAM vs dump")
     guests.report("ram vs dump " + msg + f", {len(diff)} differences")
     assert not diff, msg + "; " + oracle.fmt_bad(diff)
-    assert r.returncode == 0 and r.stdout.split()[1] == hex(on_ram[oracle.symbol(g, "linux_banner")][1]), r
+    assert banner_ram[0] == "ok" and r.returncode == 0 and \
+        r.stdout.split()[1] == hex(banner_ram[1]), (r, banner_ram)
     # memsrv x on the dump equals memsrv x on the RAM file.
     sample = [a for a in groups["symbols"][:50] if on_ram[a][0] == "ok"]
     xdiff = [a for a in sample
@@ -163,12 +166,12 @@ def test_layout_file_and_q35_rule(request, name):
     g = request.getfixturevalue(name)
     regions = g.layout_regions()
     rule = q35_rule(g.mem_size)
-    # The layout file (from info mtree) lies inside the rule and covers all
-    # of it except the 0xc0000-0xfffff BIOS window.
+    # The layout file (from info mtree, PAM window filled) lies inside the
+    # rule and covers all of it.
     for gpa, length, off in regions:
         assert any(rg <= gpa and gpa + length <= rg + rl and off - gpa == ro - rg
                    for rg, rl, ro in rule), f"{name}: region {gpa:#x}+{length:#x}@{off:#x} vs {rule}"
-    assert sum(r[1] for r in regions) == g.mem_size - 0x40000
+    assert sum(r[1] for r in regions) == g.mem_size, regions
     if g.mem_size > 0xb0000000:
         assert (1 << 32, g.mem_size - (2 << 30), 2 << 30) in regions, regions
     # Same translations from: the layout file (default), the q35 rule (a RAM
@@ -182,8 +185,7 @@ def test_layout_file_and_q35_rule(request, name):
         by_rule = oracle.vtop_batch(oracle.paging_args(g, ["--ram", link, "--machine", "q35"]), addrs)
         spec = ",".join(f"{a:#x}:{n:#x}@{o:#x}" for a, n, o in regions)
         by_map = oracle.vtop_batch(oracle.paging_args(g, ["--ram", link, "--map", spec]), addrs)
-    bad = [(a, str(by_rule[a]), base[a]) for a in addrs
-           if base[a][0] == "ok" and base[a] != by_rule[a]]
+    bad = [(a, str(by_rule[a]), base[a]) for a in addrs if base[a] != by_rule[a]]
     bad += [(a, str(by_map[a]), base[a]) for a in addrs if base[a] != by_map[a]]
     guests.report(f"layout {name}: {len(addrs)} translations x3 (layout file, q35 rule, --map), "
                   f"{len(bad)} differences")
