@@ -11,6 +11,26 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import guests  # noqa: E402
 
 
+_booted = []
+
+
+@pytest.fixture(autouse=True)
+def _guests_stay_stopped():
+    """Every guest must still be stopped after each test: the fixtures stand
+    for one stopped moment. A test that resumed one (e.g. gdb `detach`, which
+    resumes QEMU; use `disconnect`) gets an error here, and the guest is
+    stopped again (its RAM has moved on, so later results may differ)."""
+    yield
+    resumed = []
+    for g in _booted:
+        if g.qmp is not None and g.running():
+            g.qmp.cmd("stop")
+            resumed.append(g.name)
+    if resumed:
+        pytest.fail(f"this test left {resumed} running (gdb detach resumes QEMU: use "
+                    "disconnect, or QMP stop)", pytrace=False)
+
+
 def _guest(name):
     g = guests.Guest(name, **guests.SCENARIOS[name])
     try:
@@ -18,6 +38,7 @@ def _guest(name):
     except BaseException:
         g.close()
         raise
+    _booted.append(g)
     return g
 
 

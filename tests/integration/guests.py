@@ -212,6 +212,25 @@ class Guest:
             self._dump = path
         return self._dump
 
+    def running(self):
+        return bool(self.qmp.cmd("query-status").get("running"))
+
+    def gdb_batch(self, *commands, vmlinux=False, timeout=120):
+        """Runs `gdb -batch` connected to this guest's gdbstub and returns the
+        CompletedProcess. Ends with `disconnect`, never `detach`: in QEMU 7.2
+        a gdb detach resumes the VM (checked), which would move the guest
+        away from the stopped moment every other test relies on."""
+        cmd = ["gdb", "-batch", "-nx"]
+        if vmlinux:
+            cmd.append(os.path.join(self.kernel_dir, "vmlinux"))
+        else:
+            cmd += ["-ex", "set architecture i386:x86-64"]
+        cmd += ["-ex", f"target remote {self.gdb_address}"]
+        for c in commands:
+            cmd += ["-ex", c]
+        cmd += ["-ex", "disconnect"]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
     def layout_regions(self):
         with open(self.layout) as f:
             return qmplib.parse_layout(f.read())

@@ -214,3 +214,13 @@ def test_user_pages_match_pagemap(request, name):
                        for k in range(4))
         assert got == exp, f"{name}: userpat page {i} at {va:#x}: {out}"
     guests.report(f"user pages {name}: {len(addrs)} addresses vs pagemap and gva2gpa")
+
+
+def test_gdbstub(guest5):
+    """The gdbstub at .gdb_address sees the same stopped vCPU and memory."""
+    g = guest5
+    r = g.gdb_batch("p/x $cr3", "x/s 0xffffffff8211ffe0")
+    assert r.returncode == 0, r.stderr
+    assert f"= {g.cr3:#x}" in r.stdout, r.stdout
+    assert '"Linux version 6.1.0-' in r.stdout, r.stdout
+    assert not g.running()
