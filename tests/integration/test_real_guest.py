@@ -197,7 +197,8 @@ def test_user_pages_match_pagemap(request, name):
     g = request.getfixturevalue(name)
     u = g.user
     assert u and u["mode"] == "spin" and len(u["phys"]) == u["pages"], u
-    # userpat spins, so the stopped vCPU runs it and its CR3 is loaded.
+    # userpat spins; the fixture stops the vCPU inside it, so its CR3 is loaded.
+    assert g.in_wanted_place, f"{name}: vCPU not in userpat after {g.stop_attempts} stops"
     addrs = [u["va"] + i * 4096 + off for i in range(u["pages"]) for off in (0, 0x808, 0xff8)]
     mem = oracle.vtop_batch(oracle.paging_args(g), addrs)
     qemu = oracle.qemu_gva2gpa(g, addrs)

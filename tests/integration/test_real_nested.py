@@ -62,6 +62,12 @@ def test_nested_l2_marker(guest_svm):
     words, out = oracle.parse_x_gx(oracle.memsrv(nested + ["x/4gx", hex(gva)]).stdout), None
     assert words == xp, (words, xp)
 
-    # The negative oracle: QEMU cannot translate the L2 address.
+    # The negative oracle. The stop caught the vCPU in L2 (the fixture
+    # retries until it does), so QEMU shows L2's registers as if they were
+    # the machine's, and cannot translate the L2 address; its physical read
+    # of the L2-GPA silently returns L1's unrelated bytes.
+    assert g.in_wanted_place and g.cr3 == l2["cr3"], (hex(g.cr3), hex(g.cr4))
+    wrong = qmplib.hmp_x_bytes(g.hmp(f"xp/4gx {l2['l2gpa']:#x}"))
+    assert wrong != xp
     assert qmplib.hmp_gva2gpa(g.hmp(f"gva2gpa {gva:#x}")) is None
     assert "Cannot access memory" in g.hmp(f"x/2gx {gva:#x}")
