@@ -53,7 +53,10 @@ static void kmsg(const char *text)
     fflush(stdout);
 }
 
-static void put64(uint64_t gpa, uint64_t v) { memcpy(ram + gpa, &v, 8); }
+static void put64(uint64_t gpa, uint64_t v)
+{
+    memcpy(ram + gpa, &v, 8);
+}
 
 static uint64_t l1phys(int pm, uint64_t gpa)
 {
@@ -123,14 +126,13 @@ int main(void)
         *c++ = 0x48, *c++ = 0x89, *c++ = 0x47, *c++ = (uint8_t)(8 * k); /* mov [rdi+d8],rax */
     }
     *c++ = 0x66, *c++ = 0xba, *c++ = 0xf8, *c++ = 0x03; /* mov dx, 0x3f8 */
-    *c++ = 0xb0, *c++ = 'K';                             /* mov al, 'K' */
-    *c++ = 0xee;                                          /* out dx, al */
-    *c++ = 0x48, *c++ = 0xff, *c++ = 0x47, *c++ = 0x40;   /* loop: inc qword [rdi+0x40] */
-    *c++ = 0xeb, *c++ = 0xfa;                             /* jmp loop */
+    *c++ = 0xb0, *c++ = 'K';                            /* mov al, 'K' */
+    *c++ = 0xee;                                        /* out dx, al */
+    *c++ = 0x48, *c++ = 0xff, *c++ = 0x47, *c++ = 0x40; /* loop: inc qword [rdi+0x40] */
+    *c++ = 0xeb, *c++ = 0xfa;                           /* jmp loop */
 
     struct kvm_userspace_memory_region mr = {
-        .slot = 0, .guest_phys_addr = 0, .memory_size = RAM_SIZE,
-        .userspace_addr = (uintptr_t)ram};
+        .slot = 0, .guest_phys_addr = 0, .memory_size = RAM_SIZE, .userspace_addr = (uintptr_t)ram};
     if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &mr) < 0)
         die("KVM_SET_USER_MEMORY_REGION");
     int vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
@@ -149,7 +151,7 @@ int main(void)
     sr.es = sr.fs = sr.gs = sr.ss = sr.ds;
     sr.cr0 = 0x80050033; /* PG WP NE ET MP PE */
     sr.cr3 = 0x1000;
-    sr.cr4 = 0x20; /* PAE */
+    sr.cr4 = 0x20;   /* PAE */
     sr.efer = 0x500; /* LME LMA */
     if (ioctl(vcpu, KVM_SET_SREGS, &sr) < 0)
         die("KVM_SET_SREGS");
@@ -184,10 +186,9 @@ int main(void)
                  "l1phys=0x%llx pml4_l1phys=0x%llx code_l1phys=0x%llx ram_l1va=0x%lx "
                  "marker=%s preset=%s preset_off=0x%x",
                  exits, run->io.port, ch, GVA_MARKER, GPA_MARKER,
-                 (unsigned long long)l1phys(pm, GPA_MARKER),
-                 (unsigned long long)l1phys(pm, 0x1000),
-                 (unsigned long long)l1phys(pm, GPA_CODE), (unsigned long)(uintptr_t)ram,
-                 marker, preset, PRESET_OFF);
+                 (unsigned long long)l1phys(pm, GPA_MARKER), (unsigned long long)l1phys(pm, 0x1000),
+                 (unsigned long long)l1phys(pm, GPA_CODE), (unsigned long)(uintptr_t)ram, marker,
+                 preset, PRESET_OFF);
         kmsg(line);
         for (uint64_t g = 0x1000; g <= 0x6000; g += 0x1000) {
             snprintf(line, sizeof line, "lab: l2 table l2gpa=0x%llx l1phys=0x%llx",

@@ -44,8 +44,8 @@ static uint64_t phys_of(int pm, uintptr_t va)
 int main(int argc, char **argv)
 {
     int spin = argc > 1 && strcmp(argv[1], "spin") == 0;
-    uint8_t *mem = mmap(NULL, PAGES * PAGE, PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    uint8_t *mem =
+        mmap(NULL, PAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) {
         perror("userpat: mmap");
         return 1;
