@@ -273,3 +273,45 @@ def scan_vmcbs(ram_path, regions):
                 save.update(ncr3=ncr3, asid=asid, exitcode=exitcode)
                 vmcbs.append(save)
     return vmcbs, hsaves
+
+
+# -- an independent x86-64 / NPT walker (for the nested tests) ---------------------
+
+ADDR_MASK = ((1 << 52) - 1) & ~0xfff
+
+
+def walk(read_u64, root, addr, levels):
+    """x86-64 long-mode walk (also AMD NPT, which uses the same format).
+    read_u64(table_address) reads one entry at a lower-stage address.
+    Returns the lower address, or None when not present."""
+    table = root & ADDR_MASK
+    for level in range(levels, 0, -1):
+        shift = 12 + 9 * (level - 1)
+        e = read_u64(table + 8 * ((addr >> shift) & 511))
+        if e is None or not e & 1:
+            return None
+        if level == 1 or (level in (2, 3) and e & 0x80):
+            base = e & ADDR_MASK & ~((1 << shift) - 1)
+            return base | (addr & ((1 << shift) - 1))
+        table = e & ADDR_MASK
+    return None
+
+
+def nested_walker(ram, ncr3, npt_levels):
+    """Returns (npt(l2gpa) -> l1gpa, walk2d(cr3, gva, levels) -> l1gpa)."""
+    def l1_u64(gpa):
+        b = ram.read(gpa, 8)
+        return None if b is None else int.from_bytes(b, "little")
+
+    def npt(l2gpa):
+        return walk(l1_u64, ncr3, l2gpa, npt_levels)
+
+    def l2_u64(l2gpa):
+        g = npt(l2gpa)
+        return None if g is None else l1_u64(g)
+
+    def walk2d(cr3, gva, levels=4):
+        l2gpa = walk(l2_u64, cr3, gva, levels)
+        return None if l2gpa is None else npt(l2gpa)
+
+    return npt, walk2d
