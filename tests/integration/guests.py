@@ -47,7 +47,7 @@ def report(line):
     """Appends one line to the cache's test report (boot times, counts)."""
     os.makedirs(REPORT_DIR, exist_ok=True)
     with open(os.path.join(REPORT_DIR, "integration.txt"), "a") as f:
-        f.write(time.strftime("%Y-%m-%d %H:%M:%S ") + line + "\n")
+        f.write(time.strftime("%Y-%m-%d %H:%M:%S ") + f"[{os.getpid()}] " + line + "\n")
 
 
 def _pdeathsig():
