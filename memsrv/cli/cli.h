@@ -12,6 +12,8 @@
 #include "ram.h"
 #include "space.h"
 
+struct ms_kernel;
+
 struct cli {
     /* Options. */
     const char *ram_path, *dump_path, *machine, *map_spec;
@@ -27,6 +29,7 @@ struct cli {
     bool remote;
     struct ms_client client;
     uint32_t handle;
+    struct ms_kernel *kernel; /* symbols for addresses (cli_open_addressing), or NULL */
     struct ms_ram *ram;
     struct ms_space *phys, *second, *top;
     /* Resolves names in addresses (set up by commands that load symbols). */

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "linux.h"
 #include "report.h"
 
 int cmd_ptdump(struct cli *cli, int argc, char **argv)
@@ -22,7 +23,8 @@ int cmd_ptdump(struct cli *cli, int argc, char **argv)
         } else
             return cli_usage("usage: ptdump [--user|--kernel] [START [END]]");
     }
-    if (cli_open(cli))
+    struct ms_kernel *symbols;
+    if (cli_open_addressing(cli, &symbols))
         return cli_fail(cli);
     if (!cli->remote && cli->top == cli->phys)
         return cli_usage("ptdump needs page tables: give --cr3, --eptp or --ncr3");

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "linux.h"
 #include "report.h"
 
 static int report(struct cli *cli, uint64_t addr, struct ms_strbuf *out)
@@ -42,7 +43,8 @@ int cmd_vtop(struct cli *cli, int argc, char **argv)
     }
     if (first >= argc)
         return cli_usage("usage: vtop [--brief] ADDR... (or - to read addresses from stdin)");
-    if (cli_open(cli))
+    struct ms_kernel *symbols;
+    if (cli_open_addressing(cli, &symbols))
         return cli_fail(cli);
     unsigned failures = 0;
     for (int i = first; i < argc; i++) {

@@ -34,3 +34,20 @@ void cli_linux_set_resolver(struct cli *cli, struct ms_kernel *k)
     cli->resolve = resolve;
     cli->resolve_arg = k;
 }
+
+int cli_open_addressing(struct cli *cli, struct ms_kernel **k)
+{
+    *k = NULL;
+    if (cli->connect || (!cli->vmlinux && !cli->system_map))
+        return cli_open(cli);
+    int rc = cli_linux_open(cli, k, false);
+    if (rc)
+        return rc;
+    cli_linux_set_resolver(cli, *k);
+    cli->kernel = *k;
+    /* Symbols name kernel addresses: without --cr3, read through the
+     * kernel's own page tables (found from VMCOREINFO or the banner). */
+    if (!cli->has_cr3)
+        cli->top = (*k)->space;
+    return 0;
+}

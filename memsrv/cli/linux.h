@@ -16,4 +16,10 @@ int cli_linux_open(struct cli *cli, struct ms_kernel **k, bool no_vmcoreinfo);
 /* Installs the kernel's symbols as cli->resolve (names in addresses). */
 void cli_linux_set_resolver(struct cli *cli, struct ms_kernel *k);
 
+/* cli_open(), plus, when --vmlinux or --system-map is given, the kernel
+ * and its symbols as the address resolver; without --cr3 the addresses are
+ * then kernel-virtual (the kernel's own page tables).
+ * *k is NULL otherwise; cli_close() closes it. */
+int cli_open_addressing(struct cli *cli, struct ms_kernel **k);
+
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "kernel.h"
 
 static const struct cli_command commands[] = {
     {"x", cmd_x, "x/FMT ADDR          examine memory like GDB's x (FMT: count, xduotacfsiz, bhwg)"},
@@ -14,7 +15,8 @@ static const struct cli_command commands[] = {
     {"serve", cmd_serve,
      "serve [--socket PATH | --listen HOST:PORT] [--token-file F]  serve clients (GDB, scripts)"},
     {"dmesg", cmd_dmesg, "dmesg [--raw|--crash] [--level N] [--stats]  the guest kernel's log"},
-    {"discover", cmd_discover, "discover [N]        scan RAM for nested guests (VMCB, vmcs12, EPT)"},
+    {"discover", cmd_discover,
+     "discover [N]        scan RAM for nested guests (VMCB, vmcs12, EPT)"},
     {"ps", cmd_ps, "ps                  the guest's tasks (needs --vmlinux)"},
     {"sym", cmd_sym, "sym NAME|ADDR...    kernel symbol <-> address (KASLR applied)"},
 };
@@ -288,6 +290,11 @@ static void cli_close(struct cli *cli)
 {
     if (cli->remote)
         ms_client_close(&cli->client);
+    if (cli->kernel) {
+        if (cli->top == cli->kernel->space)
+            cli->top = cli->phys; /* the kernel owns that space */
+        ms_kernel_close(cli->kernel);
+    }
     if (cli->top != cli->second && cli->top != cli->phys)
         ms_space_free(cli->top);
     ms_space_free(cli->second);
