@@ -1,4 +1,4 @@
-"""Session fixtures for the real-guest tests (/work/contracts.md): each guest
+"""Session fixtures for the real-guest tests (tests/integration/README.md): each guest
 boots lazily, the first time a test asks for it, once per pytest session, and
 is killed when the session ends (or the process dies). See guests.py."""
 

@@ -29,7 +29,7 @@ REPORT_DIR = os.path.join(CACHE, "test-reports")
 MiB = 1 << 20
 GiB = 1 << 30
 
-# The fixtures of tests/integration/conftest.py (see /work/contracts.md).
+# The fixtures of tests/integration/conftest.py (see tests/integration/README.md).
 SCENARIOS = {
     "guest5": dict(machine="q35", mem=512 * MiB, cpu="max",
                    append="nokaslr lab.user=spin"),
