@@ -18,15 +18,15 @@ CLI_SRCS  := $(sort $(wildcard memsrv/cli/*.c))
 TEST_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 BENCH_SRCS := $(sort $(wildcard bench/*.c))
 
-LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
-CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/%.o)
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all asan test unit demo bench clean format fuzz gdbext deps
 all: $(BUILD)/memsrv $(BUILD)/libmemsrv.a $(TEST_BINS) $(BENCH_BINS) gdbext
 
-$(BUILD)/%.o: %.c
+$(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
@@ -37,11 +37,11 @@ $(BUILD)/libmemsrv.a: $(LIB_OBJS)
 $(BUILD)/memsrv: $(CLI_OBJS) $(BUILD)/libmemsrv.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libmemsrv.a $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libmemsrv.a
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/libmemsrv.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libmemsrv.a $(LDLIBS)
 
-$(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/libmemsrv.a
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/libmemsrv.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libmemsrv.a $(LDLIBS)
 

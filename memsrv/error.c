@@ -48,19 +48,32 @@ void ms_err_clear(struct ms_err *err)
 const char *ms_code_name(int code)
 {
     switch (code) {
-    case MS_OK: return "ok";
-    case MS_EINVAL: return "invalid argument";
-    case MS_ENOMEM: return "out of memory";
-    case MS_EIO: return "I/O error";
-    case MS_EFORMAT: return "malformed input";
-    case MS_EUNMAPPED: return "unmapped";
-    case MS_EOUTSIDE: return "outside RAM";
-    case MS_ERESERVED: return "reserved bits";
-    case MS_ENOTFOUND: return "not found";
-    case MS_EBUS: return "RAM file shrank";
-    case MS_EPERM: return "permission denied";
-    case MS_ELIMIT: return "limit reached";
-    case MS_EPROTO: return "protocol error";
+    case MS_OK:
+        return "ok";
+    case MS_EINVAL:
+        return "invalid argument";
+    case MS_ENOMEM:
+        return "out of memory";
+    case MS_EIO:
+        return "I/O error";
+    case MS_EFORMAT:
+        return "malformed input";
+    case MS_EUNMAPPED:
+        return "unmapped";
+    case MS_EOUTSIDE:
+        return "outside RAM";
+    case MS_ERESERVED:
+        return "reserved bits";
+    case MS_ENOTFOUND:
+        return "not found";
+    case MS_EBUS:
+        return "RAM file shrank";
+    case MS_EPERM:
+        return "permission denied";
+    case MS_ELIMIT:
+        return "limit reached";
+    case MS_EPROTO:
+        return "protocol error";
     }
     return "unknown error";
 }

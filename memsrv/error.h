@@ -7,18 +7,18 @@
 
 enum ms_code {
     MS_OK = 0,
-    MS_EINVAL = -1,     /* bad argument or option */
-    MS_ENOMEM = -2,     /* allocation failed */
-    MS_EIO = -3,        /* open/read/mmap of a file failed */
-    MS_EFORMAT = -4,    /* a file or guest structure is malformed */
-    MS_EUNMAPPED = -5,  /* a page-table entry is not present */
-    MS_EOUTSIDE = -6,   /* a physical address is not backed by RAM */
-    MS_ERESERVED = -7,  /* reserved bits / EPT misconfiguration */
-    MS_ENOTFOUND = -8,  /* symbol, structure or note not found */
-    MS_EBUS = -9,       /* the RAM file shrank under the mapping */
-    MS_EPERM = -10,     /* write to a read-only source, auth refused */
-    MS_ELIMIT = -11,    /* a work or size limit was reached */
-    MS_EPROTO = -12,    /* protocol violation (server/client) */
+    MS_EINVAL = -1,    /* bad argument or option */
+    MS_ENOMEM = -2,    /* allocation failed */
+    MS_EIO = -3,       /* open/read/mmap of a file failed */
+    MS_EFORMAT = -4,   /* a file or guest structure is malformed */
+    MS_EUNMAPPED = -5, /* a page-table entry is not present */
+    MS_EOUTSIDE = -6,  /* a physical address is not backed by RAM */
+    MS_ERESERVED = -7, /* reserved bits / EPT misconfiguration */
+    MS_ENOTFOUND = -8, /* symbol, structure or note not found */
+    MS_EBUS = -9,      /* the RAM file shrank under the mapping */
+    MS_EPERM = -10,    /* write to a read-only source, auth refused */
+    MS_ELIMIT = -11,   /* a work or size limit was reached */
+    MS_EPROTO = -12,   /* protocol violation (server/client) */
 };
 
 struct ms_err {

@@ -15,7 +15,7 @@ struct ms_region {
     unsigned source; /* index of the source file (0 for a single RAM file) */
 };
 
-#define MS_LAYOUT_MAX 64
+#define MS_LAYOUT_MAX 256
 
 struct ms_layout {
     struct ms_region regions[MS_LAYOUT_MAX];

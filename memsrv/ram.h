@@ -26,8 +26,9 @@ struct ms_cpu_state {
 struct ms_ram_source {
     char *path;
     int fd;
-    uint8_t *map;  /* whole file, PROT_READ (| PROT_WRITE when writable) */
-    uint64_t size; /* file size at open time */
+    uint8_t *map;      /* whole file, PROT_READ (| PROT_WRITE when writable) */
+    uint64_t size;     /* bytes the regions may use (shrinks with the file) */
+    uint64_t map_size; /* bytes mapped at open time */
 };
 
 enum ms_ram_flags {

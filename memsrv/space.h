@@ -24,8 +24,8 @@ enum ms_space_kind {
 enum ms_perm {
     MS_PERM_R = 1 << 0,
     MS_PERM_W = 1 << 1,
-    MS_PERM_X = 1 << 2,  /* paging: NX clear on every level; EPT: supervisor execute */
-    MS_PERM_U = 1 << 3,  /* paging: user-accessible; EPT: user execute (MBEC) */
+    MS_PERM_X = 1 << 2, /* paging: NX clear on every level; EPT: supervisor execute */
+    MS_PERM_U = 1 << 3, /* paging: user-accessible; EPT: user execute (MBEC) */
 };
 
 struct ms_xlat {
@@ -73,10 +73,10 @@ struct ms_space {
     enum ms_space_kind kind;
     struct ms_space *lower; /* NULL for MS_SPACE_PHYS */
     struct ms_ram *ram;
-    uint64_t root;        /* CR3/nCR3/EPTP as given */
-    uint64_t root_table;  /* top table's address in the lower space */
-    unsigned levels;      /* 4 or 5 (0 for phys) */
-    bool ept_ad;          /* EPTP bit 6: accessed/dirty flags enabled */
+    uint64_t root;            /* CR3/nCR3/EPTP as given */
+    uint64_t root_table;      /* top table's address in the lower space */
+    unsigned levels;          /* 4 or 5 (0 for phys) */
+    bool ept_ad;              /* EPTP bit 6: accessed/dirty flags enabled */
     struct ms_tlb_entry *tlb; /* MS_TLB_ENTRIES, NULL for phys */
     struct ms_space_stats stats;
 };
@@ -88,8 +88,7 @@ int ms_space_paging(struct ms_space **out, struct ms_space *lower, uint64_t cr3,
 int ms_space_npt(struct ms_space **out, struct ms_space *lower, uint64_t ncr3, unsigned levels,
                  struct ms_err *err);
 /* The walk length (4 or 5) comes from EPTP bits 5:3. */
-int ms_space_ept(struct ms_space **out, struct ms_space *lower, uint64_t eptp,
-                 struct ms_err *err);
+int ms_space_ept(struct ms_space **out, struct ms_space *lower, uint64_t eptp, struct ms_err *err);
 /* Frees this space only, not its lower spaces. */
 void ms_space_free(struct ms_space *space);
 
@@ -102,16 +101,16 @@ int ms_space_translate(struct ms_space *space, uint64_t addr, struct ms_xlat *ou
  * an error naming it. *done (may be NULL) gets the bytes read before it. */
 int ms_space_read(struct ms_space *space, uint64_t addr, void *buf, size_t len, size_t *done,
                   struct ms_err *err);
-int ms_space_write(struct ms_space *space, uint64_t addr, const void *buf, size_t len,
-                   size_t *done, struct ms_err *err);
+int ms_space_write(struct ms_space *space, uint64_t addr, const void *buf, size_t len, size_t *done,
+                   struct ms_err *err);
 
 /* One leaf mapping met while enumerating a space (ptdump). */
 struct ms_mapping {
-    uint64_t addr;      /* first address in this space */
-    uint64_t size;      /* leaf page size */
-    uint64_t lower;     /* its address in the lower space */
-    unsigned perms;     /* ms_perm bits */
-    uint64_t leaf;      /* the leaf entry value */
+    uint64_t addr;  /* first address in this space */
+    uint64_t size;  /* leaf page size */
+    uint64_t lower; /* its address in the lower space */
+    unsigned perms; /* ms_perm bits */
+    uint64_t leaf;  /* the leaf entry value */
 };
 
 /* Returns non-zero to stop the enumeration (that value is returned). */

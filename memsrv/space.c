@@ -1,0 +1,404 @@
+#include "space.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "pte.h"
+
+#define PAGE_SHIFT 12
+#define PAGE_SIZE (1ULL << PAGE_SHIFT)
+#define PAGE_MASK (~(PAGE_SIZE - 1))
+
+const char *ms_space_kind_name(enum ms_space_kind kind)
+{
+    switch (kind) {
+    case MS_SPACE_PHYS:
+        return "phys";
+    case MS_SPACE_PAGING:
+        return "paging";
+    case MS_SPACE_NPT:
+        return "NPT";
+    case MS_SPACE_EPT:
+        return "EPT";
+    }
+    return "?";
+}
+
+const char *ms_level_name(unsigned level)
+{
+    static const char *const names[] = {"?", "PTE", "PDE", "PDPTE", "PML4E", "PML5E"};
+    return level <= 5 ? names[level] : "?";
+}
+
+static const struct ms_pte_format *format_of(const struct ms_space *s)
+{
+    return s->kind == MS_SPACE_EPT ? &ms_pte_ept : &ms_pte_x86;
+}
+
+static struct ms_space *space_new(enum ms_space_kind kind, struct ms_space *lower,
+                                  struct ms_ram *ram, struct ms_err *err)
+{
+    struct ms_space *s = calloc(1, sizeof(*s));
+    if (!s) {
+        ms_err_set(err, MS_ENOMEM, "out of memory");
+        return NULL;
+    }
+    s->kind = kind;
+    s->lower = lower;
+    s->ram = ram;
+    if (kind != MS_SPACE_PHYS) {
+        s->tlb = calloc(MS_TLB_ENTRIES, sizeof(*s->tlb));
+        if (!s->tlb) {
+            free(s);
+            ms_err_set(err, MS_ENOMEM, "out of memory");
+            return NULL;
+        }
+    }
+    return s;
+}
+
+int ms_space_phys(struct ms_space **out, struct ms_ram *ram, struct ms_err *err)
+{
+    *out = space_new(MS_SPACE_PHYS, NULL, ram, err);
+    return *out ? 0 : MS_ENOMEM;
+}
+
+static int new_walked(struct ms_space **out, enum ms_space_kind kind, struct ms_space *lower,
+                      uint64_t root, unsigned levels, struct ms_err *err)
+{
+    *out = NULL;
+    if (!lower)
+        return ms_err_set(err, MS_EINVAL, "a %s space needs a lower space",
+                          ms_space_kind_name(kind));
+    if (levels != 4 && levels != 5)
+        return ms_err_set(err, MS_EINVAL, "paging depth must be 4 or 5, not %u", levels);
+    struct ms_space *s = space_new(kind, lower, lower->ram, err);
+    if (!s)
+        return MS_ENOMEM;
+    s->root = root;
+    s->root_table = root & PTE_ADDR_MASK;
+    s->levels = levels;
+    *out = s;
+    return 0;
+}
+
+int ms_space_paging(struct ms_space **out, struct ms_space *lower, uint64_t cr3, unsigned levels,
+                    struct ms_err *err)
+{
+    return new_walked(out, MS_SPACE_PAGING, lower, cr3, levels, err);
+}
+
+int ms_space_npt(struct ms_space **out, struct ms_space *lower, uint64_t ncr3, unsigned levels,
+                 struct ms_err *err)
+{
+    return new_walked(out, MS_SPACE_NPT, lower, ncr3, levels, err);
+}
+
+int ms_space_ept(struct ms_space **out, struct ms_space *lower, uint64_t eptp, struct ms_err *err)
+{
+    *out = NULL;
+    unsigned walk = (unsigned)((eptp & EPTP_WALK_LENGTH_MASK) >> EPTP_WALK_LENGTH_SHIFT) + 1;
+    unsigned mt = (unsigned)(eptp & EPTP_MEMTYPE_MASK);
+    if (walk != 4 && walk != 5)
+        return ms_err_set(err, MS_EINVAL,
+                          "EPTP 0x%llx: page-walk length %u (bits 5:3 = %u) is not 4 or 5",
+                          (unsigned long long)eptp, walk, walk - 1);
+    if (mt != 0 && mt != 6)
+        return ms_err_set(err, MS_EINVAL,
+                          "EPTP 0x%llx: memory type %u (bits 2:0) is neither UC (0) nor WB (6); "
+                          "is this really an EPTP?",
+                          (unsigned long long)eptp, mt);
+    if (eptp & EPTP_RESERVED_MASK)
+        return ms_err_set(err, MS_EINVAL, "EPTP 0x%llx: reserved bits 11:8 are set",
+                          (unsigned long long)eptp);
+    int rc = new_walked(out, MS_SPACE_EPT, lower, eptp, walk, err);
+    if (!rc)
+        (*out)->ept_ad = eptp & EPTP_AD_ENABLE;
+    return rc;
+}
+
+void ms_space_free(struct ms_space *space)
+{
+    if (!space)
+        return;
+    free(space->tlb);
+    free(space);
+}
+
+uint64_t ms_space_canonical(const struct ms_space *space, uint64_t addr)
+{
+    if (space->kind != MS_SPACE_PAGING)
+        return addr;
+    unsigned bits = space->levels == 5 ? 57 : 48;
+    return (uint64_t)((int64_t)(addr << (64 - bits)) >> (64 - bits));
+}
+
+static uint64_t level_shift(unsigned level)
+{
+    return PAGE_SHIFT + 9 * (level - 1);
+}
+
+static int translate_at(struct ms_space *s, uint64_t addr, struct ms_xlat *out,
+                        struct ms_trace *trace, unsigned depth, struct ms_err *err);
+
+/* Reads one table entry at `entry_addr` of s's lower space. */
+static int read_entry(struct ms_space *s, uint64_t entry_addr, uint64_t *value,
+                      uint64_t *entry_phys, struct ms_trace *trace, unsigned depth,
+                      struct ms_err *err)
+{
+    struct ms_xlat x;
+    int rc = translate_at(s->lower, entry_addr, &x, trace, depth + 1, err);
+    if (rc)
+        return rc;
+    *entry_phys = x.phys;
+    s->stats.table_reads++;
+    return ms_ram_read_u64(s->ram, x.phys, value, err);
+}
+
+static void trace_add(struct ms_trace *trace, const struct ms_trace_entry *e)
+{
+    if (trace && trace->count < MS_TRACE_MAX)
+        trace->entries[trace->count++] = *e;
+}
+
+/* The walk of one dimension. Every entry is read through the lower space,
+ * which walks its own tables: the 2-D walk falls out of the recursion. */
+static int walk(struct ms_space *s, uint64_t addr, struct ms_xlat *out, struct ms_trace *trace,
+                unsigned depth, struct ms_err *err)
+{
+    const struct ms_pte_format *fmt = format_of(s);
+    const char *dim = ms_space_kind_name(s->kind);
+    uint64_t table = s->root_table;
+    unsigned perms = MS_PERM_R | MS_PERM_W | MS_PERM_X | MS_PERM_U;
+    s->stats.walks++;
+    for (unsigned level = s->levels; level >= 1; level--) {
+        unsigned index = (unsigned)((addr >> level_shift(level)) & 511);
+        uint64_t entry_addr = table + 8ULL * index, entry = 0, entry_phys = 0;
+        int rc = read_entry(s, entry_addr, &entry, &entry_phys, trace, depth, err);
+        if (rc)
+            return ms_err_prefix(err, "%s walk of 0x%llx: reading %s[%u] at 0x%llx: ", dim,
+                                 (unsigned long long)addr, ms_level_name(level), index,
+                                 (unsigned long long)entry_addr);
+        struct ms_trace_entry te = {
+            (uint8_t)depth, (uint8_t)s->kind, (uint8_t)level, (uint16_t)index,
+            entry_addr,     entry_phys,       entry};
+        trace_add(trace, &te);
+        if (!fmt->present(entry))
+            return ms_err_set(err, MS_EUNMAPPED,
+                              "%s walk of 0x%llx: %s[%u] = 0x%llx at 0x%llx (phys 0x%llx) is not "
+                              "present",
+                              dim, (unsigned long long)addr, ms_level_name(level), index,
+                              (unsigned long long)entry, (unsigned long long)entry_addr,
+                              (unsigned long long)entry_phys);
+        bool leaf = fmt->leaf(entry, level);
+        char why[160];
+        if (fmt->check(entry, level, leaf, why, sizeof(why)))
+            return ms_err_set(err, MS_ERESERVED,
+                              "%s walk of 0x%llx: %s[%u] = 0x%llx at 0x%llx (phys 0x%llx): %s", dim,
+                              (unsigned long long)addr, ms_level_name(level), index,
+                              (unsigned long long)entry, (unsigned long long)entry_addr,
+                              (unsigned long long)entry_phys, why);
+        perms &= fmt->perms(entry);
+        if (leaf) {
+            uint64_t size = 1ULL << level_shift(level);
+            out->addr = addr;
+            out->lower = (entry & PTE_ADDR_MASK & ~(size - 1)) | (addr & (size - 1));
+            out->page_size = size;
+            out->perms = perms;
+            return 0;
+        }
+        table = entry & PTE_ADDR_MASK;
+    }
+    return ms_err_set(err, MS_EFORMAT, "walk ended without a leaf"); /* not reached */
+}
+
+static int check_address(const struct ms_space *s, uint64_t addr, struct ms_err *err)
+{
+    if (s->kind == MS_SPACE_PAGING) {
+        if (ms_space_canonical(s, addr) != addr)
+            return ms_err_set(err, MS_EUNMAPPED,
+                              "0x%llx is not a canonical %u-level virtual address",
+                              (unsigned long long)addr, s->levels);
+    } else if (s->kind != MS_SPACE_PHYS) {
+        unsigned bits = (unsigned)level_shift(s->levels) + 9;
+        if (addr >> bits)
+            return ms_err_set(err, MS_EOUTSIDE,
+                              "0x%llx is beyond the %u-bit guest-physical space of a %u-level %s",
+                              (unsigned long long)addr, bits, s->levels,
+                              ms_space_kind_name(s->kind));
+    }
+    return 0;
+}
+
+static int translate_at(struct ms_space *s, uint64_t addr, struct ms_xlat *out,
+                        struct ms_trace *trace, unsigned depth, struct ms_err *err)
+{
+    if (s->kind == MS_SPACE_PHYS) {
+        if (!ms_ram_contains(s->ram, addr, 1))
+            return ms_err_set(err, MS_EOUTSIDE, "guest-physical address 0x%llx is not in RAM",
+                              (unsigned long long)addr);
+        *out = (struct ms_xlat){addr, addr, addr, PAGE_SIZE, MS_PERM_R | MS_PERM_W | MS_PERM_X};
+        return 0;
+    }
+    int rc = check_address(s, addr, err);
+    if (rc)
+        return rc;
+    uint64_t vpn = addr >> PAGE_SHIFT;
+    struct ms_tlb_entry *t = &s->tlb[vpn & (MS_TLB_ENTRIES - 1)];
+    if (!trace) {
+        if (t->tag == vpn + 1 && t->generation == s->ram->generation) {
+            s->stats.hits++;
+            uint64_t off = addr & (PAGE_SIZE - 1);
+            *out = (struct ms_xlat){addr, t->lower_page | off, t->phys_page | off,
+                                    1ULL << t->size_shift, t->perms};
+            return 0;
+        }
+        s->stats.misses++;
+    }
+    rc = walk(s, addr, out, trace, depth, err);
+    if (rc)
+        return rc;
+    struct ms_xlat below;
+    rc = translate_at(s->lower, out->lower, &below, trace, depth + 1, err);
+    if (rc)
+        return ms_err_prefix(err, "%s maps 0x%llx to 0x%llx, but: ", ms_space_kind_name(s->kind),
+                             (unsigned long long)addr, (unsigned long long)out->lower);
+    out->phys = below.phys;
+    if (!trace) {
+        t->tag = vpn + 1;
+        t->generation = s->ram->generation;
+        t->lower_page = out->lower & PAGE_MASK;
+        t->phys_page = out->phys & PAGE_MASK;
+        t->perms = out->perms;
+        t->size_shift = (uint8_t)__builtin_ctzll(out->page_size);
+    }
+    return 0;
+}
+
+int ms_space_translate(struct ms_space *space, uint64_t addr, struct ms_xlat *out,
+                       struct ms_trace *trace, struct ms_err *err)
+{
+    if (trace)
+        trace->count = 0;
+    return translate_at(space, addr, out, trace, 0, err);
+}
+
+static int space_access(struct ms_space *s, uint64_t addr, void *buf, const void *src, size_t len,
+                        size_t *done, struct ms_err *err)
+{
+    size_t copied = 0;
+    int rc = 0;
+    if (s->kind == MS_SPACE_PHYS) {
+        rc = src ? ms_ram_write(s->ram, addr, src, len, &copied, err)
+                 : ms_ram_read(s->ram, addr, buf, len, &copied, err);
+    } else {
+        while (copied < len) {
+            uint64_t at = addr + copied;
+            struct ms_xlat x;
+            rc = translate_at(s, at, &x, NULL, 0, err);
+            if (rc)
+                break;
+            size_t n = (size_t)(PAGE_SIZE - (at & (PAGE_SIZE - 1)));
+            if (n > len - copied)
+                n = len - copied;
+            size_t got = 0;
+            rc = src ? ms_ram_write(s->ram, x.phys, (const uint8_t *)src + copied, n, &got, err)
+                     : ms_ram_read(s->ram, x.phys, (uint8_t *)buf + copied, n, &got, err);
+            copied += got;
+            if (rc)
+                break;
+        }
+    }
+    if (rc)
+        ms_err_prefix(err, "cannot access 0x%llx: ", (unsigned long long)(addr + copied));
+    if (done)
+        *done = copied;
+    return rc;
+}
+
+int ms_space_read(struct ms_space *space, uint64_t addr, void *buf, size_t len, size_t *done,
+                  struct ms_err *err)
+{
+    return space_access(space, addr, buf, NULL, len, done, err);
+}
+
+int ms_space_write(struct ms_space *space, uint64_t addr, const void *buf, size_t len, size_t *done,
+                   struct ms_err *err)
+{
+    return space_access(space, addr, NULL, buf, len, done, err);
+}
+
+struct enum_state {
+    struct ms_space *s;
+    uint64_t start, end;
+    ms_mapping_fn fn;
+    void *arg;
+    uint64_t tables, max_tables, bad_tables;
+    uint64_t *table_buf; /* levels x 512 entries */
+};
+
+static int enum_table(struct enum_state *st, uint64_t table, unsigned level, uint64_t base,
+                      unsigned perms, struct ms_err *err)
+{
+    struct ms_space *s = st->s;
+    const struct ms_pte_format *fmt = format_of(s);
+    if (++st->tables > st->max_tables)
+        return ms_err_set(err, MS_ELIMIT,
+                          "visited more than %llu page tables (a table that maps itself?); "
+                          "narrow the range",
+                          (unsigned long long)st->max_tables);
+    uint64_t *entries = st->table_buf + 512 * (level - 1);
+    if (ms_space_read(s->lower, table, entries, PAGE_SIZE, NULL, NULL) != 0) {
+        st->bad_tables++;
+        return 0;
+    }
+    uint64_t span = 1ULL << level_shift(level);
+    for (unsigned i = 0; i < 512; i++) {
+        uint64_t va = base + i * span;
+        if (s->kind == MS_SPACE_PAGING)
+            va = ms_space_canonical(s, va);
+        uint64_t last = va + span - 1;
+        if (last < st->start || va > st->end)
+            continue;
+        uint64_t e = entries[i];
+        if (!fmt->present(e))
+            continue;
+        bool leaf = fmt->leaf(e, level);
+        char why[160];
+        if (fmt->check(e, level, leaf, why, sizeof(why))) {
+            st->bad_tables++;
+            continue;
+        }
+        unsigned p = perms & fmt->perms(e);
+        if (leaf) {
+            struct ms_mapping m = {va, span, e & PTE_ADDR_MASK & ~(span - 1), p, e};
+            int rc = st->fn(st->arg, &m);
+            if (rc)
+                return rc;
+        } else {
+            int rc = enum_table(st, e & PTE_ADDR_MASK, level - 1, va, p, err);
+            if (rc)
+                return rc;
+            /* A deeper level reuses its buffer; this level's is intact. */
+        }
+    }
+    return 0;
+}
+
+int ms_space_enumerate(struct ms_space *space, uint64_t start, uint64_t end, ms_mapping_fn fn,
+                       void *arg, uint64_t max_tables, uint64_t *bad_tables, struct ms_err *err)
+{
+    if (space->kind == MS_SPACE_PHYS)
+        return ms_err_set(err, MS_EINVAL, "a physical space has no page tables to enumerate");
+    struct enum_state st = {space, start, end, fn, arg, 0, max_tables ? max_tables : 1u << 20,
+                            0,     NULL};
+    st.table_buf = malloc(space->levels * 512 * sizeof(uint64_t));
+    if (!st.table_buf)
+        return ms_err_set(err, MS_ENOMEM, "out of memory");
+    int rc = enum_table(&st, space->root_table, space->levels, 0,
+                        MS_PERM_R | MS_PERM_W | MS_PERM_X | MS_PERM_U, err);
+    free(st.table_buf);
+    if (bad_tables)
+        *bad_tables = st.bad_tables;
+    return rc;
+}
