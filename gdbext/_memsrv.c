@@ -22,7 +22,9 @@
 #include "error.h"
 #include "format.h"
 #include "layout.h"
+#include "pte.h"
 #include "ram.h"
+#include "report.h"
 #include "space.h"
 #include "strbuf.h"
 
@@ -937,6 +939,70 @@ static PyObject *sp_enumerate(SpaceObject *s, PyObject *args, PyObject *kw)
     return Py_BuildValue("(NK)", c.list, (unsigned long long)bad);
 }
 
+/* The library's reports (shared with the CLI): text, raising with .output
+ * (what was written before the failure) on error. */
+static PyObject *report_result(struct ms_strbuf *out, int rc, const struct ms_err *err)
+{
+    if (out->failed) {
+        ms_strbuf_free(out);
+        return PyErr_NoMemory();
+    }
+    PyObject *str = PyUnicode_DecodeUTF8(ms_strbuf_str(out), (Py_ssize_t)out->len, "replace");
+    ms_strbuf_free(out);
+    if (!str || rc == 0)
+        return str;
+    raise_err(err);
+    err_attach("output", str);
+    return NULL;
+}
+
+static PyObject *sp_vtop(SpaceObject *s, PyObject *arg)
+{
+    uint64_t addr;
+    if (!u64_conv(arg, &addr) || sp_check(s))
+        return NULL;
+    struct ms_strbuf out;
+    struct ms_err err = {0};
+    ms_strbuf_init(&out);
+    int rc = ms_report_vtop(sp_top(s), addr, &out, &err);
+    return report_result(&out, rc, &err);
+}
+
+static PyObject *sp_ptdump(SpaceObject *s, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"start", "end", NULL};
+    uint64_t start = 0, end = UINT64_MAX;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O&O&:ptdump", kwlist, u64_conv, &start,
+                                     u64_conv, &end))
+        return NULL;
+    if (sp_check(s))
+        return NULL;
+    struct ms_strbuf out;
+    struct ms_err err = {0};
+    ms_strbuf_init(&out);
+    int rc = ms_report_ptdump(sp_top(s), start, end, &out, &err);
+    return report_result(&out, rc, &err);
+}
+
+static PyObject *sp_describe(SpaceObject *s, PyObject *unused)
+{
+    (void)unused;
+    struct ms_strbuf out;
+    ms_strbuf_init(&out);
+    ms_report_stack(sp_top(s), &out);
+    return report_result(&out, 0, NULL);
+}
+
+static PyObject *sp_perm_text(SpaceObject *s, PyObject *arg)
+{
+    unsigned long perms = PyLong_AsUnsignedLong(arg);
+    if (perms == (unsigned long)-1 && PyErr_Occurred())
+        return NULL;
+    char text[8];
+    ms_perm_text(sp_top(s), (unsigned)perms, text);
+    return PyUnicode_FromString(text);
+}
+
 static PyObject *sp_canonical(SpaceObject *s, PyObject *arg)
 {
     uint64_t addr;
@@ -1032,6 +1098,14 @@ static PyMethodDef sp_methods[] = {
      "enumerate(start=0, end=2**64-1, merge=True, max_tables=0) -> (ranges, bad_tables)\n"
      "merged: [(addr, size, lower, perms)], else [(addr, size, lower, perms, leaf)]."},
     {"canonical", (PyCFunction)sp_canonical, METH_O, "canonical(addr) -> int"},
+    {"vtop", (PyCFunction)sp_vtop, METH_O,
+     "vtop(addr) -> str: the library's report, every entry of every dimension decoded.\n"
+     "On failure MemsrvError carries .output (the entries read so far)."},
+    {"ptdump", (PyCFunction)(void (*)(void))sp_ptdump, METH_VARARGS | METH_KEYWORDS,
+     "ptdump(start=0, end=2**64-1) -> str: merged ranges (the library's report)."},
+    {"describe", (PyCFunction)sp_describe, METH_NOARGS,
+     "describe() -> str: '5-level paging (CR3 0x..) over ... over guest-physical RAM'"},
+    {"perm_text", (PyCFunction)sp_perm_text, METH_O, "perm_text(perms) -> 'rwx u'"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1093,6 +1167,20 @@ static PyObject *mod_code_name(PyObject *self, PyObject *arg)
     return PyUnicode_FromString(ms_code_name((int)c));
 }
 
+static PyObject *mod_describe_entry(PyObject *self, PyObject *args)
+{
+    (void)self;
+    int kind;
+    unsigned level;
+    uint64_t value;
+    if (!PyArg_ParseTuple(args, "iIO&:describe_entry", &kind, &level, u64_conv, &value))
+        return NULL;
+    char out[128];
+    ms_pte_describe(kind == MS_SPACE_EPT ? &ms_pte_ept : &ms_pte_x86, value, level, out,
+                    sizeof(out));
+    return PyUnicode_FromString(out);
+}
+
 /* parse_fmt(text, format='x', size='w') -> (count, format, size) */
 static PyObject *mod_parse_fmt(PyObject *self, PyObject *args, PyObject *kw)
 {
@@ -1120,6 +1208,8 @@ static PyMethodDef mod_methods[] = {
      "open_dump(path, writable=False) -> Memory: a QEMU dump-guest-memory ELF file."},
     {"parse_fmt", (PyCFunction)(void (*)(void))mod_parse_fmt, METH_VARARGS | METH_KEYWORDS,
      "parse_fmt(text, format='x', size='w') -> (count, format, size)"},
+    {"describe_entry", mod_describe_entry, METH_VARARGS,
+     "describe_entry(kind, level, value) -> 'P RW US A ...' (the library's decoding)"},
     {"kind_name", mod_kind_name, METH_O, "kind_name(kind) -> str"},
     {"level_name", mod_level_name, METH_O, "level_name(level) -> 'PML4E', ..."},
     {"code_name", mod_code_name, METH_O, "code_name(code) -> str"},

@@ -8,7 +8,7 @@ import shlex
 
 import gdb
 
-from . import breakargs, decode, load_module, qemu
+from . import breakargs, load_module, qemu
 
 _memsrv = load_module()
 MemsrvError = _memsrv.MemsrvError
@@ -182,7 +182,7 @@ class Session:
             except gdb.GdbError:
                 scores[level] = -1
                 continue
-            for name, need in (("pc", decode.PERM_X), ("sp", decode.PERM_W)):
+            for name, need in (("pc", _memsrv.PERM_X), ("sp", _memsrv.PERM_W)):
                 if regs[name] is None:
                     continue
                 try:
@@ -548,8 +548,7 @@ class Info(gdb.Command):
         gdb.write("\nbreak/tbreak: %s\n" % ("hardware" if S.hw else "software"))
         if S.mem is not None:
             try:
-                gdb.write("space: %s\n" % " over ".join(
-                    "%s(0x%x, %d levels)" % t if t[0] != "phys" else "phys" for t in S.space().stack))
+                gdb.write("space: %s\n" % S.space().describe())
             except gdb.GdbError as e:
                 gdb.write("space: %s\n" % e)
 
@@ -621,26 +620,11 @@ address itself through EPT/NPT), decoded."""
             raise gdb.GdbError("nested vtop EXPR")
         addr = eval_address(" ".join(words))
         sp = S.space(level)
-        stack = sp.stack
-        lvl = S.level_name(level)
         try:
-            phys, lower, psize, perms, trace = sp.translate(addr)
+            gdb.write(sp.vtop(addr))
         except MemsrvError as e:
-            for line in decode.trace_lines(getattr(e, "trace", None) or [], stack):
-                gdb.write(line + "\n")
+            gdb.write(getattr(e, "output", "") or "")
             raise _fail(e)
-        names = {"paging": lvl + " virtual", "EPT": lvl + "-phys", "NPT": lvl + "-phys", "phys": "phys"}
-        chain = []
-        for kind, root, levels in stack:
-            chain.append(names.get(kind, kind))
-        vals = [addr, lower] if len(stack) > 2 else [addr]
-        text = " -> ".join("%s 0x%x" % (chain[i], vals[i]) for i in range(len(vals)))
-        gdb.write(
-            "%s -> phys 0x%x (%s page, %s)\n"
-            % (text, phys, decode.size_text(psize), decode.perms_text(perms))
-        )
-        for line in decode.trace_lines(trace, stack):
-            gdb.write(line + "\n")
 
 
 class Ptdump(gdb.Command):
@@ -682,13 +666,10 @@ addresses, same permissions): VA range, size, lower range, r/w/x/u."""
         if len(rest) > 1:
             end = eval_address(rest[1])
         try:
-            ranges, bad = sp.enumerate(start, end)
+            gdb.write(sp.ptdump(start, end))
         except MemsrvError as e:
+            gdb.write(getattr(e, "output", "") or "")
             raise _fail(e)
-        lower = "%s-phys" % S.level_name(level) if len(sp.stack) > 2 else "phys"
-        out = [decode.range_line(a, n, lo, p, lower) for a, n, lo, p in ranges]
-        out.append("%d range(s)%s" % (len(ranges), ", %d unreadable table(s) skipped" % bad if bad else ""))
-        gdb.write("\n".join(out) + "\n")
 
 
 class Print(gdb.Command):
