@@ -68,6 +68,7 @@ class Session:
         self.detect_note = ""
         self.hw = True
         self.xfmt = ("x", "w")
+        self.last_count = 0
         self.next_addr = None
         self.spaces = {}
 
@@ -585,6 +586,12 @@ With no ADDRESS, continues after the last address shown."""
             addr = S.next_addr
         else:
             raise gdb.GdbError("Argument required (starting display address).")
+        if not fmt and not expr and S.last_count:
+            fmt = str(S.last_count)  # as x: no format, no address: the last count
+        try:
+            S.last_count = _memsrv.parse_fmt(fmt, S.xfmt[0], S.xfmt[1])[0]
+        except MemsrvError as e:
+            raise _fail(e)
         sp = S.space()
         try:
             text, nxt, f, size, err = sp.x(
@@ -594,9 +601,13 @@ With no ADDRESS, continues after the last address shown."""
             raise _fail(e)
         S.xfmt = (f, size)
         S.next_addr = nxt
-        gdb.write(text)
         if err is not None:
+            # GDB leaves the partial line open and prints its error after it.
+            if text.endswith("\n"):
+                text = text[:-1]
+            gdb.write(text)
             raise _fail(err)
+        gdb.write(text)
 
 
 class Vtop(gdb.Command):
