@@ -228,6 +228,9 @@ def _on_stop(event):
             cr4 = _reg("cr4")
             if cr4 is not None:
                 S.l1_levels = 5 if cr4 & LA57 else 4
+            S.detected = "l1"
+            if S.mode == "auto":
+                gdb.write("[nested] vCPU shows L1 (no EPTP/nCR3 set, L2 not checked)\n")
     except Exception as e:  # a stop handler must never break the stop
         gdb.write("[nested] level detection failed: %s\n" % e)
 
