@@ -17,6 +17,8 @@ LIB_SRCS  := $(sort $(wildcard memsrv/*.c))
 CLI_SRCS  := $(sort $(wildcard memsrv/cli/*.c))
 TEST_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 BENCH_SRCS := $(sort $(wildcard bench/*.c))
+SUPPORT_SRCS := $(sort $(wildcard tests/support/*.c))
+SUPPORT_OBJS := $(SUPPORT_SRCS:%.c=$(BUILD)/obj/%.o)
 
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
@@ -37,13 +39,13 @@ $(BUILD)/libmemsrv.a: $(LIB_OBJS)
 $(BUILD)/memsrv: $(CLI_OBJS) $(BUILD)/libmemsrv.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libmemsrv.a $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/libmemsrv.a
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(SUPPORT_OBJS) $(BUILD)/libmemsrv.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libmemsrv.a $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(SUPPORT_OBJS) $(BUILD)/libmemsrv.a $(LDLIBS)
 
-$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/libmemsrv.a
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(SUPPORT_OBJS) $(BUILD)/libmemsrv.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libmemsrv.a $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(SUPPORT_OBJS) $(BUILD)/libmemsrv.a $(LDLIBS)
 
 # The C extension module for GDB's embedded Python (gdbext/Makefile asks GDB
 # for its include directory and extension suffix).

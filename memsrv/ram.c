@@ -62,6 +62,22 @@ static int guarded_copy(void *dst, const void *src, size_t len)
     return 0;
 }
 
+int ms_ram_guarded(struct ms_ram *ram, int (*fn)(void *arg), void *arg, struct ms_err *err)
+{
+    sigjmp_buf jb;
+    sigjmp_buf *volatile outer = bus_guard;
+    if (sigsetjmp(jb, 0)) {
+        bus_guard = outer;
+        return ms_err_set(err, MS_EBUS,
+                          "RAM file %s shrank under us (QEMU exited or the file was truncated)",
+                          ram->nsources ? ram->sources[0].path : "?");
+    }
+    bus_guard = &jb;
+    int rc = fn(arg);
+    bus_guard = outer;
+    return rc;
+}
+
 static struct ms_ram *ram_new(struct ms_err *err)
 {
     pthread_once(&bus_once, bus_install);
@@ -481,6 +497,14 @@ int ms_ram_read_u64(struct ms_ram *ram, uint64_t gpa, uint64_t *value, struct ms
             return 0;
     }
     return ms_ram_read(ram, gpa, value, 8, NULL, err);
+}
+
+const uint8_t *ms_ram_ptr(const struct ms_ram *ram, uint64_t gpa, size_t len)
+{
+    const struct ms_region *r = find_region(ram, gpa);
+    if (!r || r->len - (gpa - r->gpa) < len)
+        return NULL;
+    return ram->sources[r->source].map + r->offset + (gpa - r->gpa);
 }
 
 bool ms_ram_contains(const struct ms_ram *ram, uint64_t gpa, uint64_t len)

@@ -72,6 +72,14 @@ int ms_ram_write(struct ms_ram *ram, uint64_t gpa, const void *buf, size_t len, 
 /* Reads one little-endian 64-bit value (page-table entries). */
 int ms_ram_read_u64(struct ms_ram *ram, uint64_t gpa, uint64_t *value, struct ms_err *err);
 
+/* Hot paths (page walks): a pointer to len bytes at gpa when one region
+ * backs them all, else NULL. Dereference it only inside ms_ram_guarded(). */
+const uint8_t *ms_ram_ptr(const struct ms_ram *ram, uint64_t gpa, size_t len);
+
+/* Runs fn(arg) with SIGBUS from a shrunk RAM file turned into MS_EBUS (err
+ * filled) instead of death. fn must not allocate: it may be cut short. */
+int ms_ram_guarded(struct ms_ram *ram, int (*fn)(void *arg), void *arg, struct ms_err *err);
+
 /* True when [gpa, gpa+len) is entirely backed. */
 bool ms_ram_contains(const struct ms_ram *ram, uint64_t gpa, uint64_t len);
 

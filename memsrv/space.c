@@ -141,18 +141,28 @@ static uint64_t level_shift(unsigned level)
 static int translate_at(struct ms_space *s, uint64_t addr, struct ms_xlat *out,
                         struct ms_trace *trace, unsigned depth, struct ms_err *err);
 
-/* Reads one table entry at `entry_addr` of s's lower space. */
+/* Reads one table entry at `entry_addr` of s's lower space. Runs inside the
+ * walk's SIGBUS guard, so it may load from the mapping directly. */
 static int read_entry(struct ms_space *s, uint64_t entry_addr, uint64_t *value,
                       uint64_t *entry_phys, struct ms_trace *trace, unsigned depth,
                       struct ms_err *err)
 {
-    struct ms_xlat x;
-    int rc = translate_at(s->lower, entry_addr, &x, trace, depth + 1, err);
-    if (rc)
-        return rc;
-    *entry_phys = x.phys;
     s->stats.table_reads++;
-    return ms_ram_read_u64(s->ram, x.phys, value, err);
+    uint64_t phys = entry_addr;
+    if (s->lower->kind != MS_SPACE_PHYS) {
+        struct ms_xlat x;
+        int rc = translate_at(s->lower, entry_addr, &x, trace, depth + 1, err);
+        if (rc)
+            return rc;
+        phys = x.phys;
+    }
+    *entry_phys = phys;
+    const uint8_t *p = ms_ram_ptr(s->ram, phys, 8);
+    if (!p)
+        return ms_err_set(err, MS_EOUTSIDE, "guest-physical address 0x%llx is not in RAM",
+                          (unsigned long long)phys);
+    memcpy(value, p, 8);
+    return 0;
 }
 
 static void trace_add(struct ms_trace *trace, const struct ms_trace_entry *e)
@@ -230,6 +240,36 @@ static int check_address(const struct ms_space *s, uint64_t addr, struct ms_err 
     return 0;
 }
 
+struct walk_call {
+    struct ms_space *s;
+    uint64_t addr;
+    struct ms_xlat *out;
+    struct ms_trace *trace;
+    unsigned depth;
+    struct ms_err *err;
+};
+
+static int walk_both(struct ms_space *s, uint64_t addr, struct ms_xlat *out, struct ms_trace *trace,
+                     unsigned depth, struct ms_err *err)
+{
+    int rc = walk(s, addr, out, trace, depth, err);
+    if (rc)
+        return rc;
+    struct ms_xlat below;
+    rc = translate_at(s->lower, out->lower, &below, trace, depth + 1, err);
+    if (rc)
+        return ms_err_prefix(err, "%s maps 0x%llx to 0x%llx, but: ", ms_space_kind_name(s->kind),
+                             (unsigned long long)addr, (unsigned long long)out->lower);
+    out->phys = below.phys;
+    return 0;
+}
+
+static int walk_call(void *arg)
+{
+    struct walk_call *c = arg;
+    return walk_both(c->s, c->addr, c->out, c->trace, c->depth, c->err);
+}
+
 static int translate_at(struct ms_space *s, uint64_t addr, struct ms_xlat *out,
                         struct ms_trace *trace, unsigned depth, struct ms_err *err)
 {
@@ -255,15 +295,15 @@ static int translate_at(struct ms_space *s, uint64_t addr, struct ms_xlat *out,
         }
         s->stats.misses++;
     }
-    rc = walk(s, addr, out, trace, depth, err);
+    /* The outermost walk sets the SIGBUS guard once; inner ones run in it. */
+    if (depth == 0) {
+        struct walk_call c = {s, addr, out, trace, depth, err};
+        rc = ms_ram_guarded(s->ram, walk_call, &c, err);
+    } else {
+        rc = walk_both(s, addr, out, trace, depth, err);
+    }
     if (rc)
         return rc;
-    struct ms_xlat below;
-    rc = translate_at(s->lower, out->lower, &below, trace, depth + 1, err);
-    if (rc)
-        return ms_err_prefix(err, "%s maps 0x%llx to 0x%llx, but: ", ms_space_kind_name(s->kind),
-                             (unsigned long long)addr, (unsigned long long)out->lower);
-    out->phys = below.phys;
     if (!trace) {
         t->tag = vpn + 1;
         t->generation = s->ram->generation;
