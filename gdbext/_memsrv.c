@@ -341,7 +341,7 @@ static PyObject *mem_get_cpus(MemoryObject *m, void *closure)
         const struct ms_cpu_state *c = &m->ram->cpus[i];
 #define R(n) #n, (unsigned long long)c->n
         PyObject *d = Py_BuildValue(
-            "{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsO}", R(rax), R(rbx), R(rcx),
+            "{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsO}", R(rax), R(rbx), R(rcx),
             R(rdx), R(rsi), R(rdi), R(rsp), R(rbp), R(r8), R(r9), R(r10), R(r11), R(r12),
             R(r13), R(r14), R(r15), R(rip), R(rflags), R(fs_base), R(gs_base),
             R(kernel_gs_base), R(cr0), R(cr2), R(cr3), R(cr4), "has_cr",

@@ -193,3 +193,28 @@ def write_symbols(directory):
         check=True,
     )
     return elf
+
+
+def write_qemu_dump(path, ram, rip, rsp, cr3, cr4=0x20):
+    """A dump-guest-memory-style ELF: one identity PT_LOAD and a "QEMU" note
+    (QEMUCPUState, 0x1b8 bytes) carrying the registers, as QEMU writes for
+    whichever level the vCPU was in."""
+    regs = [0] * 18  # rax..r15, rip, rflags
+    regs[6], regs[16], regs[17] = rsp, rip, 0x2
+    state = struct.pack("<II", 1, 0x1B8) + struct.pack("<18Q", *regs)
+    state += bytes(24 * 10)  # cs ds es fs gs ss ldt tr gdt idt
+    state += struct.pack("<5Q", 0x80050033, 0, 0, cr3, cr4) + struct.pack("<Q", 0)
+    assert len(state) == 0x1B8
+    note = struct.pack("<III", 5, len(state), 0) + b"QEMU\0\0\0\0" + state
+    ehsize, phsize = 64, 56
+    note_off = ehsize + 2 * phsize
+    data_off = (note_off + len(note) + 0xFFF) & ~0xFFF
+    out = bytearray(b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8))
+    out += struct.pack("<HHIQQQIHHHHHH", 4, 62, 1, 0, ehsize, 0, 0, ehsize, phsize, 2, 64, 0, 0)
+    out += struct.pack("<IIQQQQQQ", 4, 0, note_off, 0, 0, len(note), len(note), 0)
+    out += struct.pack("<IIQQQQQQ", 1, 6, data_off, 0, 0, len(ram), len(ram), 0x1000)
+    out += note
+    out += bytes(data_off - len(out))
+    out += ram
+    with open(path, "wb") as f:
+        f.write(out)

@@ -8,6 +8,7 @@ import glob
 import json
 import os
 import re
+import struct
 import subprocess
 import sys
 
@@ -364,3 +365,41 @@ def test_nested_gdb_found_from_any_directory(image, tmp_path):
         cwd=str(tmp_path),
     )
     assert "memory: not attached" in p.stdout, p.stdout + p.stderr
+
+
+def test_level_detection_from_dump_registers(image):
+    """QEMU's dump carries the registers of whichever level ran; with the
+    EPTP given, auto mode works out which by walking pc and sp both ways."""
+    im = image["im"]
+    d = image["dir"]
+    l2dump = os.path.join(d, "l2.dump")
+    l1dump = os.path.join(d, "l1.dump")
+    gi.write_qemu_dump(l2dump, bytes(im.ram), rip=gi.L2VA + 0x10, rsp=gi.L2VA + 0x3008, cr3=gi.L2_CR3)
+    gi.write_qemu_dump(l1dump, bytes(im.ram), rip=gi.KBASE + 0x10, rsp=gi.KBASE + 0x2000, cr3=gi.CR3)
+    cmds = [
+        "source %s/nested.gdb" % GDBEXT,
+        "file " + image["elf"],
+        "nested attach " + l2dump,
+        "nested eptp 0x%x" % gi.EPTP,
+        "nested mode auto",
+        "nx/s 0x%x" % gi.L2VA,
+        "nested info",
+        "nested attach " + l1dump,
+        "nested mode auto",
+        "nx/2gx kstart",
+        "nested mode l2",
+        "nx/s 0x%x" % gi.L2VA,
+    ]
+    _, res = run_gdb(cmds, d)
+    for r in res[:10]:
+        assert r["err"] is None, r
+    assert "[nested] vCPU shows L2" in res[4]["out"], res[4]
+    assert "L1 0/4, L2 4/4" in res[4]["out"], res[4]
+    assert gi.MARKER[:-1].decode() in res[5]["out"], res[5]
+    assert "cr3: 0x%x, 4 levels (vCPU)" % gi.L2_CR3 in res[6]["out"], res[6]
+    assert "[nested] vCPU shows L1" in res[8]["out"] and "L1 4/4, L2 0/4" in res[8]["out"], res[8]
+    k = im.k_phys(gi.KBASE)
+    want = ["0x%016x" % v for v in struct.unpack_from("<2Q", im.ram, k)]
+    assert re.findall(r"\t(0x[0-9a-f]{16})", res[9]["out"]) == want, res[9]
+    # Forced to L2 with L1's CR3, the L2 address is not mapped: an error, not L1's bytes.
+    assert "<error: Cannot access memory" in res[11]["out"], res[11]
