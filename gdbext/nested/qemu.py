@@ -21,11 +21,11 @@ def memdev_ids(text):
 
 def qom_string(text):
     """The string printed by `qom-get` ("/path" with JSON escapes)."""
-    text = text.strip()
-    if not text:
-        raise ValueError("qom-get printed nothing")
-    if text.startswith('"'):
-        return json.loads(text)
+    # Other lines may precede it (GDB's `set trace-commands on` echoes).
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith('"'):
+            return json.loads(line)
     raise ValueError("qom-get did not print a string: %r" % text[:200])
 
 

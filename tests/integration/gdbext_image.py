@@ -218,3 +218,15 @@ def write_qemu_dump(path, ram, rip, rsp, cr3, cr4=0x20):
     out += ram
     with open(path, "wb") as f:
         f.write(out)
+
+
+if __name__ == "__main__":
+    import sys
+
+    out = sys.argv[1] if len(sys.argv) > 1 else "."
+    image = Image().build()
+    ram, core = image.write(out)
+    elf = write_symbols(out)
+    print("ram %s core %s symbols %s" % (ram, core, elf))
+    print("L1: cr3 0x%x (4-level) maps 0x%x.. ; L2: eptp 0x%x, cr3 0x%x, marker at 0x%x -> phys 0x%x"
+          % (CR3, KBASE, EPTP, L2_CR3, L2VA, image.l2_phys(L2VA)))
