@@ -65,7 +65,7 @@ class Qmp:
 class HeldGuest:
     """QEMU -S: .ram, .gdb_address, .kernel_dir, .hmp(cmd), .close()."""
 
-    def __init__(self, workdir, mem="512M", cpu="max"):
+    def __init__(self, workdir, mem="512M", cpu="max", append="console=ttyS0 nokaslr panic=-1"):
         self.kernel_dir = kernel_dir()
         self.ram = os.path.join(workdir, "held.ram")
         self.gdb_sock = os.path.join(workdir, "held.gdb")
@@ -80,7 +80,7 @@ class HeldGuest:
             "-object", "memory-backend-file,id=pc.ram,share=on,mem-path=%s,size=%s" % (self.ram, mem),
             "-machine", "memory-backend=pc.ram",
             "-kernel", os.path.join(self.kernel_dir, "vmlinuz"),
-            "-append", "console=ttyS0 nokaslr panic=-1",
+            "-append", append,
             "-display", "none",
             "-no-reboot",
             "-serial", "file:" + os.path.join(workdir, "held.serial"),

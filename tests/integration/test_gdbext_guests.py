@@ -1,0 +1,93 @@
+"""The GDB extension on the shared real guests (conftest.py fixtures guest5
+and guest4_4g, stopped VMs): GDB connects to QEMU's gdbstub, `nested
+attach` finds the RAM file and its layout through QEMU's monitor, and `nx`
+must print exactly what GDB's own `x` prints for kernel addresses. Also
+measures nx/4096gx against x/4096gx over the gdbstub.
+
+Sessions end with `disconnect`: a detach would restart the stopped VM."""
+
+import os
+import re
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from test_gdbext import GDBEXT, run_gdb  # noqa: E402
+
+
+def shared(request, name):
+    try:
+        return request.getfixturevalue(name)
+    except pytest.FixtureLookupError:
+        pytest.skip("fixture %s is not defined (tests/integration/conftest.py not merged)" % name)
+
+
+EXPRS = [
+    "&linux_banner",
+    "&init_task",
+    "init_task.stack",
+    "$sp",
+    "page_offset_base + 0x1000000",
+    "(char *)&init_top_pgt + 0xfe0",
+]
+FORMATS = ["16gx", "8xb", "6dw", "5uh", "3s", "4a", "20c"]
+
+
+def compare_session(guest, tmp_path, extra=()):
+    cmds = [
+        "file %s/vmlinux" % guest.kernel_dir,
+        "target remote %s" % guest.gdb_address,
+        "source %s/nested.gdb" % GDBEXT,
+        "nested attach",
+        "nested info",
+    ]
+    cmds += list(extra)
+    for e in EXPRS:
+        for f in FORMATS:
+            cmds += ["x/%s %s" % (f, e), "nx/%s %s" % (f, e)]
+    cmds += [
+        "python import time; t = time.perf_counter(); gdb.execute('x/4096gx &linux_banner', to_string=True); print('TIME x %.4f' % (time.perf_counter() - t))",
+        "python import time; t = time.perf_counter(); gdb.execute('nx/4096gx &linux_banner', to_string=True); print('TIME nx %.4f' % (time.perf_counter() - t))",
+        "python print('SAME', gdb.execute('x/4096gx &linux_banner', to_string=True) == gdb.execute('nx/4096gx &linux_banner', to_string=True))",
+        "disconnect",
+    ]
+    proc, res = run_gdb(cmds, str(tmp_path), timeout=300)
+    r = {x["cmd"]: x for x in res}
+    for x in res[:5]:
+        assert x["err"] is None, x
+    att = r["nested attach"]["out"]
+    assert os.path.realpath(guest.ram) in att or guest.ram in att, att
+    assert "from QEMU" in att, att
+    pairs = [(a, b) for a, b in zip(res, res[1:]) if a["cmd"].startswith("x/") and b["cmd"] == "n" + a["cmd"]]
+    assert len(pairs) == len(EXPRS) * len(FORMATS) + sum(c.startswith("x/") for c in extra)
+    for x, nx in pairs:
+        assert x["out"] == nx["out"] and x["err"] == nx["err"], (x, nx)
+        assert x["out"], x
+    text = "".join(x["out"] for x in res[-4:])
+    assert "SAME True" in text, text
+    tx = float(re.search(r"TIME x ([0-9.]+)", text).group(1))
+    tnx = float(re.search(r"TIME nx ([0-9.]+)", text).group(1))
+    print("x/4096gx over the gdbstub: %.3f s; nx/4096gx: %.3f s (%.1fx)" % (tx, tnx, tx / max(tnx, 1e-6)))
+    return r
+
+
+def test_guest5_nx_equals_x(request, tmp_path):
+    g = shared(request, "guest5")
+    r = compare_session(g, tmp_path)
+    assert "5 levels (vCPU)" in r["nested info"]["out"], r["nested info"]["out"]
+    assert "Linux version" in r["nx/3s &linux_banner"]["out"]
+
+
+def test_guest4_4g_split_layout(request, tmp_path):
+    g = shared(request, "guest4_4g")
+    # Physical 4 GiB + 0x1000 through the direct map: in the RAM file at 2 GiB + 0x1000.
+    high = "page_offset_base + 0x100001000"
+    r = compare_session(g, tmp_path, extra=["x/16gx " + high, "nx/16gx " + high])
+    att = r["nested attach"]["out"]
+    assert "0x100000000-0x17fffffff@0x80000000" in att, att
+    assert "4 levels (vCPU)" in r["nested info"]["out"]
+    assert r["x/16gx " + high]["out"] == r["nx/16gx " + high]["out"]
+    assert r["x/16gx " + high]["err"] is None
