@@ -306,6 +306,14 @@ static PyObject *mem_get_writable(MemoryObject *m, void *closure)
     return PyBool_FromLong(m->ram->writable);
 }
 
+static PyObject *mem_get_generation(MemoryObject *m, void *closure)
+{
+    (void)closure;
+    if (mem_check(m))
+        return NULL;
+    return PyLong_FromUnsignedLongLong(m->ram->generation);
+}
+
 static PyObject *mem_get_closed(MemoryObject *m, void *closure)
 {
     (void)closure;
@@ -389,6 +397,8 @@ static PyGetSetDef mem_getset[] = {
     {"end", (getter)mem_get_end, NULL, "highest backed address + 1", NULL},
     {"writable", (getter)mem_get_writable, NULL, NULL, NULL},
     {"closed", (getter)mem_get_closed, NULL, NULL, NULL},
+    {"generation", (getter)mem_get_generation, NULL,
+     "bumped by flush(): translations cached before it are stale", NULL},
     {"path", (getter)mem_get_path, NULL, NULL, NULL},
     {"vmcoreinfo", (getter)mem_get_vmcoreinfo, NULL, "VMCOREINFO text of a dump, or None",
      NULL},

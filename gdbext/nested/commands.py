@@ -14,6 +14,8 @@ _memsrv = load_module()
 MemsrvError = _memsrv.MemsrvError
 MASK = (1 << 64) - 1
 LA57 = 1 << 12
+CR0_PG = 1 << 31
+EFER_LMA = 1 << 10
 HW_DEBUG_REGISTERS = 4
 
 
@@ -115,6 +117,14 @@ class Session:
         regs = self.vcpu()
         if regs["cr3"] is None:
             return None, 4, "none: physical"
+        cr0, efer = _reg("cr0"), _reg("efer")
+        if cr0 is not None and not cr0 & CR0_PG:
+            return None, 4, "paging off (CR0.PG=0): physical"
+        if efer is not None and cr0 is not None and not efer & EFER_LMA:
+            raise gdb.GdbError(
+                "nested: the vCPU uses 32-bit paging (CR0.PG=1, EFER.LMA=0), which memsrv does "
+                "not walk; give `nested cr3 EXPR` for a long-mode CR3"
+            )
         levels = 5 if regs["cr4"] is not None and regs["cr4"] & LA57 else 4
         return regs["cr3"], levels, "vCPU"
 

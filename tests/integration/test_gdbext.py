@@ -403,3 +403,33 @@ def test_level_detection_from_dump_registers(image):
     assert re.findall(r"\t(0x[0-9a-f]{16})", res[9]["out"]) == want, res[9]
     # Forced to L2, the L1 kernel address is not mapped: an error, not L1's bytes.
     assert res[11]["err"] == "Cannot access memory at address 0x%x" % gi.KBASE, res[11]
+
+
+def test_ram_file_shrinks_under_gdb(image, tmp_path):
+    """The RAM file truncated while attached (QEMU gone): an error naming the
+    cause, not a SIGBUS that kills GDB."""
+    import shutil
+
+    ram = str(tmp_path / "shrinking.ram")
+    shutil.copy(image["ram"], ram)
+    cmds = [
+        "source %s/nested.gdb" % GDBEXT,
+        "nested attach %s --map 0:0x%x@0" % (ram, gi.RAM_SIZE),
+        "nx/2gx 0x200000",
+        "python import os; os.truncate(%r, 0x100000)" % ram,
+        "nx/2gx 0x200000",
+        "nx/2gx 0x1000",
+        "nested p (long *)0x200000",
+        "python import nested.commands; print('generation', nested.commands.S.mem.generation)",
+        "nested flush",
+        "python import nested.commands; print('generation', nested.commands.S.mem.generation)",
+    ]
+    _, res = run_gdb(cmds, str(tmp_path))
+    assert res[2]["err"] is None and res[2]["out"].startswith("0x200000:\t0x"), res[2]
+    # x's wording, as GDB's x would say; `nested p` gives the library's cause.
+    assert res[4]["err"] == "Cannot access memory at address 0x200000", res[4]
+    assert res[5]["err"] is None and res[5]["out"].startswith("0x1000:\t0x"), res[5]
+    assert res[6]["err"] is not None and "shrank" in res[6]["err"], res[6]
+    g1 = int(res[7]["out"].split()[1])
+    g2 = int(res[9]["out"].split()[1])
+    assert g2 > g1, (res[7], res[9])

@@ -103,3 +103,37 @@ def test_hw_break_warning_past_four(held, tmp_path):
     info = r["info breakpoints"]["out"]
     assert re.search(r"^6\s+breakpoint\s+keep y.*in panic", info, re.M), info
     assert len(re.findall(r"hw breakpoint", info)) == 5
+
+
+def test_each_stop_rereads_cr3_and_flushes(held, tmp_path):
+    """From wherever the held guest is (reset or start_kernel) to
+    kernel_init: the CR3 in use is re-read and the caches flushed at the
+    stop, and nx still equals x."""
+    gen = "python import nested.commands; print('GEN', nested.commands.S.mem.generation)"
+    cmds = connect(held) + [
+        "nested info",
+        "p/x $cr3",
+        gen,
+        "tbreak kernel_init",
+        "continue",
+        gen,
+        "nested info",
+        "p/x $cr3",
+        "x/8gx $sp",
+        "nx/8gx $sp",
+        "x/4gx &init_top_pgt",
+        "nx/4gx &init_top_pgt",
+        "disconnect",
+    ]
+    proc, res = run_gdb(cmds, str(tmp_path), timeout=180)
+    for x in res:
+        assert x["err"] is None, x
+    assert "Temporary breakpoint 1, kernel_init" in proc.stdout, proc.stdout
+    cr3_a = int(re.search(r"= (0x[0-9a-f]+)", res[5]["out"]).group(1), 16)
+    cr3_b = int(re.search(r"= (0x[0-9a-f]+)", res[11]["out"]).group(1), 16)
+    assert cr3_a != cr3_b
+    assert "cr3: 0x%x, 5 levels (vCPU)" % cr3_b in res[10]["out"], res[10]
+    assert int(res[9]["out"].split()[1]) > int(res[6]["out"].split()[1])
+    assert "[nested] vCPU shows L1" in res[8]["out"], res[8]
+    assert res[12]["out"] and res[12]["out"] == res[13]["out"]
+    assert res[14]["out"] and res[14]["out"] == res[15]["out"]
