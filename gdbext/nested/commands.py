@@ -785,8 +785,12 @@ def software_break(arg, temporary):
             spec = "*0x%x" % _int(gdb.selected_frame().pc())
         except gdb.error:
             raise gdb.GdbError("No default breakpoint address now.")
+    kw = {}
+    if spec.startswith("-qualified "):
+        spec = spec[len("-qualified ") :].strip()
+        kw["qualified"] = True
     try:
-        bp = gdb.Breakpoint(spec, type=gdb.BP_BREAKPOINT, temporary=temporary)
+        bp = gdb.Breakpoint(spec, type=gdb.BP_BREAKPOINT, temporary=temporary, **kw)
         if a.condition:
             bp.condition = a.condition
         if a.thread:
