@@ -116,8 +116,7 @@ static int opt_u64_conv(PyObject *obj, void *out)
 /* ------------------------------------------------------------------ Memory */
 
 typedef struct {
-    PyObject_HEAD
-    struct ms_ram *ram; /* NULL once closed */
+    PyObject_HEAD struct ms_ram *ram; /* NULL once closed */
     PyObject *path;
     Py_ssize_t exports; /* zero-copy views alive: close() waits for them */
 } MemoryObject;
@@ -269,9 +268,9 @@ static PyObject *mem_get_regions(MemoryObject *m, void *closure)
     PyObject *list = PyList_New(0);
     for (unsigned i = 0; list && i < m->ram->layout.count; i++) {
         const struct ms_region *r = &m->ram->layout.regions[i];
-        PyObject *t = Py_BuildValue("(KKKI)", (unsigned long long)r->gpa,
-                                    (unsigned long long)r->len, (unsigned long long)r->offset,
-                                    r->source);
+        PyObject *t =
+            Py_BuildValue("(KKKI)", (unsigned long long)r->gpa, (unsigned long long)r->len,
+                          (unsigned long long)r->offset, r->source);
         if (!t || PyList_Append(list, t)) {
             Py_XDECREF(t);
             Py_CLEAR(list);
@@ -334,8 +333,7 @@ static PyObject *mem_get_vmcoreinfo(MemoryObject *m, void *closure)
         return NULL;
     if (!m->ram->vmcoreinfo)
         Py_RETURN_NONE;
-    return PyUnicode_DecodeUTF8(m->ram->vmcoreinfo, (Py_ssize_t)m->ram->vmcoreinfo_len,
-                                "replace");
+    return PyUnicode_DecodeUTF8(m->ram->vmcoreinfo, (Py_ssize_t)m->ram->vmcoreinfo_len, "replace");
 }
 
 /* The registers recorded in an ELF dump, one dict per vCPU. */
@@ -350,10 +348,9 @@ static PyObject *mem_get_cpus(MemoryObject *m, void *closure)
 #define R(n) #n, (unsigned long long)c->n
         PyObject *d = Py_BuildValue(
             "{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsO}", R(rax), R(rbx), R(rcx),
-            R(rdx), R(rsi), R(rdi), R(rsp), R(rbp), R(r8), R(r9), R(r10), R(r11), R(r12),
-            R(r13), R(r14), R(r15), R(rip), R(rflags), R(fs_base), R(gs_base),
-            R(kernel_gs_base), R(cr0), R(cr2), R(cr3), R(cr4), "has_cr",
-            c->has_cr ? Py_True : Py_False);
+            R(rdx), R(rsi), R(rdi), R(rsp), R(rbp), R(r8), R(r9), R(r10), R(r11), R(r12), R(r13),
+            R(r14), R(r15), R(rip), R(rflags), R(fs_base), R(gs_base), R(kernel_gs_base), R(cr0),
+            R(cr2), R(cr3), R(cr4), "has_cr", c->has_cr ? Py_True : Py_False);
 #undef R
         if (!d || PyList_Append(list, d)) {
             Py_XDECREF(d);
@@ -400,10 +397,8 @@ static PyGetSetDef mem_getset[] = {
     {"generation", (getter)mem_get_generation, NULL,
      "bumped by flush(): translations cached before it are stale", NULL},
     {"path", (getter)mem_get_path, NULL, NULL, NULL},
-    {"vmcoreinfo", (getter)mem_get_vmcoreinfo, NULL, "VMCOREINFO text of a dump, or None",
-     NULL},
-    {"cpus", (getter)mem_get_cpus, NULL, "registers from a dump's notes, one dict per vCPU",
-     NULL},
+    {"vmcoreinfo", (getter)mem_get_vmcoreinfo, NULL, "VMCOREINFO text of a dump, or None", NULL},
+    {"cpus", (getter)mem_get_cpus, NULL, "registers from a dump's notes, one dict per vCPU", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -423,8 +418,7 @@ static PyTypeObject MemoryType = {
 /* Exports a read-only (or writable) slice of the RAM mapping. Holds the
  * Memory so that close() can refuse while a view is alive. */
 typedef struct {
-    PyObject_HEAD
-    MemoryObject *mem;
+    PyObject_HEAD MemoryObject *mem;
     void *ptr;
     Py_ssize_t len;
     int readonly;
@@ -462,8 +456,7 @@ static PyTypeObject SliceType = {
 #define CHAIN_MAX 3
 
 typedef struct {
-    PyObject_HEAD
-    MemoryObject *mem;
+    PyObject_HEAD MemoryObject *mem;
     struct ms_space *chain[CHAIN_MAX]; /* [0] physical ... [n-1] the top */
     unsigned n;
 } SpaceObject;
@@ -538,8 +531,7 @@ static PyObject *sp_read(SpaceObject *s, PyObject *args, PyObject *kw)
     uint64_t addr;
     Py_ssize_t n;
     int partial = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&n|p:read", kwlist, u64_conv, &addr, &n,
-                                     &partial))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&n|p:read", kwlist, u64_conv, &addr, &n, &partial))
         return NULL;
     if (sp_check(s))
         return NULL;
@@ -578,8 +570,8 @@ static PyObject *sp_read_into(SpaceObject *s, PyObject *args)
     }
     struct ms_err err = {0};
     size_t done = 0;
-    int rc = buf.len > 0 ? ms_space_read(sp_top(s), addr, buf.buf, (size_t)buf.len, &done, &err)
-                         : 0;
+    int rc =
+        buf.len > 0 ? ms_space_read(sp_top(s), addr, buf.buf, (size_t)buf.len, &done, &err) : 0;
     PyBuffer_Release(&buf);
     if (rc) {
         raise_err(&err);
@@ -601,9 +593,8 @@ static PyObject *sp_write(SpaceObject *s, PyObject *args)
     }
     struct ms_err err = {0};
     size_t done = 0;
-    int rc = buf.len > 0
-                 ? ms_space_write(sp_top(s), addr, buf.buf, (size_t)buf.len, &done, &err)
-                 : 0;
+    int rc =
+        buf.len > 0 ? ms_space_write(sp_top(s), addr, buf.buf, (size_t)buf.len, &done, &err) : 0;
     PyBuffer_Release(&buf);
     if (rc) {
         raise_err(&err);
@@ -696,11 +687,10 @@ static PyObject *trace_list(const struct ms_trace *t)
     PyObject *list = PyList_New(0);
     for (unsigned i = 0; list && i < t->count && i < MS_TRACE_MAX; i++) {
         const struct ms_trace_entry *e = &t->entries[i];
-        PyObject *tup = Py_BuildValue("(IIIIKKK)", (unsigned)e->depth, (unsigned)e->kind,
-                                      (unsigned)e->level, (unsigned)e->index,
-                                      (unsigned long long)e->entry_addr,
-                                      (unsigned long long)e->entry_phys,
-                                      (unsigned long long)e->value);
+        PyObject *tup =
+            Py_BuildValue("(IIIIKKK)", (unsigned)e->depth, (unsigned)e->kind, (unsigned)e->level,
+                          (unsigned)e->index, (unsigned long long)e->entry_addr,
+                          (unsigned long long)e->entry_phys, (unsigned long long)e->value);
         if (!tup || PyList_Append(list, tup)) {
             Py_XDECREF(tup);
             Py_CLEAR(list);
@@ -886,13 +876,13 @@ static int enum_flush(struct enum_ctx *c)
 {
     if (!c->have)
         return 0;
-    PyObject *t = c->merge ? Py_BuildValue("(KKKI)", (unsigned long long)c->cur.addr,
-                                           (unsigned long long)c->cur.size,
-                                           (unsigned long long)c->cur.lower, c->cur.perms)
-                           : Py_BuildValue("(KKKIK)", (unsigned long long)c->cur.addr,
-                                           (unsigned long long)c->cur.size,
-                                           (unsigned long long)c->cur.lower, c->cur.perms,
-                                           (unsigned long long)c->cur.leaf);
+    PyObject *t =
+        c->merge ? Py_BuildValue("(KKKI)", (unsigned long long)c->cur.addr,
+                                 (unsigned long long)c->cur.size, (unsigned long long)c->cur.lower,
+                                 c->cur.perms)
+                 : Py_BuildValue("(KKKIK)", (unsigned long long)c->cur.addr,
+                                 (unsigned long long)c->cur.size, (unsigned long long)c->cur.lower,
+                                 c->cur.perms, (unsigned long long)c->cur.leaf);
     c->have = 0;
     if (!t || PyList_Append(c->list, t)) {
         Py_XDECREF(t);
@@ -982,8 +972,8 @@ static PyObject *sp_ptdump(SpaceObject *s, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"start", "end", NULL};
     uint64_t start = 0, end = UINT64_MAX;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O&O&:ptdump", kwlist, u64_conv, &start,
-                                     u64_conv, &end))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O&O&:ptdump", kwlist, u64_conv, &start, u64_conv,
+                                     &end))
         return NULL;
     if (sp_check(s))
         return NULL;
@@ -1080,8 +1070,8 @@ static PyObject *sp_repr(SpaceObject *s)
     if (t->kind == MS_SPACE_PHYS)
         return PyUnicode_FromString("<_memsrv.Space phys>");
     return PyUnicode_FromFormat("<_memsrv.Space %s root=0x%llx levels=%u, %u deep>",
-                                ms_space_kind_name(t->kind), (unsigned long long)t->root,
-                                t->levels, s->n);
+                                ms_space_kind_name(t->kind), (unsigned long long)t->root, t->levels,
+                                s->n);
 }
 
 static PyMethodDef sp_methods[] = {
