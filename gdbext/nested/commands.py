@@ -661,7 +661,12 @@ addresses, same permissions): VA range, size, lower range, r/w/x/u."""
         super().__init__("nested ptdump", gdb.COMMAND_DATA)
 
     def complete(self, text, word):
-        return [o for o in ("--user", "--kernel", "--l1", "--l2") if o.startswith(word or "")]
+        # GDB breaks words at '-': complete the whole typed token, return the
+        # part after `word`.
+        token = "" if not text or text[-1].isspace() else text.split()[-1]
+        word = word or ""
+        cut = len(token) - len(word)
+        return [o[cut:] for o in ("--user", "--kernel", "--l1", "--l2") if o.startswith(token)]
 
     def invoke(self, arg, from_tty):
         self.dont_repeat()
