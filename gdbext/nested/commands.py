@@ -78,6 +78,17 @@ class Session:
     def vcpu(self):
         """cr3, cr4, pc, sp of the stopped vCPU; from a dump's notes when GDB
         has no registers (post-crash)."""
+        try:
+            th = gdb.selected_thread()
+            running = th is not None and th.is_running()
+        except gdb.error:
+            running = False
+        if running and self.cr3 is None:
+            # Registers cannot be read: refuse rather than fall back to a
+            # physical read the user did not ask for.
+            raise gdb.GdbError(
+                "nested: the target is running; interrupt it (or give `nested cr3 EXPR`)"
+            )
         regs = {n: _reg(n) for n in ("cr3", "cr4", "pc", "sp")}
         if regs["cr3"] is None and self.mem is not None:
             cpus = self.mem.cpus
