@@ -73,6 +73,7 @@ class Session:
         self.last_count = 0
         self.next_addr = None
         self.spaces = {}
+        self.seen = {}  # level -> (cr3, levels) at the last stop in it
 
     # -- registers and roots -------------------------------------------------
     def vcpu(self):
@@ -117,8 +118,10 @@ class Session:
             self.detect(quiet=True)
         return self.detected or "l2"
 
-    def roots(self):
-        """(cr3 or None, levels, where from) for the level viewed."""
+    def roots(self, level=None):
+        """(cr3 or None, levels, where from) for the level viewed. The
+        vCPU's CR3 belongs to the level it shows; for the other level the
+        CR3 seen at the last stop there is used, or the user must give one."""
         if self.cr3 is not None:
             levels = self.cr3_levels
             if levels is None:
@@ -137,7 +140,17 @@ class Session:
                 "not walk; give `nested cr3 EXPR` for a long-mode CR3"
             )
         levels = 5 if regs["cr4"] is not None and regs["cr4"] & LA57 else 4
-        return regs["cr3"], levels, "vCPU"
+        level = level or self.level()
+        if not self.second_stage() or self.detected in (None, level):
+            return regs["cr3"], levels, "vCPU"
+        seen = self.seen.get(level)
+        if seen:
+            return seen[0], seen[1], "seen at the last stop in %s" % self.level_name(level)
+        raise gdb.GdbError(
+            "nested: the vCPU shows %s, so $cr3 is %s's; %s's CR3 has not been seen at a stop: "
+            "give `nested cr3 EXPR`"
+            % (self.level_name(self.detected), self.level_name(self.detected), self.level_name(level))
+        )
 
     # -- spaces ---------------------------------------------------------------
     def need_mem(self):
@@ -173,7 +186,7 @@ class Session:
 
     def space(self, level=None):
         level = level or self.level()
-        cr3, levels, _ = self.roots()
+        cr3, levels, _ = self.roots(level)
         return self.build(level, cr3, levels)
 
     def level_name(self, level=None):
@@ -222,6 +235,7 @@ class Session:
         if choice == "l1" and regs["cr4"] is not None:
             self.l1_levels = levels
         self.detected = choice
+        self.seen[choice] = (regs["cr3"], levels)
         self.detect_note = "pc 0x%x; %s: L1 %d/4, L2 %d/4" % (
             regs["pc"] or 0,
             why,
@@ -368,6 +382,7 @@ FILE.layout if it exists, else QEMU's rule for --machine (default q35)."""
         S.mem = mem
         S.origin = origin
         S.detected = None
+        S.seen = {}
         S.flush()
         regions = ", ".join(
             "0x%x-0x%x@0x%x" % (gpa, gpa + n - 1, off) for gpa, n, off, _ in mem.regions
