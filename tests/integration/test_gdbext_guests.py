@@ -91,3 +91,68 @@ def test_guest4_4g_split_layout(request, tmp_path):
     assert "4 levels (vCPU)" in r["nested info"]["out"]
     assert r["x/16gx " + high]["out"] == r["nx/16gx " + high]["out"]
     assert r["x/16gx " + high]["err"] is None
+
+
+def _symbol(kernel_dir, name):
+    with open(os.path.join(kernel_dir, "System.map")) as f:
+        for line in f:
+            addr, _t, sym = line.split()[:3]
+            if sym == name:
+                return int(addr, 16)
+    raise KeyError(name)
+
+
+def test_guest_svm_l2_through_npt(request, tmp_path):
+    """guest_svm is stopped while L2 runs: GDB (through QEMU) cannot read
+    L2's memory, nx reads it through L2's tables and the NPT, lands on the
+    L1-physical page /proc/self/pagemap reported, and auto mode says L2."""
+    g = shared(request, "guest_svm")
+    import oracle  # the guests engineer's VMCB scan (tests/integration/oracle.py)
+
+    l2 = g.l2
+    assert l2 and g.in_wanted_place, "guest_svm not stopped in L2"
+    vmcbs, hsaves = oracle.scan_vmcbs(g.ram, g.layout_regions())
+    assert len(vmcbs) == 1, vmcbs
+    l1 = [h for h in hsaves if h["cr4"] & 0x20 and h["rip"] >> 47]
+    assert len(l1) == 1, hsaves
+    npt_levels = 5 if l1[0]["cr4"] & (1 << 12) else 4
+    l1_levels = npt_levels  # the NPT depth follows L1's CR4.LA57
+    gva = l2["gva"]
+    banner = _symbol(g.kernel_dir, "linux_banner")
+    cmds = [
+        "target remote %s" % g.gdb_address,
+        "source %s/nested.gdb" % GDBEXT,
+        "nested attach",
+        "nested ncr3 0x%x --levels %d" % (vmcbs[0]["ncr3"], npt_levels),
+        "nested mode auto",
+        "nested info",
+        "x/s 0x%x" % gva,
+        "nx/s 0x%x" % gva,
+        "nx/4gx 0x%x" % gva,
+        "nested vtop 0x%x" % gva,
+        "nested p (char (*)[22])0x%x" % gva,
+        "nested mode l1",
+        "nx/s 0x%x" % banner,
+        "nested cr3 0x%x --levels %d" % (l1[0]["cr3"], l1_levels),
+        "nx/s 0x%x" % banner,
+        "disconnect",
+    ]
+    _, res = run_gdb(cmds, str(tmp_path), timeout=300)
+    r = {x["cmd"]: x for x in res}
+    for x in res[:11]:
+        assert x["err"] is None, x
+    assert "[nested] vCPU shows L2" in r["nested mode auto"]["out"], r["nested mode auto"]
+    assert "cr3: 0x%x" % l2["cr3"] in r["nested info"]["out"], r["nested info"]
+    # GDB's own x goes through QEMU, which ignores the NPT.
+    assert "Cannot access memory" in r["x/s 0x%x" % gva]["out"] + str(r["x/s 0x%x" % gva]["err"])
+    assert '"%s"' % l2["marker"] in r["nx/s 0x%x" % gva]["out"]
+    want = re.findall(r"0x[0-9a-f]{16}", g.hmp("xp/4gx 0x%x" % l2["l1phys"]))
+    got = re.findall(r"\t(0x[0-9a-f]{16})", r["nx/4gx 0x%x" % gva]["out"])
+    assert got == want and len(got) == 4, (got, want)
+    assert "0x%x (guest-physical)" % l2["l1phys"] in r["nested vtop 0x%x" % gva]["out"]
+    assert l2["marker"] in r["nested p (char (*)[22])0x%x" % gva]["out"]
+    # L1 view while the vCPU shows L2: $cr3 is L2's, so nx asks for L1's...
+    assert "L1's CR3 has not been seen" in (res[12]["err"] or ""), res[12]
+    # ...and with the host-save area's CR3 it reads the L1 kernel.
+    last = res[14]
+    assert last["err"] is None and "Linux version" in last["out"], last
