@@ -156,3 +156,56 @@ def test_guest_svm_l2_through_npt(request, tmp_path):
     # ...and with the host-save area's CR3 it reads the L1 kernel.
     last = res[14]
     assert last["err"] is None and "Linux version" in last["out"], last
+
+
+def test_guest_svm_level_at_each_stop(request, tmp_path):
+    """Stops in L2 (stepi) and in L1 (a hardware breakpoint in L1's timer
+    interrupt, which L2's exits lead to): each stop prints the level the
+    vCPU shows; viewing L2 while the vCPU is in L1 uses L2's CR3 seen at the
+    last stop in L2. Puts the guest back in L2 afterwards for other tests."""
+    g = shared(request, "guest_svm")
+    import oracle
+
+    l2 = g.l2
+    assert l2 and g.in_wanted_place, "guest_svm not stopped in L2"
+    vmcbs, hsaves = oracle.scan_vmcbs(g.ram, g.layout_regions())
+    l1 = [h for h in hsaves if h["cr4"] & 0x20 and h["rip"] >> 47]
+    assert len(vmcbs) == 1 and len(l1) == 1, (vmcbs, hsaves)
+    npt_levels = 5 if l1[0]["cr4"] & (1 << 12) else 4
+    gva = l2["gva"]
+    banner = _symbol(g.kernel_dir, "linux_banner")
+    timer = _symbol(g.kernel_dir, "hrtimer_interrupt")
+    cmds = [
+        "target remote %s" % g.gdb_address,
+        "source %s/nested.gdb" % GDBEXT,
+        "nested attach",
+        "nested ncr3 0x%x --levels %d" % (vmcbs[0]["ncr3"], npt_levels),
+        "stepi",
+        "stepi",
+        "hbreak *0x%x" % timer,
+        "continue",
+        "delete",
+        "p/x $cr3",
+        "nested info",
+        "nx/s 0x%x" % banner,
+        "nested mode l2",
+        "nested info",
+        "nx/s 0x%x" % gva,
+        "disconnect",
+    ]
+    try:
+        _, res = run_gdb(cmds, str(tmp_path), timeout=300)
+    finally:
+        if hasattr(g, "_settle"):
+            g._settle(200)  # back into L2 (the guests fixture's own helper)
+    for x in res:
+        assert x["err"] is None, x
+    assert "[nested] vCPU shows L2" in res[4]["out"], res[4]
+    assert "[nested] vCPU shows L2" in res[5]["out"], res[5]
+    assert "[nested] vCPU shows L1" in res[7]["out"], res[7]
+    cr3 = int(re.search(r"= (0x[0-9a-f]+)", res[9]["out"]).group(1), 16)
+    assert cr3 != l2["cr3"]
+    assert "cr3: 0x%x, %d levels (vCPU)" % (cr3, npt_levels) in res[10]["out"], res[10]
+    assert "Linux version" in res[11]["out"], res[11]
+    assert "cr3: 0x%x, 4 levels (seen at the last stop in L2)" % l2["cr3"] in res[13]["out"], res[13]
+    assert '"%s"' % l2["marker"] in res[14]["out"], res[14]
