@@ -73,6 +73,7 @@ class Session:
         self.last_count = 0
         self.next_addr = None
         self.spaces = {}
+        self.pending_breaks = []  # hbreak lines waiting for a target
         self.seen = {}  # level -> (cr3, levels) at the last stop in it
 
     # -- registers and roots -------------------------------------------------
@@ -252,7 +253,22 @@ class Session:
 S = Session()
 
 
+def _set_pending_breaks():
+    """Hardware breakpoints asked for before GDB had a target (the exec
+    target has no debug registers), set now that it has one."""
+    pending, S.pending_breaks = S.pending_breaks, []
+    for cmd in pending:
+        try:
+            gdb.execute(cmd)
+        except gdb.error as e:
+            gdb.write("nested: %s: %s\n" % (cmd, e))
+    if pending:
+        warn_hw()
+
+
 def _on_stop(event):
+    if S.pending_breaks:
+        _set_pending_breaks()
     if S.mem is None:
         return
     S.flush()
@@ -586,6 +602,8 @@ class Info(gdb.Command):
         if S.mode == "auto" and S.detect_note:
             gdb.write(" (%s)" % S.detect_note)
         gdb.write("\nbreak/tbreak: %s\n" % ("hardware" if S.hw else "software"))
+        for cmd in S.pending_breaks:
+            gdb.write("waiting for a target: %s\n" % cmd)
         if S.mem is not None:
             try:
                 gdb.write("space: %s\n" % S.space().describe())
@@ -842,6 +860,14 @@ def software_break(arg, temporary):
     return bp
 
 
+def _has_target():
+    """A live process/target (threads exist), as opposed to just an exec file."""
+    try:
+        return bool(gdb.selected_inferior().threads())
+    except gdb.error:
+        return False
+
+
 class Break(gdb.Command):
     """Set a HARDWARE breakpoint (nested's `break`): same arguments as GDB's break.
 
@@ -859,8 +885,21 @@ off` makes break/tbreak software again (through gdb.Breakpoint)."""
 
     def invoke(self, arg, from_tty):
         self.dont_repeat()
-        if S.hw:
-            gdb.execute((self.hw_cmd + " " + arg).rstrip(), from_tty)
+        cmd = (self.hw_cmd + " " + arg).rstrip()
+        if S.hw and not _has_target() and not arg.strip():
+            raise gdb.GdbError("No default breakpoint address now.")
+        if S.hw and not _has_target():
+            # No debug registers before `target remote`: set it on connection.
+            S.pending_breaks.append(cmd)
+            gdb.write(
+                "nested: no target yet; `%s` will be set when GDB connects (hardware "
+                "breakpoints need the target)\n" % cmd
+            )
+        elif S.hw:
+            try:
+                gdb.execute(cmd, from_tty)
+            except gdb.error as e:
+                raise gdb.GdbError(str(e))
             warn_hw()
         else:
             software_break(arg, self.temporary)

@@ -50,8 +50,10 @@ KERNEL_EXPRS = [
 
 
 def test_break_is_hw_and_stops_at_start_kernel(held, tmp_path):
-    cmds = connect(held) + [
-        "b start_kernel",
+    # `b` before `target remote`: the exec target has no debug registers, so
+    # the hbreak waits for the connection.
+    c = connect(held)
+    cmds = [c[0], c[2], "b start_kernel", "nested info", c[1], c[3]] + [
         "break do_one_initcall if 1 == 1",
         "tbreak kernel_init thread 1",
         "info breakpoints",
@@ -68,7 +70,9 @@ def test_break_is_hw_and_stops_at_start_kernel(held, tmp_path):
     r = {x["cmd"]: x for x in res}
     att = r["nested attach"]["out"]
     assert held.ram in att and "from QEMU" in att, att
-    assert "Hardware assisted breakpoint 1 at" in r["b start_kernel"]["out"]
+    assert "will be set when GDB connects" in r["b start_kernel"]["out"], r["b start_kernel"]
+    assert "waiting for a target: hbreak start_kernel" in res[3]["out"]
+    assert "Hardware assisted breakpoint 1 at" in r[c[1]]["out"], r[c[1]]
     info = r["info breakpoints"]["out"]
     assert re.search(r"^1\s+hw breakpoint\s+keep y.*in start_kernel at init/main.c", info, re.M), info
     assert re.search(r"^2\s+hw breakpoint\s+keep y.*in do_one_initcall", info, re.M), info
