@@ -337,6 +337,11 @@ for AMD NPT), then use `nx/FMT ADDR` like `x`, `nested vtop`, `nested ptdump`,
     def __init__(self):
         super().__init__("nested", gdb.COMMAND_DATA, gdb.COMPLETE_COMMAND, True)
 
+    def invoke(self, arg, from_tty):
+        if arg.strip():
+            raise gdb.GdbError('Undefined nested command: "%s".  Try "help nested".' % arg.strip())
+        gdb.execute("help nested", from_tty)
+
 
 class Attach(gdb.Command):
     """Open the guest RAM: nested attach [FILE] [--machine q35|pc] [--map SPEC] [--writable]
