@@ -9,10 +9,10 @@
 # ($KDIR is the directory scripts/fetch-kernel prints.)
 set pagination off
 set trace-commands on
-target remote /tmp/guest.gdb
 source gdbext/nested.gdb
-nested attach
 b start_kernel
+target remote /tmp/guest.gdb
+nested attach
 b do_one_initcall if initcall_debug
 info breakpoints
 continue
