@@ -27,6 +27,7 @@
 #include "report.h"
 #include "space.h"
 #include "strbuf.h"
+#include "svm.h"
 
 /* Largest single read(): guest memory is hostile input, and a typo in a
  * count should not try to allocate terabytes. */
@@ -362,6 +363,51 @@ static PyObject *mem_get_cpus(MemoryObject *m, void *closure)
     return list;
 }
 
+/* svm_scan(max=256) -> [dict]: VMCBs and host-save areas (ms_svm_scan). */
+static PyObject *mem_svm_scan(MemoryObject *m, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"max", NULL};
+    unsigned max = 256;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|I:svm_scan", kwlist, &max))
+        return NULL;
+    if (mem_check(m))
+        return NULL;
+    if (max == 0 || max > 65536) {
+        PyErr_SetString(PyExc_ValueError, "max must be 1..65536");
+        return NULL;
+    }
+    struct ms_svm_page *pages = PyMem_Calloc(max, sizeof(*pages));
+    if (!pages)
+        return PyErr_NoMemory();
+    struct ms_err err = {0};
+    unsigned count = 0;
+    if (ms_svm_scan(m->ram, pages, max, &count, &err)) {
+        PyMem_Free(pages);
+        return raise_err(&err);
+    }
+    PyObject *list = PyList_New(0);
+    for (unsigned i = 0; list && i < count && i < max; i++) {
+        const struct ms_svm_page *p = &pages[i];
+        PyObject *d =
+            Py_BuildValue("{sKsOsKsIsKsKsKsKsKsKsK}", "gpa", (unsigned long long)p->gpa, "hsave",
+                          p->hsave ? Py_True : Py_False, "ncr3", (unsigned long long)p->ncr3,
+                          "asid", p->asid, "exitcode", (unsigned long long)p->exitcode, "efer",
+                          (unsigned long long)p->efer, "cr0", (unsigned long long)p->cr0, "cr3",
+                          (unsigned long long)p->cr3, "cr4", (unsigned long long)p->cr4, "rip",
+                          (unsigned long long)p->rip, "rsp", (unsigned long long)p->rsp);
+        if (!d || PyList_Append(list, d))
+            Py_CLEAR(list);
+        Py_XDECREF(d);
+    }
+    PyMem_Free(pages);
+    if (list && count > max) {
+        Py_DECREF(list);
+        PyErr_Format(PyExc_OverflowError, "%u SVM pages found, more than max=%u", count, max);
+        return NULL;
+    }
+    return list;
+}
+
 static PyObject *mem_space(MemoryObject *m, PyObject *args, PyObject *kw);
 
 static PyObject *mem_repr(MemoryObject *m)
@@ -378,6 +424,9 @@ static PyMethodDef mem_methods[] = {
      "An address space over this memory: physical when nothing is given; paging\n"
      "rooted at cr3 (4 or 5 levels); over EPT (eptp) or AMD NPT (ncr3) for a\n"
      "nested guest. eptp/ncr3 without cr3 gives the nested guest's physical space."},
+    {"svm_scan", (PyCFunction)(void (*)(void))mem_svm_scan, METH_VARARGS | METH_KEYWORDS,
+     "svm_scan(max=256) -> [dict]: every VMCB and host-save area in RAM (AMD SVM):\n"
+     "gpa, hsave, ncr3, asid, exitcode, efer, cr0, cr3, cr4, rip, rsp."},
     {"flush", (PyCFunction)mem_flush, METH_NOARGS,
      "Invalidates every cached translation (call when the target ran)."},
     {"refresh", (PyCFunction)mem_refresh, METH_NOARGS,

@@ -62,6 +62,7 @@ class Session:
         self.eptp = None
         self.ncr3 = None
         self.npt_levels = None  # explicit --levels for nCR3
+        self.npt_src = "given"
         self.l1_levels = None  # seen in L1's CR4 at a stop in L1
         self.cr3 = None  # override
         self.cr3_levels = None
@@ -74,7 +75,7 @@ class Session:
         self.next_addr = None
         self.spaces = {}
         self.pending_breaks = []  # hbreak lines waiting for a target
-        self.seen = {}  # level -> (cr3, levels) at the last stop in it
+        self.seen = {}  # level -> (cr3, levels, where from): the last stop in it, or a scan
 
     # -- registers and roots -------------------------------------------------
     def vcpu(self):
@@ -104,7 +105,7 @@ class Session:
 
     def npt_depth(self):
         if self.npt_levels:
-            return self.npt_levels, "given"
+            return self.npt_levels, self.npt_src
         if self.l1_levels:
             return self.l1_levels, "from L1's CR4.LA57"
         return 4, "assumed: give `nested ncr3 EXPR --levels 4|5`"
@@ -130,8 +131,9 @@ class Session:
                 levels = 5 if cr4 is not None and cr4 & LA57 else 4
             return self.cr3, levels, "override"
         regs = self.vcpu()
+        level = level or self.level()
         if regs["cr3"] is None:
-            return None, 4, "none: physical"
+            return self.seen.get(level) or (None, 4, "none: physical")
         cr0, efer = _reg("cr0"), _reg("efer")
         if cr0 is not None and not cr0 & CR0_PG:
             return None, 4, "paging off (CR0.PG=0): physical"
@@ -141,12 +143,11 @@ class Session:
                 "not walk; give `nested cr3 EXPR` for a long-mode CR3"
             )
         levels = 5 if regs["cr4"] is not None and regs["cr4"] & LA57 else 4
-        level = level or self.level()
         if not self.second_stage() or self.detected in (None, level):
             return regs["cr3"], levels, "vCPU"
         seen = self.seen.get(level)
         if seen:
-            return seen[0], seen[1], "seen at the last stop in %s" % self.level_name(level)
+            return seen
         raise gdb.GdbError(
             "nested: the vCPU shows %s, so $cr3 is %s's; %s's CR3 has not been seen at a stop: "
             "give `nested cr3 EXPR`"
@@ -236,7 +237,7 @@ class Session:
         if choice == "l1" and regs["cr4"] is not None:
             self.l1_levels = levels
         self.detected = choice
-        self.seen[choice] = (regs["cr3"], levels)
+        self.seen[choice] = (regs["cr3"], levels, "seen at the last stop in %s" % self.level_name(choice))
         self.detect_note = "pc 0x%x; %s: L1 %d/4, L2 %d/4" % (
             regs["pc"] or 0,
             why,
@@ -512,7 +513,7 @@ vCPU's CR4 at a stop in L1 (4 is assumed until then)."""
         expr = " ".join(words)
         if not expr:
             if levels:
-                S.npt_levels = levels
+                S.npt_levels, S.npt_src = levels, "given"
             gdb.write(
                 "ncr3: %s, %d levels (%s)\n"
                 % ((("none" if S.ncr3 is None else "0x%x" % S.ncr3),) + S.npt_depth())
@@ -520,7 +521,7 @@ vCPU's CR4 at a stop in L1 (4 is assumed until then)."""
             return
         S.ncr3 = None if expr == "none" else _eval_int(expr)
         if levels:
-            S.npt_levels = levels
+            S.npt_levels, S.npt_src = levels, "given"
         if S.ncr3 is not None:
             S.eptp = None
         S.spaces.clear()
@@ -614,6 +615,62 @@ class Info(gdb.Command):
                 gdb.write("space: %s\n" % S.space().describe())
             except gdb.GdbError as e:
                 gdb.write("space: %s\n" % e)
+
+
+class Scan(gdb.Command):
+    """Find AMD SVM state in guest RAM: nested scan
+
+Scans every page for a VMCB (VMRUN intercepted, nested paging on) and the
+host-save area (L1's state saved by VMRUN). With one VMCB, sets nCR3 from
+it; with one L1 host-save area, the NPT depth from L1's CR4.LA57, and
+remembers L1's CR3 (and L2's CR3 from the VMCB) for viewing a level the vCPU
+does not show. The VMCB is the state of the last #VMEXIT, the host-save
+area that of the last VMRUN."""
+
+    def __init__(self):
+        super().__init__("nested scan", gdb.COMMAND_DATA, gdb.COMPLETE_NONE)
+
+    def invoke(self, arg, from_tty):
+        self.dont_repeat()
+        mem = S.need_mem()
+        try:
+            pages = mem.svm_scan()
+        except (MemsrvError, OverflowError) as e:
+            raise gdb.GdbError(str(e))
+        vmcbs = [p for p in pages if not p["hsave"]]
+        # L1 is a long-mode kernel: PAE paging, RIP in the upper half.
+        hsaves = [p for p in pages if p["hsave"] and p["cr4"] & 0x20 and p["rip"] >> 47]
+        for p in vmcbs:
+            gdb.write(
+                "VMCB at GPA 0x%x: nCR3 0x%x asid %d exitcode 0x%x; L2 CR3 0x%x CR4 0x%x "
+                "RIP 0x%x\n" % (p["gpa"], p["ncr3"], p["asid"], p["exitcode"], p["cr3"], p["cr4"],
+                                p["rip"])
+            )
+        for p in hsaves:
+            gdb.write(
+                "host-save area at GPA 0x%x: L1 CR3 0x%x CR4 0x%x RIP 0x%x RSP 0x%x\n"
+                % (p["gpa"], p["cr3"], p["cr4"], p["rip"], p["rsp"])
+            )
+        if len(vmcbs) != 1:
+            gdb.write(
+                "nested: %d VMCB candidates; choose with `nested ncr3 VALUE --levels N`\n"
+                % len(vmcbs)
+            )
+            return
+        v = vmcbs[0]
+        S.ncr3, S.eptp = v["ncr3"], None
+        if len(hsaves) == 1:
+            h = hsaves[0]
+            S.npt_levels = 5 if h["cr4"] & LA57 else 4
+            S.npt_src = "L1's CR4.LA57 in the host-save area"
+            S.seen.setdefault("l1", (h["cr3"], S.npt_levels, "host-save area at 0x%x" % h["gpa"]))
+        S.seen.setdefault("l2", (v["cr3"], 5 if v["cr4"] & LA57 else 4, "VMCB at 0x%x" % v["gpa"]))
+        S.spaces.clear()
+        S.detected = None
+        gdb.write(
+            "nested: ncr3 0x%x, NPT %d levels (%s)\n"
+            % ((S.ncr3,) + S.npt_depth())
+        )
 
 
 class Flush(gdb.Command):
@@ -963,8 +1020,8 @@ _registered = False
 
 def register():
     global _registered
-    for cls in (Nested, Attach, Detach, Eptp, Ncr3, Cr3, Mode, Info, Flush, Nx, Vtop, Ptdump,
-                Print, Break, Tbreak, Swbreak, Hw):
+    for cls in (Nested, Attach, Detach, Eptp, Ncr3, Cr3, Mode, Info, Flush, Scan, Nx, Vtop,
+                Ptdump, Print, Break, Tbreak, Swbreak, Hw):
         cls()
     if not _registered:
         gdb.events.stop.connect(_on_stop)
