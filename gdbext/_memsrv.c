@@ -27,7 +27,14 @@
 #include "report.h"
 #include "space.h"
 #include "strbuf.h"
-#include "svm.h"
+/* The discover module (VMCB/HSAVE/vmcs12/EPT scan) comes from another branch;
+ * Memory.discover() exists when it is in the library. */
+#if defined(__has_include)
+#if __has_include("discover.h")
+#include "discover.h"
+#define HAVE_DISCOVER 1
+#endif
+#endif
 
 /* Largest single read(): guest memory is hostile input, and a typo in a
  * count should not try to allocate terabytes. */
@@ -363,50 +370,49 @@ static PyObject *mem_get_cpus(MemoryObject *m, void *closure)
     return list;
 }
 
-/* svm_scan(max=256) -> [dict]: VMCBs and host-save areas (ms_svm_scan). */
-static PyObject *mem_svm_scan(MemoryObject *m, PyObject *args, PyObject *kw)
+#ifdef HAVE_DISCOVER
+/* discover(max=64) -> [dict], best first (ms_discover): kind ('VMCB', 'HSAVE',
+ * 'vmcs12', 'EPT tree'), gpa, root, root_levels, saved registers, asid,
+ * score, evidence. */
+static PyObject *mem_discover(MemoryObject *m, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"max", NULL};
-    unsigned max = 256;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|I:svm_scan", kwlist, &max))
+    unsigned max = 64;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|I:discover", kwlist, &max))
         return NULL;
     if (mem_check(m))
         return NULL;
-    if (max == 0 || max > 65536) {
-        PyErr_SetString(PyExc_ValueError, "max must be 1..65536");
+    if (max == 0 || max > 4096) {
+        PyErr_SetString(PyExc_ValueError, "max must be 1..4096");
         return NULL;
     }
-    struct ms_svm_page *pages = PyMem_Calloc(max, sizeof(*pages));
-    if (!pages)
+    struct ms_candidate *c = PyMem_Calloc(max, sizeof(*c));
+    if (!c)
         return PyErr_NoMemory();
     struct ms_err err = {0};
     unsigned count = 0;
-    if (ms_svm_scan(m->ram, pages, max, &count, &err)) {
-        PyMem_Free(pages);
+    if (ms_discover(m->ram, c, max, &count, &err)) {
+        PyMem_Free(c);
         return raise_err(&err);
     }
     PyObject *list = PyList_New(0);
     for (unsigned i = 0; list && i < count && i < max; i++) {
-        const struct ms_svm_page *p = &pages[i];
-        PyObject *d =
-            Py_BuildValue("{sKsOsKsIsKsKsKsKsKsKsK}", "gpa", (unsigned long long)p->gpa, "hsave",
-                          p->hsave ? Py_True : Py_False, "ncr3", (unsigned long long)p->ncr3,
-                          "asid", p->asid, "exitcode", (unsigned long long)p->exitcode, "efer",
-                          (unsigned long long)p->efer, "cr0", (unsigned long long)p->cr0, "cr3",
-                          (unsigned long long)p->cr3, "cr4", (unsigned long long)p->cr4, "rip",
-                          (unsigned long long)p->rip, "rsp", (unsigned long long)p->rsp);
+        const struct ms_candidate *p = &c[i];
+        PyObject *d = Py_BuildValue(
+            "{sssKsKsIsKsKsKsKsKsKsIsiss}", "kind", ms_cand_kind_name(p->kind), "gpa",
+            (unsigned long long)p->gpa, "root", (unsigned long long)p->root, "root_levels",
+            p->root_levels, "cr0", (unsigned long long)p->cr0, "cr3", (unsigned long long)p->cr3,
+            "cr4", (unsigned long long)p->cr4, "efer", (unsigned long long)p->efer, "rip",
+            (unsigned long long)p->rip, "rsp", (unsigned long long)p->rsp, "asid", p->asid, "score",
+            p->score, "evidence", p->evidence);
         if (!d || PyList_Append(list, d))
             Py_CLEAR(list);
         Py_XDECREF(d);
     }
-    PyMem_Free(pages);
-    if (list && count > max) {
-        Py_DECREF(list);
-        PyErr_Format(PyExc_OverflowError, "%u SVM pages found, more than max=%u", count, max);
-        return NULL;
-    }
+    PyMem_Free(c);
     return list;
 }
+#endif
 
 static PyObject *mem_space(MemoryObject *m, PyObject *args, PyObject *kw);
 
@@ -424,9 +430,12 @@ static PyMethodDef mem_methods[] = {
      "An address space over this memory: physical when nothing is given; paging\n"
      "rooted at cr3 (4 or 5 levels); over EPT (eptp) or AMD NPT (ncr3) for a\n"
      "nested guest. eptp/ncr3 without cr3 gives the nested guest's physical space."},
-    {"svm_scan", (PyCFunction)(void (*)(void))mem_svm_scan, METH_VARARGS | METH_KEYWORDS,
-     "svm_scan(max=256) -> [dict]: every VMCB and host-save area in RAM (AMD SVM):\n"
-     "gpa, hsave, ncr3, asid, exitcode, efer, cr0, cr3, cr4, rip, rsp."},
+#ifdef HAVE_DISCOVER
+    {"discover", (PyCFunction)(void (*)(void))mem_discover, METH_VARARGS | METH_KEYWORDS,
+     "discover(max=64) -> [dict], best first: VMCBs, host-save areas, vmcs12 pages and\n"
+     "EPT-shaped trees in RAM (ms_discover), each with kind, gpa, root, root_levels,\n"
+     "saved cr0/cr3/cr4/efer/rip/rsp, asid, score and evidence."},
+#endif
     {"flush", (PyCFunction)mem_flush, METH_NOARGS,
      "Invalidates every cached translation (call when the target ran)."},
     {"refresh", (PyCFunction)mem_refresh, METH_NOARGS,

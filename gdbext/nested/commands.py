@@ -618,14 +618,15 @@ class Info(gdb.Command):
 
 
 class Scan(gdb.Command):
-    """Find AMD SVM state in guest RAM: nested scan
+    """Find the nested guest's roots in RAM: nested scan [--all]
 
-Scans every page for a VMCB (VMRUN intercepted, nested paging on) and the
-host-save area (L1's state saved by VMRUN). With one VMCB, sets nCR3 from
-it; with one L1 host-save area, the NPT depth from L1's CR4.LA57, and
-remembers L1's CR3 (and L2's CR3 from the VMCB) for viewing a level the vCPU
-does not show. The VMCB is the state of the last #VMEXIT, the host-save
-area that of the last VMRUN."""
+Runs the library's discovery (ms_discover): AMD VMCBs (nCR3, L2's CR3) and
+host-save areas (L1's CR3 and CR4, whose LA57 sets the NPT depth), KVM vmcs12
+pages (EPTP, L2's CR3), and EPT-shaped trees; each with a score and its
+evidence. The best VMCB or vmcs12 sets the second stage (nCR3 or EPTP); L1's
+and L2's CR3 found with them are remembered for viewing a level the vCPU
+does not show. A VMCB holds the state of the last #VMEXIT, a host-save area
+that of the last VMRUN. --all lists every candidate (default: the top 8)."""
 
     def __init__(self):
         super().__init__("nested scan", gdb.COMMAND_DATA, gdb.COMPLETE_NONE)
@@ -633,44 +634,48 @@ area that of the last VMRUN."""
     def invoke(self, arg, from_tty):
         self.dont_repeat()
         mem = S.need_mem()
+        if not hasattr(mem, "discover"):
+            raise gdb.GdbError(
+                "nested scan: this build of memsrv has no discover module (memsrv/discover.c); "
+                "give the second stage with `nested ncr3 EXPR --levels N` or `nested eptp EXPR`"
+            )
         try:
-            pages = mem.svm_scan()
-        except (MemsrvError, OverflowError) as e:
-            raise gdb.GdbError(str(e))
-        vmcbs = [p for p in pages if not p["hsave"]]
-        # L1 is a long-mode kernel: PAE paging, RIP in the upper half.
-        hsaves = [p for p in pages if p["hsave"] and p["cr4"] & 0x20 and p["rip"] >> 47]
-        for p in vmcbs:
+            cands = mem.discover()
+        except MemsrvError as e:
+            raise _fail(e)
+        shown = cands if arg.strip() == "--all" else cands[:8]
+        for c in shown:
             gdb.write(
-                "VMCB at GPA 0x%x: nCR3 0x%x asid %d exitcode 0x%x; L2 CR3 0x%x CR4 0x%x "
-                "RIP 0x%x\n" % (p["gpa"], p["ncr3"], p["asid"], p["exitcode"], p["cr3"], p["cr4"],
-                                p["rip"])
+                "%-8s at GPA 0x%x: root 0x%x (%s levels) CR3 0x%x RIP 0x%x score %d: %s\n"
+                % (c["kind"], c["gpa"], c["root"], c["root_levels"] or "?", c["cr3"], c["rip"],
+                   c["score"], c["evidence"])
             )
-        for p in hsaves:
-            gdb.write(
-                "host-save area at GPA 0x%x: L1 CR3 0x%x CR4 0x%x RIP 0x%x RSP 0x%x\n"
-                % (p["gpa"], p["cr3"], p["cr4"], p["rip"], p["rsp"])
-            )
-        if len(vmcbs) != 1:
-            gdb.write(
-                "nested: %d VMCB candidates; choose with `nested ncr3 VALUE --levels N`\n"
-                % len(vmcbs)
-            )
+        if len(cands) > len(shown):
+            gdb.write("(%d more: nested scan --all)\n" % (len(cands) - len(shown)))
+        best = next((c for c in cands if c["kind"] in ("VMCB", "vmcs12")), None)
+        if best is None:
+            gdb.write("nested: no VMCB or vmcs12 found; choose a root with `nested eptp` or "
+                      "`nested ncr3`\n")
             return
-        v = vmcbs[0]
-        S.ncr3, S.eptp = v["ncr3"], None
-        if len(hsaves) == 1:
-            h = hsaves[0]
-            S.npt_levels = 5 if h["cr4"] & LA57 else 4
-            S.npt_src = "L1's CR4.LA57 in the host-save area"
-            S.seen.setdefault("l1", (h["cr3"], S.npt_levels, "host-save area at 0x%x" % h["gpa"]))
-        S.seen.setdefault("l2", (v["cr3"], 5 if v["cr4"] & LA57 else 4, "VMCB at 0x%x" % v["gpa"]))
+        hsave = next((c for c in cands if c["kind"] == "HSAVE"), None)
+        if best["kind"] == "VMCB":
+            S.ncr3, S.eptp = best["root"], None
+            if best["root_levels"]:
+                S.npt_levels = best["root_levels"]
+                S.npt_src = "discover: VMCB at 0x%x" % best["gpa"]
+            if hsave is not None:
+                lv = 5 if hsave["cr4"] & LA57 else 4
+                S.seen["l1"] = (hsave["cr3"], lv, "host-save area at 0x%x" % hsave["gpa"])
+        else:
+            S.eptp, S.ncr3 = best["root"], None
+        S.seen["l2"] = (best["cr3"], 5 if best["cr4"] & LA57 else 4,
+                        "%s at 0x%x" % (best["kind"], best["gpa"]))
         S.spaces.clear()
         S.detected = None
-        gdb.write(
-            "nested: ncr3 0x%x, NPT %d levels (%s)\n"
-            % ((S.ncr3,) + S.npt_depth())
-        )
+        if S.ncr3 is not None:
+            gdb.write("nested: ncr3 0x%x, NPT %d levels (%s)\n" % ((S.ncr3,) + S.npt_depth()))
+        else:
+            gdb.write("nested: eptp 0x%x (from the vmcs12 at 0x%x)\n" % (S.eptp, best["gpa"]))
 
 
 class Flush(gdb.Command):

@@ -448,61 +448,20 @@ def test_ram_file_shrinks_under_gdb(image, tmp_path):
     assert g2 > g1, (res[7], res[9])
 
 
-def test_svm_scan_on_synthetic_pages(image, tmp_path):
-    """ms_svm_scan through the module and `nested scan`: one VMCB, one
-    host-save area, and decoys that fail one test each, planted in a copy
-    of the image."""
-    ram = bytearray(image["im"].ram)
-
-    def page(gpa, efer, ctl=None, cr0=0x80050033, cr3=0, cr4=0, rip=0, rsp=0):
-        ram[gpa : gpa + 0x1000] = bytes(0x1000)
-        for off, val in (ctl or {}).items():
-            struct.pack_into("<Q", ram, gpa + off, val)
-        struct.pack_into("<Q", ram, gpa + 0x4D0, efer)
-        struct.pack_into("<QQQ", ram, gpa + 0x548, cr4, cr3, cr0)
-        struct.pack_into("<Q", ram, gpa + 0x578, rip)
-        struct.pack_into("<Q", ram, gpa + 0x5D8, rsp)
-
-    vmcb_ctl = {0x10: 1, 0x90: 1, 0xB0: 0x3F0000, 0x58: 1, 0x70: 0x60}
-    page(0x3A0000, 0x1500, vmcb_ctl, cr3=0x1000, cr4=0x20, rip=0x1003B, rsp=0x80000)
-    page(0x3A1000, 0x1D01, cr3=0x5648000, cr4=0x751EB0, rip=0xFFFFFFFFC032DDCC, rsp=0xFFA0)
-    page(0x3A2000, 0x1500, {**vmcb_ctl, 0x90: 0})  # nested paging off
-    page(0x3A3000, 0x1500, {**vmcb_ctl, 0xB0: 0x3F0010})  # nCR3 not aligned
-    page(0x3A4000, 0x1500, {**vmcb_ctl, 0xB0: 0x40000000})  # nCR3 outside RAM
-    page(0x3A5000, 0x0D01, vmcb_ctl)  # no SVME
-    page(0x3A6000, 0x1D01, cr0=0x33)  # host-save shape, paging off
-    path = str(tmp_path / "svm.ram")
-    with open(path, "wb") as f:
-        f.write(ram)
-    code = """
-import sys
-sys.path.insert(0, %r)
-from nested import _memsrv as M
-m = M.open(%r, map="0:0x%x@0")
-for p in m.svm_scan():
-    print(hex(p["gpa"]), p["hsave"], hex(p["ncr3"]), hex(p["cr3"]), hex(p["cr4"]), hex(p["rip"]), p["exitcode"])
-""" % (GDBEXT, path, gi.RAM_SIZE)
-    p = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
-    assert p.stdout.splitlines() == [
-        "0x3a0000 False 0x3f0000 0x1000 0x20 0x1003b 96",
-        "0x3a1000 True 0x0 0x5648000 0x751eb0 0xffffffffc032ddcc 0",
-    ], p.stdout
-    cmds = [
-        "source %s/nested.gdb" % GDBEXT,
-        "nested attach %s --map 0:0x%x@0" % (path, gi.RAM_SIZE),
-        "nested scan",
-        "nested info",
-        "nested mode l1",
-        "nested cr3",
-    ]
-    _, res = run_gdb(cmds, str(tmp_path))
-    for x in res:
-        assert x["err"] is None, x
-    out = res[2]["out"]
-    assert "VMCB at GPA 0x3a0000: nCR3 0x3f0000" in out, out
-    assert "host-save area at GPA 0x3a1000: L1 CR3 0x5648000" in out, out
-    assert "ncr3 0x3f0000, NPT 5 levels (L1's CR4.LA57 in the host-save area)" in out, out
-    assert "second stage: NPT, ncr3 0x3f0000, 5 levels" in res[3]["out"], res[3]
-    # No vCPU registers here: viewing L1 takes the host-save area's CR3.
-    assert "cr3: 0x5648000, 5 levels (host-save area at 0x3a1000)" in res[5]["out"], res[5]
+def test_scan(image):
+    """`nested scan` runs the library's discovery when it is built in (on the
+    synthetic image it finds the EPT tree), else says what to do instead."""
+    probe = subprocess.run(
+        ["/usr/bin/python3", "-c",
+         "import sys; sys.path.insert(0, %r); from nested import _memsrv as M; "
+         "print(hasattr(M.Memory, 'discover'))" % GDBEXT],
+        capture_output=True, text=True,
+    )
+    assert probe.returncode == 0, probe.stderr
+    cmds = preamble(image, cr3=False) + ["nested scan --all"]
+    _, res = run_gdb(cmds, image["dir"])
+    if probe.stdout.strip() == "True":
+        assert res[-1]["err"] is None, res[-1]
+        assert "EPT tree" in res[-1]["out"] and "0x%x" % gi.EPT_ROOT in res[-1]["out"], res[-1]
+    else:
+        assert "no discover module" in res[-1]["err"], res[-1]
