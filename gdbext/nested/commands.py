@@ -1030,5 +1030,12 @@ def register():
         cls()
     if not _registered:
         gdb.events.stop.connect(_on_stop)
+        # Short names for the frequent ones (nx is already short).
+        for alias, target in (("nvtop", "nested vtop"), ("nptdump", "nested ptdump"),
+                              ("np", "nested p")):
+            try:
+                gdb.execute("alias %s = %s" % (alias, target), to_string=True)
+            except gdb.error:
+                pass  # a user command of that name exists: keep it
         _registered = True
     return S

@@ -332,6 +332,8 @@ def test_break_commands_without_target(image):
         "help b",
         "help tbreak",
         "help nested",
+        "help nvtop",
+        "help np",
         "nested hw off",
         "b kmiddle if 1 == 1",
         "tbreak kstart",
@@ -353,6 +355,8 @@ def test_break_commands_without_target(image):
     help_nested = r["help nested"]["out"]
     for sub in ("attach", "eptp", "ncr3", "cr3", "mode", "vtop", "ptdump", "p", "swbreak", "hw"):
         assert re.search(r"^nested %s -- \S" % sub, help_nested, re.M), sub
+    assert "Translate an address through every dimension" in r["help nvtop"]["out"]
+    assert "Print a value from nested memory" in r["help np"]["out"]
     info = r["info breakpoints"]["out"]
     assert re.search(r"^1\s+breakpoint\s+keep y.*<kmiddle", info, re.M), info
     assert re.search(r"^2\s+breakpoint\s+del\s+y.*<kstart", info, re.M), info
