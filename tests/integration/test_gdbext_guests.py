@@ -16,7 +16,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from test_gdbext import GDBEXT, run_gdb  # noqa: E402
+from test_gdbext import GDBEXT, run_gdb, xfmt  # noqa: E402,F401
 
 
 def shared(request, name):
@@ -75,14 +75,14 @@ def compare_session(guest, tmp_path, extra=()):
     return r
 
 
-def test_guest5_nx_equals_x(request, tmp_path):
+def test_guest5_nx_equals_x(xfmt, request, tmp_path):
     g = shared(request, "guest5")
     r = compare_session(g, tmp_path)
     assert "5 levels (vCPU)" in r["nested info"]["out"], r["nested info"]["out"]
     assert "Linux version" in r["nx/3s &linux_banner"]["out"]
 
 
-def test_guest4_4g_split_layout(request, tmp_path):
+def test_guest4_4g_split_layout(xfmt, request, tmp_path):
     g = shared(request, "guest4_4g")
     # Physical 4 GiB + 0x1000 through the direct map: in the RAM file at 2 GiB + 0x1000.
     high = "page_offset_base + 0x100001000"
@@ -115,7 +115,7 @@ def _symbol(kernel_dir, name):
     raise KeyError(name)
 
 
-def test_guest_svm_l2_through_npt(request, tmp_path):
+def test_guest_svm_l2_through_npt(xfmt, request, tmp_path):
     """guest_svm is stopped while L2 runs: GDB (through QEMU) cannot read
     L2's memory, nx reads it through L2's tables and the NPT, lands on the
     L1-physical page /proc/self/pagemap reported, and auto mode says L2."""
@@ -178,7 +178,7 @@ def test_guest_svm_l2_through_npt(request, tmp_path):
     assert "Linux version" in r["nx/s 0x%x" % banner]["out"], r["nx/s 0x%x" % banner]
 
 
-def test_guest_svm_level_at_each_stop(request, tmp_path):
+def test_guest_svm_level_at_each_stop(xfmt, request, tmp_path):
     """Stops in L2 (stepi) and in L1 (a hardware breakpoint in L1's timer
     interrupt, which L2's exits lead to): each stop prints the level the
     vCPU shows; viewing L2 while the vCPU is in L1 uses L2's CR3 seen at the

@@ -21,7 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from gdbext_qemu import HeldGuest  # noqa: E402
-from test_gdbext import GDBEXT, run_gdb  # noqa: E402
+from test_gdbext import GDBEXT, run_gdb, xfmt  # noqa: E402,F401
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ KERNEL_EXPRS = [
 ]
 
 
-def test_break_is_hw_and_stops_at_start_kernel(held, tmp_path):
+def test_break_is_hw_and_stops_at_start_kernel(xfmt, held, tmp_path):
     # `b` before `target remote`: the exec target has no debug registers, so
     # the hbreak waits for the connection.
     c = connect(held)
@@ -109,7 +109,7 @@ def test_hw_break_warning_past_four(held, tmp_path):
     assert len(re.findall(r"hw breakpoint", info)) == 5
 
 
-def test_each_stop_rereads_cr3_and_flushes(held, tmp_path):
+def test_each_stop_rereads_cr3_and_flushes(xfmt, held, tmp_path):
     """From wherever the held guest is (reset or start_kernel) to
     kernel_init: the CR3 in use is re-read and the caches flushed at the
     stop, and nx still equals x."""
