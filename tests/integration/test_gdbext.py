@@ -489,3 +489,62 @@ def test_scan(image):
         assert "EPT tree" in res[-1]["out"] and "0x%x" % gi.EPT_ROOT in res[-1]["out"], res[-1]
     else:
         assert "no discover module" in res[-1]["err"], res[-1]
+
+
+def test_module_rejects_bad_arguments(image, tmp_path):
+    """Bad paths, maps, sizes and types give exceptions with messages, never
+    a crash; a closed memory refuses to be used."""
+    code = r"""
+import sys
+sys.path.insert(0, %r)
+from nested import _memsrv as M
+def tryit(label, f):
+    try:
+        f()
+        print(label, "NO ERROR")
+    except M.MemsrvError as e:
+        print(label, "MemsrvError", e.code_name, "|", e)
+    except (ValueError, TypeError, OverflowError, BufferError, ZeroDivisionError) as e:
+        print(label, type(e).__name__, "|", e)
+tryit("nofile", lambda: M.open(%r + "/missing.ram"))
+tryit("badmap", lambda: M.open(%r, map="zzz"))
+tryit("overlap", lambda: M.open(%r, map="0:0x2000@0,0x1000:0x1000@0"))
+tryit("notdump", lambda: M.open_dump(%r))
+m = M.open(%r, map="0:0x%x@0")
+sp = m.space()
+tryit("huge", lambda: sp.read(0, 1 << 40))
+tryit("negative n", lambda: sp.read(0, -1))
+tryit("past end", lambda: sp.read(0x%x - 4, 8))
+tryit("addr type", lambda: sp.read("0", 8))
+tryit("addr too big", lambda: sp.read(1 << 64, 8))
+tryit("levels", lambda: m.space(cr3=0x1000, levels=3))
+tryit("both", lambda: m.space(eptp=0x1001e, ncr3=0x1000))
+tryit("badeptp", lambda: m.space(eptp=0x1000))
+tryit("fmt", lambda: sp.x("4q", 0))
+tryit("sym", lambda: sp.x("4gx", 0, 5))
+tryit("symraise", lambda: sp.x("2a", 0x100200, lambda a: 1 / 0))
+print("partial", sp.read(0x%x - 4, 8, partial=True).hex())
+m.close()
+tryit("closed", lambda: sp.read(0, 8))
+""" % (GDBEXT, str(tmp_path), image["ram"], image["ram"], image["ram"], image["ram"],
+       gi.RAM_SIZE, gi.RAM_SIZE, gi.RAM_SIZE)
+    p = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    out = dict(l.split(" ", 1) for l in p.stdout.splitlines())
+    assert "NO ERROR" not in p.stdout, p.stdout
+    assert out["nofile"].startswith("MemsrvError") and "missing.ram" in out["nofile"]
+    assert out["badmap"].startswith("MemsrvError"), out["badmap"]
+    assert out["overlap"].startswith("MemsrvError"), out["overlap"]
+    assert out["notdump"].startswith("MemsrvError"), out["notdump"]
+    assert out["huge"].startswith("ValueError") and out["negative n"].startswith("ValueError")
+    assert out["past end"].startswith("MemsrvError outside RAM"), out["past end"]
+    assert out["addr type"].startswith("TypeError")
+    assert out["addr too big"].startswith("OverflowError")
+    assert out["levels"].startswith("MemsrvError") and out["both"].startswith("ValueError")
+    assert out["badeptp"].startswith("MemsrvError"), out["badeptp"]
+    assert out["sym"].startswith("TypeError")
+    assert out["partial"] == bytes(image["im"].ram[-4:]).hex()
+    assert out["closed"].startswith("ValueError | memory is closed")
+    if format_built():
+        assert out["fmt"].startswith("MemsrvError"), out["fmt"]
+        assert out["symraise"].startswith("ZeroDivisionError"), out["symraise"]
