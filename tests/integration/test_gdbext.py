@@ -513,10 +513,10 @@ tryit("notdump", lambda: M.open_dump(%r))
 m = M.open(%r, map="0:0x%x@0")
 sp = m.space()
 tryit("huge", lambda: sp.read(0, 1 << 40))
-tryit("negative n", lambda: sp.read(0, -1))
-tryit("past end", lambda: sp.read(0x%x - 4, 8))
-tryit("addr type", lambda: sp.read("0", 8))
-tryit("addr too big", lambda: sp.read(1 << 64, 8))
+tryit("negative_n", lambda: sp.read(0, -1))
+tryit("past_end", lambda: sp.read(0x%x - 4, 8))
+tryit("addr_type", lambda: sp.read("0", 8))
+tryit("addr_too_big", lambda: sp.read(1 << 64, 8))
 tryit("levels", lambda: m.space(cr3=0x1000, levels=3))
 tryit("both", lambda: m.space(eptp=0x1001e, ncr3=0x1000))
 tryit("badeptp", lambda: m.space(eptp=0x1000))
@@ -536,10 +536,10 @@ tryit("closed", lambda: sp.read(0, 8))
     assert out["badmap"].startswith("MemsrvError"), out["badmap"]
     assert out["overlap"].startswith("MemsrvError"), out["overlap"]
     assert out["notdump"].startswith("MemsrvError"), out["notdump"]
-    assert out["huge"].startswith("ValueError") and out["negative n"].startswith("ValueError")
-    assert out["past end"].startswith("MemsrvError outside RAM"), out["past end"]
-    assert out["addr type"].startswith("TypeError")
-    assert out["addr too big"].startswith("OverflowError")
+    assert out["huge"].startswith("ValueError") and out["negative_n"].startswith("ValueError")
+    assert out["past_end"].startswith("MemsrvError outside RAM"), out["past_end"]
+    assert out["addr_type"].startswith("TypeError")
+    assert out["addr_too_big"].startswith("OverflowError")
     assert out["levels"].startswith("MemsrvError") and out["both"].startswith("ValueError")
     assert out["badeptp"].startswith("MemsrvError"), out["badeptp"]
     assert out["sym"].startswith("TypeError")
