@@ -13,7 +13,6 @@ stays stopped for the other tests."""
 import os
 import re
 import sys
-import time
 
 import pytest
 
