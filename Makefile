@@ -25,7 +25,7 @@ CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all asan test unit demo bench clean format fuzz gdbext deps
+.PHONY: all asan test unit demo bench clean format fuzz gdbext deps guest
 all: $(BUILD)/memsrv $(BUILD)/libmemsrv.a $(TEST_BINS) $(BENCH_BINS) gdbext
 
 $(BUILD)/obj/%.o: %.c
@@ -70,6 +70,10 @@ bench: deps all
 
 fuzz:
 	tests/fuzz/run
+
+# The test guests' initramfs, cached under ${NESTED_CACHE:-~/.cache/nested}.
+guest:
+	scripts/build-guest
 
 format:
 	clang-format -i $(LIB_SRCS) $(CLI_SRCS) $(TEST_SRCS) $(wildcard memsrv/*.h tests/unit/*.h tests/fuzz/*.c gdbext/*.c bench/*.c)

@@ -71,6 +71,7 @@ int ms_ram_guarded(struct ms_ram *ram, int (*fn)(void *arg), void *arg, struct m
     sigjmp_buf *volatile outer = bus_guard;
     if (sigsetjmp(jb, 0)) {
         bus_guard = outer;
+        ms_ram_refresh(ram, NULL); /* no cached translation may outlive the bytes */
         return ms_err_set(err, MS_EBUS,
                           "RAM file %s shrank under us (QEMU exited or the file was truncated)",
                           ram->nsources ? ram->sources[0].path : "?");
@@ -461,6 +462,7 @@ static int ram_access(struct ms_ram *ram, uint64_t gpa, void *buf, const void *s
         rc = src ? guarded_copy(p, (const uint8_t *)src + copied, n)
                  : guarded_copy((uint8_t *)buf + copied, p, n);
         if (rc) {
+            ms_ram_refresh(ram, NULL); /* no cached translation may outlive the bytes */
             rc = ms_err_set(err, MS_EBUS,
                             "RAM file %s shrank under us at guest-physical 0x%llx (QEMU exited "
                             "or the file was truncated)",
@@ -548,6 +550,7 @@ void ms_ram_flush(struct ms_ram *ram)
 
 int ms_ram_refresh(struct ms_ram *ram, struct ms_err *err)
 {
+    ms_ram_flush(ram);
     for (unsigned i = 0; i < ram->nsources; i++) {
         struct stat st;
         if (fstat(ram->sources[i].fd, &st) != 0)

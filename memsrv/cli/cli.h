@@ -6,10 +6,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "client.h"
 #include "error.h"
 #include "number.h"
 #include "ram.h"
 #include "space.h"
+
+struct ms_kernel;
 
 struct cli {
     /* Options. */
@@ -19,7 +22,14 @@ struct cli {
     unsigned levels, npt_levels;
     int cpu; /* --cpu N: CR3/CR4 from a dump's CPU note; -1 when not given */
     const char *vmlinux, *system_map;
-    /* State built by cli_open(). */
+    const char *connect;    /* --connect ADDRESS: work through a memsrv server */
+    const char *token_file; /* --token-file F: its shared secret */
+    /* State built by cli_open(): local spaces, or a server connection and
+     * the handle of the stack the options describe. */
+    bool remote;
+    struct ms_client client;
+    uint32_t handle;
+    struct ms_kernel *kernel; /* symbols for addresses (cli_open_addressing), or NULL */
     struct ms_ram *ram;
     struct ms_space *phys, *second, *top;
     /* Resolves names in addresses (set up by commands that load symbols). */
@@ -36,6 +46,8 @@ struct cli_command {
 
 /* Opens the RAM (or dump) and builds the space stack the options describe. */
 int cli_open(struct cli *cli);
+/* Reads the token from --token-file (first line) into buf; "" when none. */
+int cli_read_token(struct cli *cli, char *buf, size_t size);
 /* Parses an address or count: numbers, +/-, and names when a resolver is set. */
 int cli_parse_addr(struct cli *cli, const char *text, uint64_t *value);
 /* Prints "memsrv: <message>" to stderr; returns the exit status (1). */
@@ -47,5 +59,10 @@ int cmd_x(struct cli *cli, int argc, char **argv);
 int cmd_vtop(struct cli *cli, int argc, char **argv);
 int cmd_ptdump(struct cli *cli, int argc, char **argv);
 int cmd_info(struct cli *cli, int argc, char **argv);
+int cmd_serve(struct cli *cli, int argc, char **argv);
+int cmd_dmesg(struct cli *cli, int argc, char **argv);
+int cmd_ps(struct cli *cli, int argc, char **argv);
+int cmd_discover(struct cli *cli, int argc, char **argv);
+int cmd_sym(struct cli *cli, int argc, char **argv);
 
 #endif

@@ -9,6 +9,8 @@ int cmd_info(struct cli *cli, int argc, char **argv)
     (void)argv;
     if (argc != 1)
         return cli_usage("usage: info");
+    if (cli->connect)
+        return cli_usage("info reads the files themselves: run it without --connect");
     if (cli_open(cli))
         return cli_fail(cli);
     const struct ms_ram *ram = cli->ram;

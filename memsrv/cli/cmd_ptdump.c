@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "linux.h"
 #include "report.h"
 
 int cmd_ptdump(struct cli *cli, int argc, char **argv)
@@ -22,9 +23,10 @@ int cmd_ptdump(struct cli *cli, int argc, char **argv)
         } else
             return cli_usage("usage: ptdump [--user|--kernel] [START [END]]");
     }
-    if (cli_open(cli))
+    struct ms_kernel *symbols;
+    if (cli_open_addressing(cli, &symbols))
         return cli_fail(cli);
-    if (cli->top == cli->phys)
+    if (!cli->remote && cli->top == cli->phys)
         return cli_usage("ptdump needs page tables: give --cr3, --eptp or --ncr3");
     if (user)
         end = 0x7fffffffffffffffULL;
@@ -36,7 +38,8 @@ int cmd_ptdump(struct cli *cli, int argc, char **argv)
         end = bounds[1];
     struct ms_strbuf out;
     ms_strbuf_init(&out);
-    int rc = ms_report_ptdump(cli->top, start, end, &out, &cli->err);
+    int rc = cli->remote ? ms_client_ptdump(&cli->client, cli->handle, start, end, &out, &cli->err)
+                         : ms_report_ptdump(cli->top, start, end, &out, &cli->err);
     fputs(ms_strbuf_str(&out), stdout);
     ms_strbuf_free(&out);
     fflush(stdout);

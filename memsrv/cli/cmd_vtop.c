@@ -3,7 +3,14 @@
 #include <string.h>
 
 #include "cli.h"
+#include "linux.h"
 #include "report.h"
+
+static int report(struct cli *cli, uint64_t addr, struct ms_strbuf *out)
+{
+    return cli->remote ? ms_client_vtop(&cli->client, cli->handle, addr, out, &cli->err)
+                       : ms_report_vtop(cli->top, addr, out, &cli->err);
+}
 
 /* One line per address: "0xADDR 0xPHYS" or "0xADDR error: MESSAGE". */
 static int brief_one(struct cli *cli, const char *text, FILE *out)
@@ -14,7 +21,11 @@ static int brief_one(struct cli *cli, const char *text, FILE *out)
         return 1;
     }
     struct ms_xlat x;
-    if (ms_space_translate(cli->top, addr, &x, NULL, &cli->err)) {
+    int status = 0;
+    if (cli->remote ? ms_client_translate(&cli->client, cli->handle, 1, &addr, &x, &status, NULL,
+                                          &cli->err) ||
+                          status
+                    : ms_space_translate(cli->top, addr, &x, NULL, &cli->err)) {
         fprintf(out, "0x%" PRIx64 " error: %s\n", addr, cli->err.msg);
         return 1;
     }
@@ -32,7 +43,8 @@ int cmd_vtop(struct cli *cli, int argc, char **argv)
     }
     if (first >= argc)
         return cli_usage("usage: vtop [--brief] ADDR... (or - to read addresses from stdin)");
-    if (cli_open(cli))
+    struct ms_kernel *symbols;
+    if (cli_open_addressing(cli, &symbols))
         return cli_fail(cli);
     unsigned failures = 0;
     for (int i = first; i < argc; i++) {
@@ -49,8 +61,7 @@ int cmd_vtop(struct cli *cli, int argc, char **argv)
                 uint64_t addr;
                 struct ms_strbuf out;
                 ms_strbuf_init(&out);
-                if (cli_parse_addr(cli, line, &addr) ||
-                    ms_report_vtop(cli->top, addr, &out, &cli->err)) {
+                if (cli_parse_addr(cli, line, &addr) || report(cli, addr, &out)) {
                     fputs(ms_strbuf_str(&out), stdout);
                     printf("error: %s\n", cli->err.msg);
                     failures++;
@@ -70,7 +81,7 @@ int cmd_vtop(struct cli *cli, int argc, char **argv)
             return cli_fail(cli);
         struct ms_strbuf out;
         ms_strbuf_init(&out);
-        int rc = ms_report_vtop(cli->top, addr, &out, &cli->err);
+        int rc = report(cli, addr, &out);
         fputs(ms_strbuf_str(&out), stdout);
         ms_strbuf_free(&out);
         if (rc) {

@@ -5,12 +5,20 @@
 #include <string.h>
 
 #include "cli.h"
+#include "kernel.h"
 
 static const struct cli_command commands[] = {
     {"x", cmd_x, "x/FMT ADDR          examine memory like GDB's x (FMT: count, xduotacfsiz, bhwg)"},
     {"vtop", cmd_vtop, "vtop [--brief] ADDR...|-   translate, showing every table entry"},
     {"ptdump", cmd_ptdump, "ptdump [--user|--kernel] [START [END]]  mapped ranges, merged"},
     {"info", cmd_info, "info                RAM regions, dump registers, VMCOREINFO"},
+    {"serve", cmd_serve,
+     "serve [--socket PATH | --listen HOST:PORT] [--token-file F]  serve clients (GDB, scripts)"},
+    {"dmesg", cmd_dmesg, "dmesg [--raw|--crash] [--level N] [--stats]  the guest kernel's log"},
+    {"discover", cmd_discover,
+     "discover [N]        scan RAM for nested guests (VMCB, vmcs12, EPT)"},
+    {"ps", cmd_ps, "ps                  the guest's tasks (needs --vmlinux)"},
+    {"sym", cmd_sym, "sym NAME|ADDR...    kernel symbol <-> address (KASLR applied)"},
 };
 
 static void usage(FILE *f)
@@ -23,23 +31,27 @@ static void usage(FILE *f)
                "Commands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(f, "  %s\n", commands[i].usage);
-    fprintf(f, "\n"
-               "Memory:\n"
-               "  --ram FILE          QEMU memory-backend-file (read-only unless --writable)\n"
-               "  --dump FILE         QEMU dump-guest-memory ELF file\n"
-               "  --machine q35|pc    RAM layout rule (default: FILE.layout if present, else q35)\n"
-               "  --map GPA:LEN@OFF[,...]  explicit RAM layout\n"
-               "  --writable          open RAM read-write\n"
-               "Address space (no --cr3 and no second stage: guest-physical):\n"
-               "  --cr3 V             first-stage paging root (guest, or nested guest with a "
-               "second stage)\n"
-               "  --levels 4|5        its paging depth (default 4)\n"
-               "  --cr4 V             sets --levels from CR4.LA57\n"
-               "  --cpu N             CR3 and CR4 of CPU N from the dump's notes\n"
-               "  --eptp E            Intel EPT second stage (walk length from EPTP)\n"
-               "  --ncr3 N            AMD NPT second stage rooted at nCR3\n"
-               "  --npt-levels 4|5    NPT depth (default 4)\n"
-               "Numbers: 0x hex, 0 octal, decimal, with + and -.\n");
+    fprintf(f,
+            "\n"
+            "Memory:\n"
+            "  --ram FILE          QEMU memory-backend-file (read-only unless --writable)\n"
+            "  --dump FILE         QEMU dump-guest-memory ELF file\n"
+            "  --machine q35|pc    RAM layout rule (default: FILE.layout if present, else q35)\n"
+            "  --map GPA:LEN@OFF[,...]  explicit RAM layout\n"
+            "  --writable          open RAM read-write\n"
+            "Address space (no --cr3 and no second stage: guest-physical):\n"
+            "  --cr3 V             first-stage paging root (guest, or nested guest with a "
+            "second stage)\n"
+            "  --levels 4|5        its paging depth (default 4)\n"
+            "  --cr4 V             sets --levels from CR4.LA57\n"
+            "  --cpu N             CR3 and CR4 of CPU N from the dump's notes\n"
+            "  --eptp E            Intel EPT second stage (walk length from EPTP)\n"
+            "  --ncr3 N            AMD NPT second stage rooted at nCR3\n"
+            "  --npt-levels 4|5    NPT depth (default 4)\n"
+            "Server:\n"
+            "  --connect ADDR      use a running `memsrv serve` (socket path, or tcp:HOST:PORT)\n"
+            "  --token-file F      the server's token (needed over TCP)\n"
+            "Numbers: 0x hex, 0 octal, decimal, with + and -.\n");
 }
 
 int cli_usage(const char *fmt, ...)
@@ -110,6 +122,10 @@ static int parse_options(struct cli *cli, int argc, char **argv)
             cli->map_spec = v;
         } else if (!strcmp(a, "--vmlinux")) {
             cli->vmlinux = v;
+        } else if (!strcmp(a, "--connect")) {
+            cli->connect = v;
+        } else if (!strcmp(a, "--token-file")) {
+            cli->token_file = v;
         } else if (!strcmp(a, "--system-map")) {
             cli->system_map = v;
         } else if (!strcmp(a, "--cr3")) {
@@ -157,11 +173,61 @@ static int parse_options(struct cli *cli, int argc, char **argv)
     return out;
 }
 
+int cli_read_token(struct cli *cli, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    if (!cli->token_file)
+        return 0;
+    FILE *f = fopen(cli->token_file, "r");
+    if (!f)
+        return ms_err_set(&cli->err, MS_EIO, "cannot read token file %s", cli->token_file);
+    if (!fgets(buf, (int)size, f))
+        buf[0] = '\0';
+    fclose(f);
+    buf[strcspn(buf, "\r\n")] = '\0';
+    if (buf[0] == '\0')
+        return ms_err_set(&cli->err, MS_EINVAL, "token file %s is empty", cli->token_file);
+    return 0;
+}
+
+/* --connect: the same stack, described to the server. */
+static int open_remote(struct cli *cli)
+{
+    struct ms_err *err = &cli->err;
+    if (cli->ram_path || cli->dump_path || cli->machine || cli->map_spec || cli->cpu >= 0)
+        return ms_err_set(err, MS_EINVAL,
+                          "with --connect the server owns the memory: drop --ram/--dump/--machine/"
+                          "--map/--cpu");
+    char token[256];
+    int rc = cli_read_token(cli, token, sizeof(token));
+    if (rc)
+        return rc;
+    rc = ms_client_connect(&cli->client, cli->connect, token[0] ? token : NULL, err);
+    if (rc)
+        return rc;
+    cli->remote = true;
+    if (cli->has_cr4 && !cli->levels_set)
+        cli->levels = (cli->cr4 & (1ULL << 12)) ? 5 : 4;
+    if (cli->has_eptp && cli->has_ncr3)
+        return ms_err_set(err, MS_EINVAL, "give --eptp or --ncr3, not both");
+    struct ms_wire_stack st = {(uint8_t)(cli->has_eptp   ? 1
+                                         : cli->has_ncr3 ? 2
+                                                         : 0),
+                               (uint8_t)cli->npt_levels,
+                               cli->has_cr3,
+                               (uint8_t)cli->levels,
+                               cli->has_eptp ? cli->eptp : cli->ncr3,
+                               cli->cr3};
+    return ms_client_space(&cli->client, &st, &cli->handle, err);
+}
+
 int cli_open(struct cli *cli)
 {
     struct ms_err *err = &cli->err;
     unsigned flags = cli->writable ? MS_RAM_WRITABLE : 0;
     int rc;
+    if (cli->connect)
+        return open_remote(cli);
     if (cli->ram_path && cli->dump_path)
         return ms_err_set(err, MS_EINVAL, "give --ram or --dump, not both");
     if (cli->dump_path) {
@@ -222,6 +288,13 @@ int cli_open(struct cli *cli)
 
 static void cli_close(struct cli *cli)
 {
+    if (cli->remote)
+        ms_client_close(&cli->client);
+    if (cli->kernel) {
+        if (cli->top == cli->kernel->space)
+            cli->top = cli->phys; /* the kernel owns that space */
+        ms_kernel_close(cli->kernel);
+    }
     if (cli->top != cli->second && cli->top != cli->phys)
         ms_space_free(cli->top);
     ms_space_free(cli->second);

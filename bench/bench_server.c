@@ -1,0 +1,177 @@
+/* Server round trips: an 8-byte read in-process (the library call), over the
+ * UNIX socket and over TCP loopback (p50/p99 latency), batched reads per
+ * second, and 1/8/64 concurrent clients. The server runs in this process's
+ * thread; clients are threads. Prints each against the in-process call. */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../tests/support/image.h"
+#include "client.h"
+#include "server.h"
+
+#define RAM (64u << 20)
+#define SAMPLES 20000
+
+static double now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+struct server_thread {
+    struct ms_server *srv;
+    int stop[2];
+};
+
+static void *serve(void *arg)
+{
+    struct server_thread *st = arg;
+    ms_server_run(st->srv, st->stop[0], NULL);
+    return NULL;
+}
+
+static double latency(const char *label, struct ms_client *c, struct ms_space *local,
+                      double base_p50)
+{
+    static double t[SAMPLES];
+    uint64_t v;
+    for (int i = 0; i < SAMPLES; i++) {
+        uint64_t addr = ((uint64_t)rand() % (RAM / 8)) * 8;
+        double t0 = now_ns();
+        int rc = c ? ms_client_read(c, 0, addr, &v, 8, NULL, NULL)
+                   : ms_space_read(local, addr, &v, 8, NULL, NULL);
+        t[i] = now_ns() - t0;
+        if (rc) {
+            fprintf(stderr, "bench: read failed\n");
+            exit(1);
+        }
+    }
+    qsort(t, SAMPLES, sizeof(t[0]), cmp_double);
+    double p50 = t[SAMPLES / 2], p99 = t[SAMPLES * 99 / 100];
+    printf("  %-22s p50 %8.2f us  p99 %8.2f us", label, p50 / 1e3, p99 / 1e3);
+    if (base_p50 > 0)
+        printf("   (%.0fx the in-process p50)", p50 / base_p50);
+    printf("\n");
+    return p50;
+}
+
+static double batched(struct ms_client *c)
+{
+    enum { N = 4096 };
+    static uint64_t addrs[N], vals[N];
+    static uint32_t lens[N];
+    static void *bufs[N];
+    static int st[N];
+    static size_t done[N];
+    for (int i = 0; i < N; i++) {
+        addrs[i] = ((uint64_t)rand() % (RAM / 8)) * 8;
+        lens[i] = 8;
+        bufs[i] = &vals[i];
+    }
+    double t0 = now_ns();
+    int rounds = 50;
+    for (int r = 0; r < rounds; r++)
+        if (ms_client_readv(c, 0, N, addrs, lens, bufs, st, done, NULL) != 0)
+            exit(1);
+    return rounds * (double)N / ((now_ns() - t0) / 1e9);
+}
+
+struct load {
+    const char *address;
+    int reads;
+};
+
+static void *load_client(void *arg)
+{
+    struct load *l = arg;
+    struct ms_client c;
+    if (ms_client_connect(&c, l->address, NULL, NULL) != 0)
+        exit(1);
+    uint64_t v;
+    for (int i = 0; i < l->reads; i++)
+        ms_client_read(&c, 0, ((uint64_t)i * 4096) % RAM, &v, 8, NULL, NULL);
+    ms_client_close(&c);
+    return NULL;
+}
+
+static double concurrent(const char *address, int clients)
+{
+    pthread_t th[64];
+    struct load l = {address, 40000 / clients};
+    double t0 = now_ns();
+    for (int i = 0; i < clients; i++)
+        pthread_create(&th[i], NULL, load_client, &l);
+    for (int i = 0; i < clients; i++)
+        pthread_join(th[i], NULL);
+    return clients * (double)l.reads / ((now_ns() - t0) / 1e9);
+}
+
+int main(void)
+{
+    struct img im;
+    img_open(&im, RAM);
+    struct ms_space *phys;
+    ms_space_phys(&phys, im.ram, NULL);
+    char sock[64];
+    snprintf(sock, sizeof(sock), "/tmp/memsrv-bench.%d.sock", (int)getpid());
+    const char *token = "bench";
+    /* Two servers: UNIX without a token, TCP (which needs one). */
+    struct ms_server_opts opts = {sock, NULL, NULL, false, 0};
+    struct server_thread su = {0}, stcp = {0};
+    struct ms_err err;
+    if (ms_server_new(&su.srv, im.ram, &opts, &err) != 0) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        return 1;
+    }
+    struct ms_server_opts topts = {NULL, "127.0.0.1:0", token, false, 0};
+    if (ms_server_new(&stcp.srv, im.ram, &topts, &err) != 0) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        return 1;
+    }
+    char tcp[64];
+    snprintf(tcp, sizeof(tcp), "tcp:127.0.0.1:%u", ms_server_tcp_port(stcp.srv));
+    pthread_t tu, tt;
+    if (pipe(su.stop) || pipe(stcp.stop))
+        return 1;
+    pthread_create(&tu, NULL, serve, &su);
+    pthread_create(&tt, NULL, serve, &stcp);
+
+    struct ms_client cu, ct;
+    if (ms_client_connect(&cu, sock, NULL, &err) || ms_client_connect(&ct, tcp, token, &err)) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        return 1;
+    }
+    printf("8-byte read, one client, %d samples:\n", SAMPLES);
+    double base = latency("in-process", NULL, phys, 0);
+    latency("UNIX socket", &cu, NULL, base);
+    latency("TCP loopback", &ct, NULL, base);
+    printf("batched 8-byte reads (4096 per request):\n");
+    printf("  %-22s %10.2f M reads/s\n", "UNIX socket", batched(&cu) / 1e6);
+    printf("  %-22s %10.2f M reads/s\n", "TCP loopback", batched(&ct) / 1e6);
+    printf("concurrent clients, unbatched 8-byte reads (UNIX socket, total requests/s):\n");
+    for (int n = 1; n <= 64; n *= 8)
+        printf("  %2d clients %20.0f req/s\n", n, concurrent(sock, n));
+    ms_client_close(&cu);
+    ms_client_close(&ct);
+    if (write(su.stop[1], "x", 1) != 1 || write(stcp.stop[1], "x", 1) != 1)
+        return 1;
+    pthread_join(tu, NULL);
+    pthread_join(tt, NULL);
+    ms_server_free(su.srv);
+    ms_server_free(stcp.srv);
+    ms_space_free(phys);
+    img_close(&im);
+    return 0;
+}

@@ -1,0 +1,394 @@
+#include "client.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static int connect_unix(const char *path, struct ms_err *err)
+{
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return ms_err_set(err, MS_EINVAL, "socket path too long: %s", path);
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return ms_err_set(err, MS_EIO, "cannot connect to %s: %s (is `memsrv serve` running?)",
+                          path, strerror(e));
+    }
+    return fd;
+}
+
+static int connect_tcp(const char *spec, struct ms_err *err)
+{
+    char host[256];
+    const char *colon = strrchr(spec, ':');
+    if (!colon || (size_t)(colon - spec) >= sizeof(host))
+        return ms_err_set(err, MS_EINVAL, "want tcp:HOST:PORT, not 'tcp:%s'", spec);
+    memcpy(host, spec, (size_t)(colon - spec));
+    host[colon - spec] = '\0';
+    struct addrinfo hints, *res;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    int g = getaddrinfo(host, colon + 1, &hints, &res);
+    if (g != 0)
+        return ms_err_set(err, MS_EINVAL, "tcp:%s: %s", spec, gai_strerror(g));
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int rc = fd < 0 ? -1 : connect(fd, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    if (rc != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return ms_err_set(err, MS_EIO, "cannot connect to %s: %s", spec, strerror(e));
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof(one));
+    return fd;
+}
+
+static int send_all(int fd, const uint8_t *p, size_t n, struct ms_err *err)
+{
+    while (n) {
+        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            return ms_err_set(err, MS_EIO, "send to memsrv: %s", strerror(errno));
+        }
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+static int recv_all(int fd, uint8_t *p, size_t n, struct ms_err *err)
+{
+    while (n) {
+        ssize_t k = recv(fd, p, n, 0);
+        if (k == 0)
+            return ms_err_set(err, MS_EPROTO,
+                              "memsrv closed the connection (bad token, or a "
+                              "malformed request)");
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            return ms_err_set(err, MS_EIO, "recv from memsrv: %s", strerror(errno));
+        }
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+static size_t begin(struct ms_client *c)
+{
+    c->req.len = 0;
+    c->req.failed = false;
+    return ms_wbuf_begin_frame(&c->req);
+}
+
+/* Sends the request built in c->req and receives its response into c->resp;
+ * *r reads the payload after the status word. Returns the transport error,
+ * or the request's own status with its message. */
+static int exchange(struct ms_client *c, size_t frame, uint16_t op, struct ms_rbuf *r,
+                    struct ms_err *err)
+{
+    uint32_t id = ++c->next_id;
+    ms_wbuf_end_frame(&c->req, frame, op, id);
+    if (c->req.failed)
+        return ms_err_set(err, MS_ENOMEM, "out of memory");
+    int rc = send_all(c->fd, c->req.data, c->req.len, err);
+    if (rc)
+        return rc;
+    uint8_t hb[MS_WIRE_HEADER];
+    struct ms_wire_header h;
+    if ((rc = recv_all(c->fd, hb, sizeof(hb), err)) || (rc = ms_wire_parse_header(hb, &h, err)))
+        return rc;
+    if (h.id != id || h.op != (op | MS_WIRE_REPLY))
+        return ms_err_set(err, MS_EPROTO, "response %u/op %u does not answer request %u/op %u",
+                          h.id, h.op, id, op);
+    if (h.length > MS_WIRE_MAX_RESPONSE + (16u << 20))
+        return ms_err_set(err, MS_EPROTO, "response of %u bytes is too large", h.length);
+    if (h.length > c->resp_cap) {
+        uint8_t *p = realloc(c->resp, h.length);
+        if (!p)
+            return ms_err_set(err, MS_ENOMEM, "out of memory");
+        c->resp = p;
+        c->resp_cap = h.length;
+    }
+    c->resp_len = h.length;
+    if ((rc = recv_all(c->fd, c->resp, h.length, err)))
+        return rc;
+    *r = (struct ms_rbuf){c->resp, c->resp_len, 0, false};
+    uint32_t status = 0;
+    if (!ms_rbuf_u32(r, &status))
+        return ms_err_set(err, MS_EPROTO, "empty response");
+    if (status) {
+        const char *msg = "";
+        uint32_t n = 0;
+        ms_rbuf_str(r, &msg, &n);
+        ms_err_set(err, (int)status, "%.*s", (int)n, msg);
+        return (int)status;
+    }
+    return 0;
+}
+
+int ms_client_connect(struct ms_client *c, const char *address, const char *token,
+                      struct ms_err *err)
+{
+    memset(c, 0, sizeof(*c));
+    c->fd = strncmp(address, "tcp:", 4) == 0 ? connect_tcp(address + 4, err)
+                                             : connect_unix(address, err);
+    if (c->fd < 0)
+        return c->fd;
+    size_t f = begin(c);
+    ms_wbuf_str(&c->req, token ? token : "", token ? strlen(token) : 0);
+    struct ms_rbuf r;
+    int rc = exchange(c, f, MS_OP_HELLO, &r, err);
+    uint32_t version = 0;
+    if (!rc && (!ms_rbuf_u32(&r, &version) || !ms_rbuf_u32(&r, &c->server_flags) ||
+                !ms_rbuf_u64(&r, &c->ram_size)))
+        rc = ms_err_set(err, MS_EPROTO, "short HELLO response");
+    if (rc) {
+        ms_client_close(c);
+        return rc;
+    }
+    return 0;
+}
+
+void ms_client_close(struct ms_client *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    ms_wbuf_free(&c->req);
+    free(c->resp);
+    c->resp = NULL;
+    c->resp_len = c->resp_cap = 0;
+}
+
+int ms_client_space(struct ms_client *c, const struct ms_wire_stack *s, uint32_t *handle,
+                    struct ms_err *err)
+{
+    size_t f = begin(c);
+    ms_wbuf_u8(&c->req, s->second);
+    ms_wbuf_u8(&c->req, s->second_levels);
+    ms_wbuf_u8(&c->req, s->has_cr3);
+    ms_wbuf_u8(&c->req, s->levels);
+    ms_wbuf_u64(&c->req, s->second_root);
+    ms_wbuf_u64(&c->req, s->cr3);
+    struct ms_rbuf r;
+    int rc = exchange(c, f, MS_OP_SPACE, &r, err);
+    if (!rc && !ms_rbuf_u32(&r, handle))
+        rc = ms_err_set(err, MS_EPROTO, "short SPACE response");
+    return rc;
+}
+
+int ms_client_readv(struct ms_client *c, uint32_t handle, unsigned count, const uint64_t *addrs,
+                    const uint32_t *lens, void *const *bufs, int *statuses, size_t *dones,
+                    struct ms_err *err)
+{
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, handle);
+    ms_wbuf_u32(&c->req, count);
+    for (unsigned i = 0; i < count; i++) {
+        ms_wbuf_u64(&c->req, addrs[i]);
+        ms_wbuf_u32(&c->req, lens[i]);
+    }
+    struct ms_rbuf r;
+    int rc = exchange(c, f, MS_OP_READ, &r, err);
+    if (rc)
+        return rc;
+    for (unsigned i = 0; i < count; i++) {
+        uint32_t status = 0, done = 0;
+        ms_rbuf_u32(&r, &status);
+        ms_rbuf_u32(&r, &done);
+        const uint8_t *p = done <= lens[i] ? ms_rbuf_bytes(&r, done) : NULL;
+        if (!p && done)
+            r.bad = true;
+        if (r.bad)
+            return ms_err_set(err, MS_EPROTO, "malformed READ response");
+        memcpy(bufs[i], p, done);
+        statuses[i] = (int)status;
+        dones[i] = done;
+        if (status) {
+            const char *msg;
+            uint32_t n;
+            if (!ms_rbuf_str(&r, &msg, &n))
+                return ms_err_set(err, MS_EPROTO, "malformed READ response");
+            if (count == 1)
+                ms_err_set(err, (int)status, "%.*s", (int)n, msg);
+        }
+    }
+    return 0;
+}
+
+int ms_client_read(struct ms_client *c, uint32_t handle, uint64_t addr, void *buf, size_t len,
+                   size_t *done, struct ms_err *err)
+{
+    if (len > MS_WIRE_MAX_RESPONSE)
+        return ms_err_set(err, MS_EINVAL, "read of %zu bytes: split it (at most %u per request)",
+                          len, MS_WIRE_MAX_RESPONSE);
+    uint32_t l32 = (uint32_t)len;
+    int status = 0;
+    size_t d = 0;
+    void *bufs[1] = {buf};
+    int rc = ms_client_readv(c, handle, 1, &addr, &l32, bufs, &status, &d, err);
+    if (done)
+        *done = d;
+    return rc ? rc : status;
+}
+
+int ms_client_translate(struct ms_client *c, uint32_t handle, unsigned count, const uint64_t *addrs,
+                        struct ms_xlat *out, int *statuses, struct ms_trace *trace,
+                        struct ms_err *err)
+{
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, handle);
+    ms_wbuf_u8(&c->req, trace ? 1 : 0);
+    ms_wbuf_u32(&c->req, count);
+    for (unsigned i = 0; i < count; i++)
+        ms_wbuf_u64(&c->req, addrs[i]);
+    struct ms_rbuf r;
+    int rc = exchange(c, f, MS_OP_TRANSLATE, &r, err);
+    if (rc)
+        return rc;
+    for (unsigned i = 0; i < count; i++) {
+        uint32_t status = 0;
+        ms_rbuf_u32(&r, &status);
+        statuses[i] = (int)status;
+        out[i] = (struct ms_xlat){addrs[i], 0, 0, 0, 0};
+        if (status) {
+            const char *msg;
+            uint32_t n;
+            if (ms_rbuf_str(&r, &msg, &n) && (count == 1 || i == 0))
+                ms_err_set(err, (int)status, "%.*s", (int)n, msg);
+        } else {
+            ms_rbuf_u64(&r, &out[i].lower);
+            ms_rbuf_u64(&r, &out[i].phys);
+            ms_rbuf_u64(&r, &out[i].page_size);
+            ms_rbuf_u32(&r, &out[i].perms);
+        }
+        if (trace) {
+            uint8_t n = 0;
+            ms_rbuf_u8(&r, &n);
+            for (unsigned k = 0; k < n; k++) {
+                struct ms_trace_entry e;
+                ms_rbuf_u8(&r, &e.depth);
+                ms_rbuf_u8(&r, &e.kind);
+                ms_rbuf_u8(&r, &e.level);
+                ms_rbuf_u16(&r, &e.index);
+                ms_rbuf_u64(&r, &e.entry_addr);
+                ms_rbuf_u64(&r, &e.entry_phys);
+                ms_rbuf_u64(&r, &e.value);
+                if (i == 0 && k < MS_TRACE_MAX)
+                    trace->entries[k] = e;
+            }
+            if (i == 0)
+                trace->count = n < MS_TRACE_MAX ? n : MS_TRACE_MAX;
+        }
+        if (r.bad)
+            return ms_err_set(err, MS_EPROTO, "malformed TRANSLATE response");
+    }
+    return 0;
+}
+
+int ms_client_write(struct ms_client *c, uint32_t handle, uint64_t addr, const void *buf,
+                    size_t len, struct ms_err *err)
+{
+    if (len > MS_WIRE_MAX_REQUEST - 64)
+        return ms_err_set(err, MS_EINVAL, "write of %zu bytes: split it", len);
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, handle);
+    ms_wbuf_u64(&c->req, addr);
+    ms_wbuf_str(&c->req, buf, len);
+    struct ms_rbuf r;
+    return exchange(c, f, MS_OP_WRITE, &r, err);
+}
+
+int ms_client_flush(struct ms_client *c, struct ms_err *err)
+{
+    size_t f = begin(c);
+    struct ms_rbuf r;
+    return exchange(c, f, MS_OP_FLUSH, &r, err);
+}
+
+static int text_op(struct ms_client *c, size_t f, uint16_t op, struct ms_strbuf *out,
+                   struct ms_err *err)
+{
+    struct ms_rbuf r;
+    int rc = exchange(c, f, op, &r, err);
+    if (rc < 0 && rc != MS_EIO && rc != MS_EPROTO && rc != MS_ENOMEM) {
+        /* A failed report still carries the text written before the error. */
+        struct ms_err keep = *err;
+        const char *s;
+        uint32_t n;
+        if (ms_rbuf_str(&r, &s, &n))
+            ms_strbuf_append(out, s, n);
+        *err = keep;
+        return rc;
+    }
+    if (rc)
+        return rc;
+    const char *s;
+    uint32_t n;
+    if (!ms_rbuf_str(&r, &s, &n))
+        return ms_err_set(err, MS_EPROTO, "malformed text response");
+    ms_strbuf_append(out, s, n);
+    return 0;
+}
+
+int ms_client_x(struct ms_client *c, uint32_t handle, const char *fmt, uint64_t addr,
+                struct ms_strbuf *out, struct ms_err *err)
+{
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, handle);
+    ms_wbuf_u64(&c->req, addr);
+    ms_wbuf_str(&c->req, fmt, strlen(fmt));
+    return text_op(c, f, MS_OP_X, out, err);
+}
+
+int ms_client_vtop(struct ms_client *c, uint32_t handle, uint64_t addr, struct ms_strbuf *out,
+                   struct ms_err *err)
+{
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, handle);
+    ms_wbuf_u64(&c->req, addr);
+    return text_op(c, f, MS_OP_VTOP, out, err);
+}
+
+int ms_client_ptdump(struct ms_client *c, uint32_t handle, uint64_t start, uint64_t end,
+                     struct ms_strbuf *out, struct ms_err *err)
+{
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, handle);
+    ms_wbuf_u64(&c->req, start);
+    ms_wbuf_u64(&c->req, end);
+    return text_op(c, f, MS_OP_PTDUMP, out, err);
+}
+
+int ms_client_stats(struct ms_client *c, struct ms_client_stats *st, struct ms_err *err)
+{
+    size_t f = begin(c);
+    struct ms_rbuf r;
+    int rc = exchange(c, f, MS_OP_STATS, &r, err);
+    if (rc)
+        return rc;
+    ms_rbuf_u64(&r, &st->requests);
+    ms_rbuf_u64(&r, &st->errors);
+    ms_rbuf_u64(&r, &st->generation);
+    ms_rbuf_u64(&r, &st->hits);
+    ms_rbuf_u64(&r, &st->misses);
+    ms_rbuf_u64(&r, &st->walks);
+    ms_rbuf_u64(&r, &st->table_reads);
+    return r.bad ? ms_err_set(err, MS_EPROTO, "short STATS response") : 0;
+}

@@ -1,0 +1,415 @@
+#include "kernel.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dwarf.h"
+#include "physscan.h"
+
+#define KERNEL_IMAGE_MAX (1ULL << 30) /* KASLR moves the image within 1 GiB */
+#define KASLR_ALIGN (2ULL << 20)      /* CONFIG_PHYSICAL_ALIGN */
+
+void ms_kernel_close(struct ms_kernel *k)
+{
+    if (!k)
+        return;
+    if (k->own_space)
+        ms_space_free(k->space);
+    ms_vmcoreinfo_free(k->vmcoreinfo);
+    ms_symtab_free(k->syms);
+    ms_typedb_free(&k->types);
+    free(k);
+}
+
+int ms_kernel_symbol(const struct ms_kernel *k, const char *name, uint64_t *addr,
+                     struct ms_err *err)
+{
+    if (k->syms && ms_symtab_lookup(k->syms, name, addr, NULL) == 0)
+        return 0;
+    if (k->vmcoreinfo && ms_vmcoreinfo_symbol(k->vmcoreinfo, name, addr, NULL) == 0)
+        return 0;
+    return ms_err_set(err, MS_ENOTFOUND, "symbol %s unknown (%s%s)", name,
+                      k->syms ? "not in " : "no symbol file",
+                      k->syms         ? ms_symtab_path(k->syms)
+                      : k->vmcoreinfo ? ", not in VMCOREINFO"
+                                      : ", no VMCOREINFO");
+}
+
+/* Reads the banner's expected bytes: the whole string from a vmlinux, else
+ * its fixed prefix. */
+static size_t banner_bytes(const struct ms_symtab *syms, uint64_t va, char *buf, size_t cap)
+{
+    if (ms_symtab_is_elf(syms) && ms_symtab_read_image(syms, va, buf, cap, NULL) == 0) {
+        size_t n = strnlen(buf, cap);
+        if (n > 14 && memcmp(buf, "Linux version ", 14) == 0)
+            return n < cap ? n + 1 : n; /* include the NUL: rules out printk copies */
+    }
+    memcpy(buf, "Linux version ", 14);
+    return 14;
+}
+
+static int try_root(struct ms_space *phys, uint64_t root, unsigned levels, uint64_t banner_va,
+                    uint64_t banner_pa, uint64_t *slide)
+{
+    struct ms_space *ks;
+    if (ms_space_paging(&ks, phys, root, levels, NULL) < 0)
+        return -1;
+    int found = -1;
+    for (uint64_t s = 0; s < KERNEL_IMAGE_MAX && banner_va + s >= banner_va; s += KASLR_ALIGN) {
+        struct ms_xlat x;
+        if (ms_space_translate(ks, banner_va + s, &x, NULL, NULL) == 0 && x.lower == banner_pa) {
+            *slide = s;
+            found = 0;
+            break;
+        }
+    }
+    ms_space_free(ks);
+    return found;
+}
+
+int ms_kernel_find_slide(struct ms_space *phys, const struct ms_symtab *syms,
+                         struct ms_space *kspace, unsigned levels, uint64_t *slide,
+                         uint64_t *phys_base, uint64_t *root, unsigned *levels_out,
+                         struct ms_err *err)
+{
+    const struct ms_symbol *b = ms_symtab_find(syms, "linux_banner");
+    const struct ms_symbol *t = ms_symtab_find(syms, "init_top_pgt");
+    if (!b || (!t && !kspace))
+        return ms_err_set(err, MS_ENOTFOUND,
+                          "finding the KASLR slide needs linux_banner and init_top_pgt in %s",
+                          ms_symtab_path(syms));
+    char want[512];
+    size_t wlen = banner_bytes(syms, b->addr, want, sizeof(want));
+    struct ms_phys_range *r;
+    size_t n;
+    int rc = ms_phys_ranges(phys, &r, &n, err);
+    if (rc < 0)
+        return rc;
+    uint64_t low = b->addr & (KASLR_ALIGN - 1);
+    unsigned hits = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t first = (r[i].start & ~(KASLR_ALIGN - 1)) + low;
+        if (first < r[i].start)
+            first += KASLR_ALIGN;
+        for (uint64_t pa = first; pa + wlen <= r[i].start + r[i].len; pa += KASLR_ALIGN) {
+            char got[512];
+            if (ms_space_read(phys, pa, got, wlen, NULL, NULL) < 0 || memcmp(got, want, wlen))
+                continue;
+            hits++;
+            if (kspace) {
+                uint64_t s;
+                if (try_root(kspace->lower, kspace->root, kspace->levels, b->addr, pa, &s) == 0) {
+                    *slide = s;
+                    *phys_base = pa - (b->addr + s - MS_KERNEL_MAP_START);
+                    *root = kspace->root_table;
+                    *levels_out = kspace->levels;
+                    free(r);
+                    return 0;
+                }
+                continue;
+            }
+            uint64_t top = pa + (t->addr - b->addr);
+            for (unsigned lv = 5; lv >= 4; lv--) {
+                if (levels && lv != levels)
+                    continue;
+                uint64_t s;
+                if (try_root(phys, top, lv, b->addr, pa, &s) == 0) {
+                    *slide = s;
+                    *phys_base = pa - (b->addr + s - MS_KERNEL_MAP_START);
+                    *root = top;
+                    *levels_out = lv;
+                    free(r);
+                    return 0;
+                }
+            }
+        }
+    }
+    free(r);
+    return ms_err_set(err, MS_ENOTFOUND,
+                      "kernel not found: %u copies of linux_banner in guest-physical memory, "
+                      "none mapped by the kernel page tables beside it (wrong vmlinux?)",
+                      hits);
+}
+
+static int load_vmcoreinfo(struct ms_kernel *k, const struct ms_kernel_opts *o, struct ms_err *err)
+{
+    if (o->vmcoreinfo && o->vmcoreinfo_len) {
+        int rc = ms_vmcoreinfo_parse(&k->vmcoreinfo, o->vmcoreinfo, o->vmcoreinfo_len, err);
+        if (rc < 0)
+            return ms_err_prefix(err, "the dump's VMCOREINFO note: ");
+        return 0;
+    }
+    if (o->no_scan)
+        return 0;
+    struct ms_err e2;
+    /* a full byte scan only when nothing else can locate the kernel */
+    int rc = ms_vmcoreinfo_scan(&k->vmcoreinfo, k->phys, o->symbols == NULL, &e2);
+    if (rc < 0 && rc != MS_ENOTFOUND)
+        return ms_err_set(err, rc, "%s", e2.msg);
+    return 0;
+}
+
+int ms_kernel_open(struct ms_kernel **out, struct ms_space *phys, const struct ms_kernel_opts *o,
+                   struct ms_err *err)
+{
+    *out = NULL;
+    struct ms_kernel *k = calloc(1, sizeof(*k));
+    if (!k)
+        return ms_err_set(err, MS_ENOMEM, "out of memory");
+    ms_typedb_init(&k->types);
+    k->phys = phys;
+    int rc = 0;
+    if (o->symbols) {
+        rc = ms_symtab_load(&k->syms, o->symbols, err);
+        if (rc < 0)
+            goto fail;
+    }
+    rc = load_vmcoreinfo(k, o, err);
+    if (rc < 0)
+        goto fail;
+    if (!k->vmcoreinfo && !k->syms) {
+        rc = ms_err_set(err, MS_ENOTFOUND,
+                        "no VMCOREINFO in guest memory and no --vmlinux/--system-map: cannot "
+                        "locate the kernel");
+        goto fail;
+    }
+    if (k->vmcoreinfo) {
+        ms_typedb_from_vmcoreinfo(&k->types, k->vmcoreinfo, NULL);
+        const char *bid = ms_vmcoreinfo_get(k->vmcoreinfo, "BUILD-ID");
+        if (bid && k->syms && ms_symtab_build_id(k->syms)[0] &&
+            strncmp(bid, ms_symtab_build_id(k->syms), 40) != 0) {
+            rc =
+                ms_err_set(err, MS_EINVAL,
+                           "%s (build id %s) is not the running kernel (VMCOREINFO BUILD-ID %.40s)",
+                           ms_symtab_path(k->syms), ms_symtab_build_id(k->syms), bid);
+            goto fail;
+        }
+    }
+    uint64_t slide = 0, pb = 0, top_va = 0;
+    int64_t pbn = 0, l5 = 0;
+    bool have_slide = k->vmcoreinfo && ms_vmcoreinfo_kerneloffset(k->vmcoreinfo, &slide, NULL) == 0;
+    bool have_pb =
+        k->vmcoreinfo && ms_vmcoreinfo_number(k->vmcoreinfo, "phys_base", &pbn, NULL) == 0;
+    bool have_top =
+        k->vmcoreinfo && ms_vmcoreinfo_symbol(k->vmcoreinfo, "init_top_pgt", &top_va, NULL) == 0;
+    bool have_l5 =
+        k->vmcoreinfo && ms_vmcoreinfo_number(k->vmcoreinfo, "pgtable_l5_enabled", &l5, NULL) == 0;
+    if (have_slide && have_pb && (have_top || o->kspace)) {
+        k->slide = slide;
+        k->phys_base = (uint64_t)pbn;
+        k->levels = have_l5 && l5 ? 5 : 4;
+        k->root = top_va - MS_KERNEL_MAP_START + k->phys_base;
+        snprintf(k->how, sizeof(k->how),
+                 "VMCOREINFO: KERNELOFFSET=%llx phys_base=%#llx init_top_pgt PA %#llx, %u-level",
+                 (unsigned long long)k->slide, (unsigned long long)k->phys_base,
+                 (unsigned long long)k->root, k->levels);
+    } else if (k->syms) {
+        unsigned lv = have_l5 ? (l5 ? 5 : 4) : 0;
+        rc = ms_kernel_find_slide(phys, k->syms, o->kspace, lv, &k->slide, &k->phys_base, &k->root,
+                                  &k->levels, err);
+        if (rc < 0)
+            goto fail;
+        (void)pb;
+        snprintf(k->how, sizeof(k->how),
+                 "linux_banner in RAM + page tables: slide %#llx phys_base %#llx root %#llx, "
+                 "%u-level",
+                 (unsigned long long)k->slide, (unsigned long long)k->phys_base,
+                 (unsigned long long)k->root, k->levels);
+    } else {
+        rc = ms_err_set(err, MS_ENOTFOUND,
+                        "VMCOREINFO lacks KERNELOFFSET/phys_base/init_top_pgt and no symbol "
+                        "file was given");
+        goto fail;
+    }
+    if (k->syms)
+        ms_symtab_set_slide(k->syms, k->slide);
+    if (o->kspace) {
+        k->space = o->kspace;
+        k->own_space = false;
+    } else {
+        rc = ms_space_paging(&k->space, phys, k->root, k->levels, err);
+        if (rc < 0)
+            goto fail;
+        k->own_space = true;
+    }
+    if (o->kallsyms && !k->syms) {
+        rc = ms_kernel_load_kallsyms(k, 0, err);
+        if (rc < 0)
+            goto fail;
+    }
+    *out = k;
+    return 0;
+fail:
+    ms_kernel_close(k);
+    return rc;
+}
+
+int ms_kernel_need_types(struct ms_kernel *k, const char *const *structs, struct ms_err *err)
+{
+    if (!k->syms || !ms_symtab_is_elf(k->syms))
+        return ms_err_set(err, MS_ENOTFOUND,
+                          "struct layouts beyond VMCOREINFO's need DWARF: give --vmlinux "
+                          "(a vmlinux with debug info)");
+    int rc = ms_dwarf_load_types(&k->types, ms_symtab_path(k->syms), structs, err);
+    if (rc == 0)
+        k->dwarf_loaded = true;
+    return rc;
+}
+
+int ms_kernel_dmesg(struct ms_kernel *k, struct ms_printk_log *log, struct ms_err *err)
+{
+    uint64_t prb_sym;
+    if (ms_kernel_symbol(k, "prb", &prb_sym, NULL) == 0) {
+        struct ms_prb_layout l;
+        if (ms_prb_layout_from_typedb(&l, &k->types, NULL) < 0) {
+            static const char *const want[] = {
+                "printk_ringbuffer", "prb_desc_ring", "prb_data_ring", "prb_desc",
+                "prb_data_blk_lpos", "printk_info",   "atomic_long_t", NULL};
+            int rc = ms_kernel_need_types(k, want, err);
+            if (rc < 0)
+                return ms_err_prefix(err, "no printk layout in VMCOREINFO: ");
+            rc = ms_prb_layout_from_typedb(&l, &k->types, err);
+            if (rc < 0)
+                return rc;
+        }
+        uint64_t rb;
+        int rc = ms_space_read(k->space, prb_sym, &rb, 8, NULL, err);
+        if (rc < 0)
+            return ms_err_prefix(err, "reading prb at 0x%llx: ", (unsigned long long)prb_sym);
+        return ms_prb_read(k->space, &l, rb, 0, log, err);
+    }
+    struct ms_plog_symbols s;
+    int rc = 0;
+    const char *names[] = {"log_buf", "log_buf_len", "log_first_idx", "log_next_idx",
+                           "log_first_seq"};
+    uint64_t *dst[] = {&s.log_buf, &s.log_buf_len, &s.log_first_idx, &s.log_next_idx,
+                       &s.log_first_seq};
+    for (int i = 0; i < 5 && rc == 0; i++)
+        rc = ms_kernel_symbol(k, names[i], dst[i], err);
+    if (rc < 0)
+        return ms_err_prefix(err, "neither prb (5.10+) nor log_buf (3.5-5.9): ");
+    struct ms_plog_layout l;
+    if (ms_plog_layout_from_typedb(&l, &k->types, NULL) < 0) {
+        static const char *const want[] = {"printk_log", NULL};
+        rc = ms_kernel_need_types(k, want, err);
+        if (rc == 0)
+            rc = ms_plog_layout_from_typedb(&l, &k->types, err);
+        if (rc < 0)
+            return rc;
+    }
+    return ms_plog_read(k->space, &l, &s, log, err);
+}
+
+static void *read_kmem(struct ms_kernel *k, uint64_t addr, uint64_t len, const char *what,
+                       struct ms_err *err)
+{
+    void *p = malloc(len ? (size_t)len : 1);
+    if (!p) {
+        ms_err_set(err, MS_ENOMEM, "out of memory for %s", what);
+        return NULL;
+    }
+    if (ms_space_read(k->space, addr, p, (size_t)len, NULL, err) < 0) {
+        ms_err_prefix(err, "reading %s: ", what);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+int ms_kernel_load_kallsyms(struct ms_kernel *k, size_t max_syms, struct ms_err *err)
+{
+    if (!max_syms)
+        max_syms = 1u << 20;
+    uint64_t a_num, a_names, a_tt, a_ti, a_off, a_base;
+    int rc = 0;
+    const char *names[] = {"kallsyms_num_syms",    "kallsyms_names",   "kallsyms_token_table",
+                           "kallsyms_token_index", "kallsyms_offsets", "kallsyms_relative_base"};
+    uint64_t *dst[] = {&a_num, &a_names, &a_tt, &a_ti, &a_off, &a_base};
+    for (int i = 0; i < 6 && rc == 0; i++)
+        rc = k->vmcoreinfo ? ms_vmcoreinfo_symbol(k->vmcoreinfo, names[i], dst[i], err)
+                           : ms_err_set(err, MS_ENOTFOUND, "no VMCOREINFO");
+    if (rc < 0)
+        return ms_err_prefix(err, "kallsyms: ");
+    uint32_t num;
+    uint64_t base;
+    if (ms_space_read(k->space, a_num, &num, 4, NULL, err) < 0 ||
+        ms_space_read(k->space, a_base, &base, 8, NULL, err) < 0)
+        return ms_err_prefix(err, "kallsyms: ");
+    if (num == 0 || num > max_syms)
+        return ms_err_set(err, MS_EFORMAT, "kallsyms_num_syms %u implausible", num);
+    /* the tables are laid out names < token_table < token_index */
+    if (a_tt <= a_names || a_tt - a_names > (64u << 20) || a_ti <= a_tt || a_ti - a_tt > 65536)
+        return ms_err_set(err, MS_EFORMAT, "kallsyms tables out of order");
+    uint64_t nlen = a_tt - a_names, tlen = a_ti - a_tt;
+    uint8_t *nm = read_kmem(k, a_names, nlen, "kallsyms_names", err);
+    char *tt = nm ? read_kmem(k, a_tt, tlen + 1, "kallsyms_token_table", err) : NULL;
+    uint16_t *ti = tt ? read_kmem(k, a_ti, 512, "kallsyms_token_index", err) : NULL;
+    int32_t *off = ti ? read_kmem(k, a_off, (uint64_t)num * 4, "kallsyms_offsets", err) : NULL;
+    struct ms_strbuf map;
+    ms_strbuf_init(&map);
+    rc = off ? 0 : (err ? err->code : MS_EIO);
+    if (tt)
+        tt[tlen] = '\0';
+    uint64_t pos = 0;
+    for (uint32_t i = 0; rc == 0 && i < num; i++) {
+        if (pos >= nlen) {
+            rc = ms_err_set(err, MS_EFORMAT, "kallsyms_names ends at symbol %u of %u", i, num);
+            break;
+        }
+        unsigned len = nm[pos++];
+        if (len & 0x80) { /* "big" symbol (6.1+): two-byte length */
+            if (pos >= nlen) {
+                rc = ms_err_set(err, MS_EFORMAT, "kallsyms_names truncated");
+                break;
+            }
+            len = (len & 0x7f) | (unsigned)nm[pos++] << 7;
+        }
+        if (len == 0 || len > nlen - pos) {
+            rc = ms_err_set(err, MS_EFORMAT, "kallsyms_names: bad length at symbol %u", i);
+            break;
+        }
+        char name[1024];
+        size_t n = 0;
+        for (unsigned j = 0; j < len; j++) {
+            unsigned t = ti[nm[pos + j]];
+            if (t >= tlen) {
+                rc = ms_err_set(err, MS_EFORMAT, "kallsyms token index out of range");
+                break;
+            }
+            for (const char *c = tt + t; *c && n < sizeof(name) - 1; c++)
+                name[n++] = *c;
+        }
+        pos += len;
+        name[n] = '\0';
+        if (rc < 0)
+            break;
+        /* the first character is the nm type letter */
+        char type = name[0];
+        bool ok_name = n >= 2 && ((type >= 'a' && type <= 'z') || (type >= 'A' && type <= 'Z'));
+        for (size_t j = 1; ok_name && j < n; j++)
+            if (name[j] <= ' ' || name[j] >= 0x7f)
+                ok_name = false;
+        if (!ok_name)
+            continue; /* keep what is decodable; a map line cannot hold it */
+        /* CONFIG_KALLSYMS_ABSOLUTE_PERCPU (x86-64): >= 0 absolute, else relative */
+        uint64_t addr =
+            off[i] >= 0 ? (uint64_t)(int64_t)off[i] : base - 1 - (uint64_t)(int64_t)off[i];
+        ms_strbuf_printf(&map, "%016llx %c %s\n", (unsigned long long)addr, type, name + 1);
+    }
+    if (rc == 0 && map.failed)
+        rc = ms_err_set(err, MS_ENOMEM, "out of memory for kallsyms");
+    struct ms_symtab *st = NULL;
+    if (rc == 0)
+        rc = ms_symtab_parse_map(&st, ms_strbuf_str(&map), map.len, err);
+    if (rc == 0) {
+        ms_symtab_set_slide(st, 0); /* runtime addresses already */
+        k->syms = st;
+    }
+    ms_strbuf_free(&map);
+    free(nm);
+    free(tt);
+    free(ti);
+    free(off);
+    return rc < 0 ? ms_err_prefix(err, "kallsyms: ") : 0;
+}

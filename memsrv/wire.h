@@ -1,0 +1,91 @@
+/* memsrv's wire protocol (docs/protocol.md): frames of a 16-byte header and
+ * a little-endian payload; encoding and bounds-checked decoding helpers
+ * shared by the server and the client. */
+#ifndef MEMSRV_WIRE_H
+#define MEMSRV_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MS_WIRE_MAGIC 0x5652534dU /* "MSRV" */
+#define MS_WIRE_VERSION 1
+#define MS_WIRE_HEADER 16
+#define MS_WIRE_MAX_REQUEST (1u << 20)   /* a request payload over this drops the client */
+#define MS_WIRE_MAX_RESPONSE (64u << 20) /* a response is cut (per item errors) above this */
+#define MS_WIRE_REPLY 0x8000             /* op bit set on responses */
+
+enum ms_op {
+    MS_OP_HELLO = 1,     /* token -> version, flags, RAM size */
+    MS_OP_SPACE = 2,     /* stack description -> handle */
+    MS_OP_READ = 3,      /* handle, [addr, len]... -> [status, bytes]... */
+    MS_OP_TRANSLATE = 4, /* handle, trace?, [addr]... -> [status, xlat(, trace)]... */
+    MS_OP_FLUSH = 5,     /* re-check the file size, drop every cached translation */
+    MS_OP_STATS = 6,     /* -> counters */
+    MS_OP_WRITE = 7,     /* handle, addr, bytes (only on a --writable server) */
+    MS_OP_X = 8,         /* handle, addr, "FMT" -> GDB x text */
+    MS_OP_VTOP = 9,      /* handle, addr -> report text */
+    MS_OP_PTDUMP = 10,   /* handle, start, end -> report text */
+};
+
+struct ms_wire_header {
+    uint32_t magic;
+    uint16_t version;
+    uint16_t op;
+    uint32_t id;
+    uint32_t length; /* payload bytes after the header */
+};
+
+/* Stack description carried by MS_OP_SPACE. */
+struct ms_wire_stack {
+    uint8_t second;        /* 0 none, 1 EPT, 2 NPT */
+    uint8_t second_levels; /* NPT depth */
+    uint8_t has_cr3;
+    uint8_t levels;
+    uint64_t second_root; /* EPTP or nCR3 */
+    uint64_t cr3;
+};
+
+/* An output buffer that grows; `failed` once an allocation failed. */
+struct ms_wbuf {
+    uint8_t *data;
+    size_t len, cap;
+    bool failed;
+};
+
+void ms_wbuf_free(struct ms_wbuf *b);
+void ms_wbuf_put(struct ms_wbuf *b, const void *p, size_t n);
+/* Appends n uninitialised bytes and returns them (NULL once failed). */
+uint8_t *ms_wbuf_grow(struct ms_wbuf *b, size_t n);
+void ms_wbuf_u8(struct ms_wbuf *b, uint8_t v);
+void ms_wbuf_u16(struct ms_wbuf *b, uint16_t v);
+void ms_wbuf_u32(struct ms_wbuf *b, uint32_t v);
+void ms_wbuf_u64(struct ms_wbuf *b, uint64_t v);
+/* u32 length + bytes */
+void ms_wbuf_str(struct ms_wbuf *b, const char *s, size_t n);
+/* Reserves room for a header at the current end; returns its offset. */
+size_t ms_wbuf_begin_frame(struct ms_wbuf *b);
+/* Fills in the header reserved at `at` with the payload that follows it. */
+void ms_wbuf_end_frame(struct ms_wbuf *b, size_t at, uint16_t op, uint32_t id);
+
+/* A bounds-checked reader over a payload: every get fails (returns false and
+ * sets `bad`) once the payload is exhausted, so decoders check once at the end. */
+struct ms_rbuf {
+    const uint8_t *p;
+    size_t len, pos;
+    bool bad;
+};
+
+bool ms_rbuf_u8(struct ms_rbuf *r, uint8_t *v);
+bool ms_rbuf_u16(struct ms_rbuf *r, uint16_t *v);
+bool ms_rbuf_u32(struct ms_rbuf *r, uint32_t *v);
+bool ms_rbuf_u64(struct ms_rbuf *r, uint64_t *v);
+/* A pointer to n bytes inside the payload. */
+const uint8_t *ms_rbuf_bytes(struct ms_rbuf *r, size_t n);
+/* u32 length + bytes; *s points into the payload (not NUL-terminated). */
+bool ms_rbuf_str(struct ms_rbuf *r, const char **s, uint32_t *n);
+
+/* Decodes and validates a header. Returns 0, or MS_EPROTO with a reason. */
+int ms_wire_parse_header(const uint8_t *p, struct ms_wire_header *h, struct ms_err *err);
+
+#endif

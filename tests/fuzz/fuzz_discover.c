@@ -1,0 +1,44 @@
+/* Fuzzes the VMCB / HSAVE / vmcs12 / EPT-tree scanner on an arbitrary RAM
+ * image (every candidate it verifies walks tables from hostile bytes). */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "discover.h"
+#include "ram.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 4096 || size > (1u << 20))
+        return 0;
+    size_t len = size & ~(size_t)4095;
+    int fd = memfd_create("fuzz_discover", 0);
+    if (fd < 0)
+        return 0;
+    if (write(fd, data, len) != (ssize_t)len) {
+        close(fd);
+        return 0;
+    }
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    struct ms_layout layout = {.regions = {{0, len, 0, 0}}, .count = 1};
+    struct ms_ram *ram = NULL;
+    struct ms_err err;
+    if (ms_ram_open_file(&ram, path, &layout, NULL, 0, &err) == 0) {
+        struct ms_candidate c[8];
+        unsigned n = 0;
+        if (ms_discover(ram, c, 8, &n, &err) == 0) {
+            for (unsigned i = 0; i < n && i < 8; i++)
+                if (!memchr(c[i].evidence, '\0', sizeof(c[i].evidence)) ||
+                    (i > 0 && c[i].score > c[i - 1].score))
+                    abort(); /* unterminated evidence, or not sorted */
+        }
+        ms_ram_close(ram);
+    }
+    close(fd);
+    return 0;
+}

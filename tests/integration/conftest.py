@@ -1,0 +1,70 @@
+"""Session fixtures for the real-guest tests (/work/contracts.md): each guest
+boots lazily, the first time a test asks for it, once per pytest session, and
+is killed when the session ends (or the process dies). See guests.py."""
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import guests  # noqa: E402
+
+
+_booted = []
+
+
+@pytest.fixture(autouse=True)
+def _guests_stay_stopped():
+    """Every guest must still be stopped after each test: the fixtures stand
+    for one stopped moment. A test that resumed one (e.g. gdb `detach`, which
+    resumes QEMU; use `disconnect`) gets an error here, and the guest is
+    stopped again (its RAM has moved on, so later results may differ)."""
+    yield
+    resumed = []
+    for g in _booted:
+        if g.qmp is not None and g.running():
+            g.qmp.cmd("stop")
+            resumed.append(g.name)
+    if resumed:
+        pytest.fail(f"this test left {resumed} running (gdb detach resumes QEMU: use "
+                    "disconnect, or QMP stop)", pytrace=False)
+
+
+def _guest(name):
+    g = guests.Guest(name, **guests.SCENARIOS[name])
+    try:
+        g.boot()
+    except BaseException:
+        g.close()
+        raise
+    _booted.append(g)
+    return g
+
+
+@pytest.fixture(scope="session")
+def guest5():
+    g = _guest("guest5")
+    yield g
+    g.close()
+
+
+@pytest.fixture(scope="session")
+def guest4_4g():
+    g = _guest("guest4_4g")
+    yield g
+    g.close()
+
+
+@pytest.fixture(scope="session")
+def guest_kaslr():
+    g = _guest("guest_kaslr")
+    yield g
+    g.close()
+
+
+@pytest.fixture(scope="session")
+def guest_svm():
+    g = _guest("guest_svm")
+    yield g
+    g.close()

@@ -1,0 +1,270 @@
+"""Real test guests for the integration tests: QEMU (TCG here) booting the
+Debian kernel from scripts/fetch-kernel with the initramfs of
+scripts/build-guest, on file-backed RAM, through scripts/qemu-launch.
+
+A Guest is booted once, waits for "LAB: READY" on its serial log, is stopped
+(QMP `stop`) and stays stopped until close(). QEMU dies with the launcher and
+the launcher with this process (PR_SET_PDEATHSIG), so a crashed pytest leaves
+no guest behind; close() is also registered with atexit.
+"""
+
+import atexit
+import ctypes
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import qmp as qmplib  # noqa: E402
+
+CACHE = os.environ.get("NESTED_CACHE", os.path.expanduser("~/.cache/nested"))
+REPORT_DIR = os.path.join(CACHE, "test-reports")
+MiB = 1 << 20
+GiB = 1 << 30
+
+# The fixtures of tests/integration/conftest.py (see /work/contracts.md).
+SCENARIOS = {
+    "guest5": dict(machine="q35", mem=512 * MiB, cpu="max",
+                   append="nokaslr lab.user=spin"),
+    "guest4_4g": dict(machine="q35", mem=4 * GiB, cpu="max,la57=off",
+                      append="nokaslr lab.user=spin"),
+    "guest_kaslr": dict(machine="q35", mem=512 * MiB, cpu="max",
+                        append="lab.user=spin"),
+    "guest_svm": dict(machine="q35", mem=1 * GiB, cpu="max",
+                      append="nokaslr lab.kvm=1 lab.run=l2kvm lab.user=sleep"),
+}
+BASE_APPEND = "console=ttyS0 panic=-1"
+
+
+def report(line):
+    """Appends one line to the cache's test report (boot times, counts)."""
+    os.makedirs(REPORT_DIR, exist_ok=True)
+    with open(os.path.join(REPORT_DIR, "integration.txt"), "a") as f:
+        f.write(time.strftime("%Y-%m-%d %H:%M:%S ") + f"[{os.getpid()}] " + line + "\n")
+
+
+def _pdeathsig():
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)
+
+
+def build_guest():
+    """Runs scripts/build-guest; returns (guest dir, kernel dir)."""
+    out = subprocess.run([os.path.join(ROOT, "scripts", "build-guest")], check=True,
+                         capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    return out, os.path.realpath(os.path.join(out, "kernel-dir"))
+
+
+def _parse_kv(text):
+    d = {}
+    for k, v in re.findall(r"(\w+)=(\S+)", text):
+        if re.fullmatch(r"0x[0-9a-fA-F]+", v):
+            d[k] = int(v, 16)
+        elif re.fullmatch(r"-?\d+", v):
+            d[k] = int(v)
+        else:
+            d[k] = v
+    return d
+
+
+class Guest:
+    def __init__(self, name, machine, mem, cpu, append, boot_timeout=180):
+        self.name = name
+        self.machine = machine
+        self.mem_size = mem
+        self.cpu = cpu
+        self.append = f"{BASE_APPEND} {append}"
+        self.boot_timeout = boot_timeout
+        self.proc = None
+        self.qmp = None
+        self._dump = None
+        self.workdir = tempfile.mkdtemp(prefix=f"nested-{name}-")
+        self.ram = os.path.join(self.workdir, "guest.ram")
+        self.layout = self.ram + ".layout"
+        self.serial_path = self.ram + ".serial.log"
+        atexit.register(self.close)
+
+    # -- life cycle ---------------------------------------------------------
+    def boot(self):
+        guest_dir, self.kernel_dir = build_guest()
+        cmd = [sys.executable, os.path.join(ROOT, "scripts", "qemu-launch"),
+               "--ram", self.ram, "--mem", str(self.mem_size), "--machine", self.machine,
+               "--cpu", self.cpu, "--accel", "tcg", "--gdb", "tcp::auto",
+               "--kernel", os.path.join(self.kernel_dir, "vmlinuz"),
+               "--initrd", os.path.join(guest_dir, "initramfs.cpio.gz"),
+               "--append", self.append]
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, preexec_fn=_pdeathsig)
+        line = self.proc.stdout.readline()
+        if "qemu-launch: ready" not in line:
+            err = self.proc.stderr.read() if self.proc.poll() is not None else ""
+            self.close()
+            raise RuntimeError(f"{self.name}: qemu-launch failed: {line}{err}")
+        with open(self.ram + ".qemu.json") as f:
+            self.info = json.load(f)
+        self.gdb_address = self.info["gdb"]
+        self.qemu_pid = self.info["pid"]
+        self.qmp = qmplib.QMP(self.info["qmp"], timeout=300)
+        deadline = t0 + self.boot_timeout
+        while "LAB: READY" not in self.serial():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name}: QEMU exited during boot; serial log:\n"
+                                   + self.serial()[-3000:])
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: no 'LAB: READY' within {self.boot_timeout} s;"
+                                   " serial log:\n" + self.serial()[-3000:])
+            time.sleep(0.05)
+        self.boot_seconds = time.monotonic() - t0
+        self.qmp.cmd("stop")
+        status = self.qmp.cmd("query-status")
+        if status.get("running"):
+            raise RuntimeError(f"{self.name}: VM still running after stop: {status}")
+        log = self.serial()
+        errors = re.findall(r"lab: error .*", log)
+        if errors:
+            raise RuntimeError(f"{self.name}: the guest's /init reported: {errors}")
+        self.markers = re.findall(r"lab: marker (\S+)", log)
+        self.user = None
+        m = re.search(r"lab: userpat (pid=.*)", log)
+        if m:
+            self.user = _parse_kv(m.group(1))
+            self.user["phys"] = [int(p, 16) for _i, p in
+                                 re.findall(r"lab: userpat page=(\d+) va=\S+ phys=0x([0-9a-f]+)", log)]
+        self.l2 = None
+        m = re.search(r"lab: l2 truth (.*)", log)
+        if m:
+            self.l2 = _parse_kv(m.group(1))
+            self.l2["tables"] = {int(g, 16): int(p, 16) for g, p in re.findall(
+                r"lab: l2 table l2gpa=0x([0-9a-f]+) l1phys=0x([0-9a-f]+)", log)}
+        self.stop_attempts = self._settle()
+        report(f"boot {self.name}: {self.boot_seconds:.2f} s to LAB: READY "
+               f"({self.machine}, {self.mem_size // MiB} MiB, -cpu {self.cpu}, "
+               f"CR3={self.cr3:#x} CR4={self.cr4:#x} levels={self.levels}, "
+               f"stopped where wanted after {self.stop_attempts} attempt(s))")
+        return self
+
+    def _read_registers(self):
+        self.registers_text = self.hmp("info registers")
+        self.regs = qmplib.parse_registers(self.registers_text)
+        self.cr3 = self.regs["CR3"]
+        self.cr4 = self.regs["CR4"]
+        self.levels = 5 if self.cr4 & (1 << 12) else 4
+
+    def _where_wanted(self):
+        """The stop should catch the vCPU where the tests want it: inside
+        userpat (its CR3 loaded, so user pages translate) for a spinning
+        userpat; inside L2 for the nested guest (QEMU then shows L2's state
+        with no sign of it, which is the case the tools must handle)."""
+        if self.l2:
+            return self.cr3 == self.l2["cr3"] and not self.cr4 & (1 << 12)
+        if self.user and self.user.get("mode") == "spin":
+            gpa = qmplib.hmp_gva2gpa(self.hmp(f"gva2gpa {self.user['va']:#x}"))
+            return gpa == self.user["phys"][0]
+        return True
+
+    def _settle(self, attempts=40):
+        """Reads the registers; when the vCPU is not where wanted, lets the
+        guest run a few ms and stops it again. Returns the attempts used."""
+        for i in range(1, attempts + 1):
+            self._read_registers()
+            if self._where_wanted():
+                self.in_wanted_place = True
+                return i
+            self.qmp.cmd("cont")
+            time.sleep(0.02)
+            self.qmp.cmd("stop")
+        self.in_wanted_place = False
+        return attempts
+
+    def close(self):
+        if self.qmp is not None:
+            self.qmp.close()
+            self.qmp = None
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            # QEMU should be gone with the launcher; make sure.
+            pid = getattr(self, "qemu_pid", None)
+            if pid and qmplib.pid_alive(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.proc = None
+        if self.workdir and os.environ.get("NESTED_KEEP_GUESTS") != "1":
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    # -- oracles ------------------------------------------------------------
+    def hmp(self, command):
+        return self.qmp.hmp(command)
+
+    def hmp_many(self, commands):
+        return self.qmp.hmp_many(commands)
+
+    def serial(self):
+        try:
+            with open(self.serial_path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def dump(self):
+        """A plain dump-guest-memory ELF of this stopped moment (made once)."""
+        if self._dump is None:
+            path = os.path.join(self.workdir, "guest.dump.elf")
+            t0 = time.monotonic()
+            self.qmp.cmd("dump-guest-memory", paging=False, protocol=f"file:{path}")
+            deadline = time.monotonic() + 300
+            while True:
+                st = self.qmp.cmd("query-dump")
+                if st.get("status") == "completed":
+                    break
+                if st.get("status") == "failed":
+                    raise RuntimeError(f"{self.name}: dump-guest-memory failed: {st}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.name}: dump-guest-memory timed out: {st}")
+                time.sleep(0.05)
+            report(f"dump {self.name}: {os.path.getsize(path)} bytes in "
+                   f"{time.monotonic() - t0:.2f} s")
+            self._dump = path
+        return self._dump
+
+    def running(self):
+        return bool(self.qmp.cmd("query-status").get("running"))
+
+    def gdb_batch(self, *commands, vmlinux=False, timeout=120):
+        """Runs `gdb -batch` connected to this guest's gdbstub and returns the
+        CompletedProcess. Ends with `disconnect`, never `detach`: in QEMU 7.2
+        a gdb detach resumes the VM (checked), which would move the guest
+        away from the stopped moment every other test relies on."""
+        cmd = ["gdb", "-batch", "-nx"]
+        if vmlinux:
+            cmd.append(os.path.join(self.kernel_dir, "vmlinux"))
+        else:
+            cmd += ["-ex", "set architecture i386:x86-64"]
+        cmd += ["-ex", f"target remote {self.gdb_address}"]
+        for c in commands:
+            cmd += ["-ex", c]
+        cmd += ["-ex", "disconnect"]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+    def layout_regions(self):
+        with open(self.layout) as f:
+            return qmplib.parse_layout(f.read())
+
+
+def boot(name):
+    return Guest(name, **SCENARIOS[name]).boot()

@@ -1,0 +1,138 @@
+/* ms_discover on a hand-built L1 RAM: a VMCB with its NPT, the HSAVE page
+ * that gives the NPT depth, a KVM vmcs12 with its EPT, noise pages, and a
+ * VMCB-shaped decoy whose nCR3 leads nowhere. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "discover.h"
+#include "ram.h"
+
+#define MiB (1024ULL * 1024)
+#define RAM_SIZE (8 * MiB)
+
+static uint8_t *mem;
+
+static void put64(uint64_t gpa, uint64_t v)
+{
+    memcpy(mem + gpa, &v, 8);
+}
+
+static void put32(uint64_t gpa, uint32_t v)
+{
+    memcpy(mem + gpa, &v, 4);
+}
+
+int main(void)
+{
+    mem = calloc(1, RAM_SIZE);
+    /* NPT at 0x100000: identity 2 MiB leaves over 0..8 MiB (4-level). */
+    put64(0x100000, 0x101000 | 0x7);
+    put64(0x101000, 0x102000 | 0x7);
+    for (uint64_t i = 0; i < 4; i++)
+        put64(0x102000 + 8 * i, (i << 21) | 0x87);
+    /* EPT at 0x600000: identity 2 MiB leaves, WB. */
+    put64(0x600000, 0x601000 | 0x907);
+    put64(0x601000, 0x602000 | 0x907);
+    for (uint64_t i = 0; i < 4; i++)
+        put64(0x602000 + 8 * i, (i << 21) | 0x80 | (6 << 3) | 0x7);
+    /* L2 page tables at 0x300000: VA 0x400000 -> 0x500000. */
+    put64(0x300000, 0x301000 | 0x7);
+    put64(0x301000, 0x302000 | 0x7);
+    put64(0x302000 + 8 * 2, 0x303000 | 0x7);
+    put64(0x303000, 0x500000 | 0x7);
+    /* VMCB at 0x200000 */
+    put32(0x200010, 1);          /* VMRUN intercept */
+    put32(0x200058, 7);          /* ASID */
+    put64(0x200090, 1);          /* NP_ENABLE */
+    put64(0x2000b0, 0x100000);   /* nCR3 */
+    put64(0x2004d0, 0x1d00);     /* EFER: SVME LMA LME */
+    put64(0x200548, 0x20);       /* CR4: PAE */
+    put64(0x200550, 0x300000);   /* CR3 */
+    put64(0x200558, 0x80000011); /* CR0: PG */
+    put64(0x200578, 0x400010);   /* RIP */
+    /* HSAVE at 0x210000: L1 state, LA57 off */
+    put64(0x2104d0, 0x1d01);
+    put64(0x210548, 0x6f0);
+    put64(0x210550, 0x1000);
+    put64(0x210558, 0x80050033);
+    put64(0x210578, 0xffffffffc0001234ULL);
+    /* decoy VMCB at 0x230000: nCR3 points at random bytes */
+    put32(0x230010, 1);
+    put64(0x230090, 1);
+    put64(0x2300b0, 0x700000);
+    put64(0x2304d0, 0x1000);
+    put64(0x230550, 0x300000);
+    srand(1);
+    for (uint64_t i = 0; i < 4096; i++)
+        mem[0x700000 + i] = (uint8_t)rand();
+    /* vmcs12 at 0x220000 */
+    put32(0x220000, 0x11e57ed0);
+    put32(0x220008, 1);
+    put64(0x220000 + 120, 0x600000 | 6 | (3 << 3) | 0x40); /* EPTP */
+    put64(0x220000 + 200, 0x500);                          /* EFER LMA|LME */
+    put64(0x220000 + 424, 0x80000031);
+    put64(0x220000 + 432, 0x300000);
+    put64(0x220000 + 440, 0x2020);
+    put64(0x220000 + 544, 0x400010);
+    put32(0x220000 + 804, 2); /* secondary: enable EPT */
+    put32(0x220000 + 960, 3); /* VPID */
+
+    char path[] = "/tmp/test_discover_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0 && write(fd, mem, RAM_SIZE) == (ssize_t)RAM_SIZE, "write image");
+    close(fd);
+    struct ms_err err;
+    struct ms_ram *ram = NULL;
+    struct ms_layout layout = {.regions = {{0, RAM_SIZE, 0, 0}}, .count = 1};
+    CHECK(ms_ram_open_file(&ram, path, &layout, NULL, 0, &err) == 0, "open: %s", err.msg);
+    struct ms_candidate c[16];
+    unsigned n = 0;
+    CHECK(ms_discover(ram, c, 16, &n, &err) == 0, "discover: %s", err.msg);
+    const struct ms_candidate *vmcb = NULL, *decoy = NULL, *hsave = NULL, *v12 = NULL, *ept = NULL;
+    for (unsigned i = 0; i < n && i < 16; i++) {
+        if (c[i].kind == MS_CAND_VMCB && c[i].gpa == 0x200000)
+            vmcb = &c[i];
+        if (c[i].kind == MS_CAND_VMCB && c[i].gpa == 0x230000)
+            decoy = &c[i];
+        if (c[i].kind == MS_CAND_HSAVE)
+            hsave = &c[i];
+        if (c[i].kind == MS_CAND_VMCS12)
+            v12 = &c[i];
+        if (c[i].kind == MS_CAND_EPT && c[i].gpa == 0x600000)
+            ept = &c[i];
+        CHECK(c[i].gpa != 0x700000 && c[i].gpa != 0x303000, "noise page 0x%llx taken as %s",
+              (unsigned long long)c[i].gpa, ms_cand_kind_name(c[i].kind));
+    }
+    CHECK(vmcb != NULL, "the VMCB is found");
+    CHECK(hsave != NULL, "the HSAVE page is found");
+    CHECK(v12 != NULL, "the vmcs12 is found");
+    CHECK(ept != NULL, "the EPT tree is found");
+    if (vmcb) {
+        CHECK(c[0].kind == MS_CAND_VMCB || c[0].kind == MS_CAND_VMCS12,
+              "a verified root ranks first, not a %s", ms_cand_kind_name(c[0].kind));
+        if (ept)
+            CHECK(vmcb->score > ept->score, "VMCB above a bare EPT-shaped tree");
+        CHECK_EQ_U64(vmcb->root, 0x100000, "nCR3");
+        CHECK_EQ_U64(vmcb->root_levels, 4, "NPT depth from HSAVE");
+        CHECK_EQ_U64(vmcb->cr3, 0x300000, "L2 CR3");
+        CHECK_EQ_U64(vmcb->rip, 0x400010, "L2 RIP");
+        CHECK_EQ_U64(vmcb->asid, 7, "ASID");
+        CHECK(strstr(vmcb->evidence, "L2 RIP 0x400010 -> 0x500010") != NULL, "%s", vmcb->evidence);
+    }
+    if (vmcb && decoy)
+        CHECK(decoy->score < vmcb->score, "the decoy ranks below (%d vs %d)", decoy->score,
+              vmcb->score);
+    if (v12) {
+        CHECK_EQ_U64(v12->root_levels, 4, "EPT depth from EPTP");
+        CHECK_EQ_U64(v12->asid, 3, "VPID");
+        CHECK(strstr(v12->evidence, "maps L2 CR3 0x300000 -> 0x300000") != NULL, "%s",
+              v12->evidence);
+    }
+    ms_ram_close(ram);
+    if (!getenv("KEEP"))
+        unlink(path);
+    free(mem);
+    return check_done("test_discover");
+}
