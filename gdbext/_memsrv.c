@@ -21,6 +21,7 @@
 
 #include "error.h"
 #include "format.h"
+#include "kernel.h"
 #include "layout.h"
 #include "pte.h"
 #include "ram.h"
@@ -1061,6 +1062,47 @@ static PyObject *sp_perm_text(SpaceObject *s, PyObject *arg)
     return PyUnicode_FromString(text);
 }
 
+/* dmesg(symbols=None, vmcoreinfo=None) -> str: the kernel log of the Linux
+ * in this space's guest-physical memory (ms_kernel_open + ms_kernel_dmesg +
+ * ms_dmesg_format), found through VMCOREINFO or the symbol file. */
+static PyObject *sp_dmesg(SpaceObject *s, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"symbols", "vmcoreinfo", NULL};
+    const char *symbols = NULL, *vmci = NULL;
+    Py_ssize_t vmci_len = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|zz#:dmesg", kwlist, &symbols, &vmci, &vmci_len))
+        return NULL;
+    if (sp_check(s))
+        return NULL;
+    /* The guest-physical space of this level: below the paging, if any. */
+    struct ms_space *top = sp_top(s);
+    struct ms_space *phys = top->kind == MS_SPACE_PAGING && top->lower ? top->lower : top;
+    struct ms_kernel_opts o = {0};
+    o.symbols = symbols;
+    o.vmcoreinfo = vmci;
+    o.vmcoreinfo_len = (size_t)vmci_len;
+    o.kspace = top->kind == MS_SPACE_PAGING ? top : NULL;
+    struct ms_err err = {0};
+    struct ms_kernel *k = NULL;
+    if (ms_kernel_open(&k, phys, &o, &err))
+        return raise_err(&err);
+    struct ms_printk_log log;
+    ms_printk_log_init(&log);
+    int rc = ms_kernel_dmesg(k, &log, &err);
+    if (rc < 0) {
+        ms_printk_log_free(&log);
+        ms_kernel_close(k);
+        return raise_err(&err);
+    }
+    struct ms_dmesg_opts dopts = {MS_DMESG_PLAIN, -1};
+    struct ms_strbuf out;
+    ms_strbuf_init(&out);
+    ms_dmesg_format(&log, &dopts, &out);
+    ms_printk_log_free(&log);
+    ms_kernel_close(k);
+    return report_result(&out, 0, NULL);
+}
+
 static PyObject *sp_canonical(SpaceObject *s, PyObject *arg)
 {
     uint64_t addr;
@@ -1156,6 +1198,9 @@ static PyMethodDef sp_methods[] = {
      "enumerate(start=0, end=2**64-1, merge=True, max_tables=0) -> (ranges, bad_tables)\n"
      "merged: [(addr, size, lower, perms)], else [(addr, size, lower, perms, leaf)]."},
     {"canonical", (PyCFunction)sp_canonical, METH_O, "canonical(addr) -> int"},
+    {"dmesg", (PyCFunction)(void (*)(void))sp_dmesg, METH_VARARGS | METH_KEYWORDS,
+     "dmesg(symbols=None, vmcoreinfo=None) -> str: the Linux kernel log in this level's\n"
+     "guest-physical memory (VMCOREINFO scan, or the vmlinux/System.map given)."},
     {"vtop", (PyCFunction)sp_vtop, METH_O,
      "vtop(addr) -> str: the library's report, every entry of every dimension decoded.\n"
      "On failure MemsrvError carries .output (the entries read so far)."},

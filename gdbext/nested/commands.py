@@ -75,6 +75,7 @@ class Session:
         self.next_addr = None
         self.spaces = {}
         self.pending_breaks = []  # hbreak lines waiting for a target
+        self.symbols = None  # vmlinux or System.map for nested dmesg
         self.seen = {}  # level -> (cr3, levels, where from): the last stop in it, or a scan
 
     # -- registers and roots -------------------------------------------------
@@ -678,6 +679,59 @@ that of the last VMRUN. --all lists every candidate (default: the top 8)."""
             gdb.write("nested: eptp 0x%x (from the vmcs12 at 0x%x)\n" % (S.eptp, best["gpa"]))
 
 
+class Symbols(gdb.Command):
+    """Name the kernel's symbol file for nested dmesg: nested symbols FILE | none
+
+A vmlinux or System.map of the kernel in the level viewed (without one,
+nested dmesg finds the kernel through VMCOREINFO in its memory)."""
+
+    def __init__(self):
+        super().__init__("nested symbols", gdb.COMMAND_DATA, gdb.COMPLETE_FILENAME)
+
+    def invoke(self, arg, from_tty):
+        arg = arg.strip()
+        if not arg:
+            gdb.write("symbols: %s\n" % (S.symbols or "none (VMCOREINFO)"))
+            return
+        if arg == "none":
+            S.symbols = None
+        else:
+            path = os.path.expanduser(arg)
+            if not os.path.isfile(path):
+                raise gdb.GdbError("nested symbols: %s: no such file" % path)
+            S.symbols = path
+        gdb.write("nested: symbols %s\n" % (S.symbols or "none"))
+
+
+class Dmesg(gdb.Command):
+    """Print the kernel log of the Linux in the level viewed: nested dmesg [-n N]
+
+Read from nested memory by the library (the printk ring found through
+VMCOREINFO, or through `nested symbols FILE`); -n N prints the last N lines."""
+
+    def __init__(self):
+        super().__init__("nested dmesg", gdb.COMMAND_DATA, gdb.COMPLETE_NONE)
+
+    def invoke(self, arg, from_tty):
+        self.dont_repeat()
+        words = arg.split()
+        last = None
+        if words[:1] == ["-n"] and len(words) == 2 and words[1].isdigit():
+            last = int(words[1])
+        elif words:
+            raise gdb.GdbError("nested dmesg [-n N]")
+        sp = S.space()
+        vmci = S.mem.vmcoreinfo if S.mem is not None else None
+        try:
+            text = sp.dmesg(symbols=S.symbols, vmcoreinfo=vmci)
+        except MemsrvError as e:
+            raise _fail(e)
+        if last is not None:
+            lines = text.splitlines(True)
+            text = "".join(lines[-last:]) if last else ""
+        gdb.write(text)
+
+
 class Flush(gdb.Command):
     """Drop every cached translation (done automatically at each stop)."""
 
@@ -1026,7 +1080,7 @@ _registered = False
 def register():
     global _registered
     for cls in (Nested, Attach, Detach, Eptp, Ncr3, Cr3, Mode, Info, Flush, Scan, Nx, Vtop,
-                Ptdump, Print, Break, Tbreak, Swbreak, Hw):
+                Ptdump, Print, Break, Tbreak, Swbreak, Hw, Symbols, Dmesg):
         cls()
     if not _registered:
         gdb.events.stop.connect(_on_stop)
