@@ -229,3 +229,27 @@ def test_guest_svm_level_at_each_stop(xfmt, request, tmp_path):
     assert "Linux version" in res[11]["out"], res[11]
     assert "cr3: 0x%x, 4 levels (seen at the last stop in L2)" % l2["cr3"] in res[13]["out"], res[13]
     assert '"%s"' % l2["marker"] in res[14]["out"], res[14]
+
+
+def test_guest5_dmesg(request, tmp_path):
+    """nested dmesg: the kernel log read from the RAM file by the library
+    (VMCOREINFO found in memory) holds what the guest's /init logged."""
+    g = shared(request, "guest5")
+    cmds = [
+        "target remote %s" % g.gdb_address,
+        "source %s/nested.gdb" % GDBEXT,
+        "nested attach",
+        "nested dmesg",
+        "nested dmesg -n 3",
+        "nested symbols %s/System.map" % g.kernel_dir,
+        "nested dmesg -n 3",
+        "disconnect",
+    ]
+    _, res = run_gdb(cmds, str(tmp_path), timeout=300)
+    for x in res:
+        assert x["err"] is None, x
+    full = res[3]["out"]
+    assert "Linux version" in full, full[:2000]
+    assert g.markers and all(m in full for m in g.markers), (g.markers, full[-2000:])
+    assert res[4]["out"] == "".join(full.splitlines(True)[-3:])
+    assert res[6]["out"] == res[4]["out"]
