@@ -18,7 +18,10 @@
  * access; the handler jumps back to the copy that faulted. The jump target
  * is per thread because a signal handler has no other way to find the read
  * it interrupted; faults outside a guarded copy go to the previous handler. */
-static __thread sigjmp_buf *bus_guard;
+/* volatile: the compiler knows memcpy never reads bus_guard and would
+ * otherwise drop the store before the copy as dead (seen with gcc 12 -O2:
+ * the handler found NULL and the process died of SIGBUS). */
+static __thread sigjmp_buf *volatile bus_guard;
 static struct sigaction bus_previous;
 static pthread_once_t bus_once = PTHREAD_ONCE_INIT;
 
