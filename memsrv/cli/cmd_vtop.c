@@ -56,6 +56,7 @@ int cmd_vtop(struct cli *cli, int argc, char **argv)
                     continue;
                 if (brief) {
                     failures += brief_one(cli, line, stdout);
+                    fflush(stdout); /* a line in, a line out: usable as a co-process */
                     continue;
                 }
                 uint64_t addr;

@@ -297,7 +297,6 @@ def shrink_run(tmp_path):
     """Answers for 3000 probes of an EPT image; the file is cut to 1 GiB
     (the EPT tables live above 4 GiB, at file offsets >= 2 GiB) after the
     first 1500 have been answered, while memsrv keeps it mapped."""
-    import time
     path = str(tmp_path / "shrink.img")
     img, truth = ptimage.build(path, mode="ept", levels=4, s2_levels=4, seed=77, nprobes=3000)
     args = ptimage.memsrv_args(truth, path)
@@ -307,12 +306,14 @@ def shrink_run(tmp_path):
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     p.stdin.write("".join("0x%x\n" % q["addr"] for q in first))
     p.stdin.flush()
-    time.sleep(1.0)  # let it answer the first half against the whole file
+    # memsrv answers a line per line: wait for the first half's answers
+    # (against the whole file) before cutting it.
+    head = [p.stdout.readline() for _ in first]
     os.truncate(path, 1 << 30)
     p.stdin.write("".join("0x%x\n" % q["addr"] for q in second))
     out, err = p.communicate(timeout=120)
     assert 0 <= p.returncode < 128, "memsrv died (rc %d): %s" % (p.returncode, err[-2000:])
-    lines = out.splitlines()
+    lines = [l.rstrip("\n") for l in head] + out.splitlines()
     assert len(lines) == len(probes), err[-500:]
     return first, second, lines[len(first):]
 
