@@ -16,6 +16,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -617,11 +618,12 @@ static PyObject *sp_read(SpaceObject *s, PyObject *args, PyObject *kw)
     return out;
 }
 
-static PyObject *sp_read_into(SpaceObject *s, PyObject *args)
+/* read_into (into a writable buffer) and write (from any buffer): bytes done. */
+static PyObject *sp_transfer(SpaceObject *s, PyObject *args, bool write)
 {
     uint64_t addr;
     Py_buffer buf;
-    if (!PyArg_ParseTuple(args, "O&w*:read_into", u64_conv, &addr, &buf))
+    if (!PyArg_ParseTuple(args, write ? "O&y*:write" : "O&w*:read_into", u64_conv, &addr, &buf))
         return NULL;
     if (sp_check(s)) {
         PyBuffer_Release(&buf);
@@ -629,8 +631,10 @@ static PyObject *sp_read_into(SpaceObject *s, PyObject *args)
     }
     struct ms_err err = {0};
     size_t done = 0;
-    int rc =
-        buf.len > 0 ? ms_space_read(sp_top(s), addr, buf.buf, (size_t)buf.len, &done, &err) : 0;
+    int rc = 0;
+    if (buf.len > 0)
+        rc = write ? ms_space_write(sp_top(s), addr, buf.buf, (size_t)buf.len, &done, &err)
+                   : ms_space_read(sp_top(s), addr, buf.buf, (size_t)buf.len, &done, &err);
     PyBuffer_Release(&buf);
     if (rc) {
         raise_err(&err);
@@ -640,27 +644,14 @@ static PyObject *sp_read_into(SpaceObject *s, PyObject *args)
     return PyLong_FromSize_t(done);
 }
 
+static PyObject *sp_read_into(SpaceObject *s, PyObject *args)
+{
+    return sp_transfer(s, args, false);
+}
+
 static PyObject *sp_write(SpaceObject *s, PyObject *args)
 {
-    uint64_t addr;
-    Py_buffer buf;
-    if (!PyArg_ParseTuple(args, "O&y*:write", u64_conv, &addr, &buf))
-        return NULL;
-    if (sp_check(s)) {
-        PyBuffer_Release(&buf);
-        return NULL;
-    }
-    struct ms_err err = {0};
-    size_t done = 0;
-    int rc =
-        buf.len > 0 ? ms_space_write(sp_top(s), addr, buf.buf, (size_t)buf.len, &done, &err) : 0;
-    PyBuffer_Release(&buf);
-    if (rc) {
-        raise_err(&err);
-        err_attach("done", PyLong_FromSize_t(done));
-        return NULL;
-    }
-    return PyLong_FromSize_t(done);
+    return sp_transfer(s, args, true);
 }
 
 /* Where guest-physical [gpa, gpa+len) sits in a mapping, when it lies

@@ -11,11 +11,9 @@
 static int connect_unix(const char *path, struct ms_err *err)
 {
     struct sockaddr_un sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return ms_err_set(err, MS_EINVAL, "socket path too long: %s", path);
-    strcpy(sa.sun_path, path);
+    int rc0 = ms_wire_unix_addr(&sa, path, err);
+    if (rc0)
+        return rc0;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
         int e = errno;
@@ -30,15 +28,13 @@ static int connect_unix(const char *path, struct ms_err *err)
 static int connect_tcp(const char *spec, struct ms_err *err)
 {
     char host[256];
-    const char *colon = strrchr(spec, ':');
-    if (!colon || (size_t)(colon - spec) >= sizeof(host))
-        return ms_err_set(err, MS_EINVAL, "want tcp:HOST:PORT, not 'tcp:%s'", spec);
-    memcpy(host, spec, (size_t)(colon - spec));
-    host[colon - spec] = '\0';
+    const char *port;
+    if (ms_wire_split_hostport(spec, host, sizeof(host), &port, err))
+        return ms_err_prefix(err, "tcp:");
     struct addrinfo hints, *res;
     memset(&hints, 0, sizeof(hints));
     hints.ai_socktype = SOCK_STREAM;
-    int g = getaddrinfo(host, colon + 1, &hints, &res);
+    int g = getaddrinfo(host, port, &hints, &res);
     if (g != 0)
         return ms_err_set(err, MS_EINVAL, "tcp:%s: %s", spec, gai_strerror(g));
     int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -41,11 +41,9 @@ static int set_nonblock(int fd)
 static int listen_unix(struct ms_server *srv, const char *path, struct ms_err *err)
 {
     struct sockaddr_un sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return ms_err_set(err, MS_EINVAL, "socket path too long: %s", path);
-    strcpy(sa.sun_path, path);
+    int rc0 = ms_wire_unix_addr(&sa, path, err);
+    if (rc0)
+        return rc0;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return ms_err_set(err, MS_EIO, "socket: %s", strerror(errno));
@@ -75,18 +73,16 @@ static int listen_unix(struct ms_server *srv, const char *path, struct ms_err *e
 static int listen_tcp(struct ms_server *srv, const char *spec, struct ms_err *err)
 {
     char host[256];
-    const char *colon = strrchr(spec, ':');
-    if (!colon || (size_t)(colon - spec) >= sizeof(host))
-        return ms_err_set(err, MS_EINVAL, "--listen wants HOST:PORT, not '%s'", spec);
-    memcpy(host, spec, (size_t)(colon - spec));
-    host[colon - spec] = '\0';
+    const char *port;
+    if (ms_wire_split_hostport(spec, host, sizeof(host), &port, err))
+        return ms_err_prefix(err, "--listen: ");
     if (host[0] == '\0')
         strcpy(host, "127.0.0.1");
     struct addrinfo hints, *res;
     memset(&hints, 0, sizeof(hints));
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST;
-    int g = getaddrinfo(host, colon + 1, &hints, &res);
+    int g = getaddrinfo(host, port, &hints, &res);
     if (g != 0)
         return ms_err_set(err, MS_EINVAL, "--listen %s: %s (give a numeric address)", spec,
                           gai_strerror(g));

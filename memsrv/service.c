@@ -101,6 +101,28 @@ static int read_fn(void *arg, uint64_t addr, void *buf, size_t len, size_t *done
     return ms_space_read(arg, addr, buf, len, done, err);
 }
 
+/* The common head of READ and TRANSLATE: handle, [u8 flag,] item count
+ * (checked against the payload left: item_size bytes each). Writes the
+ * request's status; NULL when there is nothing more to do (r->bad set for a
+ * malformed payload). */
+static struct ms_space *begin_items(struct ms_service *svc, struct ms_rbuf *r, bool has_flag,
+                                    uint8_t *flag, uint32_t *count, unsigned item_size,
+                                    struct ms_wbuf *out, struct ms_err *item)
+{
+    uint32_t handle = 0;
+    ms_rbuf_u32(r, &handle);
+    if (has_flag)
+        ms_rbuf_u8(r, flag);
+    ms_rbuf_u32(r, count);
+    if (r->bad || *count > MAX_ITEMS || (uint64_t)*count * item_size > r->len - r->pos) {
+        r->bad = true;
+        return NULL;
+    }
+    struct ms_space *sp = space_of(svc, handle, item);
+    put_status(out, sp ? 0 : item->code, item);
+    return sp;
+}
+
 static void put_text(struct ms_wbuf *out, int rc, const struct ms_strbuf *sb,
                      const struct ms_err *err)
 {
@@ -158,15 +180,8 @@ int ms_service_request(struct ms_service *svc, struct ms_service_conn *conn,
         break;
     }
     case MS_OP_READ: {
-        uint32_t handle = 0, count = 0;
-        ms_rbuf_u32(&r, &handle);
-        ms_rbuf_u32(&r, &count);
-        if (r.bad || count > MAX_ITEMS || (uint64_t)count * 12 > r.len - r.pos) {
-            r.bad = true;
-            break;
-        }
-        struct ms_space *sp = space_of(svc, handle, &item);
-        put_status(out, sp ? 0 : item.code, &item);
+        uint32_t count = 0;
+        struct ms_space *sp = begin_items(svc, &r, false, NULL, &count, 12, out, &item);
         if (!sp)
             break;
         uint64_t budget = MS_WIRE_MAX_RESPONSE;
@@ -206,17 +221,9 @@ int ms_service_request(struct ms_service *svc, struct ms_service_conn *conn,
         break;
     }
     case MS_OP_TRANSLATE: {
-        uint32_t handle = 0, count = 0;
+        uint32_t count = 0;
         uint8_t want_trace = 0;
-        ms_rbuf_u32(&r, &handle);
-        ms_rbuf_u8(&r, &want_trace);
-        ms_rbuf_u32(&r, &count);
-        if (r.bad || count > MAX_ITEMS || (uint64_t)count * 8 > r.len - r.pos) {
-            r.bad = true;
-            break;
-        }
-        struct ms_space *sp = space_of(svc, handle, &item);
-        put_status(out, sp ? 0 : item.code, &item);
+        struct ms_space *sp = begin_items(svc, &r, true, &want_trace, &count, 8, out, &item);
         if (!sp)
             break;
         for (uint32_t i = 0; i < count; i++) {

@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 void ms_wbuf_free(struct ms_wbuf *b)
 {
@@ -143,5 +144,28 @@ int ms_wire_parse_header(const uint8_t *p, struct ms_wire_header *h, struct ms_e
     if (h->version != MS_WIRE_VERSION)
         return ms_err_set(err, MS_EPROTO, "protocol version %u, this side speaks %u", h->version,
                           MS_WIRE_VERSION);
+    return 0;
+}
+
+int ms_wire_split_hostport(const char *spec, char *host, size_t host_size, const char **port,
+                           struct ms_err *err)
+{
+    const char *colon = strrchr(spec, ':');
+    if (!colon || (size_t)(colon - spec) >= host_size || colon[1] == '\0')
+        return ms_err_set(err, MS_EINVAL, "want HOST:PORT, not '%s'", spec);
+    memcpy(host, spec, (size_t)(colon - spec));
+    host[colon - spec] = '\0';
+    *port = colon + 1;
+    return 0;
+}
+
+int ms_wire_unix_addr(struct sockaddr_un *sa, const char *path, struct ms_err *err)
+{
+    memset(sa, 0, sizeof(*sa));
+    sa->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sa->sun_path))
+        return ms_err_set(err, MS_EINVAL, "socket path too long (%zu bytes at most): %s",
+                          sizeof(sa->sun_path) - 1, path);
+    strcpy(sa->sun_path, path);
     return 0;
 }

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/un.h>
 
 #define MS_WIRE_MAGIC 0x5652534dU /* "MSRV" */
 #define MS_WIRE_VERSION 1
@@ -84,6 +85,14 @@ bool ms_rbuf_u64(struct ms_rbuf *r, uint64_t *v);
 const uint8_t *ms_rbuf_bytes(struct ms_rbuf *r, size_t n);
 /* u32 length + bytes; *s points into the payload (not NUL-terminated). */
 bool ms_rbuf_str(struct ms_rbuf *r, const char **s, uint32_t *n);
+
+/* Fills a UNIX socket address; MS_EINVAL when the path does not fit. */
+int ms_wire_unix_addr(struct sockaddr_un *sa, const char *path, struct ms_err *err);
+
+/* Splits "HOST:PORT" (the last colon, so "[::1]"-less IPv6 works too);
+ * an empty host stays empty. */
+int ms_wire_split_hostport(const char *spec, char *host, size_t host_size, const char **port,
+                           struct ms_err *err);
 
 /* Decodes and validates a header. Returns 0, or MS_EPROTO with a reason. */
 int ms_wire_parse_header(const uint8_t *p, struct ms_wire_header *h, struct ms_err *err);
