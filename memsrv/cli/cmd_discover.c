@@ -1,16 +1,11 @@
 /* memsrv discover: scans L1 RAM for nested roots (VMCB, HSAVE, vmcs12,
- * EPT-shaped trees) and prints each with the options that select it.
- * Not yet in the command table: the lead adds to memsrv/cli/main.c
- *   {"discover", cmd_discover, "discover [N]        find VMCBs, vmcs12s, EPT trees in RAM"},
- * and the declaration below to cli.h. */
+ * EPT-shaped trees) and prints each with the options that select it. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "cli.h"
 #include "discover.h"
-
-int cmd_discover(struct cli *cli, int argc, char **argv);
 
 int cmd_discover(struct cli *cli, int argc, char **argv)
 {
