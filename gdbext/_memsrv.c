@@ -1270,7 +1270,7 @@ static PyObject *mod_describe_entry(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "iIO&:describe_entry", &kind, &level, u64_conv, &value))
         return NULL;
     char out[128];
-    ms_pte_describe(kind == MS_SPACE_EPT ? &ms_pte_ept : &ms_pte_x86, value, level, out,
+    ms_pte_describe(kind == MS_SPACE_EPT ? MS_PTE_EPT : MS_PTE_X86, value, level, out,
                     sizeof(out));
     return PyUnicode_FromString(out);
 }

@@ -424,23 +424,6 @@ void ms_ram_close(struct ms_ram *ram)
     free(ram);
 }
 
-/* The region holding gpa, or NULL. Layouts are short and sorted. */
-static const struct ms_region *find_region(const struct ms_ram *ram, uint64_t gpa)
-{
-    unsigned lo = 0, hi = ram->layout.count;
-    while (lo < hi) {
-        unsigned mid = (lo + hi) / 2;
-        const struct ms_region *r = &ram->layout.regions[mid];
-        if (gpa < r->gpa)
-            hi = mid;
-        else if (gpa - r->gpa >= r->len)
-            lo = mid + 1;
-        else
-            return r;
-    }
-    return NULL;
-}
-
 static int ram_access(struct ms_ram *ram, uint64_t gpa, void *buf, const void *src, size_t len,
                       size_t *done, struct ms_err *err)
 {
@@ -448,7 +431,7 @@ static int ram_access(struct ms_ram *ram, uint64_t gpa, void *buf, const void *s
     int rc = 0;
     while (copied < len) {
         uint64_t at = gpa + copied;
-        const struct ms_region *r = find_region(ram, at);
+        const struct ms_region *r = ms_ram_region(ram, at);
         if (!r) {
             rc = ms_err_set(err, MS_EOUTSIDE, "guest-physical address 0x%llx is not in RAM",
                             (unsigned long long)at);
@@ -482,20 +465,28 @@ int ms_ram_read(struct ms_ram *ram, uint64_t gpa, void *buf, size_t len, size_t 
     return ram_access(ram, gpa, buf, NULL, len, done, err);
 }
 
+int ms_ram_check_writable(const struct ms_ram *ram, struct ms_err *err)
+{
+    if (!ram->writable)
+        return ms_err_set(err, MS_EPERM, "RAM is open read-only (use --writable to write)");
+    return 0;
+}
+
 int ms_ram_write(struct ms_ram *ram, uint64_t gpa, const void *buf, size_t len, size_t *done,
                  struct ms_err *err)
 {
-    if (!ram->writable) {
+    int rc = ms_ram_check_writable(ram, err);
+    if (rc) {
         if (done)
             *done = 0;
-        return ms_err_set(err, MS_EPERM, "RAM is open read-only (use --writable to write)");
+        return rc;
     }
     return ram_access(ram, gpa, NULL, buf, len, done, err);
 }
 
 int ms_ram_read_u64(struct ms_ram *ram, uint64_t gpa, uint64_t *value, struct ms_err *err)
 {
-    const struct ms_region *r = find_region(ram, gpa);
+    const struct ms_region *r = ms_ram_region(ram, gpa);
     if (r && gpa - r->gpa + 8 <= r->len) {
         const uint8_t *p = ram->sources[r->source].map + r->offset + (gpa - r->gpa);
         if (guarded_copy(value, p, 8) == 0)
@@ -504,18 +495,10 @@ int ms_ram_read_u64(struct ms_ram *ram, uint64_t gpa, uint64_t *value, struct ms
     return ms_ram_read(ram, gpa, value, 8, NULL, err);
 }
 
-const uint8_t *ms_ram_ptr(const struct ms_ram *ram, uint64_t gpa, size_t len)
-{
-    const struct ms_region *r = find_region(ram, gpa);
-    if (!r || r->len - (gpa - r->gpa) < len)
-        return NULL;
-    return ram->sources[r->source].map + r->offset + (gpa - r->gpa);
-}
-
 bool ms_ram_contains(const struct ms_ram *ram, uint64_t gpa, uint64_t len)
 {
     while (len > 0) {
-        const struct ms_region *r = find_region(ram, gpa);
+        const struct ms_region *r = ms_ram_region(ram, gpa);
         if (!r)
             return false;
         uint64_t n = r->len - (gpa - r->gpa);

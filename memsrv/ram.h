@@ -69,12 +69,40 @@ int ms_ram_read(struct ms_ram *ram, uint64_t gpa, void *buf, size_t len, size_t 
 int ms_ram_write(struct ms_ram *ram, uint64_t gpa, const void *buf, size_t len, size_t *done,
                  struct ms_err *err);
 
+/* 0, or MS_EPERM with a message when the RAM was opened read-only. */
+int ms_ram_check_writable(const struct ms_ram *ram, struct ms_err *err);
+
 /* Reads one little-endian 64-bit value (page-table entries). */
 int ms_ram_read_u64(struct ms_ram *ram, uint64_t gpa, uint64_t *value, struct ms_err *err);
 
+/* The region holding gpa, or NULL. Inline: every page-table entry a walk
+ * reads comes through here. Layouts are short and sorted; the first region
+ * (low RAM) answers most lookups. */
+static inline const struct ms_region *ms_ram_region(const struct ms_ram *ram, uint64_t gpa)
+{
+    unsigned lo = 0, hi = ram->layout.count;
+    while (lo < hi) {
+        unsigned mid = (lo + hi) / 2;
+        const struct ms_region *r = &ram->layout.regions[mid];
+        if (gpa < r->gpa)
+            hi = mid;
+        else if (gpa - r->gpa >= r->len)
+            lo = mid + 1;
+        else
+            return r;
+    }
+    return NULL;
+}
+
 /* Hot paths (page walks): a pointer to len bytes at gpa when one region
  * backs them all, else NULL. Dereference it only inside ms_ram_guarded(). */
-const uint8_t *ms_ram_ptr(const struct ms_ram *ram, uint64_t gpa, size_t len);
+static inline const uint8_t *ms_ram_ptr(const struct ms_ram *ram, uint64_t gpa, size_t len)
+{
+    const struct ms_region *r = ms_ram_region(ram, gpa);
+    if (!r || r->len - (gpa - r->gpa) < len)
+        return NULL;
+    return ram->sources[r->source].map + r->offset + (gpa - r->gpa);
+}
 
 /* Runs fn(arg) with SIGBUS from a shrunk RAM file turned into MS_EBUS (err
  * filled) instead of death. fn must not allocate: it may be cut short. */

@@ -64,9 +64,9 @@ static void write_trace(const struct ms_trace *trace, struct ms_strbuf *out)
 {
     for (unsigned i = 0; i < trace->count; i++) {
         const struct ms_trace_entry *e = &trace->entries[i];
-        const struct ms_pte_format *fmt = e->kind == MS_SPACE_EPT ? &ms_pte_ept : &ms_pte_x86;
         char desc[96];
-        ms_pte_describe(fmt, e->value, e->level, desc, sizeof(desc));
+        ms_pte_describe(e->kind == MS_SPACE_EPT ? MS_PTE_EPT : MS_PTE_X86, e->value, e->level, desc,
+                        sizeof(desc));
         ms_strbuf_printf(out, "%*s%-6s %-5s[%3u] at 0x%" PRIx64, 2 + 4 * e->depth, "",
                          ms_space_kind_name(e->kind), ms_level_name(e->level), e->index,
                          e->entry_addr);

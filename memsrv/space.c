@@ -30,9 +30,9 @@ const char *ms_level_name(unsigned level)
     return level <= 5 ? names[level] : "?";
 }
 
-static const struct ms_pte_format *format_of(const struct ms_space *s)
+static enum ms_pte_format format_of(const struct ms_space *s)
 {
-    return s->kind == MS_SPACE_EPT ? &ms_pte_ept : &ms_pte_x86;
+    return s->kind == MS_SPACE_EPT ? MS_PTE_EPT : MS_PTE_X86;
 }
 
 static struct ms_space *space_new(enum ms_space_kind kind, struct ms_space *lower,
@@ -75,6 +75,11 @@ static int new_walked(struct ms_space **out, enum ms_space_kind kind, struct ms_
     struct ms_space *s = space_new(kind, lower, lower->ram, err);
     if (!s)
         return MS_ENOMEM;
+    s->psc = calloc((size_t)(levels - 1) * MS_PSC_ENTRIES, sizeof(*s->psc));
+    if (!s->psc) {
+        ms_space_free(s);
+        return ms_err_set(err, MS_ENOMEM, "out of memory");
+    }
     s->root = root;
     s->root_table = root & PTE_ADDR_MASK;
     s->levels = levels;
@@ -122,6 +127,7 @@ void ms_space_free(struct ms_space *space)
     if (!space)
         return;
     free(space->tlb);
+    free(space->psc);
     free(space);
 }
 
@@ -167,48 +173,100 @@ static int read_entry(struct ms_space *s, uint64_t entry_addr, uint64_t *value,
 
 static void trace_add(struct ms_trace *trace, const struct ms_trace_entry *e)
 {
-    if (trace && trace->count < MS_TRACE_MAX)
+    if (trace->count < MS_TRACE_MAX)
         trace->entries[trace->count++] = *e;
 }
 
+static unsigned perms_all(void)
+{
+    return MS_PERM_R | MS_PERM_W | MS_PERM_X | MS_PERM_U;
+}
+
+/* The cache slot for the level-`level` table that translates addr. */
+static struct ms_psc_entry *psc_slot(const struct ms_space *s, uint64_t addr, unsigned level,
+                                     uint64_t *tag)
+{
+    *tag = (addr >> level_shift(level + 1)) + 1;
+    return &s->psc[(level - 1) * MS_PSC_ENTRIES + (*tag & (MS_PSC_ENTRIES - 1))];
+}
+
+/* The deepest cached table on addr's path: its level, address, and the
+ * permissions granted above it. Leaves *level etc. alone on a miss. */
+static void psc_lookup(const struct ms_space *s, uint64_t addr, unsigned *level, uint64_t *table,
+                       unsigned *perms)
+{
+    for (unsigned l = 1; l < s->levels; l++) {
+        uint64_t tag;
+        const struct ms_psc_entry *e = psc_slot(s, addr, l, &tag);
+        if (e->tag == tag && e->generation == s->ram->generation) {
+            *level = l;
+            *table = e->table;
+            *perms = e->perms;
+            return;
+        }
+    }
+}
+
+static void psc_fill(struct ms_space *s, uint64_t addr, unsigned level, uint64_t table,
+                     unsigned perms)
+{
+    uint64_t tag;
+    struct ms_psc_entry *e = psc_slot(s, addr, level, &tag);
+    *e = (struct ms_psc_entry){tag, s->ram->generation, table, perms};
+}
+
+static int entry_error(const struct ms_space *s, uint64_t addr, unsigned level, unsigned index,
+                       uint64_t entry, uint64_t entry_addr, uint64_t entry_phys, struct ms_err *err)
+{
+    const char *dim = ms_space_kind_name(s->kind);
+    if (!ms_pte_present(format_of(s), entry))
+        return ms_err_set(err, MS_EUNMAPPED,
+                          "%s walk of 0x%llx: %s[%u] = 0x%llx at 0x%llx (phys 0x%llx) is not "
+                          "present",
+                          dim, (unsigned long long)addr, ms_level_name(level), index,
+                          (unsigned long long)entry, (unsigned long long)entry_addr,
+                          (unsigned long long)entry_phys);
+    char why[160];
+    enum ms_pte_format fmt = format_of(s);
+    ms_pte_fault_text(fmt, ms_pte_fault(fmt, entry, level, ms_pte_leaf(entry, level)), entry, level,
+                      why, sizeof(why));
+    return ms_err_set(
+        err, MS_ERESERVED, "%s walk of 0x%llx: %s[%u] = 0x%llx at 0x%llx (phys 0x%llx): %s", dim,
+        (unsigned long long)addr, ms_level_name(level), index, (unsigned long long)entry,
+        (unsigned long long)entry_addr, (unsigned long long)entry_phys, why);
+}
+
 /* The walk of one dimension. Every entry is read through the lower space,
- * which walks its own tables: the 2-D walk falls out of the recursion. */
+ * which walks its own tables: the 2-D walk falls out of the recursion. A
+ * traced walk reads every entry, so it skips the paging-structure cache. */
 static int walk(struct ms_space *s, uint64_t addr, struct ms_xlat *out, struct ms_trace *trace,
                 unsigned depth, struct ms_err *err)
 {
-    const struct ms_pte_format *fmt = format_of(s);
-    const char *dim = ms_space_kind_name(s->kind);
+    const enum ms_pte_format fmt = format_of(s);
     uint64_t table = s->root_table;
-    unsigned perms = MS_PERM_R | MS_PERM_W | MS_PERM_X | MS_PERM_U;
+    unsigned perms = perms_all();
+    unsigned level = s->levels;
     s->stats.walks++;
-    for (unsigned level = s->levels; level >= 1; level--) {
+    if (!trace)
+        psc_lookup(s, addr, &level, &table, &perms);
+    for (; level >= 1; level--) {
         unsigned index = (unsigned)((addr >> level_shift(level)) & 511);
         uint64_t entry_addr = table + 8ULL * index, entry = 0, entry_phys = 0;
         int rc = read_entry(s, entry_addr, &entry, &entry_phys, trace, depth, err);
         if (rc)
-            return ms_err_prefix(err, "%s walk of 0x%llx: reading %s[%u] at 0x%llx: ", dim,
-                                 (unsigned long long)addr, ms_level_name(level), index,
-                                 (unsigned long long)entry_addr);
-        struct ms_trace_entry te = {
-            (uint8_t)depth, (uint8_t)s->kind, (uint8_t)level, (uint16_t)index,
-            entry_addr,     entry_phys,       entry};
-        trace_add(trace, &te);
-        if (!fmt->present(entry))
-            return ms_err_set(err, MS_EUNMAPPED,
-                              "%s walk of 0x%llx: %s[%u] = 0x%llx at 0x%llx (phys 0x%llx) is not "
-                              "present",
-                              dim, (unsigned long long)addr, ms_level_name(level), index,
-                              (unsigned long long)entry, (unsigned long long)entry_addr,
-                              (unsigned long long)entry_phys);
-        bool leaf = fmt->leaf(entry, level);
-        char why[160];
-        if (fmt->check(entry, level, leaf, why, sizeof(why)))
-            return ms_err_set(err, MS_ERESERVED,
-                              "%s walk of 0x%llx: %s[%u] = 0x%llx at 0x%llx (phys 0x%llx): %s", dim,
-                              (unsigned long long)addr, ms_level_name(level), index,
-                              (unsigned long long)entry, (unsigned long long)entry_addr,
-                              (unsigned long long)entry_phys, why);
-        perms &= fmt->perms(entry);
+            return ms_err_prefix(err, "%s walk of 0x%llx: reading %s[%u] at 0x%llx: ",
+                                 ms_space_kind_name(s->kind), (unsigned long long)addr,
+                                 ms_level_name(level), index, (unsigned long long)entry_addr);
+        if (trace) {
+            struct ms_trace_entry te = {
+                (uint8_t)depth, (uint8_t)s->kind, (uint8_t)level, (uint16_t)index,
+                entry_addr,     entry_phys,       entry};
+            trace_add(trace, &te);
+        }
+        bool leaf = ms_pte_leaf(entry, level);
+        if (!ms_pte_present(fmt, entry) || ms_pte_fault(fmt, entry, level, leaf) != MS_PTE_OK)
+            return entry_error(s, addr, level, index, entry, entry_addr, entry_phys, err);
+        perms &= ms_pte_perms(fmt, entry);
         if (leaf) {
             uint64_t size = 1ULL << level_shift(level);
             out->addr = addr;
@@ -218,6 +276,8 @@ static int walk(struct ms_space *s, uint64_t addr, struct ms_xlat *out, struct m
             return 0;
         }
         table = entry & PTE_ADDR_MASK;
+        if (!trace)
+            psc_fill(s, addr, level - 1, table, perms);
     }
     return ms_err_set(err, MS_EFORMAT, "walk ended without a leaf"); /* not reached */
 }
@@ -240,15 +300,6 @@ static int check_address(const struct ms_space *s, uint64_t addr, struct ms_err 
     return 0;
 }
 
-struct walk_call {
-    struct ms_space *s;
-    uint64_t addr;
-    struct ms_xlat *out;
-    struct ms_trace *trace;
-    unsigned depth;
-    struct ms_err *err;
-};
-
 static int walk_both(struct ms_space *s, uint64_t addr, struct ms_xlat *out, struct ms_trace *trace,
                      unsigned depth, struct ms_err *err)
 {
@@ -264,17 +315,39 @@ static int walk_both(struct ms_space *s, uint64_t addr, struct ms_xlat *out, str
     return 0;
 }
 
-static int walk_call(void *arg)
+/* The translation cache: true and *out filled on a hit. */
+static bool tlb_hit(struct ms_space *s, uint64_t addr, struct ms_xlat *out)
 {
-    struct walk_call *c = arg;
-    return walk_both(c->s, c->addr, c->out, c->trace, c->depth, c->err);
+    uint64_t vpn = addr >> PAGE_SHIFT;
+    const struct ms_tlb_entry *t = &s->tlb[vpn & (MS_TLB_ENTRIES - 1)];
+    if (t->tag != vpn + 1 || t->generation != s->ram->generation)
+        return false;
+    s->stats.hits++;
+    uint64_t off = addr & (PAGE_SIZE - 1);
+    *out = (struct ms_xlat){addr, t->lower_page | off, t->phys_page | off, 1ULL << t->size_shift,
+                            t->perms};
+    return true;
 }
 
+static void tlb_fill(struct ms_space *s, const struct ms_xlat *x)
+{
+    uint64_t vpn = x->addr >> PAGE_SHIFT;
+    s->tlb[vpn & (MS_TLB_ENTRIES - 1)] = (struct ms_tlb_entry){
+        vpn + 1,
+        s->ram->generation,
+        x->lower & PAGE_MASK,
+        x->phys & PAGE_MASK,
+        x->perms,
+        (uint8_t)__builtin_ctzll(x->page_size),
+    };
+}
+
+/* Reads guest RAM: callers hold the SIGBUS guard (ms_ram_guarded). */
 static int translate_at(struct ms_space *s, uint64_t addr, struct ms_xlat *out,
                         struct ms_trace *trace, unsigned depth, struct ms_err *err)
 {
     if (s->kind == MS_SPACE_PHYS) {
-        if (!ms_ram_contains(s->ram, addr, 1))
+        if (!ms_ram_region(s->ram, addr))
             return ms_err_set(err, MS_EOUTSIDE, "guest-physical address 0x%llx is not in RAM",
                               (unsigned long long)addr);
         *out = (struct ms_xlat){addr, addr, addr, PAGE_SIZE, MS_PERM_R | MS_PERM_W | MS_PERM_X};
@@ -283,36 +356,29 @@ static int translate_at(struct ms_space *s, uint64_t addr, struct ms_xlat *out,
     int rc = check_address(s, addr, err);
     if (rc)
         return rc;
-    uint64_t vpn = addr >> PAGE_SHIFT;
-    struct ms_tlb_entry *t = &s->tlb[vpn & (MS_TLB_ENTRIES - 1)];
     if (!trace) {
-        if (t->tag == vpn + 1 && t->generation == s->ram->generation) {
-            s->stats.hits++;
-            uint64_t off = addr & (PAGE_SIZE - 1);
-            *out = (struct ms_xlat){addr, t->lower_page | off, t->phys_page | off,
-                                    1ULL << t->size_shift, t->perms};
+        if (tlb_hit(s, addr, out))
             return 0;
-        }
         s->stats.misses++;
     }
-    /* The outermost walk sets the SIGBUS guard once; inner ones run in it. */
-    if (depth == 0) {
-        struct walk_call c = {s, addr, out, trace, depth, err};
-        rc = ms_ram_guarded(s->ram, walk_call, &c, err);
-    } else {
-        rc = walk_both(s, addr, out, trace, depth, err);
-    }
-    if (rc)
-        return rc;
-    if (!trace) {
-        t->tag = vpn + 1;
-        t->generation = s->ram->generation;
-        t->lower_page = out->lower & PAGE_MASK;
-        t->phys_page = out->phys & PAGE_MASK;
-        t->perms = out->perms;
-        t->size_shift = (uint8_t)__builtin_ctzll(out->page_size);
-    }
-    return 0;
+    rc = walk_both(s, addr, out, trace, depth, err);
+    if (!rc && !trace)
+        tlb_fill(s, out);
+    return rc;
+}
+
+struct translate_call {
+    struct ms_space *s;
+    uint64_t addr;
+    struct ms_xlat *out;
+    struct ms_trace *trace;
+    struct ms_err *err;
+};
+
+static int translate_guarded(void *arg)
+{
+    struct translate_call *c = arg;
+    return translate_at(c->s, c->addr, c->out, c->trace, 0, c->err);
 }
 
 int ms_space_translate(struct ms_space *space, uint64_t addr, struct ms_xlat *out,
@@ -320,39 +386,76 @@ int ms_space_translate(struct ms_space *space, uint64_t addr, struct ms_xlat *ou
 {
     if (trace)
         trace->count = 0;
-    return translate_at(space, addr, out, trace, 0, err);
+    /* A hit reads no guest memory, so it needs no SIGBUS guard. */
+    else if (space->kind != MS_SPACE_PHYS && check_address(space, addr, NULL) == 0 &&
+             tlb_hit(space, addr, out))
+        return 0;
+    struct translate_call c = {space, addr, out, trace, err};
+    return ms_ram_guarded(space->ram, translate_guarded, &c, err);
+}
+
+struct access_call {
+    struct ms_space *s;
+    uint64_t addr;
+    uint8_t *buf;       /* read into, or NULL */
+    const uint8_t *src; /* write from, or NULL */
+    size_t len, copied;
+    struct ms_err *err;
+};
+
+/* Inside the SIGBUS guard: translates page by page and moves each run of
+ * physically contiguous pages (within one RAM region) with one memcpy. */
+static int access_guarded(void *arg)
+{
+    struct access_call *c = arg;
+    struct ms_space *s = c->s;
+    while (c->copied < c->len) {
+        uint64_t at = c->addr + c->copied;
+        struct ms_xlat x;
+        int rc = translate_at(s, at, &x, NULL, 0, c->err);
+        if (rc)
+            return rc;
+        const struct ms_region *r = ms_ram_region(s->ram, x.phys);
+        if (!r) /* a physical space's translation only checks the first byte */
+            return ms_err_set(c->err, MS_EOUTSIDE, "guest-physical address 0x%llx is not in RAM",
+                              (unsigned long long)x.phys);
+        uint64_t region_left = r->len - (x.phys - r->gpa);
+        size_t n = (size_t)(PAGE_SIZE - (at & (PAGE_SIZE - 1)));
+        if (s->kind == MS_SPACE_PHYS)
+            n = c->len - c->copied;
+        /* The next pages join the run while they follow in RAM. A page that
+         * fails to translate ends the run; the next round reports it. */
+        while (n < c->len - c->copied && n < region_left) {
+            struct ms_xlat next;
+            if (translate_at(s, at + n, &next, NULL, 0, NULL) != 0 || next.phys != x.phys + n)
+                break;
+            n += PAGE_SIZE;
+        }
+        if (n > c->len - c->copied)
+            n = c->len - c->copied;
+        if (n > region_left)
+            n = (size_t)region_left;
+        uint8_t *p = s->ram->sources[r->source].map + r->offset + (x.phys - r->gpa);
+        if (c->src)
+            memcpy(p, c->src + c->copied, n);
+        else
+            memcpy(c->buf + c->copied, p, n);
+        c->copied += n;
+    }
+    return 0;
 }
 
 static int space_access(struct ms_space *s, uint64_t addr, void *buf, const void *src, size_t len,
                         size_t *done, struct ms_err *err)
 {
-    size_t copied = 0;
-    int rc = 0;
-    if (s->kind == MS_SPACE_PHYS) {
-        rc = src ? ms_ram_write(s->ram, addr, src, len, &copied, err)
-                 : ms_ram_read(s->ram, addr, buf, len, &copied, err);
-    } else {
-        while (copied < len) {
-            uint64_t at = addr + copied;
-            struct ms_xlat x;
-            rc = translate_at(s, at, &x, NULL, 0, err);
-            if (rc)
-                break;
-            size_t n = (size_t)(PAGE_SIZE - (at & (PAGE_SIZE - 1)));
-            if (n > len - copied)
-                n = len - copied;
-            size_t got = 0;
-            rc = src ? ms_ram_write(s->ram, x.phys, (const uint8_t *)src + copied, n, &got, err)
-                     : ms_ram_read(s->ram, x.phys, (uint8_t *)buf + copied, n, &got, err);
-            copied += got;
-            if (rc)
-                break;
-        }
-    }
+    struct access_call c = {s, addr, buf, src, len, 0, err};
+    int rc = src ? ms_ram_check_writable(s->ram, err) : 0;
+    if (!rc)
+        rc = ms_ram_guarded(s->ram, access_guarded, &c, err);
     if (rc)
-        ms_err_prefix(err, "cannot access 0x%llx: ", (unsigned long long)(addr + copied));
+        ms_err_prefix(err, "cannot access 0x%llx: ", (unsigned long long)(addr + c.copied));
     if (done)
-        *done = copied;
+        *done = c.copied;
     return rc;
 }
 
@@ -381,7 +484,7 @@ static int enum_table(struct enum_state *st, uint64_t table, unsigned level, uin
                       unsigned perms, struct ms_err *err)
 {
     struct ms_space *s = st->s;
-    const struct ms_pte_format *fmt = format_of(s);
+    const enum ms_pte_format fmt = format_of(s);
     if (++st->tables > st->max_tables)
         return ms_err_set(err, MS_ELIMIT,
                           "visited more than %llu page tables (a table that maps itself?); "
@@ -401,15 +504,14 @@ static int enum_table(struct enum_state *st, uint64_t table, unsigned level, uin
         if (last < st->start || va > st->end)
             continue;
         uint64_t e = entries[i];
-        if (!fmt->present(e))
+        if (!ms_pte_present(fmt, e))
             continue;
-        bool leaf = fmt->leaf(e, level);
-        char why[160];
-        if (fmt->check(e, level, leaf, why, sizeof(why))) {
+        bool leaf = ms_pte_leaf(e, level);
+        if (ms_pte_fault(fmt, e, level, leaf) != MS_PTE_OK) {
             st->bad_tables++;
             continue;
         }
-        unsigned p = perms & fmt->perms(e);
+        unsigned p = perms & ms_pte_perms(fmt, e);
         if (leaf) {
             struct ms_mapping m = {va, span, e & PTE_ADDR_MASK & ~(span - 1), p, e};
             int rc = st->fn(st->arg, &m);
@@ -435,8 +537,7 @@ int ms_space_enumerate(struct ms_space *space, uint64_t start, uint64_t end, ms_
     st.table_buf = malloc(space->levels * 512 * sizeof(uint64_t));
     if (!st.table_buf)
         return ms_err_set(err, MS_ENOMEM, "out of memory");
-    int rc = enum_table(&st, space->root_table, space->levels, 0,
-                        MS_PERM_R | MS_PERM_W | MS_PERM_X | MS_PERM_U, err);
+    int rc = enum_table(&st, space->root_table, space->levels, 0, perms_all(), err);
     free(st.table_buf);
     if (bad_tables)
         *bad_tables = st.bad_tables;

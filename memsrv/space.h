@@ -65,6 +65,19 @@ struct ms_tlb_entry {
 
 #define MS_TLB_ENTRIES 4096
 
+/* Paging-structure cache (the SDM's name, vol. 3A 4.10.3): for a level below
+ * the root, which table translates an address prefix, and the permissions
+ * the entries above granted. A walk starts at the deepest cached table, so
+ * walks of neighbouring pages read one or two entries, not a whole path. */
+struct ms_psc_entry {
+    uint64_t tag;        /* (addr >> span of the table) + 1; 0 = empty */
+    uint64_t generation; /* ram->generation when filled */
+    uint64_t table;      /* the table's address in the lower space */
+    uint32_t perms;
+};
+
+#define MS_PSC_ENTRIES 256 /* per level */
+
 struct ms_space_stats {
     uint64_t hits, misses, walks, table_reads;
 };
@@ -78,6 +91,7 @@ struct ms_space {
     unsigned levels;          /* 4 or 5 (0 for phys) */
     bool ept_ad;              /* EPTP bit 6: accessed/dirty flags enabled */
     struct ms_tlb_entry *tlb; /* MS_TLB_ENTRIES, NULL for phys */
+    struct ms_psc_entry *psc; /* (levels - 1) x MS_PSC_ENTRIES; [0] holds level-1 tables */
     struct ms_space_stats stats;
 };
 

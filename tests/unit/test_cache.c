@@ -304,6 +304,141 @@ static void test_bulk(void)
     img_close(&im);
 }
 
+/* The paging-structure cache: a walk of a neighbouring page reads only its
+ * PTE; after the guest repoints a PDE and the flush, the new table is used;
+ * a traced walk still reads every entry. Then paging over EPT, where the
+ * EPT's own structure cache must follow a rewritten EPT PDE. */
+static void test_structure_cache(void)
+{
+    struct img im;
+    if (img_open(&im))
+        return;
+    /* 1-D: PML4 0x1000 -> PDPT 0x2000 -> PD 0x3000 -> PT 0x4000 or 0x5000. */
+    put64(&im, 0x1000, 0x2000 | P | RW);
+    put64(&im, 0x2000, 0x3000 | P | RW);
+    put64(&im, 0x3000, 0x4000 | P | RW);
+    for (uint64_t i = 0; i < 512; i++) {
+        put64(&im, 0x4000 + 8 * i, (0x200000 + i * 4096) | P | RW);
+        put64(&im, 0x5000 + 8 * i, (0x600000 + i * 4096) | P | RW);
+    }
+    if (img_map(&im))
+        return;
+    struct ms_space *phys, *pg;
+    struct ms_err err;
+    ms_space_phys(&phys, im.ram, &err);
+    ms_space_paging(&pg, phys, 0x1000, 4, &err);
+    CHECK_EQ_U64(phys_of(pg, 0x3008, NULL), 0x203008, "first walk");
+    uint64_t reads = pg->stats.table_reads;
+    CHECK_EQ_U64(phys_of(pg, 0x7008, NULL), 0x207008, "neighbour");
+    CHECK_EQ_U64(pg->stats.table_reads - reads, 1, "a neighbour's walk reads only its PTE");
+    struct ms_trace trace;
+    struct ms_xlat x;
+    CHECK(ms_space_translate(pg, 0x9008, &x, &trace, &err) == 0, "traced: %s", err.msg);
+    CHECK_EQ_U64(trace.count, 4, "a traced walk reads every level");
+    put64(&im, 0x3000, 0x5000 | P | RW);
+    ms_ram_flush(im.ram);
+    CHECK_EQ_U64(phys_of(pg, 0x7008, NULL), 0x607008, "PDE repointed + flush: new PT");
+    CHECK_EQ_U64(phys_of(pg, 0xb008, NULL), 0x60b008, "a page not walked before, new PT");
+    put64(&im, 0x3000, 0);
+    ms_ram_flush(im.ram);
+    int rc = 0;
+    phys_of(pg, 0x7008, &rc);
+    CHECK(rc == MS_EUNMAPPED, "PDE cleared + flush: unmapped (rc %d)", rc);
+    ms_space_free(pg);
+
+    /* 2-D: EPT PML4 0x10000 -> PDPT 0x11000 -> PD 0x12000 -> PT 0x13000
+     * (nested-physical 0..2 MiB -> 0x800000..) or PT 0x14000 (-> 0xa00000..).
+     * The nested guest's tables identity-map VA 0..2 MiB at nested-physical
+     * 0x1000.. (PML4 0x1000 etc.). */
+    for (uint64_t gpa = 0x1000; gpa < 0x6000; gpa += 8)
+        put64(&im, gpa, 0);
+    put64(&im, 0x10000, 0x11000 | EPT_RWX);
+    put64(&im, 0x11000, 0x12000 | EPT_RWX);
+    put64(&im, 0x12000, 0x13000 | EPT_RWX);
+    for (uint64_t i = 0; i < 512; i++) {
+        put64(&im, 0x13000 + 8 * i, (0x800000 + i * 4096) | EPT_RWX | EPT_WB);
+        put64(&im, 0x14000 + 8 * i, (0xa00000 + i * 4096) | EPT_RWX | EPT_WB);
+    }
+    /* Nested tables at nested-physical 0x1000..0x4000, i.e. 0x801000... */
+    put64(&im, 0x801000, 0x2000 | P | RW);
+    put64(&im, 0x802000, 0x3000 | P | RW);
+    put64(&im, 0x803000, 0x4000 | P | RW);
+    for (uint64_t i = 0; i < 512; i++)
+        put64(&im, 0x804000 + 8 * i, (i * 4096) | P | RW);
+    /* The same tables where the second EPT PT puts them. */
+    put64(&im, 0xa01000, 0x2000 | P | RW);
+    put64(&im, 0xa02000, 0x3000 | P | RW);
+    put64(&im, 0xa03000, 0x4000 | P | RW);
+    for (uint64_t i = 0; i < 512; i++)
+        put64(&im, 0xa04000 + 8 * i, (i * 4096) | P | RW);
+    ms_ram_flush(im.ram);
+    struct ms_space *ept, *l2;
+    CHECK(ms_space_ept(&ept, phys, 0x10000 | (3 << 3) | 6, &err) == 0, "%s", err.msg);
+    ms_space_paging(&l2, ept, 0x1000, 4, &err);
+    CHECK_EQ_U64(phys_of(l2, 0x20010, NULL), 0x820010, "2-D first walk");
+    reads = ept->stats.table_reads;
+    CHECK_EQ_U64(phys_of(l2, 0x21010, NULL), 0x821010, "2-D neighbour");
+    CHECK_EQ_U64(ept->stats.table_reads - reads, 1, "the EPT walk of a neighbour reads one entry");
+    put64(&im, 0x12000, 0x14000 | EPT_RWX);
+    ms_ram_flush(im.ram);
+    CHECK_EQ_U64(phys_of(l2, 0x21010, NULL), 0xa21010, "EPT PDE repointed + flush");
+    ms_space_free(l2);
+    ms_space_free(ept);
+    ms_space_free(phys);
+    img_close(&im);
+}
+
+/* Reads join physically contiguous pages into one copy; the run must still
+ * stop at the first page that does not translate, and at the end of RAM. */
+static void test_read_runs(void)
+{
+    struct img im;
+    if (img_open(&im))
+        return;
+    put64(&im, 0x1000, 0x2000 | P | RW);
+    put64(&im, 0x2000, 0x3000 | P | RW);
+    put64(&im, 0x3000, 0x4000 | P | RW);
+    /* VA 0..40 KiB -> 0x100000.. contiguous; VA 40 KiB not present; VA
+     * 44 KiB.. -> the last two pages of RAM, then past its end. */
+    for (uint64_t i = 0; i < 10; i++) {
+        put64(&im, 0x4000 + 8 * i, (0x100000 + i * 4096) | P | RW);
+        fill(&im, 0x100000 + i * 4096, (uint8_t)('a' + i));
+    }
+    put64(&im, 0x4000 + 8 * 11, (RAM_SIZE - 0x2000) | P | RW);
+    put64(&im, 0x4000 + 8 * 12, (RAM_SIZE - 0x1000) | P | RW);
+    put64(&im, 0x4000 + 8 * 13, RAM_SIZE | P | RW);
+    if (img_map(&im))
+        return;
+    struct ms_space *phys, *pg;
+    struct ms_err err;
+    ms_space_phys(&phys, im.ram, &err);
+    ms_space_paging(&pg, phys, 0x1000, 4, &err);
+    static uint8_t buf[0x10000];
+    size_t done = 0;
+    int rc = ms_space_read(pg, 0x100, buf, 0x9f00, &done, &err);
+    CHECK(rc == 0 && done == 0x9f00, "contiguous run: rc %d done 0x%zx", rc, done);
+    unsigned bad = 0;
+    for (uint64_t i = 0; i < 0x9f00; i++) {
+        uint64_t va = 0x100 + i, off = va & 4095;
+        uint8_t want = (off & 63) ? (uint8_t)('a' + (va >> 12)) : (uint8_t)(off >> 6);
+        bad += buf[i] != want;
+    }
+    CHECK(bad == 0, "%u bytes wrong in the run", bad);
+    rc = ms_space_read(pg, 0x8000, buf, 0x4000, &done, &err);
+    CHECK(rc == MS_EUNMAPPED && done == 0x2000, "stops at the hole: rc %d done 0x%zx (%s)", rc,
+          done, err.msg);
+    rc = ms_space_read(pg, 0xb000, buf, 0x3000, &done, &err);
+    CHECK(rc == MS_EOUTSIDE && done == 0x2000, "stops at the end of RAM: rc %d done 0x%zx (%s)", rc,
+          done, err.msg);
+    rc = ms_space_read(phys, RAM_SIZE - 0x10, buf, 0x20, &done, &err);
+    CHECK(rc == MS_EOUTSIDE && done == 0x10, "phys read past the end: rc %d done 0x%zx", rc, done);
+    rc = ms_space_write(pg, 0x100, buf, 8, &done, &err);
+    CHECK(rc == MS_EPERM && done == 0, "write on a read-only RAM: rc %d (%s)", rc, err.msg);
+    ms_space_free(pg);
+    ms_space_free(phys);
+    img_close(&im);
+}
+
 int main(void)
 {
     test_paging();
@@ -311,5 +446,7 @@ int main(void)
     test_ept(false);
     test_ept(true);
     test_bulk();
+    test_structure_cache();
+    test_read_runs();
     return check_done("test_cache");
 }
