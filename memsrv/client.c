@@ -2,11 +2,16 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+/* Responses up to this size arrive in one recv. */
+#define RESP_BUFFER (64u << 10)
 
 static int connect_unix(const char *path, struct ms_err *err)
 {
@@ -47,7 +52,7 @@ static int connect_tcp(const char *spec, struct ms_err *err)
         return ms_err_set(err, MS_EIO, "cannot connect to %s: %s", spec, strerror(e));
     }
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof(one));
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     return fd;
 }
 
@@ -66,23 +71,57 @@ static int send_all(int fd, const uint8_t *p, size_t n, struct ms_err *err)
     return 0;
 }
 
-static int recv_all(int fd, uint8_t *p, size_t n, struct ms_err *err)
+/* One recv of at most n bytes at p; adds what came to *got. */
+static int recv_some(int fd, uint8_t *p, size_t n, size_t *got, struct ms_err *err)
 {
-    while (n) {
+    for (;;) {
         ssize_t k = recv(fd, p, n, 0);
+        if (k > 0) {
+            *got += (size_t)k;
+            return 0;
+        }
         if (k == 0)
             return ms_err_set(err, MS_EPROTO,
-                              "memsrv closed the connection (bad token, or a "
-                              "malformed request)");
-        if (k < 0) {
-            if (errno == EINTR)
-                continue;
+                              "memsrv closed the connection (bad token, or a malformed request)");
+        if (errno != EINTR)
             return ms_err_set(err, MS_EIO, "recv from memsrv: %s", strerror(errno));
-        }
-        p += k;
-        n -= (size_t)k;
     }
-    return 0;
+}
+
+/* Receives one response frame (header and payload) into c->resp. The first
+ * recv asks for all the buffer holds, so a small response costs one call. */
+static int recv_frame(struct ms_client *c, struct ms_wire_header *h, struct ms_err *err)
+{
+    if (c->resp_cap < RESP_BUFFER) {
+        uint8_t *p = realloc(c->resp, RESP_BUFFER);
+        if (!p)
+            return ms_err_set(err, MS_ENOMEM, "out of memory");
+        c->resp = p;
+        c->resp_cap = RESP_BUFFER;
+    }
+    size_t got = 0;
+    int rc = 0;
+    while (!rc && got < MS_WIRE_HEADER)
+        rc = recv_some(c->fd, c->resp + got, c->resp_cap - got, &got, err);
+    if (rc || (rc = ms_wire_parse_header(c->resp, h, err)))
+        return rc;
+    if (h->length > MS_WIRE_MAX_RESPONSE + (16u << 20))
+        return ms_err_set(err, MS_EPROTO, "response of %u bytes is too large", h->length);
+    size_t total = MS_WIRE_HEADER + (size_t)h->length;
+    if (got > total) /* this client never has two requests in flight */
+        return ms_err_set(err, MS_EPROTO, "memsrv sent %zu bytes more than its response",
+                          got - total);
+    if (total > c->resp_cap) {
+        uint8_t *p = realloc(c->resp, total);
+        if (!p)
+            return ms_err_set(err, MS_ENOMEM, "out of memory");
+        c->resp = p;
+        c->resp_cap = total;
+    }
+    while (!rc && got < total)
+        rc = recv_some(c->fd, c->resp + got, total - got, &got, err);
+    c->resp_len = h->length;
+    return rc;
 }
 
 static size_t begin(struct ms_client *c)
@@ -105,26 +144,13 @@ static int exchange(struct ms_client *c, size_t frame, uint16_t op, struct ms_rb
     int rc = send_all(c->fd, c->req.data, c->req.len, err);
     if (rc)
         return rc;
-    uint8_t hb[MS_WIRE_HEADER];
     struct ms_wire_header h;
-    if ((rc = recv_all(c->fd, hb, sizeof(hb), err)) || (rc = ms_wire_parse_header(hb, &h, err)))
+    if ((rc = recv_frame(c, &h, err)))
         return rc;
     if (h.id != id || h.op != (op | MS_WIRE_REPLY))
         return ms_err_set(err, MS_EPROTO, "response %u/op %u does not answer request %u/op %u",
                           h.id, h.op, id, op);
-    if (h.length > MS_WIRE_MAX_RESPONSE + (16u << 20))
-        return ms_err_set(err, MS_EPROTO, "response of %u bytes is too large", h.length);
-    if (h.length > c->resp_cap) {
-        uint8_t *p = realloc(c->resp, h.length);
-        if (!p)
-            return ms_err_set(err, MS_ENOMEM, "out of memory");
-        c->resp = p;
-        c->resp_cap = h.length;
-    }
-    c->resp_len = h.length;
-    if ((rc = recv_all(c->fd, c->resp, h.length, err)))
-        return rc;
-    *r = (struct ms_rbuf){c->resp, c->resp_len, 0, false};
+    *r = (struct ms_rbuf){c->resp + MS_WIRE_HEADER, c->resp_len, 0, false};
     uint32_t status = 0;
     if (!ms_rbuf_u32(r, &status))
         return ms_err_set(err, MS_EPROTO, "empty response");

@@ -17,7 +17,7 @@ struct ms_client {
     uint32_t server_flags; /* bit 0: writable */
     uint64_t ram_size;
     struct ms_wbuf req; /* request being built */
-    uint8_t *resp;      /* last response payload */
+    uint8_t *resp;      /* last response frame: header, then payload */
     size_t resp_len, resp_cap;
 };
 

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,6 +165,10 @@ static void accept_all(struct ms_server *srv, int lfd)
             close(fd); /* full: the client sees the connection close */
             continue;
         }
+        if (lfd == srv->tcp_fd) { /* answers are one small segment: send it now */
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        }
         struct client *c = &srv->clients[srv->nclients++];
         memset(c, 0, sizeof(*c));
         c->fd = fd;
@@ -206,7 +212,8 @@ static bool read_client(struct ms_server *srv, struct client *c)
             c->in = p;
             c->in_cap = cap;
         }
-        ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+        size_t room = c->in_cap - c->in_len;
+        ssize_t n = recv(c->fd, c->in + c->in_len, room, 0);
         if (n == 0)
             return false;
         if (n < 0)
@@ -214,6 +221,10 @@ static bool read_client(struct ms_server *srv, struct client *c)
         c->in_len += (size_t)n;
         if (!process(srv, c))
             return false;
+        /* A short read drained the socket: skip the recv that would only say
+         * EAGAIN (poll is level-triggered and reports anything newer). */
+        if ((size_t)n < room)
+            return true;
     }
 }
 
