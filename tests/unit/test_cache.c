@@ -74,6 +74,26 @@ static void img_close(struct img *im)
     unlink(im->path);
 }
 
+/* PML4 0x1000 -> PDPT 0x2000 -> PD 0x3000 -> PT 0x4000 (VA 0..2 MiB). */
+static void put_path(struct img *im)
+{
+    put64(im, 0x1000, 0x2000 | P | RW);
+    put64(im, 0x2000, 0x3000 | P | RW);
+    put64(im, 0x3000, 0x4000 | P | RW);
+}
+
+/* Maps the file; a physical space and 4-level paging at CR3 0x1000 over it. */
+static int open_paging(struct img *im, struct ms_space **phys, struct ms_space **pg)
+{
+    struct ms_err err;
+    if (img_map(im))
+        return -1;
+    ms_space_phys(phys, im->ram, &err);
+    int rc = ms_space_paging(pg, *phys, 0x1000, 4, &err);
+    CHECK(rc == 0, "paging: %s", err.msg);
+    return rc;
+}
+
 static uint64_t phys_of(struct ms_space *s, uint64_t addr, int *rc_out)
 {
     struct ms_xlat x;
@@ -100,9 +120,7 @@ static void test_paging(void)
     struct img im;
     if (img_open(&im))
         return;
-    put64(&im, 0x1000, 0x2000 | P | RW);
-    put64(&im, 0x2000, 0x3000 | P | RW);
-    put64(&im, 0x3000, 0x4000 | P | RW);
+    put_path(&im);
     put64(&im, 0x4000 + 5 * 8, 0x100000 | P | RW);
     fill(&im, 0x100000, 'A');
     fill(&im, 0x101000, 'B');
@@ -180,12 +198,9 @@ static void test_alias(void)
     put64(&im, 0x3000 + 8 * (va2 >> 21), 0x5000 | P | RW);          /* PD[8] */
     put64(&im, 0x4000 + 8 * 1, 0x100000 | P);                       /* va 0x1000 */
     put64(&im, 0x5000 + 8 * ((va2 >> 12) & 511) + 8, 0x200000 | P); /* va2 + 0x1000 */
-    if (img_map(&im))
-        return;
     struct ms_space *phys, *pg;
-    struct ms_err err;
-    ms_space_phys(&phys, im.ram, &err);
-    ms_space_paging(&pg, phys, 0x1000, 4, &err);
+    if (open_paging(&im, &phys, &pg))
+        return;
     for (int round = 0; round < 3; round++) {
         CHECK_EQ_U64(phys_of(pg, 0x1008, NULL), 0x100008, "alias A");
         CHECK_EQ_U64(phys_of(pg, va2 + 0x1008, NULL), 0x200008, "alias B");
@@ -220,9 +235,7 @@ static void test_ept(bool npt)
     put64(&im, pdpt2, pd2 | tbl);
     put64(&im, pd2, 0x0 | leaf2m); /* L2-GPA [0, 2M) -> L1 [0, 2M) */
     /* L2 paging */
-    put64(&im, 0x1000, 0x2000 | P | RW);
-    put64(&im, 0x2000, 0x3000 | P | RW);
-    put64(&im, 0x3000, 0x4000 | P | RW);
+    put_path(&im);
     put64(&im, 0x4000 + 5 * 8, 0x10000 | P | RW);
     fill(&im, 0x10000, 'X');
     fill(&im, 0x12000, 'Y');
@@ -280,12 +293,9 @@ static void test_bulk(void)
             put64(&im, 0x10000 + t * 0x1000 + 8 * i,
                   (0x400000 + ((t * 512 + i) % 2048) * 4096) | P);
     }
-    if (img_map(&im))
-        return;
     struct ms_space *phys, *pg;
-    struct ms_err err;
-    ms_space_phys(&phys, im.ram, &err);
-    ms_space_paging(&pg, phys, 0x1000, 4, &err);
+    if (open_paging(&im, &phys, &pg))
+        return;
     unsigned bad = 0;
     for (uint64_t p = 0; p < 8 * 512; p++)
         bad += phys_of(pg, p * 4096 + 8, NULL) != 0x400000 + (p % 2048) * 4096 + 8;
@@ -314,19 +324,15 @@ static void test_structure_cache(void)
     if (img_open(&im))
         return;
     /* 1-D: PML4 0x1000 -> PDPT 0x2000 -> PD 0x3000 -> PT 0x4000 or 0x5000. */
-    put64(&im, 0x1000, 0x2000 | P | RW);
-    put64(&im, 0x2000, 0x3000 | P | RW);
-    put64(&im, 0x3000, 0x4000 | P | RW);
+    put_path(&im);
     for (uint64_t i = 0; i < 512; i++) {
         put64(&im, 0x4000 + 8 * i, (0x200000 + i * 4096) | P | RW);
         put64(&im, 0x5000 + 8 * i, (0x600000 + i * 4096) | P | RW);
     }
-    if (img_map(&im))
-        return;
     struct ms_space *phys, *pg;
+    if (open_paging(&im, &phys, &pg))
+        return;
     struct ms_err err;
-    ms_space_phys(&phys, im.ram, &err);
-    ms_space_paging(&pg, phys, 0x1000, 4, &err);
     CHECK_EQ_U64(phys_of(pg, 0x3008, NULL), 0x203008, "first walk");
     uint64_t reads = pg->stats.table_reads;
     CHECK_EQ_U64(phys_of(pg, 0x7008, NULL), 0x207008, "neighbour");
@@ -395,9 +401,7 @@ static void test_read_runs(void)
     struct img im;
     if (img_open(&im))
         return;
-    put64(&im, 0x1000, 0x2000 | P | RW);
-    put64(&im, 0x2000, 0x3000 | P | RW);
-    put64(&im, 0x3000, 0x4000 | P | RW);
+    put_path(&im);
     /* VA 0..40 KiB -> 0x100000.. contiguous; VA 40 KiB not present; VA
      * 44 KiB.. -> the last two pages of RAM, then past its end. */
     for (uint64_t i = 0; i < 10; i++) {
@@ -407,12 +411,10 @@ static void test_read_runs(void)
     put64(&im, 0x4000 + 8 * 11, (RAM_SIZE - 0x2000) | P | RW);
     put64(&im, 0x4000 + 8 * 12, (RAM_SIZE - 0x1000) | P | RW);
     put64(&im, 0x4000 + 8 * 13, RAM_SIZE | P | RW);
-    if (img_map(&im))
-        return;
     struct ms_space *phys, *pg;
+    if (open_paging(&im, &phys, &pg))
+        return;
     struct ms_err err;
-    ms_space_phys(&phys, im.ram, &err);
-    ms_space_paging(&pg, phys, 0x1000, 4, &err);
     static uint8_t buf[0x10000];
     size_t done = 0;
     int rc = ms_space_read(pg, 0x100, buf, 0x9f00, &done, &err);
