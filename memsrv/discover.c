@@ -153,6 +153,22 @@ static bool in_ram(struct ms_ram *ram, uint64_t a)
     return ms_ram_contains(ram, a, 4096);
 }
 
+/* A candidate with the registers of a VMCB-layout save area at p. */
+static struct ms_candidate candidate_from_save_area(enum ms_cand_kind kind, uint64_t gpa,
+                                                    const uint8_t *p)
+{
+    struct ms_candidate c = {0};
+    c.kind = kind;
+    c.gpa = gpa;
+    c.cr0 = u64_at(p, SAVE_CR0);
+    c.cr3 = u64_at(p, SAVE_CR3);
+    c.cr4 = u64_at(p, SAVE_CR4);
+    c.efer = u64_at(p, SAVE_EFER);
+    c.rip = u64_at(p, SAVE_RIP);
+    c.rsp = u64_at(p, SAVE_RSP);
+    return c;
+}
+
 static int check_vmcb(struct ms_ram *ram, uint64_t gpa, const uint8_t *p, struct found *f,
                       struct ms_err *err)
 {
@@ -161,17 +177,9 @@ static int check_vmcb(struct ms_ram *ram, uint64_t gpa, const uint8_t *p, struct
         !(efer & EFER_SVME) || (ncr3 & 0xfff & ~0x18ULL) || (ncr3 & PTE_ADDR_MASK) == 0 ||
         !in_ram(ram, ncr3 & PTE_ADDR_MASK))
         return 0;
-    struct ms_candidate c = {0};
-    c.kind = MS_CAND_VMCB;
-    c.gpa = gpa;
+    struct ms_candidate c = candidate_from_save_area(MS_CAND_VMCB, gpa, p);
     c.root = ncr3;
     c.asid = u32_at(p, VMCB_ASID);
-    c.cr0 = u64_at(p, SAVE_CR0);
-    c.cr3 = u64_at(p, SAVE_CR3);
-    c.cr4 = u64_at(p, SAVE_CR4);
-    c.efer = efer;
-    c.rip = u64_at(p, SAVE_RIP);
-    c.rsp = u64_at(p, SAVE_RSP);
     c.score = 10;
     snprintf(c.evidence, sizeof(c.evidence),
              "VMRUN intercepted, NP_ENABLE, EFER.SVME, nCR3 0x%llx in RAM, ASID %u",
@@ -190,15 +198,7 @@ static int check_hsave(uint64_t gpa, const uint8_t *p, struct found *f, struct m
     uint64_t rip = u64_at(p, SAVE_RIP);
     if (!(efer & EFER_SVME) || !(efer & EFER_LMA) || !(cr0 & CR0_PG) || (rip >> 47) != 0x1ffff)
         return 0;
-    struct ms_candidate c = {0};
-    c.kind = MS_CAND_HSAVE;
-    c.gpa = gpa;
-    c.cr0 = cr0;
-    c.cr3 = u64_at(p, SAVE_CR3);
-    c.cr4 = u64_at(p, SAVE_CR4);
-    c.efer = efer;
-    c.rip = rip;
-    c.rsp = u64_at(p, SAVE_RSP);
+    struct ms_candidate c = candidate_from_save_area(MS_CAND_HSAVE, gpa, p);
     c.root_levels = (c.cr4 & CR4_LA57) ? 5 : 4;
     c.score = 8;
     snprintf(c.evidence, sizeof(c.evidence),
