@@ -67,7 +67,9 @@ static double latency(const char *label, struct ms_client *c, struct ms_space *l
     return p50;
 }
 
-static double batched(struct ms_client *c)
+/* 8-byte reads per second: 4096 per request over c, or library calls on
+ * local when c is NULL. */
+static double batched(struct ms_client *c, struct ms_space *local)
 {
     enum { N = 4096 };
     static uint64_t addrs[N], vals[N];
@@ -82,40 +84,61 @@ static double batched(struct ms_client *c)
     }
     double t0 = now_ns();
     int rounds = 50;
-    for (int r = 0; r < rounds; r++)
-        if (ms_client_readv(c, 0, N, addrs, lens, bufs, st, done, NULL) != 0)
+    for (int r = 0; r < rounds; r++) {
+        if (c && ms_client_readv(c, 0, N, addrs, lens, bufs, st, done, NULL) != 0)
             exit(1);
+        for (int i = 0; !c && i < N; i++)
+            if (ms_space_read(local, addrs[i], bufs[i], 8, NULL, NULL) != 0)
+                exit(1);
+    }
     return rounds * (double)N / ((now_ns() - t0) / 1e9);
 }
 
+#define LOAD_REQUESTS 40000 /* per concurrency level, shared by the clients */
+
 struct load {
-    const char *address;
+    const char *address, *token;
     int reads;
+    double *lat; /* this client's latencies, ns */
 };
 
 static void *load_client(void *arg)
 {
     struct load *l = arg;
     struct ms_client c;
-    if (ms_client_connect(&c, l->address, NULL, NULL) != 0)
+    if (ms_client_connect(&c, l->address, l->token, NULL) != 0)
         exit(1);
     uint64_t v;
-    for (int i = 0; i < l->reads; i++)
-        ms_client_read(&c, 0, ((uint64_t)i * 4096) % RAM, &v, 8, NULL, NULL);
+    for (int i = 0; i < l->reads; i++) {
+        double t0 = now_ns();
+        if (ms_client_read(&c, 0, ((uint64_t)i * 4096) % RAM, &v, 8, NULL, NULL) != 0)
+            exit(1);
+        l->lat[i] = now_ns() - t0;
+    }
     ms_client_close(&c);
     return NULL;
 }
 
-static double concurrent(const char *address, int clients)
+/* `clients` threads share LOAD_REQUESTS reads; prints total req/s and the
+ * p50/p99 of every request's round trip. */
+static void concurrent(const char *label, const char *address, const char *token, int clients)
 {
+    static double lat[LOAD_REQUESTS];
     pthread_t th[64];
-    struct load l = {address, 40000 / clients};
+    struct load l[64];
+    int per = LOAD_REQUESTS / clients;
     double t0 = now_ns();
-    for (int i = 0; i < clients; i++)
-        pthread_create(&th[i], NULL, load_client, &l);
+    for (int i = 0; i < clients; i++) {
+        l[i] = (struct load){address, token, per, lat + (size_t)i * per};
+        pthread_create(&th[i], NULL, load_client, &l[i]);
+    }
     for (int i = 0; i < clients; i++)
         pthread_join(th[i], NULL);
-    return clients * (double)l.reads / ((now_ns() - t0) / 1e9);
+    double secs = (now_ns() - t0) / 1e9;
+    int n = per * clients;
+    qsort(lat, (size_t)n, sizeof(lat[0]), cmp_double);
+    printf("  %-14s %3d %12.0f %10.2f %10.2f\n", label, clients, n / secs, lat[n / 2] / 1e3,
+           lat[(size_t)n * 99 / 100] / 1e3);
 }
 
 int main(void)
@@ -158,11 +181,17 @@ int main(void)
     latency("UNIX socket", &cu, NULL, base);
     latency("TCP loopback", &ct, NULL, base);
     printf("batched 8-byte reads (4096 per request):\n");
-    printf("  %-22s %10.2f M reads/s\n", "UNIX socket", batched(&cu) / 1e6);
-    printf("  %-22s %10.2f M reads/s\n", "TCP loopback", batched(&ct) / 1e6);
-    printf("concurrent clients, unbatched 8-byte reads (UNIX socket, total requests/s):\n");
+    double local = batched(NULL, phys);
+    printf("  %-22s %10.2f M reads/s\n", "in-process calls", local / 1e6);
+    double bu = batched(&cu, NULL), bt = batched(&ct, NULL);
+    printf("  %-22s %10.2f M reads/s   (%.2fx in-process)\n", "UNIX socket", bu / 1e6, bu / local);
+    printf("  %-22s %10.2f M reads/s   (%.2fx in-process)\n", "TCP loopback", bt / 1e6, bt / local);
+    printf("concurrent clients, unbatched 8-byte reads (one server thread):\n");
+    printf("  %-14s %3s %12s %10s %10s\n", "transport", "n", "req/s", "p50 us", "p99 us");
     for (int n = 1; n <= 64; n *= 8)
-        printf("  %2d clients %20.0f req/s\n", n, concurrent(sock, n));
+        concurrent("UNIX socket", sock, NULL, n);
+    for (int n = 1; n <= 64; n *= 8)
+        concurrent("TCP loopback", tcp, token, n);
     ms_client_close(&cu);
     ms_client_close(&ct);
     if (write(su.stop[1], "x", 1) != 1 || write(stcp.stop[1], "x", 1) != 1)
