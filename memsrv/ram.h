@@ -80,7 +80,10 @@ int ms_ram_read_u64(struct ms_ram *ram, uint64_t gpa, uint64_t *value, struct ms
  * (low RAM) answers most lookups. */
 static inline const struct ms_region *ms_ram_region(const struct ms_ram *ram, uint64_t gpa)
 {
-    unsigned lo = 0, hi = ram->layout.count;
+    const struct ms_region *low = &ram->layout.regions[0];
+    if (ram->layout.count && gpa - low->gpa < low->len) /* wraps when gpa < low->gpa */
+        return low;
+    unsigned lo = 1, hi = ram->layout.count;
     while (lo < hi) {
         unsigned mid = (lo + hi) / 2;
         const struct ms_region *r = &ram->layout.regions[mid];

@@ -282,7 +282,7 @@ static int walk(struct ms_space *s, uint64_t addr, struct ms_xlat *out, struct m
     return ms_err_set(err, MS_EFORMAT, "walk ended without a leaf"); /* not reached */
 }
 
-static int check_address(const struct ms_space *s, uint64_t addr, struct ms_err *err)
+static inline int check_address(const struct ms_space *s, uint64_t addr, struct ms_err *err)
 {
     if (s->kind == MS_SPACE_PAGING) {
         if (ms_space_canonical(s, addr) != addr)
@@ -316,7 +316,7 @@ static int walk_both(struct ms_space *s, uint64_t addr, struct ms_xlat *out, str
 }
 
 /* The translation cache: true and *out filled on a hit. */
-static bool tlb_hit(struct ms_space *s, uint64_t addr, struct ms_xlat *out)
+static inline bool tlb_hit(struct ms_space *s, uint64_t addr, struct ms_xlat *out)
 {
     uint64_t vpn = addr >> PAGE_SHIFT;
     const struct ms_tlb_entry *t = &s->tlb[vpn & (MS_TLB_ENTRIES - 1)];
