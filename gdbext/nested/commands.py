@@ -437,7 +437,9 @@ allowed. nested scan and nested dmesg need the file itself."""
         S.origin = origin
         S.detected = None
         S.seen = {}
-        S.flush()
+        # A fresh open has no stale cache; a server's FLUSH would also drop
+        # what it caches for the other sessions.
+        S.spaces.clear()
 
     def connect(self, address, token_file):
         token = None
