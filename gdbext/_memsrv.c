@@ -1,9 +1,11 @@
 /* _memsrv: the memsrv library for Python (GDB's embedded Python or
- * /usr/bin/python3), in-process. A thin front: every walk, parse and format
- * is the library's; this file only converts arguments, results and errors.
+ * /usr/bin/python3), in-process or through a running `memsrv serve`. A thin
+ * front: every walk, parse and format is the library's (or the server's);
+ * this file only converts arguments, results and errors.
  *
  *   m = _memsrv.open(path, machine=None, map=None, writable=False)
  *   m = _memsrv.open_dump(path)
+ *   m = _memsrv.connect(address, token=None)   # the same API, over the socket
  *   sp = m.space(cr3=None, levels=4, eptp=None, ncr3=None, npt_levels=4)
  *   sp.read(addr, n) -> bytes         sp.view(addr, n) -> memoryview
  *   sp.translate(addr) -> (phys, lower, page_size, perms, trace)
@@ -11,8 +13,11 @@
  *   sp.enumerate(start, end) -> ([(addr, size, lower, perms), ...], bad_tables)
  *   m.flush()
  *
- * The GIL is held throughout: spaces keep translation caches that are not
- * safe to share between threads, and symbolizers call back into Python. */
+ * In-process, the GIL is held throughout: spaces keep translation caches
+ * that are not safe to share between threads, and symbolizers call back into
+ * Python. Over a connection it is released around the socket I/O (a lock
+ * keeps one request at a time on the connection). What the protocol does not
+ * carry (view, enumerate, dmesg, discover, regions, ...) raises MemsrvError. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -20,6 +25,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "client.h"
 #include "error.h"
 #include "format.h"
 #include "kernel.h"
@@ -41,6 +47,9 @@
 /* Largest single read(): guest memory is hostile input, and a typo in a
  * count should not try to allocate terabytes. */
 #define MAX_READ ((Py_ssize_t)1 << 32)
+/* Bytes per READ request over a connection: well under the server's 64 MiB
+ * response limit, so larger reads go as several requests. */
+#define REMOTE_READ_CHUNK ((size_t)16 << 20)
 
 static PyObject *MemsrvError;
 
@@ -125,31 +134,89 @@ static int opt_u64_conv(PyObject *obj, void *out)
 
 /* ------------------------------------------------------------------ Memory */
 
+/* A connection to `memsrv serve`. The lock lives as long as the Memory, so
+ * that close() can take it while another thread is in a request. */
+struct remote {
+    struct ms_client client;
+    PyThread_type_lock lock;
+    bool closed; /* by close(); a lost connection stays open and fails */
+};
+
 typedef struct {
-    PyObject_HEAD struct ms_ram *ram; /* NULL once closed */
-    PyObject *path;
-    Py_ssize_t exports; /* zero-copy views alive: close() waits for them */
+    PyObject_HEAD struct ms_ram *ram; /* in-process; NULL once closed */
+    struct remote *remote;            /* connect(); NULL in-process */
+    PyObject *path;                   /* the file, or the server's address */
+    Py_ssize_t exports;               /* zero-copy views alive: close() waits for them */
 } MemoryObject;
 
 static PyTypeObject MemoryType;
 
+static void remote_free(struct remote *r)
+{
+    ms_client_close(&r->client);
+    if (r->lock)
+        PyThread_free_lock(r->lock);
+    PyMem_Free(r);
+}
+
+/* Around a client call: releases the GIL (other Python threads run during
+ * the socket I/O) and takes the connection's lock (one request at a time).
+ * No Python API between remote_begin and remote_end. */
+static PyThreadState *remote_begin(struct remote *r)
+{
+    PyThreadState *ts = PyEval_SaveThread();
+    PyThread_acquire_lock(r->lock, WAIT_LOCK);
+    return ts;
+}
+
+static void remote_end(struct remote *r, PyThreadState *ts)
+{
+    PyThread_release_lock(r->lock);
+    PyEval_RestoreThread(ts);
+}
+
 static int mem_check(MemoryObject *m)
 {
-    if (!m->ram) {
+    if (m->remote ? m->remote->closed : !m->ram) {
         PyErr_SetString(PyExc_ValueError, "memory is closed");
         return -1;
     }
     return 0;
 }
 
-static PyObject *mem_new(struct ms_ram *ram, const char *path)
+/* The RAM of an in-process memory. NULL with MemsrvError over a connection:
+ * the server holds the RAM, and its protocol does not carry `what`. */
+static struct ms_ram *mem_ram(MemoryObject *m, const char *what)
+{
+    if (mem_check(m))
+        return NULL;
+    if (m->remote) {
+        struct ms_err err = {0};
+        const char *addr = PyUnicode_AsUTF8(m->path);
+        ms_err_set(&err, MS_EINVAL,
+                   "%s needs an in-process open (_memsrv.open or open_dump): this memory is "
+                   "served by memsrv at %s, whose protocol does not carry it",
+                   what, addr ? addr : "?");
+        PyErr_Clear();
+        raise_err(&err);
+        return NULL;
+    }
+    return m->ram;
+}
+
+/* Takes ram or remote (freed on failure). */
+static PyObject *mem_new(struct ms_ram *ram, struct remote *remote, const char *path)
 {
     MemoryObject *m = PyObject_New(MemoryObject, &MemoryType);
     if (!m) {
-        ms_ram_close(ram);
+        if (ram)
+            ms_ram_close(ram);
+        if (remote)
+            remote_free(remote);
         return NULL;
     }
     m->ram = ram;
+    m->remote = remote;
     m->exports = 0;
     m->path = PyUnicode_DecodeFSDefault(path);
     if (!m->path) {
@@ -163,6 +230,8 @@ static void mem_dealloc(MemoryObject *m)
 {
     if (m->ram)
         ms_ram_close(m->ram);
+    if (m->remote)
+        remote_free(m->remote);
     Py_XDECREF(m->path);
     PyObject_Free(m);
 }
@@ -196,7 +265,7 @@ static PyObject *mod_open(PyObject *self, PyObject *args, PyObject *kw)
         Py_DECREF(path_obj);
         return raise_err(&err);
     }
-    PyObject *m = mem_new(ram, path);
+    PyObject *m = mem_new(ram, NULL, path);
     Py_DECREF(path_obj);
     return m;
 }
@@ -217,9 +286,54 @@ static PyObject *mod_open_dump(PyObject *self, PyObject *args, PyObject *kw)
         Py_DECREF(path_obj);
         return raise_err(&err);
     }
-    PyObject *m = mem_new(ram, path);
+    PyObject *m = mem_new(ram, NULL, path);
     Py_DECREF(path_obj);
     return m;
+}
+
+/* connect(address, token=None) -> Memory served by `memsrv serve`. */
+static PyObject *mod_connect(PyObject *self, PyObject *args, PyObject *kw)
+{
+    (void)self;
+    static char *kwlist[] = {"address", "token", NULL};
+    PyObject *addr_obj = NULL;
+    const char *token = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|z:connect", kwlist, PyUnicode_FSConverter,
+                                     &addr_obj, &token))
+        return NULL;
+    const char *address = PyBytes_AS_STRING(addr_obj);
+    struct remote *r = PyMem_Calloc(1, sizeof(*r));
+    if (!r || !(r->lock = PyThread_allocate_lock())) {
+        PyMem_Free(r);
+        Py_DECREF(addr_obj);
+        return PyErr_NoMemory();
+    }
+    r->client.fd = -1;
+    struct ms_err err = {0};
+    PyThreadState *ts = PyEval_SaveThread();
+    int rc = ms_client_connect(&r->client, address, token, &err);
+    PyEval_RestoreThread(ts);
+    if (rc) {
+        remote_free(r);
+        Py_DECREF(addr_obj);
+        return raise_err(&err);
+    }
+    PyObject *m = mem_new(NULL, r, address);
+    Py_DECREF(addr_obj);
+    return m;
+}
+
+/* FLUSH over a connection: the server re-reads the file size and drops
+ * every cached translation (flush() and refresh() in one). */
+static PyObject *remote_flush(MemoryObject *m)
+{
+    struct ms_err err = {0};
+    PyThreadState *ts = remote_begin(m->remote);
+    int rc = ms_client_flush(&m->remote->client, &err);
+    remote_end(m->remote, ts);
+    if (rc)
+        return raise_err(&err);
+    Py_RETURN_NONE;
 }
 
 static PyObject *mem_flush(MemoryObject *m, PyObject *unused)
@@ -227,6 +341,8 @@ static PyObject *mem_flush(MemoryObject *m, PyObject *unused)
     (void)unused;
     if (mem_check(m))
         return NULL;
+    if (m->remote)
+        return remote_flush(m);
     ms_ram_flush(m->ram);
     Py_RETURN_NONE;
 }
@@ -236,6 +352,8 @@ static PyObject *mem_refresh(MemoryObject *m, PyObject *unused)
     (void)unused;
     if (mem_check(m))
         return NULL;
+    if (m->remote)
+        return remote_flush(m);
     struct ms_err err = {0};
     if (ms_ram_refresh(m->ram, &err))
         return raise_err(&err);
@@ -245,6 +363,14 @@ static PyObject *mem_refresh(MemoryObject *m, PyObject *unused)
 static PyObject *mem_close(MemoryObject *m, PyObject *unused)
 {
     (void)unused;
+    if (m->remote) {
+        /* Waits for a request another thread has in flight. */
+        PyThreadState *ts = remote_begin(m->remote);
+        ms_client_close(&m->remote->client);
+        remote_end(m->remote, ts);
+        m->remote->closed = true;
+        Py_RETURN_NONE;
+    }
     if (m->exports > 0) {
         PyErr_Format(PyExc_BufferError, "%zd zero-copy view(s) of this memory still exist",
                      m->exports);
@@ -273,11 +399,12 @@ static PyObject *mem_exit(MemoryObject *m, PyObject *args)
 static PyObject *mem_get_regions(MemoryObject *m, void *closure)
 {
     (void)closure;
-    if (mem_check(m))
+    struct ms_ram *ram = mem_ram(m, "Memory.regions");
+    if (!ram)
         return NULL;
     PyObject *list = PyList_New(0);
-    for (unsigned i = 0; list && i < m->ram->layout.count; i++) {
-        const struct ms_region *r = &m->ram->layout.regions[i];
+    for (unsigned i = 0; list && i < ram->layout.count; i++) {
+        const struct ms_region *r = &ram->layout.regions[i];
         PyObject *t =
             Py_BuildValue("(KKKI)", (unsigned long long)r->gpa, (unsigned long long)r->len,
                           (unsigned long long)r->offset, r->source);
@@ -296,15 +423,15 @@ static PyObject *mem_get_size(MemoryObject *m, void *closure)
     (void)closure;
     if (mem_check(m))
         return NULL;
-    return PyLong_FromUnsignedLongLong(ms_ram_size(m->ram));
+    return PyLong_FromUnsignedLongLong(m->remote ? m->remote->client.ram_size
+                                                 : ms_ram_size(m->ram));
 }
 
 static PyObject *mem_get_end(MemoryObject *m, void *closure)
 {
     (void)closure;
-    if (mem_check(m))
-        return NULL;
-    return PyLong_FromUnsignedLongLong(ms_ram_end(m->ram));
+    struct ms_ram *ram = mem_ram(m, "Memory.end");
+    return ram ? PyLong_FromUnsignedLongLong(ms_ram_end(ram)) : NULL;
 }
 
 static PyObject *mem_get_writable(MemoryObject *m, void *closure)
@@ -312,7 +439,19 @@ static PyObject *mem_get_writable(MemoryObject *m, void *closure)
     (void)closure;
     if (mem_check(m))
         return NULL;
-    return PyBool_FromLong(m->ram->writable);
+    return PyBool_FromLong(m->remote ? m->remote->client.server_flags & 1 : m->ram->writable);
+}
+
+/* The server's counters (STATS); non-zero with MemsrvError on failure. */
+static int remote_stats(MemoryObject *m, struct ms_client_stats *st)
+{
+    struct ms_err err = {0};
+    PyThreadState *ts = remote_begin(m->remote);
+    int rc = ms_client_stats(&m->remote->client, st, &err);
+    remote_end(m->remote, ts);
+    if (rc)
+        raise_err(&err);
+    return rc;
 }
 
 static PyObject *mem_get_generation(MemoryObject *m, void *closure)
@@ -320,13 +459,46 @@ static PyObject *mem_get_generation(MemoryObject *m, void *closure)
     (void)closure;
     if (mem_check(m))
         return NULL;
-    return PyLong_FromUnsignedLongLong(m->ram->generation);
+    if (!m->remote)
+        return PyLong_FromUnsignedLongLong(m->ram->generation);
+    struct ms_client_stats st;
+    if (remote_stats(m, &st))
+        return NULL;
+    return PyLong_FromUnsignedLongLong(st.generation);
+}
+
+static PyObject *mem_get_stats(MemoryObject *m, void *closure)
+{
+    (void)closure;
+    if (mem_check(m))
+        return NULL;
+    if (!m->remote) {
+        struct ms_err err = {0};
+        ms_err_set(&err, MS_EINVAL,
+                   "Memory.stats are a server's counters (connect()); in-process, each "
+                   "Space.stats has its cache counters");
+        return raise_err(&err);
+    }
+    struct ms_client_stats st;
+    if (remote_stats(m, &st))
+        return NULL;
+    return Py_BuildValue(
+        "{sKsKsKsKsKsKsK}", "requests", (unsigned long long)st.requests, "errors",
+        (unsigned long long)st.errors, "generation", (unsigned long long)st.generation, "hits",
+        (unsigned long long)st.hits, "misses", (unsigned long long)st.misses, "walks",
+        (unsigned long long)st.walks, "table_reads", (unsigned long long)st.table_reads);
 }
 
 static PyObject *mem_get_closed(MemoryObject *m, void *closure)
 {
     (void)closure;
-    return PyBool_FromLong(m->ram == NULL);
+    return PyBool_FromLong(m->remote ? m->remote->closed : m->ram == NULL);
+}
+
+static PyObject *mem_get_remote(MemoryObject *m, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(m->remote != NULL);
 }
 
 static PyObject *mem_get_path(MemoryObject *m, void *closure)
@@ -339,22 +511,24 @@ static PyObject *mem_get_path(MemoryObject *m, void *closure)
 static PyObject *mem_get_vmcoreinfo(MemoryObject *m, void *closure)
 {
     (void)closure;
-    if (mem_check(m))
+    struct ms_ram *ram = mem_ram(m, "Memory.vmcoreinfo");
+    if (!ram)
         return NULL;
-    if (!m->ram->vmcoreinfo)
+    if (!ram->vmcoreinfo)
         Py_RETURN_NONE;
-    return PyUnicode_DecodeUTF8(m->ram->vmcoreinfo, (Py_ssize_t)m->ram->vmcoreinfo_len, "replace");
+    return PyUnicode_DecodeUTF8(ram->vmcoreinfo, (Py_ssize_t)ram->vmcoreinfo_len, "replace");
 }
 
 /* The registers recorded in an ELF dump, one dict per vCPU. */
 static PyObject *mem_get_cpus(MemoryObject *m, void *closure)
 {
     (void)closure;
-    if (mem_check(m))
+    struct ms_ram *ram = mem_ram(m, "Memory.cpus");
+    if (!ram)
         return NULL;
     PyObject *list = PyList_New(0);
-    for (unsigned i = 0; list && i < m->ram->ncpus; i++) {
-        const struct ms_cpu_state *c = &m->ram->cpus[i];
+    for (unsigned i = 0; list && i < ram->ncpus; i++) {
+        const struct ms_cpu_state *c = &ram->cpus[i];
 #define R(n) #n, (unsigned long long)c->n
         PyObject *d = Py_BuildValue(
             "{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsO}", R(rax), R(rbx), R(rcx),
@@ -382,7 +556,8 @@ static PyObject *mem_discover(MemoryObject *m, PyObject *args, PyObject *kw)
     unsigned max = 64;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|I:discover", kwlist, &max))
         return NULL;
-    if (mem_check(m))
+    struct ms_ram *ram = mem_ram(m, "discover()");
+    if (!ram)
         return NULL;
     if (max == 0 || max > 4096) {
         PyErr_SetString(PyExc_ValueError, "max must be 1..4096");
@@ -393,7 +568,7 @@ static PyObject *mem_discover(MemoryObject *m, PyObject *args, PyObject *kw)
         return PyErr_NoMemory();
     struct ms_err err = {0};
     unsigned count = 0;
-    if (ms_discover(m->ram, c, max, &count, &err)) {
+    if (ms_discover(ram, c, max, &count, &err)) {
         PyMem_Free(c);
         return raise_err(&err);
     }
@@ -420,8 +595,12 @@ static PyObject *mem_space(MemoryObject *m, PyObject *args, PyObject *kw);
 
 static PyObject *mem_repr(MemoryObject *m)
 {
-    if (!m->ram)
+    if (m->remote ? m->remote->closed : !m->ram)
         return PyUnicode_FromFormat("<_memsrv.Memory %R (closed)>", m->path);
+    if (m->remote)
+        return PyUnicode_FromFormat("<_memsrv.Memory served by memsrv at %R, %llu bytes, %s>",
+                                    m->path, (unsigned long long)m->remote->client.ram_size,
+                                    m->remote->client.server_flags & 1 ? "writable" : "read-only");
     return PyUnicode_FromFormat("<_memsrv.Memory %R, %llu bytes in %u region(s)>", m->path,
                                 (unsigned long long)ms_ram_size(m->ram), m->ram->layout.count);
 }
@@ -439,10 +618,12 @@ static PyMethodDef mem_methods[] = {
      "saved cr0/cr3/cr4/efer/rip/rsp, asid, score and evidence."},
 #endif
     {"flush", (PyCFunction)mem_flush, METH_NOARGS,
-     "Invalidates every cached translation (call when the target ran)."},
+     "Invalidates every cached translation (call when the target ran). Over a\n"
+     "connection the server also re-reads the file size (as refresh())."},
     {"refresh", (PyCFunction)mem_refresh, METH_NOARGS,
      "Re-reads the files' sizes; drops regions a shrunk file no longer backs."},
-    {"close", (PyCFunction)mem_close, METH_NOARGS, "Unmaps the files."},
+    {"close", (PyCFunction)mem_close, METH_NOARGS,
+     "Unmaps the files, or closes the connection to the server."},
     {"__enter__", (PyCFunction)mem_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)mem_exit, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
@@ -450,13 +631,18 @@ static PyMethodDef mem_methods[] = {
 
 static PyGetSetDef mem_getset[] = {
     {"regions", (getter)mem_get_regions, NULL, "[(gpa, len, file_offset, source), ...]", NULL},
-    {"size", (getter)mem_get_size, NULL, "backed bytes", NULL},
+    {"size", (getter)mem_get_size, NULL, "backed bytes (a connection's: when it was made)", NULL},
     {"end", (getter)mem_get_end, NULL, "highest backed address + 1", NULL},
     {"writable", (getter)mem_get_writable, NULL, NULL, NULL},
     {"closed", (getter)mem_get_closed, NULL, NULL, NULL},
+    {"remote", (getter)mem_get_remote, NULL, "True when served by memsrv (connect())", NULL},
+    {"stats", (getter)mem_get_stats, NULL,
+     "a connection's server counters: requests, errors, generation, hits, misses, walks,\n"
+     "table_reads",
+     NULL},
     {"generation", (getter)mem_get_generation, NULL,
      "bumped by flush(): translations cached before it are stale", NULL},
-    {"path", (getter)mem_get_path, NULL, NULL, NULL},
+    {"path", (getter)mem_get_path, NULL, "the file, or the server's address", NULL},
     {"vmcoreinfo", (getter)mem_get_vmcoreinfo, NULL, "VMCOREINFO text of a dump, or None", NULL},
     {"cpus", (getter)mem_get_cpus, NULL, "registers from a dump's notes, one dict per vCPU", NULL},
     {NULL, NULL, NULL, NULL, NULL},
@@ -468,7 +654,8 @@ static PyTypeObject MemoryType = {
     .tp_dealloc = (destructor)mem_dealloc,
     .tp_repr = (reprfunc)mem_repr,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Guest RAM: a raw memory-backend-file or a QEMU ELF dump (from open()/open_dump()).",
+    .tp_doc = "Guest RAM: a raw memory-backend-file or a QEMU ELF dump (from open()/open_dump()),\n"
+              "or the one a memsrv server serves (from connect()).",
     .tp_methods = mem_methods,
     .tp_getset = mem_getset,
 };
@@ -517,8 +704,12 @@ static PyTypeObject SliceType = {
 
 typedef struct {
     PyObject_HEAD MemoryObject *mem;
-    struct ms_space *chain[CHAIN_MAX]; /* [0] physical ... [n-1] the top */
+    /* [0] physical ... [n-1] the top. Over a connection the chain only
+     * describes the stack (kind, root, levels; no RAM under it): the server
+     * walks it, as `handle`. */
+    struct ms_space *chain[CHAIN_MAX];
     unsigned n;
+    uint32_t handle;
 } SpaceObject;
 
 static PyTypeObject SpaceType;
@@ -531,6 +722,53 @@ static struct ms_space *sp_top(SpaceObject *s)
 static int sp_check(SpaceObject *s)
 {
     return mem_check(s->mem);
+}
+
+/* The top space for what only an in-process open can do (its walks read
+ * RAM here); NULL with MemsrvError over a connection. */
+static struct ms_space *sp_local(SpaceObject *s, const char *what)
+{
+    return mem_ram(s->mem, what) ? sp_top(s) : NULL;
+}
+
+/* Reads into buf, or writes from src, len bytes: in-process through the
+ * library, else through the server in requests it accepts. *done gets the
+ * bytes before the first that failed. */
+static int sp_access(SpaceObject *s, uint64_t addr, void *buf, const void *src, size_t len,
+                     size_t *done, struct ms_err *err)
+{
+    struct remote *r = s->mem->remote;
+    if (!r)
+        return src ? ms_space_write(sp_top(s), addr, src, len, done, err)
+                   : ms_space_read(sp_top(s), addr, buf, len, done, err);
+    size_t total = 0, chunk = src ? MS_WIRE_MAX_WRITE : REMOTE_READ_CHUNK;
+    int rc = 0;
+    PyThreadState *ts = remote_begin(r);
+    while (rc == 0 && total < len) {
+        size_t n = len - total < chunk ? len - total : chunk, got = 0;
+        rc = src ? ms_client_write(&r->client, s->handle, addr + total,
+                                   (const uint8_t *)src + total, n, &got, err)
+                 : ms_client_read(&r->client, s->handle, addr + total, (uint8_t *)buf + total, n,
+                                  &got, err);
+        total += got;
+    }
+    remote_end(r, ts);
+    if (done)
+        *done = total;
+    return rc;
+}
+
+static int sp_translate_one(SpaceObject *s, uint64_t addr, struct ms_xlat *x,
+                            struct ms_trace *trace, struct ms_err *err)
+{
+    struct remote *r = s->mem->remote;
+    if (!r)
+        return ms_space_translate(sp_top(s), addr, x, trace, err);
+    int status = 0;
+    PyThreadState *ts = remote_begin(r);
+    int rc = ms_client_translate(&r->client, s->handle, 1, &addr, x, &status, trace, err);
+    remote_end(r, ts);
+    return rc ? rc : status;
 }
 
 static void sp_dealloc(SpaceObject *s)
@@ -562,7 +800,10 @@ static PyObject *mem_space(MemoryObject *m, PyObject *args, PyObject *kw)
     Py_INCREF(m);
     s->mem = m;
     s->n = 0;
+    s->handle = 0;
     struct ms_err err = {0};
+    /* Built over a connection too (with no RAM): it checks the roots as
+     * in-process, and describes the stack. */
     int rc = ms_space_phys(&s->chain[0], m->ram, &err);
     if (rc == 0) {
         s->n = 1;
@@ -577,6 +818,19 @@ static PyObject *mem_space(MemoryObject *m, PyObject *args, PyObject *kw)
         rc = ms_space_paging(&s->chain[s->n], sp_top(s), cr3.value, levels, &err);
         if (rc == 0)
             s->n++;
+    }
+    if (rc == 0 && m->remote) {
+        struct ms_wire_stack d = {(uint8_t)(eptp.given   ? 1
+                                            : ncr3.given ? 2
+                                                         : 0),
+                                  (uint8_t)(ncr3.given ? npt_levels : 0),
+                                  (uint8_t)cr3.given,
+                                  (uint8_t)(cr3.given ? levels : 0),
+                                  eptp.given ? eptp.value : ncr3.value,
+                                  cr3.given ? cr3.value : 0};
+        PyThreadState *ts = remote_begin(m->remote);
+        rc = ms_client_space(&m->remote->client, &d, &s->handle, &err);
+        remote_end(m->remote, ts);
     }
     if (rc) {
         Py_DECREF(s);
@@ -604,7 +858,7 @@ static PyObject *sp_read(SpaceObject *s, PyObject *args, PyObject *kw)
         return NULL;
     struct ms_err err = {0};
     size_t done = 0;
-    if (n > 0 && ms_space_read(sp_top(s), addr, PyBytes_AS_STRING(out), (size_t)n, &done, &err)) {
+    if (n > 0 && sp_access(s, addr, PyBytes_AS_STRING(out), NULL, (size_t)n, &done, &err)) {
         if (partial) {
             /* What was read before the first unreadable byte. */
             _PyBytes_Resize(&out, (Py_ssize_t)done);
@@ -633,8 +887,8 @@ static PyObject *sp_transfer(SpaceObject *s, PyObject *args, bool write)
     size_t done = 0;
     int rc = 0;
     if (buf.len > 0)
-        rc = write ? ms_space_write(sp_top(s), addr, buf.buf, (size_t)buf.len, &done, &err)
-                   : ms_space_read(sp_top(s), addr, buf.buf, (size_t)buf.len, &done, &err);
+        rc = sp_access(s, addr, write ? NULL : buf.buf, write ? buf.buf : NULL, (size_t)buf.len,
+                       &done, &err);
     PyBuffer_Release(&buf);
     if (rc) {
         raise_err(&err);
@@ -682,7 +936,8 @@ static PyObject *sp_view(SpaceObject *s, PyObject *args)
     Py_ssize_t n;
     if (!PyArg_ParseTuple(args, "O&n:view", u64_conv, &addr, &n))
         return NULL;
-    if (sp_check(s))
+    struct ms_space *top = sp_local(s, "view() (zero-copy into the RAM file)");
+    if (!top)
         return NULL;
     if (n <= 0 || n > MAX_READ) {
         PyErr_Format(PyExc_ValueError, "view size %zd out of range (1 to %zd)", n, MAX_READ);
@@ -695,7 +950,7 @@ static PyObject *sp_view(SpaceObject *s, PyObject *args)
     /* Every page must land right after the previous one. */
     for (uint64_t off = 0; off < (uint64_t)n;) {
         uint64_t a = addr + off;
-        if (ms_space_translate(sp_top(s), a, &x, NULL, &err))
+        if (ms_space_translate(top, a, &x, NULL, &err))
             return raise_err(&err);
         if (off == 0)
             first = x.phys;
@@ -710,7 +965,7 @@ static PyObject *sp_view(SpaceObject *s, PyObject *args)
         PyObject *b = PyBytes_FromStringAndSize(NULL, n);
         if (!b)
             return NULL;
-        if (ms_space_read(sp_top(s), addr, PyBytes_AS_STRING(b), (size_t)n, NULL, &err)) {
+        if (ms_space_read(top, addr, PyBytes_AS_STRING(b), (size_t)n, NULL, &err)) {
             Py_DECREF(b);
             return raise_err(&err);
         }
@@ -769,7 +1024,7 @@ static PyObject *sp_translate(SpaceObject *s, PyObject *args, PyObject *kw)
         if (!trace)
             return PyErr_NoMemory();
     }
-    if (ms_space_translate(sp_top(s), addr, &x, trace, &err)) {
+    if (sp_translate_one(s, addr, &x, trace, &err)) {
         raise_err(&err);
         /* The entries read before the walk stopped say where and why. */
         if (trace)
@@ -827,6 +1082,38 @@ static int space_read_fn(void *arg, uint64_t addr, void *buf, size_t len, size_t
     return ms_space_read(arg, addr, buf, len, done, err);
 }
 
+/* The formatter reads unit by unit: over a connection it reads through a
+ * window of one page, fetched in one request. A read the window does not
+ * hold goes to the server as asked, so failures say what in-process says. */
+struct read_window {
+    SpaceObject *s;
+    uint64_t base;
+    size_t len;
+    uint8_t buf[4096];
+};
+
+static bool window_has(const struct read_window *w, uint64_t addr, size_t len)
+{
+    return addr >= w->base && addr - w->base <= w->len && len <= w->len - (addr - w->base);
+}
+
+static int window_read_fn(void *arg, uint64_t addr, void *buf, size_t len, size_t *done,
+                          struct ms_err *err)
+{
+    struct read_window *w = arg;
+    if (!window_has(w, addr, len)) {
+        w->base = addr & ~(uint64_t)(sizeof(w->buf) - 1);
+        w->len = 0;
+        sp_access(w->s, w->base, w->buf, NULL, sizeof(w->buf), &w->len, NULL);
+        if (!window_has(w, addr, len))
+            return sp_access(w->s, addr, buf, NULL, len, done, err);
+    }
+    memcpy(buf, w->buf + (addr - w->base), len);
+    if (done)
+        *done = len;
+    return 0;
+}
+
 static int letter_conv(PyObject *obj, void *out)
 {
     if (obj == Py_None)
@@ -874,8 +1161,33 @@ static PyObject *sp_x(SpaceObject *s, PyObject *args, PyObject *kw)
     struct ms_strbuf out;
     ms_strbuf_init(&out);
     uint64_t next = addr;
-    int rc = ms_format_x(&fmt, addr, space_read_fn, sp_top(s),
+    struct remote *r = s->mem->remote;
+    int rc;
+    if (r && symfn == Py_None && !full) {
+        /* One round trip: the server formats (the format resolved here
+         * against the sticky defaults, so it needs none). */
+        char spec[32];
+        snprintf(spec, sizeof(spec), "%llu%c%c", (unsigned long long)fmt.count, fmt.format,
+                 fmt.size);
+        PyThreadState *ts = remote_begin(r);
+        rc = ms_client_x(&r->client, s->handle, spec, addr, &out, &err);
+        remote_end(r, ts);
+    } else if (r) {
+        /* The server has no symbols and does not say where x stopped: format
+         * here, over its reads. */
+        struct read_window *w = PyMem_Calloc(1, sizeof(*w));
+        if (!w) {
+            ms_strbuf_free(&out);
+            return PyErr_NoMemory();
+        }
+        w->s = s;
+        rc = ms_format_x(&fmt, addr, window_read_fn, w, symfn != Py_None ? py_symbolize : NULL,
+                         &sym, &out, &next, &err);
+        PyMem_Free(w);
+    } else {
+        rc = ms_format_x(&fmt, addr, space_read_fn, sp_top(s),
                          symfn != Py_None ? py_symbolize : NULL, &sym, &out, &next, &err);
+    }
     if (sym.failed) {
         ms_strbuf_free(&out);
         return NULL; /* the symbolizer's exception */
@@ -966,14 +1278,15 @@ static PyObject *sp_enumerate(SpaceObject *s, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|O&O&pO&:enumerate", kwlist, u64_conv, &start,
                                      u64_conv, &end, &merge, u64_conv, &max_tables))
         return NULL;
-    if (sp_check(s))
+    struct ms_space *top = sp_local(s, "enumerate()");
+    if (!top)
         return NULL;
     struct enum_ctx c = {.list = PyList_New(0), .merge = merge};
     if (!c.list)
         return NULL;
     struct ms_err err = {0};
     uint64_t bad = 0;
-    int rc = ms_space_enumerate(sp_top(s), start, end, enum_cb, &c, max_tables, &bad, &err);
+    int rc = ms_space_enumerate(top, start, end, enum_cb, &c, max_tables, &bad, &err);
     if (PyErr_Occurred()) {
         Py_DECREF(c.list);
         return NULL;
@@ -1014,7 +1327,15 @@ static PyObject *sp_vtop(SpaceObject *s, PyObject *arg)
     struct ms_strbuf out;
     struct ms_err err = {0};
     ms_strbuf_init(&out);
-    int rc = ms_report_vtop(sp_top(s), addr, &out, &err);
+    struct remote *r = s->mem->remote;
+    int rc;
+    if (r) {
+        PyThreadState *ts = remote_begin(r);
+        rc = ms_client_vtop(&r->client, s->handle, addr, &out, &err);
+        remote_end(r, ts);
+    } else {
+        rc = ms_report_vtop(sp_top(s), addr, &out, &err);
+    }
     return report_result(&out, rc, &err);
 }
 
@@ -1030,7 +1351,15 @@ static PyObject *sp_ptdump(SpaceObject *s, PyObject *args, PyObject *kw)
     struct ms_strbuf out;
     struct ms_err err = {0};
     ms_strbuf_init(&out);
-    int rc = ms_report_ptdump(sp_top(s), start, end, &out, &err);
+    struct remote *r = s->mem->remote;
+    int rc;
+    if (r) {
+        PyThreadState *ts = remote_begin(r);
+        rc = ms_client_ptdump(&r->client, s->handle, start, end, &out, &err);
+        remote_end(r, ts);
+    } else {
+        rc = ms_report_ptdump(sp_top(s), start, end, &out, &err);
+    }
     return report_result(&out, rc, &err);
 }
 
@@ -1063,10 +1392,10 @@ static PyObject *sp_dmesg(SpaceObject *s, PyObject *args, PyObject *kw)
     Py_ssize_t vmci_len = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|zz#:dmesg", kwlist, &symbols, &vmci, &vmci_len))
         return NULL;
-    if (sp_check(s))
+    struct ms_space *top = sp_local(s, "dmesg()");
+    if (!top)
         return NULL;
     /* The guest-physical space of this level: below the paging, if any. */
-    struct ms_space *top = sp_top(s);
     struct ms_space *phys = top->kind == MS_SPACE_PAGING && top->lower ? top->lower : top;
     struct ms_kernel_opts o = {0};
     o.symbols = symbols;
@@ -1149,7 +1478,10 @@ static PyObject *sp_get_stack(SpaceObject *s, void *closure)
 static PyObject *sp_get_stats(SpaceObject *s, void *closure)
 {
     (void)closure;
-    const struct ms_space_stats *st = &sp_top(s)->stats;
+    const struct ms_space *top = sp_local(s, "Space.stats (Memory.stats has the server's)");
+    if (!top)
+        return NULL;
+    const struct ms_space_stats *st = &top->stats;
     return Py_BuildValue("{sKsKsKsK}", "hits", (unsigned long long)st->hits, "misses",
                          (unsigned long long)st->misses, "walks", (unsigned long long)st->walks,
                          "table_reads", (unsigned long long)st->table_reads);
@@ -1160,9 +1492,11 @@ static PyObject *sp_repr(SpaceObject *s)
     const struct ms_space *t = sp_top(s);
     if (t->kind == MS_SPACE_PHYS)
         return PyUnicode_FromString("<_memsrv.Space phys>");
-    return PyUnicode_FromFormat("<_memsrv.Space %s root=0x%llx levels=%u, %u deep>",
-                                ms_space_kind_name(t->kind), (unsigned long long)t->root, t->levels,
-                                s->n);
+    /* PyUnicode_FromFormat has no %llx. */
+    char root[24];
+    snprintf(root, sizeof(root), "0x%llx", (unsigned long long)t->root);
+    return PyUnicode_FromFormat("<_memsrv.Space %s root=%s levels=%u, %u deep>",
+                                ms_space_kind_name(t->kind), root, t->levels, s->n);
 }
 
 static PyMethodDef sp_methods[] = {
@@ -1300,6 +1634,12 @@ static PyMethodDef mod_methods[] = {
      "when it exists, else QEMU's rule for machine ('q35' default, or 'pc')."},
     {"open_dump", (PyCFunction)(void (*)(void))mod_open_dump, METH_VARARGS | METH_KEYWORDS,
      "open_dump(path, writable=False) -> Memory: a QEMU dump-guest-memory ELF file."},
+    {"connect", (PyCFunction)(void (*)(void))mod_connect, METH_VARARGS | METH_KEYWORDS,
+     "connect(address, token=None) -> Memory served by `memsrv serve`: address is its\n"
+     "UNIX socket path or 'tcp:HOST:PORT' (token: the server's --token-file text).\n"
+     "Spaces read, write, translate, x, vtop and ptdump through the server; what its\n"
+     "protocol does not carry (view, enumerate, dmesg, discover, regions, cpus, ...)\n"
+     "raises MemsrvError."},
     {"parse_fmt", (PyCFunction)(void (*)(void))mod_parse_fmt, METH_VARARGS | METH_KEYWORDS,
      "parse_fmt(text, format='x', size='w') -> (count, format, size)"},
     {"describe_entry", mod_describe_entry, METH_VARARGS,
@@ -1313,7 +1653,8 @@ static PyMethodDef mod_methods[] = {
 static struct PyModuleDef memsrv_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "_memsrv",
-    .m_doc = "Guest memory through nested address spaces (the memsrv library, in-process).",
+    .m_doc = "Guest memory through nested address spaces (the memsrv library, in-process or\n"
+             "through a memsrv server).",
     .m_size = -1,
     .m_methods = mod_methods,
 };

@@ -82,7 +82,8 @@ static int recv_some(int fd, uint8_t *p, size_t n, size_t *got, struct ms_err *e
         }
         if (k == 0)
             return ms_err_set(err, MS_EPROTO,
-                              "memsrv closed the connection (bad token, or a malformed request)");
+                              "memsrv closed the connection (bad token, a malformed request, "
+                              "or the server stopped)");
         if (errno != EINTR)
             return ms_err_set(err, MS_EIO, "recv from memsrv: %s", strerror(errno));
     }
@@ -131,16 +132,9 @@ static size_t begin(struct ms_client *c)
     return ms_wbuf_begin_frame(&c->req);
 }
 
-/* Sends the request built in c->req and receives its response into c->resp;
- * *r reads the payload after the status word. Returns the transport error,
- * or the request's own status with its message. */
-static int exchange(struct ms_client *c, size_t frame, uint16_t op, struct ms_rbuf *r,
-                    struct ms_err *err)
+/* Sends the request and receives the whole response frame into c->resp. */
+static int transfer(struct ms_client *c, uint16_t op, uint32_t id, struct ms_err *err)
 {
-    uint32_t id = ++c->next_id;
-    ms_wbuf_end_frame(&c->req, frame, op, id);
-    if (c->req.failed)
-        return ms_err_set(err, MS_ENOMEM, "out of memory");
     int rc = send_all(c->fd, c->req.data, c->req.len, err);
     if (rc)
         return rc;
@@ -150,6 +144,32 @@ static int exchange(struct ms_client *c, size_t frame, uint16_t op, struct ms_rb
     if (h.id != id || h.op != (op | MS_WIRE_REPLY))
         return ms_err_set(err, MS_EPROTO, "response %u/op %u does not answer request %u/op %u",
                           h.id, h.op, id, op);
+    return 0;
+}
+
+/* Sends the request built in c->req and receives its response; *r reads the
+ * payload after the status word (and its message), or fails every read when
+ * no response came. Returns the transport error, or the request's own status
+ * with its message. A transport error closes the connection. */
+static int exchange(struct ms_client *c, size_t frame, uint16_t op, struct ms_rbuf *r,
+                    struct ms_err *err)
+{
+    *r = (struct ms_rbuf){NULL, 0, 0, true}; /* no response: every read of it fails */
+    if (c->fd < 0)
+        return ms_err_set(err, MS_EIO,
+                          "not connected to memsrv (the connection was closed, or "
+                          "lost after an error)");
+    uint32_t id = ++c->next_id;
+    ms_wbuf_end_frame(&c->req, frame, op, id);
+    if (c->req.failed)
+        return ms_err_set(err, MS_ENOMEM, "out of memory");
+    int rc = transfer(c, op, id, err);
+    if (rc) {
+        /* The stream may stop mid-frame: nothing after this can be trusted. */
+        close(c->fd);
+        c->fd = -1;
+        return rc;
+    }
     *r = (struct ms_rbuf){c->resp + MS_WIRE_HEADER, c->resp_len, 0, false};
     uint32_t status = 0;
     if (!ms_rbuf_u32(r, &status))
@@ -325,16 +345,24 @@ int ms_client_translate(struct ms_client *c, uint32_t handle, unsigned count, co
 }
 
 int ms_client_write(struct ms_client *c, uint32_t handle, uint64_t addr, const void *buf,
-                    size_t len, struct ms_err *err)
+                    size_t len, size_t *done, struct ms_err *err)
 {
-    if (len > MS_WIRE_MAX_REQUEST - 64)
-        return ms_err_set(err, MS_EINVAL, "write of %zu bytes: split it", len);
+    if (done)
+        *done = 0;
+    if (len > MS_WIRE_MAX_WRITE)
+        return ms_err_set(err, MS_EINVAL, "write of %zu bytes: split it (at most %u per request)",
+                          len, MS_WIRE_MAX_WRITE);
     size_t f = begin(c);
     ms_wbuf_u32(&c->req, handle);
     ms_wbuf_u64(&c->req, addr);
     ms_wbuf_str(&c->req, buf, len);
     struct ms_rbuf r;
-    return exchange(c, f, MS_OP_WRITE, &r, err);
+    int rc = exchange(c, f, MS_OP_WRITE, &r, err);
+    /* The bytes written (before a failure too) follow the status. */
+    uint32_t d = 0;
+    if (ms_rbuf_u32(&r, &d) && d <= len && done)
+        *done = d;
+    return rc;
 }
 
 int ms_client_flush(struct ms_client *c, struct ms_err *err)
@@ -349,24 +377,14 @@ static int text_op(struct ms_client *c, size_t f, uint16_t op, struct ms_strbuf 
 {
     struct ms_rbuf r;
     int rc = exchange(c, f, op, &r, err);
-    if (rc < 0 && rc != MS_EIO && rc != MS_EPROTO && rc != MS_ENOMEM) {
-        /* A failed report still carries the text written before the error. */
-        struct ms_err keep = *err;
-        const char *s;
-        uint32_t n;
-        if (ms_rbuf_str(&r, &s, &n))
-            ms_strbuf_append(out, s, n);
-        *err = keep;
-        return rc;
-    }
-    if (rc)
-        return rc;
     const char *s;
     uint32_t n;
-    if (!ms_rbuf_str(&r, &s, &n))
+    /* A failed report still carries the text written before the error. */
+    if (ms_rbuf_str(&r, &s, &n))
+        ms_strbuf_append(out, s, n);
+    else if (!rc)
         return ms_err_set(err, MS_EPROTO, "malformed text response");
-    ms_strbuf_append(out, s, n);
-    return 0;
+    return rc;
 }
 
 int ms_client_x(struct ms_client *c, uint32_t handle, const char *fmt, uint64_t addr,

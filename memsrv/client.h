@@ -21,7 +21,10 @@ struct ms_client {
     size_t resp_len, resp_cap;
 };
 
-/* address: a UNIX socket path, or "tcp:HOST:PORT". token may be NULL. */
+/* address: a UNIX socket path, or "tcp:HOST:PORT". token may be NULL.
+ * A transport error (the server gone, a broken frame) closes the connection:
+ * every later call fails with MS_EIO, none blocks. Not thread-safe: one
+ * request at a time per client. */
 int ms_client_connect(struct ms_client *c, const char *address, const char *token,
                       struct ms_err *err);
 void ms_client_close(struct ms_client *c);
@@ -46,8 +49,9 @@ int ms_client_translate(struct ms_client *c, uint32_t handle, unsigned count, co
                         struct ms_xlat *out, int *statuses, struct ms_trace *trace,
                         struct ms_err *err);
 
+/* At most MS_WIRE_MAX_WRITE bytes; *done (may be NULL) gets the bytes written. */
 int ms_client_write(struct ms_client *c, uint32_t handle, uint64_t addr, const void *buf,
-                    size_t len, struct ms_err *err);
+                    size_t len, size_t *done, struct ms_err *err);
 int ms_client_flush(struct ms_client *c, struct ms_err *err);
 
 /* The server-side text reports (same text as the library's). */

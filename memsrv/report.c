@@ -162,6 +162,10 @@ static int ptdump_add(void *arg, const struct ms_mapping *m)
 int ms_report_ptdump(struct ms_space *space, uint64_t start, uint64_t end, struct ms_strbuf *out,
                      struct ms_err *err)
 {
+    if (space->kind == MS_SPACE_PHYS)
+        return ms_err_set(err, MS_EINVAL,
+                          "ptdump needs page tables (a stack with CR3, EPTP or "
+                          "nCR3)");
     struct ptdump_state st = {space, out, false, 0, 0, 0, 0, 0, 0, 0};
     uint64_t bad = 0;
     ms_strbuf_printf(out, "%-37s %12s    %-14s %-5s  %s\n", "range", "size", "lower", "perms",

@@ -336,12 +336,7 @@ int ms_service_request(struct ms_service *svc, struct ms_service_conn *conn,
         } else if (!rc && op == MS_OP_VTOP) {
             rc = ms_report_vtop(sp, a, &sb, &item);
         } else if (!rc) {
-            if (sp == svc->phys)
-                rc = ms_err_set(&item, MS_EINVAL,
-                                "ptdump needs page tables (a stack with CR3, "
-                                "EPTP or nCR3)");
-            else
-                rc = ms_report_ptdump(sp, a, b, &sb, &item);
+            rc = ms_report_ptdump(sp, a, b, &sb, &item);
         }
         put_text(out, rc, &sb, &item);
         ms_strbuf_free(&sb);

@@ -14,7 +14,8 @@
 #define MS_WIRE_HEADER 16
 #define MS_WIRE_MAX_REQUEST (1u << 20)   /* a request payload over this drops the client */
 #define MS_WIRE_MAX_RESPONSE (64u << 20) /* a response is cut (per item errors) above this */
-#define MS_WIRE_REPLY 0x8000             /* op bit set on responses */
+#define MS_WIRE_MAX_WRITE (MS_WIRE_MAX_REQUEST - 64) /* WRITE bytes fitting one request */
+#define MS_WIRE_REPLY 0x8000                         /* op bit set on responses */
 
 enum ms_op {
     MS_OP_HELLO = 1,     /* token -> version, flags, RAM size */

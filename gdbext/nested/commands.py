@@ -94,7 +94,7 @@ class Session:
                 "nested: the target is running; interrupt it (or give `nested cr3 EXPR`)"
             )
         regs = {n: _reg(n) for n in ("cr3", "cr4", "pc", "sp")}
-        if regs["cr3"] is None and self.mem is not None:
+        if regs["cr3"] is None and self.mem is not None and not self.mem.remote:
             cpus = self.mem.cpus
             if cpus and cpus[0]["has_cr"]:
                 c = cpus[0]
@@ -273,8 +273,8 @@ def _on_stop(event):
         _set_pending_breaks()
     if S.mem is None:
         return
-    S.flush()
     try:
+        S.flush()
         if S.second_stage():
             S.detect(quiet=S.mode != "auto")
         else:
@@ -347,12 +347,18 @@ for AMD NPT), then use `nx/FMT ADDR` like `x`, `nested vtop`, `nested ptdump`,
 
 class Attach(gdb.Command):
     """Open the guest RAM: nested attach [FILE] [--machine q35|pc] [--map SPEC] [--writable]
+               nested attach --connect SOCKET|tcp:HOST:PORT [--token-file F]
 
 FILE is QEMU's memory-backend-file (raw) or a dump-guest-memory ELF file.
 With no FILE, while connected to QEMU's gdbstub, the RAM file and its layout
 come from QEMU itself (`monitor qom-get /objects/ID mem-path`, `monitor info
 mtree -f`). For a raw file the layout is --map GPA:LEN@OFF,... if given, else
-FILE.layout if it exists, else QEMU's rule for --machine (default q35)."""
+FILE.layout if it exists, else QEMU's rule for --machine (default q35).
+
+--connect uses a running `memsrv serve` instead (its UNIX socket, or TCP with
+the token in --token-file), so that several GDB sessions share one server and
+its caches; the server owns the RAM file, its layout and whether writes are
+allowed. nested scan and nested dmesg need the file itself."""
 
     def __init__(self):
         super().__init__("nested attach", gdb.COMMAND_DATA, gdb.COMPLETE_FILENAME)
@@ -362,10 +368,14 @@ FILE.layout if it exists, else QEMU's rule for --machine (default q35)."""
         words = _split(arg)
         path = machine = spec = None
         writable = False
+        opts = {}
         i = 0
         while i < len(words):
             w = words[i]
-            if w in ("--machine", "--map") and i + 1 < len(words):
+            if w in ("--connect", "--token-file") and i + 1 < len(words):
+                opts[w] = words[i + 1]
+                i += 2
+            elif w in ("--machine", "--map") and i + 1 < len(words):
                 if w == "--machine":
                     machine = words[i + 1]
                 else:
@@ -381,6 +391,16 @@ FILE.layout if it exists, else QEMU's rule for --machine (default q35)."""
                 i += 1
             else:
                 raise gdb.GdbError("nested attach: one FILE only")
+        if "--connect" in opts:
+            if path is not None or machine or spec or writable:
+                raise gdb.GdbError(
+                    "nested attach --connect: the server owns the memory; drop FILE, --machine, "
+                    "--map and --writable (start `memsrv serve --writable` to allow writes)"
+                )
+            self.connect(opts["--connect"], opts.get("--token-file"))
+            return
+        if "--token-file" in opts:
+            raise gdb.GdbError("nested attach: --token-file goes with --connect")
         origin = ""
         if path is None:
             path, spec, origin = self.from_qemu()
@@ -399,6 +419,17 @@ FILE.layout if it exists, else QEMU's rule for --machine (default q35)."""
                 origin = origin or ("--map" if spec else "layout file or %s rule" % (machine or "q35"))
         except MemsrvError as e:
             raise _fail(e)
+        self.use(mem, origin)
+        regions = ", ".join(
+            "0x%x-0x%x@0x%x" % (gpa, gpa + n - 1, off) for gpa, n, off, _ in mem.regions
+        )
+        gdb.write(
+            "nested: attached %s (%d MiB; %s; layout: %s)\n"
+            % (path, mem.size >> 20, regions, origin)
+        )
+
+    @staticmethod
+    def use(mem, origin):
         if S.mem is not None:
             S.spaces.clear()
             S.mem.close()
@@ -406,13 +437,31 @@ FILE.layout if it exists, else QEMU's rule for --machine (default q35)."""
         S.origin = origin
         S.detected = None
         S.seen = {}
-        S.flush()
-        regions = ", ".join(
-            "0x%x-0x%x@0x%x" % (gpa, gpa + n - 1, off) for gpa, n, off, _ in mem.regions
-        )
+        # A fresh open has no stale cache; a server's FLUSH would also drop
+        # what it caches for the other sessions.
+        S.spaces.clear()
+
+    def connect(self, address, token_file):
+        token = None
+        if token_file:
+            # As `memsrv --token-file`: the first line, without its newline.
+            try:
+                with open(os.path.expanduser(token_file)) as f:
+                    token = f.readline().rstrip("\r\n")
+            except OSError as e:
+                raise gdb.GdbError("nested attach: cannot read token file: %s" % e)
+            if not token:
+                raise gdb.GdbError("nested attach: token file %s is empty" % token_file)
+        if not address.startswith("tcp:"):
+            address = os.path.expanduser(address)
+        try:
+            mem = _memsrv.connect(address, token)
+        except MemsrvError as e:
+            raise _fail(e)
+        self.use(mem, "memsrv at %s" % address)
         gdb.write(
-            "nested: attached %s (%d MiB; %s; layout: %s)\n"
-            % (path, mem.size >> 20, regions, origin)
+            "nested: attached to memsrv at %s (%d MiB served, %s)\n"
+            % (address, mem.size >> 20, "writable" if mem.writable else "read-only")
         )
 
     @staticmethod
@@ -593,6 +642,18 @@ class Info(gdb.Command):
     def invoke(self, arg, from_tty):
         if S.mem is None:
             gdb.write("memory: not attached\n")
+        elif S.mem.remote:
+            try:
+                st = S.mem.stats
+                server = "%d requests, %d cache hits, %d walks" % (
+                    st["requests"], st["hits"], st["walks"])
+            except MemsrvError as e:
+                server = str(e)
+            gdb.write(
+                "memory: %d MiB served by memsrv at %s (%s; server: %s)\n"
+                % (S.mem.size >> 20, S.mem.path, "writable" if S.mem.writable else "read-only",
+                   server)
+            )
         else:
             gdb.write("memory: %s (%d MiB, layout: %s)\n" % (S.mem.path, S.mem.size >> 20, S.origin))
             for gpa, n, off, src in S.mem.regions:
@@ -721,7 +782,7 @@ VMCOREINFO, or through `nested symbols FILE`); -n N prints the last N lines."""
         elif words:
             raise gdb.GdbError("nested dmesg [-n N]")
         sp = S.space()
-        vmci = S.mem.vmcoreinfo if S.mem is not None else None
+        vmci = S.mem.vmcoreinfo if S.mem is not None and not S.mem.remote else None
         try:
             text = sp.dmesg(symbols=S.symbols, vmcoreinfo=vmci)
         except MemsrvError as e:
