@@ -295,12 +295,18 @@ static PyObject *mod_open_dump(PyObject *self, PyObject *args, PyObject *kw)
 static PyObject *mod_connect(PyObject *self, PyObject *args, PyObject *kw)
 {
     (void)self;
-    static char *kwlist[] = {"address", "token", NULL};
+    static char *kwlist[] = {"address", "token", "timeout", NULL};
     PyObject *addr_obj = NULL;
     const char *token = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|z:connect", kwlist, PyUnicode_FSConverter,
-                                     &addr_obj, &token))
+    double timeout = MS_CLIENT_TIMEOUT_MS / 1000.0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|zd:connect", kwlist, PyUnicode_FSConverter,
+                                     &addr_obj, &token, &timeout))
         return NULL;
+    if (!(timeout >= 0 && timeout <= 86400)) {
+        Py_DECREF(addr_obj);
+        PyErr_SetString(PyExc_ValueError, "timeout must be 0 (none) to 86400 seconds");
+        return NULL;
+    }
     const char *address = PyBytes_AS_STRING(addr_obj);
     struct remote *r = PyMem_Calloc(1, sizeof(*r));
     if (!r || !(r->lock = PyThread_allocate_lock())) {
@@ -312,6 +318,8 @@ static PyObject *mod_connect(PyObject *self, PyObject *args, PyObject *kw)
     struct ms_err err = {0};
     PyThreadState *ts = PyEval_SaveThread();
     int rc = ms_client_connect(&r->client, address, token, &err);
+    if (!rc)
+        rc = ms_client_set_timeout(&r->client, (unsigned)(timeout * 1000), &err);
     PyEval_RestoreThread(ts);
     if (rc) {
         remote_free(r);
@@ -1635,8 +1643,9 @@ static PyMethodDef mod_methods[] = {
     {"open_dump", (PyCFunction)(void (*)(void))mod_open_dump, METH_VARARGS | METH_KEYWORDS,
      "open_dump(path, writable=False) -> Memory: a QEMU dump-guest-memory ELF file."},
     {"connect", (PyCFunction)(void (*)(void))mod_connect, METH_VARARGS | METH_KEYWORDS,
-     "connect(address, token=None) -> Memory served by `memsrv serve`: address is its\n"
-     "UNIX socket path or 'tcp:HOST:PORT' (token: the server's --token-file text).\n"
+     "connect(address, token=None, timeout=30.0) -> Memory served by `memsrv serve`:\n"
+     "address is its UNIX socket path or 'tcp:HOST:PORT' (token: the server's --token-file\n"
+     "text). A call fails after `timeout` seconds without progress (0: waits forever).\n"
      "Spaces read, write, translate, x, vtop and ptdump through the server; what its\n"
      "protocol does not carry (view, enumerate, dmesg, discover, regions, cpus, ...)\n"
      "raises MemsrvError."},

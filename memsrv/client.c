@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -56,14 +57,25 @@ static int connect_tcp(const char *spec, struct ms_err *err)
     return fd;
 }
 
-static int send_all(int fd, const uint8_t *p, size_t n, struct ms_err *err)
+/* errno after a failed send/recv, as a message: a timeout names itself. */
+static int io_error(const struct ms_client *c, const char *what, struct ms_err *err)
+{
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return ms_err_set(err, MS_EIO,
+                          "memsrv did not answer within %u ms (stopped, or overloaded?); "
+                          "the connection is closed",
+                          c->timeout_ms);
+    return ms_err_set(err, MS_EIO, "%s memsrv: %s", what, strerror(errno));
+}
+
+static int send_all(struct ms_client *c, const uint8_t *p, size_t n, struct ms_err *err)
 {
     while (n) {
-        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+        ssize_t k = send(c->fd, p, n, MSG_NOSIGNAL);
         if (k < 0) {
             if (errno == EINTR)
                 continue;
-            return ms_err_set(err, MS_EIO, "send to memsrv: %s", strerror(errno));
+            return io_error(c, "send to", err);
         }
         p += k;
         n -= (size_t)k;
@@ -72,10 +84,10 @@ static int send_all(int fd, const uint8_t *p, size_t n, struct ms_err *err)
 }
 
 /* One recv of at most n bytes at p; adds what came to *got. */
-static int recv_some(int fd, uint8_t *p, size_t n, size_t *got, struct ms_err *err)
+static int recv_some(struct ms_client *c, uint8_t *p, size_t n, size_t *got, struct ms_err *err)
 {
     for (;;) {
-        ssize_t k = recv(fd, p, n, 0);
+        ssize_t k = recv(c->fd, p, n, 0);
         if (k > 0) {
             *got += (size_t)k;
             return 0;
@@ -85,7 +97,7 @@ static int recv_some(int fd, uint8_t *p, size_t n, size_t *got, struct ms_err *e
                               "memsrv closed the connection (bad token, a malformed request, "
                               "or the server stopped)");
         if (errno != EINTR)
-            return ms_err_set(err, MS_EIO, "recv from memsrv: %s", strerror(errno));
+            return io_error(c, "recv from", err);
     }
 }
 
@@ -103,7 +115,7 @@ static int recv_frame(struct ms_client *c, struct ms_wire_header *h, struct ms_e
     size_t got = 0;
     int rc = 0;
     while (!rc && got < MS_WIRE_HEADER)
-        rc = recv_some(c->fd, c->resp + got, c->resp_cap - got, &got, err);
+        rc = recv_some(c, c->resp + got, c->resp_cap - got, &got, err);
     if (rc || (rc = ms_wire_parse_header(c->resp, h, err)))
         return rc;
     if (h->length > MS_WIRE_MAX_RESPONSE + (16u << 20))
@@ -120,7 +132,7 @@ static int recv_frame(struct ms_client *c, struct ms_wire_header *h, struct ms_e
         c->resp_cap = total;
     }
     while (!rc && got < total)
-        rc = recv_some(c->fd, c->resp + got, total - got, &got, err);
+        rc = recv_some(c, c->resp + got, total - got, &got, err);
     c->resp_len = h->length;
     return rc;
 }
@@ -135,7 +147,7 @@ static size_t begin(struct ms_client *c)
 /* Sends the request and receives the whole response frame into c->resp. */
 static int transfer(struct ms_client *c, uint16_t op, uint32_t id, struct ms_err *err)
 {
-    int rc = send_all(c->fd, c->req.data, c->req.len, err);
+    int rc = send_all(c, c->req.data, c->req.len, err);
     if (rc)
         return rc;
     struct ms_wire_header h;
@@ -192,10 +204,15 @@ int ms_client_connect(struct ms_client *c, const char *address, const char *toke
                                              : connect_unix(address, err);
     if (c->fd < 0)
         return c->fd;
+    int rc = ms_client_set_timeout(c, MS_CLIENT_TIMEOUT_MS, err);
+    if (rc) {
+        ms_client_close(c);
+        return rc;
+    }
     size_t f = begin(c);
     ms_wbuf_str(&c->req, token ? token : "", token ? strlen(token) : 0);
     struct ms_rbuf r;
-    int rc = exchange(c, f, MS_OP_HELLO, &r, err);
+    rc = exchange(c, f, MS_OP_HELLO, &r, err);
     uint32_t version = 0;
     if (!rc && (!ms_rbuf_u32(&r, &version) || !ms_rbuf_u32(&r, &c->server_flags) ||
                 !ms_rbuf_u64(&r, &c->ram_size)))
@@ -204,6 +221,18 @@ int ms_client_connect(struct ms_client *c, const char *address, const char *toke
         ms_client_close(c);
         return rc;
     }
+    return 0;
+}
+
+int ms_client_set_timeout(struct ms_client *c, unsigned timeout_ms, struct ms_err *err)
+{
+    struct timeval tv = {(time_t)(timeout_ms / 1000), (suseconds_t)(timeout_ms % 1000) * 1000};
+    if (c->fd < 0)
+        return ms_err_set(err, MS_EIO, "not connected to memsrv");
+    if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
+        setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0)
+        return ms_err_set(err, MS_EIO, "setting the memsrv socket timeout: %s", strerror(errno));
+    c->timeout_ms = timeout_ms;
     return 0;
 }
 

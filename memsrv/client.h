@@ -19,14 +19,22 @@ struct ms_client {
     struct ms_wbuf req; /* request being built */
     uint8_t *resp;      /* last response frame: header, then payload */
     size_t resp_len, resp_cap;
+    unsigned timeout_ms; /* longest wait for one send or recv; 0: none */
 };
 
+/* A server that stops answering without closing (SIGSTOPped, a dead TCP
+ * peer) must not hang GDB: calls give up after this long without progress. */
+#define MS_CLIENT_TIMEOUT_MS 30000u
+
 /* address: a UNIX socket path, or "tcp:HOST:PORT". token may be NULL.
- * A transport error (the server gone, a broken frame) closes the connection:
+ * A transport error (the server gone or silent past the timeout, a broken
+ * frame) closes the connection:
  * every later call fails with MS_EIO, none blocks. Not thread-safe: one
  * request at a time per client. */
 int ms_client_connect(struct ms_client *c, const char *address, const char *token,
                       struct ms_err *err);
+/* Sets the wait limit (MS_CLIENT_TIMEOUT_MS after connecting; 0: wait forever). */
+int ms_client_set_timeout(struct ms_client *c, unsigned timeout_ms, struct ms_err *err);
 void ms_client_close(struct ms_client *c);
 
 /* Describes (or finds) a stack on the server; handle 0 is guest-physical. */

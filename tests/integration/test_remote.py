@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -279,6 +280,35 @@ def test_server_killed_mid_session(served, transport, tmp_path):
     after = [line for line in out.splitlines() if line.startswith("after:")]
     assert len(after) == 7 and all("not connected to memsrv" in a for a in after), out
     assert "closed True" in out
+
+
+def test_silent_server_times_out(served, tmp_path):
+    """A server that stops answering but keeps its socket open (SIGSTOP: a
+    hypervisor developer's debugger paused it) must not hang GDB: the call
+    fails after the timeout, with a message saying so, and the connection is
+    closed. Without a timeout the same call would block forever."""
+    s = served["paging-5x0"]
+    sock = str(tmp_path / "t.sock")
+    srv = Server(s["ram"], "--socket", sock)
+    try:
+        m = M.connect(sock, timeout=1.0)
+        sp = m.space()
+        assert len(sp.read(0x1000, 8)) == 8
+        os.kill(srv.p.pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        with pytest.raises(M.MemsrvError) as e:
+            sp.read(0x1000, 8)
+        waited = time.monotonic() - t0
+        assert "did not answer within 1000 ms" in str(e.value), str(e.value)
+        assert 0.9 <= waited < 10, waited
+        with pytest.raises(M.MemsrvError, match="not connected"):
+            sp.read(0x1000, 8)
+        with pytest.raises(ValueError):
+            M.connect(sock, timeout=-1)
+    finally:
+        os.kill(srv.p.pid, signal.SIGCONT)
+        srv.p.kill()
+        srv.stop()
 
 
 def cases_file(served, tmp_path, limit):
