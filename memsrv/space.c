@@ -8,6 +8,8 @@
 #define PAGE_SHIFT 12
 #define PAGE_SIZE (1ULL << PAGE_SHIFT)
 #define PAGE_MASK (~(PAGE_SIZE - 1))
+/* Guest-physical is linear throughout: only RAM regions bound a run. */
+#define PHYS_LINEAR_SIZE (1ULL << 62)
 
 const char *ms_space_kind_name(enum ms_space_kind kind)
 {
@@ -312,6 +314,7 @@ static int walk_both(struct ms_space *s, uint64_t addr, struct ms_xlat *out, str
         return ms_err_prefix(err, "%s maps 0x%llx to 0x%llx, but: ", ms_space_kind_name(s->kind),
                              (unsigned long long)addr, (unsigned long long)out->lower);
     out->phys = below.phys;
+    out->linear_size = below.linear_size < out->page_size ? below.linear_size : out->page_size;
     return 0;
 }
 
@@ -324,8 +327,9 @@ static inline bool tlb_hit(struct ms_space *s, uint64_t addr, struct ms_xlat *ou
         return false;
     s->stats.hits++;
     uint64_t off = addr & (PAGE_SIZE - 1);
-    *out = (struct ms_xlat){addr, t->lower_page | off, t->phys_page | off, 1ULL << t->size_shift,
-                            t->perms};
+    *out = (struct ms_xlat){
+        addr,     t->lower_page | off,    t->phys_page | off, 1ULL << t->size_shift,
+        t->perms, 1ULL << t->linear_shift};
     return true;
 }
 
@@ -339,6 +343,7 @@ static void tlb_fill(struct ms_space *s, const struct ms_xlat *x)
         x->phys & PAGE_MASK,
         x->perms,
         (uint8_t)__builtin_ctzll(x->page_size),
+        (uint8_t)__builtin_ctzll(x->linear_size),
     };
 }
 
@@ -350,7 +355,8 @@ static int translate_at(struct ms_space *s, uint64_t addr, struct ms_xlat *out,
         if (!ms_ram_region(s->ram, addr))
             return ms_err_set(err, MS_EOUTSIDE, "guest-physical address 0x%llx is not in RAM",
                               (unsigned long long)addr);
-        *out = (struct ms_xlat){addr, addr, addr, PAGE_SIZE, MS_PERM_R | MS_PERM_W | MS_PERM_X};
+        *out = (struct ms_xlat){
+            addr, addr, addr, PAGE_SIZE, MS_PERM_R | MS_PERM_W | MS_PERM_X, PHYS_LINEAR_SIZE};
         return 0;
     }
     int rc = check_address(s, addr, err);
@@ -420,21 +426,21 @@ static int access_guarded(void *arg)
             return ms_err_set(c->err, MS_EOUTSIDE, "guest-physical address 0x%llx is not in RAM",
                               (unsigned long long)x.phys);
         uint64_t region_left = r->len - (x.phys - r->gpa);
-        size_t n = (size_t)(PAGE_SIZE - (at & (PAGE_SIZE - 1)));
-        if (s->kind == MS_SPACE_PHYS)
-            n = c->len - c->copied;
-        /* The next pages join the run while they follow in RAM. A page that
-         * fails to translate ends the run; the next round reports it. */
-        while (n < c->len - c->copied && n < region_left) {
+        /* The run: to the end of the linear block (a large page copies
+         * whole), then following blocks while they continue in RAM. A block
+         * that fails to translate ends the run; the next round reports it. */
+        uint64_t left = c->len - c->copied;
+        uint64_t n = x.linear_size - (at & (x.linear_size - 1));
+        while (n < left && n < region_left) {
             struct ms_xlat next;
             if (translate_at(s, at + n, &next, NULL, 0, NULL) != 0 || next.phys != x.phys + n)
                 break;
-            n += PAGE_SIZE;
+            n += next.linear_size - ((at + n) & (next.linear_size - 1));
         }
-        if (n > c->len - c->copied)
-            n = c->len - c->copied;
+        if (n > left)
+            n = left;
         if (n > region_left)
-            n = (size_t)region_left;
+            n = region_left;
         uint8_t *p = s->ram->sources[r->source].map + r->offset + (x.phys - r->gpa);
         if (c->src)
             memcpy(p, c->src + c->copied, n);

@@ -34,6 +34,10 @@ struct ms_xlat {
     uint64_t phys;      /* its guest-physical (RAM) address at the bottom of the stack */
     uint64_t page_size; /* this space's leaf: 4 KiB, 2 MiB or 1 GiB (phys: 4 KiB) */
     unsigned perms;     /* ms_perm bits of this space's walk */
+    /* The aligned block around addr that maps linearly all the way down to
+     * RAM: the smallest leaf met in any dimension (RAM regions still apply).
+     * 0 when unknown (translations that came over the wire). */
+    uint64_t linear_size;
 };
 
 /* One table entry read during a walk. */
@@ -60,7 +64,8 @@ struct ms_tlb_entry {
     uint64_t lower_page; /* 4 KiB page in the lower space */
     uint64_t phys_page;  /* 4 KiB page in RAM */
     uint32_t perms;
-    uint8_t size_shift; /* 12, 21 or 30 */
+    uint8_t size_shift;   /* 12, 21 or 30 */
+    uint8_t linear_shift; /* log2 of ms_xlat.linear_size */
 };
 
 #define MS_TLB_ENTRIES 4096
