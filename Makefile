@@ -25,7 +25,7 @@ CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all asan test unit demo bench clean format fuzz gdbext deps guest
+.PHONY: all asan test unit demo bench bench-deps clean format fuzz gdbext deps guest
 all: $(BUILD)/memsrv $(BUILD)/libmemsrv.a $(TEST_BINS) $(BENCH_BINS) gdbext
 
 $(BUILD)/obj/%.o: %.c
@@ -65,7 +65,10 @@ demo: deps
 	$(MAKE) all
 	scripts/demo
 
-bench: deps all
+bench-deps:
+	scripts/install-deps --bench
+
+bench: bench-deps all
 	bench/run
 
 fuzz:
