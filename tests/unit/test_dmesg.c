@@ -269,8 +269,8 @@ static void test_dataless_and_format(void)
     put64(r.descs + 1 * DESC_SZ + 16, 1);
     ring_add(&r,
              "ctl\x01"
-             "x",
-             6, 0, 0);
+             "x\t\xc3\xa9",
+             8, 0, 0);
     struct ms_printk_log log;
     ms_printk_log_init(&log);
     struct ms_prb_image img = image(&r);
@@ -283,13 +283,13 @@ static void test_dataless_and_format(void)
     struct ms_dmesg_opts o = {MS_DMESG_PLAIN, -1};
     ms_dmesg_format(&log, &o, &sb);
     CHECK(!strcmp(ms_strbuf_str(&sb), "[    5.000000] line one\n[    5.000000] line two\n"
-                                      "[    0.000000] ctl\\x01x\n"),
+                                      "[    0.000000] ctl\\x01x\t\xc3\xa9\n"),
           "plain multi-line: %s", ms_strbuf_str(&sb));
     ms_strbuf_reset(&sb);
     o.style = MS_DMESG_CRASH;
     ms_dmesg_format(&log, &o, &sb);
     CHECK(!strcmp(ms_strbuf_str(&sb), "[    5.000000] line one\n               line two\n"
-                                      "[    0.000000] ctl.x\n"),
+                                      "[    0.000000] ctl.x\t..\n"),
           "crash multi-line: %s", ms_strbuf_str(&sb));
     ms_strbuf_free(&sb);
     ms_printk_log_free(&log);
