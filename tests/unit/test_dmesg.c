@@ -270,7 +270,7 @@ static void test_dataless_and_format(void)
     ring_add(&r,
              "ctl\x01"
              "x\t\xc3\xa9",
-             8, 0, 0);
+             6, 0, 0);
     struct ms_printk_log log;
     ms_printk_log_init(&log);
     struct ms_prb_image img = image(&r);
