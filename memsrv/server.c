@@ -7,14 +7,17 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #define OUT_HIGH_WATER (128u << 20) /* stop reading a client whose replies pile up */
+#define SPIN_NS 50000               /* after a request, poll without sleeping this long (ns) */
 
 struct client {
     int fd;
@@ -240,8 +243,16 @@ static bool write_client(struct client *c)
     return true;
 }
 
+static int64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
 int ms_server_run(struct ms_server *srv, int stop_fd, struct ms_err *err)
 {
+    int64_t last_request_ns = 0;
     struct pollfd *pfds = calloc(srv->max_clients + 3, sizeof(*pfds));
     if (!pfds)
         return ms_err_set(err, MS_ENOMEM, "out of memory");
@@ -257,11 +268,19 @@ int ms_server_run(struct ms_server *srv, int stop_fd, struct ms_err *err)
                 ev |= POLLOUT;
             pfds[n++] = (struct pollfd){c->fd, ev, 0};
         }
-        if (poll(pfds, n, -1) < 0) {
+        /* Right after a request the next one usually follows within
+         * microseconds (a GDB command is many reads): poll without sleeping
+         * for a moment, as a wake-up from sleep costs more than that. */
+        int ready = poll(pfds, n, now_ns() - last_request_ns < SPIN_NS ? 0 : -1);
+        if (ready < 0) {
             if (errno == EINTR)
                 continue;
             free(pfds);
             return ms_err_set(err, MS_EIO, "poll: %s", strerror(errno));
+        }
+        if (ready == 0) {
+            sched_yield();
+            continue;
         }
         if (pfds[0].revents)
             break;
@@ -273,8 +292,10 @@ int ms_server_run(struct ms_server *srv, int stop_fd, struct ms_err *err)
             bool ok = true;
             if (re & (POLLERR | POLLNVAL))
                 ok = false;
-            if (ok && (re & (POLLIN | POLLHUP)))
+            if (ok && (re & (POLLIN | POLLHUP))) {
                 ok = read_client(srv, c);
+                last_request_ns = now_ns();
+            }
             if (ok && c->in_len)
                 ok = process(srv, c); /* frames held back by the high-water mark */
             if (ok && c->out.len > c->out_sent)
