@@ -197,6 +197,8 @@ static struct ms_psc_entry *psc_slot(const struct ms_space *s, uint64_t addr, un
 static void psc_lookup(const struct ms_space *s, uint64_t addr, unsigned *level, uint64_t *table,
                        unsigned *perms)
 {
+    if (s->psc_generation != s->ram->generation) /* nothing filled since the last flush */
+        return;
     for (unsigned l = 1; l < s->levels; l++) {
         uint64_t tag;
         const struct ms_psc_entry *e = psc_slot(s, addr, l, &tag);
@@ -215,6 +217,7 @@ static void psc_fill(struct ms_space *s, uint64_t addr, unsigned level, uint64_t
     uint64_t tag;
     struct ms_psc_entry *e = psc_slot(s, addr, level, &tag);
     *e = (struct ms_psc_entry){tag, s->ram->generation, table, perms};
+    s->psc_generation = s->ram->generation;
 }
 
 static int entry_error(const struct ms_space *s, uint64_t addr, unsigned level, unsigned index,

@@ -97,6 +97,7 @@ struct ms_space {
     bool ept_ad;              /* EPTP bit 6: accessed/dirty flags enabled */
     struct ms_tlb_entry *tlb; /* MS_TLB_ENTRIES, NULL for phys */
     struct ms_psc_entry *psc; /* (levels - 1) x MS_PSC_ENTRIES; [0] holds level-1 tables */
+    uint64_t psc_generation;  /* ram->generation at the last fill: older, all stale */
     struct ms_space_stats stats;
 };
 
