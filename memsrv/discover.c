@@ -153,19 +153,28 @@ static bool in_ram(struct ms_ram *ram, uint64_t a)
     return ms_ram_contains(ram, a, 4096);
 }
 
-/* A candidate with the registers of a VMCB-layout save area at p. */
-static struct ms_candidate candidate_from_save_area(enum ms_cand_kind kind, uint64_t gpa,
-                                                    const uint8_t *p)
+/* Where a structure keeps the guest registers a candidate reports. */
+struct reg_offsets {
+    unsigned cr0, cr3, cr4, efer, rip, rsp;
+};
+
+static const struct reg_offsets vmcb_save = {SAVE_CR0,  SAVE_CR3, SAVE_CR4,
+                                             SAVE_EFER, SAVE_RIP, SAVE_RSP};
+static const struct reg_offsets vmcs12_guest = {V12_GUEST_CR0,  V12_GUEST_CR3, V12_GUEST_CR4,
+                                                V12_GUEST_EFER, V12_GUEST_RIP, V12_GUEST_RSP};
+
+static struct ms_candidate candidate_at(enum ms_cand_kind kind, uint64_t gpa, const uint8_t *p,
+                                        const struct reg_offsets *o)
 {
     struct ms_candidate c = {0};
     c.kind = kind;
     c.gpa = gpa;
-    c.cr0 = u64_at(p, SAVE_CR0);
-    c.cr3 = u64_at(p, SAVE_CR3);
-    c.cr4 = u64_at(p, SAVE_CR4);
-    c.efer = u64_at(p, SAVE_EFER);
-    c.rip = u64_at(p, SAVE_RIP);
-    c.rsp = u64_at(p, SAVE_RSP);
+    c.cr0 = u64_at(p, o->cr0);
+    c.cr3 = u64_at(p, o->cr3);
+    c.cr4 = u64_at(p, o->cr4);
+    c.efer = u64_at(p, o->efer);
+    c.rip = u64_at(p, o->rip);
+    c.rsp = u64_at(p, o->rsp);
     return c;
 }
 
@@ -177,7 +186,7 @@ static int check_vmcb(struct ms_ram *ram, uint64_t gpa, const uint8_t *p, struct
         !(efer & EFER_SVME) || (ncr3 & 0xfff & ~0x18ULL) || (ncr3 & PTE_ADDR_MASK) == 0 ||
         !in_ram(ram, ncr3 & PTE_ADDR_MASK))
         return 0;
-    struct ms_candidate c = candidate_from_save_area(MS_CAND_VMCB, gpa, p);
+    struct ms_candidate c = candidate_at(MS_CAND_VMCB, gpa, p, &vmcb_save);
     c.root = ncr3;
     c.asid = u32_at(p, VMCB_ASID);
     c.score = 10;
@@ -198,7 +207,7 @@ static int check_hsave(uint64_t gpa, const uint8_t *p, struct found *f, struct m
     uint64_t rip = u64_at(p, SAVE_RIP);
     if (!(efer & EFER_SVME) || !(efer & EFER_LMA) || !(cr0 & CR0_PG) || (rip >> 47) != 0x1ffff)
         return 0;
-    struct ms_candidate c = candidate_from_save_area(MS_CAND_HSAVE, gpa, p);
+    struct ms_candidate c = candidate_at(MS_CAND_HSAVE, gpa, p, &vmcb_save);
     c.root_levels = (c.cr4 & CR4_LA57) ? 5 : 4;
     c.score = 8;
     snprintf(c.evidence, sizeof(c.evidence),
@@ -220,16 +229,8 @@ static int check_vmcs12(struct ms_ram *ram, uint64_t gpa, const uint8_t *p, stru
 {
     if ((u32_at(p, 0) & 0x7fffffffu) != VMCS12_REVISION || u32_at(p, V12_LAUNCH_STATE) > 1)
         return 0;
-    struct ms_candidate c = {0};
-    c.kind = MS_CAND_VMCS12;
-    c.gpa = gpa;
+    struct ms_candidate c = candidate_at(MS_CAND_VMCS12, gpa, p, &vmcs12_guest);
     c.root = u64_at(p, V12_EPT_POINTER);
-    c.cr0 = u64_at(p, V12_GUEST_CR0);
-    c.cr3 = u64_at(p, V12_GUEST_CR3);
-    c.cr4 = u64_at(p, V12_GUEST_CR4);
-    c.efer = u64_at(p, V12_GUEST_EFER);
-    c.rip = u64_at(p, V12_GUEST_RIP);
-    c.rsp = u64_at(p, V12_GUEST_RSP);
     c.asid = (uint16_t)u32_at(p, V12_VPID);
     c.score = 10;
     snprintf(c.evidence, sizeof(c.evidence), "vmcs12 revision 0x%x, launch state %u",
