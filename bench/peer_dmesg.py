@@ -47,6 +47,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import guests  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cpuinfo  # noqa: E402
+
 MEMSRV = os.environ.get("MEMSRV", os.path.join(ROOT, "build", "memsrv"))
 PY = "/usr/bin/python3"
 TS_RE = re.compile(r"^\[\s*(\d+)\.(\d{6})\] (.*)$")
@@ -74,16 +77,6 @@ elif mode == "records":
 
 class Disagreement(Exception):
     pass
-
-
-def machine():
-    model = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{os.cpu_count()} cores, {model}"
 
 
 def versions():
@@ -534,7 +527,7 @@ def main():
     lx_dir = lx.stdout.strip().splitlines()[-1] if lx.returncode == 0 else None
     lx_note = "" if lx_dir else (lx.stderr.strip().splitlines() or ["fetch-lx-gdb failed"])[-1]
 
-    print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f} at start")
+    print(f"machine: {cpuinfo.machine()}; load average {os.getloadavg()[0]:.2f} at start")
     print(f"tools: {versions()}")
     if lx_note:
         print(f"lx-dmesg: not run: {lx_note}")
@@ -561,7 +554,7 @@ def main():
           "each run's output checked, inputs in the page cache; start-up (median of as many "
           "runs) measured on the small guest only: it depends on the vmlinux, not the ring")
     kernel = results[0]["kernel"] if results else "?"
-    print(f"machine: {machine()}; guest: Debian {kernel} under QEMU TCG, q35, 512 MiB, KASLR")
+    print(f"machine: {cpuinfo.machine()}; guest: Debian {kernel} under QEMU TCG, q35, 512 MiB, KASLR")
     print("start-up = memsrv `sym linux_banner`; crash `quit`; drgn Program + core + "
           "load_debug_info; lx-dmesg gdb symbol-file + target remote + source "
           "vmlinux-gdb.py")

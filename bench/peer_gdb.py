@@ -101,6 +101,9 @@ import subprocess  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 sys.path.insert(0, os.path.join(ROOT, "gdbext"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cpuinfo  # noqa: E402
+
 MEMSRV = os.environ.get("MEMSRV", os.path.join(ROOT, "build", "memsrv"))
 
 
@@ -129,14 +132,7 @@ def size_name(n):
 
 
 def machine_line():
-    model = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    load = os.getloadavg()[0]
-    return "%d cores, %s, load %.2f at start" % (os.cpu_count(), model, load)
+    return "%s, load %.2f at start" % (cpuinfo.machine(), os.getloadavg()[0])
 
 
 def versions():
