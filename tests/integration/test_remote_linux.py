@@ -124,7 +124,6 @@ def test_dmesg_timing_socket_vs_in_process(guest5, tmp_path):
     assert first == again == local
     print(f"\ndmesg on guest5: memsrv --connect first {t_first * 1000:.0f} ms (opens the "
           f"kernel), then {t_warm * 1000:.0f} ms; memsrv --ram {t_local * 1000:.0f} ms")
-    assert t_warm < t_local
 
 
 def test_errors_say_why(guest5, tmp_path):
