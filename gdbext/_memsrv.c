@@ -1407,10 +1407,13 @@ static int sp_kernel_open(SpaceObject *s, const char *symbols, const char *vmci,
     return ms_kernel_open(k, o.kspace && top->lower ? top->lower : top, &o, err);
 }
 
-/* 0 in-process or without kernel arguments; over a connection the server
- * finds the kernel with its own symbol file, so they raise MemsrvError. */
-static int remote_kernel_args(SpaceObject *s, const char *symbols, const char *vmci)
+/* -1 with an exception when the memory is closed, or when kernel arguments
+ * come over a connection (the server finds the kernel with its own symbol
+ * file). */
+static int kernel_args_check(SpaceObject *s, const char *symbols, const char *vmci)
 {
+    if (sp_check(s))
+        return -1;
     if (!s->mem->remote || (!symbols && !vmci))
         return 0;
     struct ms_err err = {0};
@@ -1440,7 +1443,7 @@ static PyObject *sp_dmesg(SpaceObject *s, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_ValueError, "style is 'plain', 'raw' or 'crash'; level -1 or 0..7");
         return NULL;
     }
-    if (sp_check(s) || remote_kernel_args(s, symbols, vmci))
+    if (kernel_args_check(s, symbols, vmci))
         return NULL;
     struct ms_strbuf out;
     struct ms_err err = {0};
@@ -1485,7 +1488,7 @@ static PyObject *sp_symbol(SpaceObject *s, PyObject *args, PyObject *kw)
         return NULL;
     if (PyUnicode_Check(what) ? !(name = PyUnicode_AsUTF8(what)) : !u64_conv(what, &addr))
         return NULL;
-    if (sp_check(s) || remote_kernel_args(s, symbols, vmci))
+    if (kernel_args_check(s, symbols, vmci))
         return NULL;
     struct ms_strbuf sym;
     struct ms_err err = {0};
