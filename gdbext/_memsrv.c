@@ -11,13 +11,15 @@
  *   sp.translate(addr) -> (phys, lower, page_size, perms, trace)
  *   sp.x(fmt, addr, symbolizer=None) -> str
  *   sp.enumerate(start, end) -> ([(addr, size, lower, perms), ...], bad_tables)
+ *   sp.dmesg(style='plain', level=-1) -> str   # the kernel of sp's guest-physical level
+ *   sp.symbol('name') -> addr    sp.symbol(addr) -> (name, offset)
  *   m.flush()
  *
  * In-process, the GIL is held throughout: spaces keep translation caches
  * that are not safe to share between threads, and symbolizers call back into
  * Python. Over a connection it is released around the socket I/O (a lock
  * keeps one request at a time on the connection). What the protocol does not
- * carry (view, enumerate, dmesg, discover, regions, ...) raises MemsrvError. */
+ * carry (view, enumerate, discover, regions, ...) raises MemsrvError. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -1390,45 +1392,140 @@ static PyObject *sp_perm_text(SpaceObject *s, PyObject *arg)
     return PyUnicode_FromString(text);
 }
 
-/* dmesg(symbols=None, vmcoreinfo=None) -> str: the kernel log of the Linux
- * in this space's guest-physical memory (ms_kernel_open + ms_kernel_dmesg +
- * ms_dmesg_format), found through VMCOREINFO or the symbol file. */
-static PyObject *sp_dmesg(SpaceObject *s, PyObject *args, PyObject *kw)
+/* The Linux kernel in this level's guest-physical memory (below the paging,
+ * if any), opened in-process: VMCOREINFO (given, or a RAM scan) or the
+ * symbol file. */
+static int sp_kernel_open(SpaceObject *s, const char *symbols, const char *vmci,
+                          Py_ssize_t vmci_len, struct ms_kernel **k, struct ms_err *err)
 {
-    static char *kwlist[] = {"symbols", "vmcoreinfo", NULL};
-    const char *symbols = NULL, *vmci = NULL;
-    Py_ssize_t vmci_len = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|zz#:dmesg", kwlist, &symbols, &vmci, &vmci_len))
-        return NULL;
-    struct ms_space *top = sp_local(s, "dmesg()");
-    if (!top)
-        return NULL;
-    /* The guest-physical space of this level: below the paging, if any. */
-    struct ms_space *phys = top->kind == MS_SPACE_PAGING && top->lower ? top->lower : top;
+    struct ms_space *top = sp_top(s);
     struct ms_kernel_opts o = {0};
     o.symbols = symbols;
     o.vmcoreinfo = vmci;
     o.vmcoreinfo_len = (size_t)vmci_len;
     o.kspace = top->kind == MS_SPACE_PAGING ? top : NULL;
+    return ms_kernel_open(k, o.kspace && top->lower ? top->lower : top, &o, err);
+}
+
+/* -1 with an exception when the memory is closed, or when kernel arguments
+ * come over a connection (the server finds the kernel with its own symbol
+ * file). */
+static int kernel_args_check(SpaceObject *s, const char *symbols, const char *vmci)
+{
+    if (sp_check(s))
+        return -1;
+    if (!s->mem->remote || (!symbols && !vmci))
+        return 0;
     struct ms_err err = {0};
-    struct ms_kernel *k = NULL;
-    if (ms_kernel_open(&k, phys, &o, &err))
-        return raise_err(&err);
-    struct ms_printk_log log;
-    ms_printk_log_init(&log);
-    int rc = ms_kernel_dmesg(k, &log, &err);
-    if (rc < 0) {
+    ms_err_set(&err, MS_EINVAL,
+               "over a connection memsrv finds the kernel itself: give the symbol file to "
+               "`memsrv serve` (--vmlinux F or --system-map F); symbols= and vmcoreinfo= are "
+               "for in-process opens");
+    raise_err(&err);
+    return -1;
+}
+
+/* dmesg(symbols=None, vmcoreinfo=None, style='plain', level=-1) -> str */
+static PyObject *sp_dmesg(SpaceObject *s, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"symbols", "vmcoreinfo", "style", "level", NULL};
+    static const char *const styles[] = {"plain", "raw", "crash"}; /* enum ms_dmesg_style */
+    const char *symbols = NULL, *vmci = NULL, *style = "plain";
+    Py_ssize_t vmci_len = 0;
+    int level = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|zz#si:dmesg", kwlist, &symbols, &vmci, &vmci_len,
+                                     &style, &level))
+        return NULL;
+    struct ms_dmesg_opts o = {MS_DMESG_PLAIN, level};
+    while (o.style <= MS_DMESG_CRASH && strcmp(style, styles[o.style]) != 0)
+        o.style++;
+    if (o.style > MS_DMESG_CRASH || level < -1 || level > 7) {
+        PyErr_SetString(PyExc_ValueError, "style is 'plain', 'raw' or 'crash'; level -1 or 0..7");
+        return NULL;
+    }
+    if (kernel_args_check(s, symbols, vmci))
+        return NULL;
+    struct ms_strbuf out;
+    struct ms_err err = {0};
+    ms_strbuf_init(&out);
+    struct remote *r = s->mem->remote;
+    int rc;
+    if (r) {
+        struct ms_client_dmesg info;
+        PyThreadState *ts = remote_begin(r);
+        rc = ms_client_dmesg(&r->client, s->handle, &o, &out, &info, &err);
+        remote_end(r, ts);
+    } else {
+        struct ms_kernel *k = NULL;
+        struct ms_printk_log log;
+        ms_printk_log_init(&log);
+        rc = sp_kernel_open(s, symbols, vmci, vmci_len, &k, &err);
+        if (!rc && ms_kernel_dmesg(k, &log, &err) < 0)
+            rc = err.code;
+        if (!rc)
+            ms_dmesg_format(&log, &o, &out);
         ms_printk_log_free(&log);
         ms_kernel_close(k);
+    }
+    if (rc) {
+        ms_strbuf_free(&out);
         return raise_err(&err);
     }
-    struct ms_dmesg_opts dopts = {MS_DMESG_PLAIN, -1};
-    struct ms_strbuf out;
-    ms_strbuf_init(&out);
-    ms_dmesg_format(&log, &dopts, &out);
-    ms_printk_log_free(&log);
-    ms_kernel_close(k);
     return report_result(&out, 0, NULL);
+}
+
+/* symbol(name_or_addr, symbols=None, vmcoreinfo=None): a name -> its
+ * runtime address; an address -> (name, offset). */
+static PyObject *sp_symbol(SpaceObject *s, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"what", "symbols", "vmcoreinfo", NULL};
+    PyObject *what;
+    const char *symbols = NULL, *vmci = NULL, *name = NULL;
+    Py_ssize_t vmci_len = 0;
+    uint64_t addr = 0, off = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|zz#:symbol", kwlist, &what, &symbols, &vmci,
+                                     &vmci_len))
+        return NULL;
+    if (PyUnicode_Check(what) ? !(name = PyUnicode_AsUTF8(what)) : !u64_conv(what, &addr))
+        return NULL;
+    if (kernel_args_check(s, symbols, vmci))
+        return NULL;
+    struct ms_strbuf sym;
+    struct ms_err err = {0};
+    ms_strbuf_init(&sym);
+    struct remote *r = s->mem->remote;
+    int rc;
+    if (r) {
+        PyThreadState *ts = remote_begin(r);
+        rc = name ? ms_client_symbol(&r->client, s->handle, name, &addr, &err)
+                  : ms_client_addr_symbol(&r->client, s->handle, addr, &sym, &off, &err);
+        remote_end(r, ts);
+    } else {
+        /* As `memsrv sym`: with no symbol file, the kernel's own kallsyms. */
+        struct ms_kernel *k = NULL;
+        const struct ms_symbol *found;
+        rc = sp_kernel_open(s, symbols, vmci, vmci_len, &k, &err);
+        if (!rc && !k->syms && ms_kernel_load_kallsyms(k, 0, &err) < 0)
+            rc = err.code;
+        if (!rc && name)
+            rc = ms_kernel_symbol(k, name, &addr, &err);
+        else if (!rc && (rc = ms_symtab_addr(k->syms, addr, &found, &off, &err)) == 0)
+            ms_strbuf_append(&sym, found->name, strlen(found->name));
+        ms_kernel_close(k);
+    }
+    PyObject *res = NULL;
+    if (rc)
+        raise_err(&err);
+    else if (name)
+        res = PyLong_FromUnsignedLongLong(addr);
+    else if (sym.failed)
+        PyErr_NoMemory();
+    else
+        res = Py_BuildValue(
+            "(NK)", PyUnicode_DecodeUTF8(ms_strbuf_str(&sym), (Py_ssize_t)sym.len, "replace"),
+            (unsigned long long)off);
+    ms_strbuf_free(&sym);
+    return res;
 }
 
 static PyObject *sp_canonical(SpaceObject *s, PyObject *arg)
@@ -1532,8 +1629,15 @@ static PyMethodDef sp_methods[] = {
      "merged: [(addr, size, lower, perms)], else [(addr, size, lower, perms, leaf)]."},
     {"canonical", (PyCFunction)sp_canonical, METH_O, "canonical(addr) -> int"},
     {"dmesg", (PyCFunction)(void (*)(void))sp_dmesg, METH_VARARGS | METH_KEYWORDS,
-     "dmesg(symbols=None, vmcoreinfo=None) -> str: the Linux kernel log in this level's\n"
-     "guest-physical memory (VMCOREINFO scan, or the vmlinux/System.map given)."},
+     "dmesg(symbols=None, vmcoreinfo=None, style='plain', level=-1) -> str: the Linux\n"
+     "kernel log in this level's guest-physical memory (VMCOREINFO scan, or the\n"
+     "vmlinux/System.map given), as `memsrv dmesg [--raw|--crash] [--level N]`. Over a\n"
+     "connection the server finds the kernel (and keeps it) with its own symbol file."},
+    {"symbol", (PyCFunction)(void (*)(void))sp_symbol, METH_VARARGS | METH_KEYWORDS,
+     "symbol(name_or_addr, symbols=None, vmcoreinfo=None): name -> runtime address (KASLR\n"
+     "applied); address -> (name, offset) of the symbol at or below it. Same kernel as\n"
+     "dmesg(); with no symbol file, the kernel's kallsyms. In-process each call opens the\n"
+     "kernel anew; a server keeps it."},
     {"vtop", (PyCFunction)sp_vtop, METH_O,
      "vtop(addr) -> str: the library's report, every entry of every dimension decoded.\n"
      "On failure MemsrvError carries .output (the entries read so far)."},
@@ -1612,8 +1716,7 @@ static PyObject *mod_describe_entry(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "iIO&:describe_entry", &kind, &level, u64_conv, &value))
         return NULL;
     char out[128];
-    ms_pte_describe(kind == MS_SPACE_EPT ? MS_PTE_EPT : MS_PTE_X86, value, level, out,
-                    sizeof(out));
+    ms_pte_describe(kind == MS_SPACE_EPT ? MS_PTE_EPT : MS_PTE_X86, value, level, out, sizeof(out));
     return PyUnicode_FromString(out);
 }
 
@@ -1646,8 +1749,8 @@ static PyMethodDef mod_methods[] = {
      "connect(address, token=None, timeout=30.0) -> Memory served by `memsrv serve`:\n"
      "address is its UNIX socket path or 'tcp:HOST:PORT' (token: the server's --token-file\n"
      "text). A call fails after `timeout` seconds without progress (0: waits forever).\n"
-     "Spaces read, write, translate, x, vtop and ptdump through the server; what its\n"
-     "protocol does not carry (view, enumerate, dmesg, discover, regions, cpus, ...)\n"
+     "Spaces read, write, translate, x, vtop, ptdump, dmesg and symbol through the server;\n"
+     "what its protocol does not carry (view, enumerate, discover, regions, cpus, ...)\n"
      "raises MemsrvError."},
     {"parse_fmt", (PyCFunction)(void (*)(void))mod_parse_fmt, METH_VARARGS | METH_KEYWORDS,
      "parse_fmt(text, format='x', size='w') -> (count, format, size)"},

@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -468,6 +469,78 @@ int ms_client_ptdump(struct ms_client *c, uint32_t handle, uint64_t start, uint6
     ms_wbuf_u64(&c->req, start);
     ms_wbuf_u64(&c->req, end);
     return text_op(c, f, MS_OP_PTDUMP, out, err);
+}
+
+/* A str field into a fixed buffer (cut to fit, NUL-terminated). */
+static bool get_cstr(struct ms_rbuf *r, char *dst, size_t size)
+{
+    const char *s;
+    uint32_t n;
+    if (!ms_rbuf_str(r, &s, &n))
+        return false;
+    snprintf(dst, size, "%.*s", (int)n, s);
+    return true;
+}
+
+int ms_client_dmesg(struct ms_client *c, uint32_t handle, const struct ms_dmesg_opts *opts,
+                    struct ms_strbuf *text, struct ms_client_dmesg *info, struct ms_err *err)
+{
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, handle);
+    ms_wbuf_u8(&c->req, (uint8_t)opts->style);
+    ms_wbuf_u8(&c->req, (uint8_t)(int8_t)opts->max_level);
+    struct ms_rbuf r;
+    int rc = exchange(c, f, MS_OP_DMESG, &r, err);
+    if (rc)
+        return rc;
+    const char *s = NULL;
+    uint32_t n = 0;
+    uint8_t consistent = 0;
+    ms_rbuf_str(&r, &s, &n);
+    ms_rbuf_u64(&r, &info->records);
+    ms_rbuf_u64(&r, &info->bad);
+    ms_rbuf_u64(&r, &info->lost);
+    ms_rbuf_u64(&r, &info->incomplete);
+    ms_rbuf_u64(&r, &info->truncated);
+    ms_rbuf_u32(&r, &info->retries);
+    ms_rbuf_u8(&r, &consistent);
+    if (!get_cstr(&r, info->first_bad, sizeof(info->first_bad)) ||
+        !get_cstr(&r, info->how, sizeof(info->how)))
+        return ms_err_set(err, MS_EPROTO, "malformed DMESG response");
+    info->consistent = consistent != 0;
+    ms_strbuf_append(text, s, n);
+    return text->failed ? ms_err_set(err, MS_ENOMEM, "out of memory") : 0;
+}
+
+int ms_client_symbol(struct ms_client *c, uint32_t handle, const char *name, uint64_t *addr,
+                     struct ms_err *err)
+{
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, handle);
+    ms_wbuf_str(&c->req, name, strlen(name));
+    struct ms_rbuf r;
+    int rc = exchange(c, f, MS_OP_SYMBOL, &r, err);
+    if (!rc && !ms_rbuf_u64(&r, addr))
+        rc = ms_err_set(err, MS_EPROTO, "short SYMBOL response");
+    return rc;
+}
+
+int ms_client_addr_symbol(struct ms_client *c, uint32_t handle, uint64_t addr,
+                          struct ms_strbuf *name, uint64_t *offset, struct ms_err *err)
+{
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, handle);
+    ms_wbuf_u64(&c->req, addr);
+    struct ms_rbuf r;
+    int rc = exchange(c, f, MS_OP_ADDRSYM, &r, err);
+    if (rc)
+        return rc;
+    const char *s;
+    uint32_t n;
+    if (!ms_rbuf_str(&r, &s, &n) || !ms_rbuf_u64(&r, offset))
+        return ms_err_set(err, MS_EPROTO, "malformed ADDRSYM response");
+    ms_strbuf_append(name, s, n);
+    return 0;
 }
 
 int ms_client_stats(struct ms_client *c, struct ms_client_stats *st, struct ms_err *err)

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dmesg.h"
 #include "error.h"
 #include "space.h"
 #include "strbuf.h"
@@ -69,6 +70,28 @@ int ms_client_vtop(struct ms_client *c, uint32_t handle, uint64_t addr, struct m
                    struct ms_err *err);
 int ms_client_ptdump(struct ms_client *c, uint32_t handle, uint64_t start, uint64_t end,
                      struct ms_strbuf *out, struct ms_err *err);
+
+/* The guest kernel's log (as ms_dmesg_format writes it) and what the CLI's
+ * `dmesg --stats` reports: the ring's health and where the kernel was found.
+ * The server opens the kernel of the handle's guest-physical space (its
+ * second stage, else RAM) with its own symbol file (`serve --vmlinux`). */
+struct ms_client_dmesg {
+    uint64_t records, bad, lost, incomplete, truncated;
+    uint32_t retries;
+    bool consistent;
+    char first_bad[160];
+    char how[160];
+};
+int ms_client_dmesg(struct ms_client *c, uint32_t handle, const struct ms_dmesg_opts *opts,
+                    struct ms_strbuf *text, struct ms_client_dmesg *info, struct ms_err *err);
+
+/* Kernel symbols of the same kernel (KASLR applied): the server's symbol
+ * file, else the kernel's kallsyms. name -> runtime address; address ->
+ * the symbol at or below it (name appended to *name) and the offset. */
+int ms_client_symbol(struct ms_client *c, uint32_t handle, const char *name, uint64_t *addr,
+                     struct ms_err *err);
+int ms_client_addr_symbol(struct ms_client *c, uint32_t handle, uint64_t addr,
+                          struct ms_strbuf *name, uint64_t *offset, struct ms_err *err);
 
 struct ms_client_stats {
     uint64_t requests, errors, generation, hits, misses, walks, table_reads;

@@ -7,6 +7,9 @@ struct range_acc {
     struct ms_phys_range *v;
     size_t n, cap;
     int oom;
+    const struct ms_layout *ram; /* second stage: what its mappings may land in */
+    uint64_t bytes_left;         /* backed bytes still wanted */
+    uint64_t leaves_left;        /* leaf mappings still visited */
 };
 
 static int add_range(struct range_acc *acc, uint64_t start, uint64_t len)
@@ -31,9 +34,28 @@ static int add_range(struct range_acc *acc, uint64_t start, uint64_t len)
     return 0;
 }
 
+/* Keeps the parts of a second-stage mapping that land in RAM (the rest
+ * cannot be read), up to RAM's size in all: a nested guest's memory lives
+ * in its host's RAM, so more is aliasing, and hostile tables mapping the
+ * same pages across 2^48 bytes must not make a scan endless. */
 static int on_mapping(void *arg, const struct ms_mapping *m)
 {
-    return add_range(arg, m->addr, m->size);
+    struct range_acc *acc = arg;
+    if (acc->leaves_left == 0)
+        return 1;
+    acc->leaves_left--;
+    for (unsigned i = 0; i < acc->ram->count && acc->bytes_left; i++) {
+        const struct ms_region *r = &acc->ram->regions[i];
+        uint64_t lo = m->lower > r->gpa ? m->lower : r->gpa;
+        uint64_t hi = m->lower + m->size < r->gpa + r->len ? m->lower + m->size : r->gpa + r->len;
+        if (lo >= hi)
+            continue;
+        uint64_t len = hi - lo < acc->bytes_left ? hi - lo : acc->bytes_left;
+        if (add_range(acc, m->addr + (lo - m->lower), len))
+            return 1;
+        acc->bytes_left -= len;
+    }
+    return acc->bytes_left ? 0 : 1;
 }
 
 int ms_phys_ranges(struct ms_space *phys, struct ms_phys_range **out, size_t *count,
@@ -49,6 +71,10 @@ int ms_phys_ranges(struct ms_space *phys, struct ms_phys_range **out, size_t *co
                 break;
     } else if (phys->kind == MS_SPACE_EPT || phys->kind == MS_SPACE_NPT) {
         uint64_t bad = 0;
+        acc.ram = &phys->ram->layout;
+        acc.bytes_left = ms_ram_size(phys->ram);
+        /* every leaf in RAM adds 4 KiB at least; leave room for MMIO ones */
+        acc.leaves_left = acc.bytes_left / 4096 + 65536;
         int rc = ms_space_enumerate(phys, 0, (1ULL << 52) - 1, on_mapping, &acc, 0, &bad, err);
         if (rc < 0 && !acc.oom) {
             free(acc.v);

@@ -15,6 +15,8 @@ struct ms_phys_range {
 };
 
 /* Fills *out (malloc'd, sorted, merged) with the backed ranges of phys.
+ * For EPT/NPT: the parts of its mappings that land in RAM, at most RAM's
+ * size of them (more is aliasing) from at most RAM pages + 64K leaves.
  * Errors when phys is a first-stage paging space (not physical). */
 int ms_phys_ranges(struct ms_space *phys, struct ms_phys_range **out, size_t *count,
                    struct ms_err *err);

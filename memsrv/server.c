@@ -130,7 +130,7 @@ int ms_server_new(struct ms_server **out, struct ms_ram *ram, const struct ms_se
     srv->clients = calloc(srv->max_clients, sizeof(*srv->clients));
     int rc = srv->clients ? 0 : ms_err_set(err, MS_ENOMEM, "out of memory");
     if (!rc)
-        rc = ms_service_init(&srv->svc, ram, opts->writable, opts->token, err);
+        rc = ms_service_init(&srv->svc, ram, opts->writable, opts->token, opts->symbols, err);
     if (!rc && opts->socket_path)
         rc = listen_unix(srv, opts->socket_path, err);
     if (!rc && opts->listen)

@@ -15,6 +15,7 @@ struct ms_server_opts {
     const char *token;       /* shared secret clients send in HELLO */
     bool writable;
     unsigned max_clients; /* 0: 256 */
+    const char *symbols;  /* vmlinux or System.map for DMESG/SYMBOL (NULL: none) */
 };
 
 struct ms_server;

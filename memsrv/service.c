@@ -4,18 +4,22 @@
 #include <string.h>
 
 #include "format.h"
+#include "kernel.h"
 #include "report.h"
 #include "strbuf.h"
 
 #define MAX_ITEMS 65536u
+#define MAX_SYMBOL_NAME 4096u
+#define BANNER_CHECK 64 /* bytes of linux_banner compared after a FLUSH */
 
 int ms_service_init(struct ms_service *svc, struct ms_ram *ram, bool writable, const char *token,
-                    struct ms_err *err)
+                    const char *symbols, struct ms_err *err)
 {
     memset(svc, 0, sizeof(*svc));
     svc->ram = ram;
     svc->writable = writable;
     svc->token = token;
+    svc->symbols = symbols;
     if (writable && !ram->writable)
         return ms_err_set(err, MS_EINVAL, "a writable server needs RAM opened writable");
     return ms_space_phys(&svc->phys, ram, err);
@@ -23,6 +27,10 @@ int ms_service_init(struct ms_service *svc, struct ms_ram *ram, bool writable, c
 
 void ms_service_fini(struct ms_service *svc)
 {
+    for (unsigned i = 0; i < svc->nkernels; i++) {
+        ms_kernel_close(svc->kernels[i]->k);
+        free(svc->kernels[i]);
+    }
     for (unsigned i = 0; i < svc->nstacks; i++) {
         if (svc->stacks[i].top != svc->stacks[i].second)
             ms_space_free(svc->stacks[i].top);
@@ -93,6 +101,225 @@ static struct ms_space *space_of(struct ms_service *svc, uint32_t handle, struct
         return NULL;
     }
     return svc->stacks[handle - 1].top;
+}
+
+/* EPT's walk length is in the EPTP: only NPT's depth tells two spaces apart. */
+static bool same_space(const struct ms_wire_stack *a, const struct ms_wire_stack *b)
+{
+    return a->second == b->second && a->second_root == b->second_root &&
+           (a->second != 2 || a->second_levels == b->second_levels);
+}
+
+/* Remembers the bytes that identify this boot (see ms_service_kernel). */
+static void kernel_note_check(struct ms_service_kernel *e)
+{
+    const struct ms_kernel *k = e->k;
+    struct ms_xlat x;
+    uint64_t va;
+    size_t want = 0, done = 0;
+    e->check_va = 0;
+    if (k->vmcoreinfo && k->vmcoreinfo->found_at != UINT64_MAX) {
+        e->check_pa = k->vmcoreinfo->found_at;
+        want = k->vmcoreinfo->len < sizeof(e->check) ? k->vmcoreinfo->len : sizeof(e->check);
+    } else if (!k->vmcoreinfo && ms_kernel_symbol(k, "linux_banner", &va, NULL) == 0 &&
+               ms_space_translate(k->space, va, &x, NULL, NULL) == 0) {
+        e->check_va = va;
+        e->check_pa = x.lower;
+        want = BANNER_CHECK;
+    }
+    if (want)
+        ms_space_read(e->phys, e->check_pa, e->check, want, &done, NULL);
+    e->check_len = done;
+}
+
+static bool kernel_unchanged(struct ms_service_kernel *e)
+{
+    uint8_t now[MS_SERVICE_CHECK_MAX];
+    struct ms_xlat x;
+    if (!e->check_len)
+        return true;
+    if (ms_space_read(e->phys, e->check_pa, now, e->check_len, NULL, NULL) < 0 ||
+        memcmp(now, e->check, e->check_len) != 0)
+        return false;
+    return !e->check_va || (ms_space_translate(e->k->space, e->check_va, &x, NULL, NULL) == 0 &&
+                            x.lower == e->check_pa);
+}
+
+/* The kernel in the guest-physical space under handle (the stack's second
+ * stage, else RAM): the cached one unless the guest rebooted, else opened
+ * now (the slow part: a RAM scan for VMCOREINFO). Failures are not kept:
+ * the guest may still be booting. */
+static int kernel_for(struct ms_service *svc, uint32_t handle, struct ms_service_kernel **out,
+                      struct ms_err *err)
+{
+    struct ms_wire_stack key;
+    memset(&key, 0, sizeof(key));
+    struct ms_space *phys = svc->phys;
+    if (handle) {
+        if (!space_of(svc, handle, err))
+            return err->code;
+        const struct ms_service_stack *st = &svc->stacks[handle - 1];
+        if (st->second) {
+            phys = st->second;
+            key.second = st->desc.second;
+            key.second_levels = st->desc.second_levels;
+            key.second_root = st->desc.second_root;
+        }
+    }
+    struct ms_service_kernel *e = NULL;
+    for (unsigned i = 0; i < svc->nkernels && !e; i++)
+        if (same_space(&svc->kernels[i]->key, &key))
+            e = svc->kernels[i];
+    if (!e) {
+        e = calloc(1, sizeof(*e));
+        if (!e)
+            return ms_err_set(err, MS_ENOMEM, "out of memory");
+        e->key = key;
+        e->phys = phys;
+        svc->kernels[svc->nkernels++] = e;
+    }
+    if (e->k && e->generation != svc->ram->generation && !kernel_unchanged(e)) {
+        ms_kernel_close(e->k);
+        e->k = NULL;
+        e->kallsyms_tried = false;
+    }
+    e->generation = svc->ram->generation;
+    if (!e->k) {
+        struct ms_kernel_opts o = {0};
+        o.symbols = svc->symbols;
+        /* A dump's VMCOREINFO note describes the outer guest's kernel. */
+        if (!key.second && svc->ram->vmcoreinfo) {
+            o.vmcoreinfo = svc->ram->vmcoreinfo;
+            o.vmcoreinfo_len = svc->ram->vmcoreinfo_len;
+        }
+        int rc = ms_kernel_open(&e->k, e->phys, &o, err);
+        if (rc < 0)
+            return rc;
+        kernel_note_check(e);
+    }
+    *out = e;
+    return 0;
+}
+
+/* The kernel with symbols: the symbol file's, else its own kallsyms (read
+ * once per boot), as `memsrv sym` does. */
+static int kernel_syms(struct ms_service *svc, uint32_t handle, struct ms_kernel **k,
+                       struct ms_err *err)
+{
+    struct ms_service_kernel *e;
+    int rc = kernel_for(svc, handle, &e, err);
+    if (rc < 0)
+        return rc;
+    if (!e->k->syms && !e->kallsyms_tried) {
+        e->kallsyms_tried = true;
+        ms_err_clear(&e->kallsyms_err);
+        ms_kernel_load_kallsyms(e->k, 0, &e->kallsyms_err);
+    }
+    if (!e->k->syms) {
+        *err = e->kallsyms_err;
+        return err->code;
+    }
+    *k = e->k;
+    return 0;
+}
+
+static void op_dmesg(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                     struct ms_err *item)
+{
+    uint32_t handle = 0;
+    uint8_t style = 0, level = 0;
+    ms_rbuf_u32(r, &handle);
+    ms_rbuf_u8(r, &style);
+    ms_rbuf_u8(r, &level);
+    if (r->bad)
+        return;
+    struct ms_dmesg_opts o = {(enum ms_dmesg_style)style, (int8_t)level};
+    struct ms_service_kernel *e = NULL;
+    struct ms_printk_log log;
+    struct ms_strbuf sb;
+    ms_printk_log_init(&log);
+    ms_strbuf_init(&sb);
+    int rc = 0;
+    if (style > MS_DMESG_CRASH)
+        rc = ms_err_set(item, MS_EINVAL, "unknown dmesg style %u", style);
+    else if (o.max_level < -1 || o.max_level > 7)
+        rc = ms_err_set(item, MS_EINVAL, "dmesg level %d out of range (-1 or 0..7)", o.max_level);
+    if (!rc)
+        rc = kernel_for(svc, handle, &e, item);
+    if (!rc && ms_kernel_dmesg(e->k, &log, item) < 0)
+        rc = item->code;
+    if (!rc) {
+        ms_dmesg_format(&log, &o, &sb);
+        if (sb.failed)
+            rc = ms_err_set(item, MS_ENOMEM, "out of memory formatting the log");
+        else if (sb.len > MS_WIRE_MAX_RESPONSE)
+            rc = ms_err_set(item, MS_ELIMIT, "the log's text (%zu bytes) exceeds %u bytes", sb.len,
+                            MS_WIRE_MAX_RESPONSE);
+    }
+    put_status(out, rc, item);
+    if (!rc) {
+        ms_wbuf_str(out, ms_strbuf_str(&sb), sb.len);
+        ms_wbuf_u64(out, log.count);
+        ms_wbuf_u64(out, log.bad);
+        ms_wbuf_u64(out, log.lost);
+        ms_wbuf_u64(out, log.incomplete);
+        ms_wbuf_u64(out, log.truncated);
+        ms_wbuf_u32(out, log.retries);
+        ms_wbuf_u8(out, log.consistent);
+        ms_wbuf_str(out, log.first_bad, strnlen(log.first_bad, sizeof(log.first_bad)));
+        ms_wbuf_str(out, e->k->how, strnlen(e->k->how, sizeof(e->k->how)));
+    }
+    ms_strbuf_free(&sb);
+    ms_printk_log_free(&log);
+}
+
+static void op_symbol(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                      struct ms_err *item)
+{
+    uint32_t handle = 0, n = 0;
+    const char *text = NULL;
+    ms_rbuf_u32(r, &handle);
+    ms_rbuf_str(r, &text, &n);
+    if (r->bad)
+        return;
+    char name[MAX_SYMBOL_NAME];
+    struct ms_kernel *k = NULL;
+    uint64_t addr = 0;
+    int rc = 0;
+    if (n == 0 || n >= sizeof(name) || memchr(text, '\0', n))
+        rc = ms_err_set(item, MS_EINVAL, "a symbol name of 1 to %u bytes, without NUL, is needed",
+                        MAX_SYMBOL_NAME - 1);
+    if (!rc) {
+        memcpy(name, text, n);
+        name[n] = '\0';
+        rc = kernel_syms(svc, handle, &k, item);
+    }
+    if (!rc)
+        rc = ms_kernel_symbol(k, name, &addr, item);
+    put_status(out, rc, item);
+    if (!rc)
+        ms_wbuf_u64(out, addr);
+}
+
+static void op_addrsym(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                       struct ms_err *item)
+{
+    uint32_t handle = 0;
+    uint64_t addr = 0, off = 0;
+    ms_rbuf_u32(r, &handle);
+    ms_rbuf_u64(r, &addr);
+    if (r->bad)
+        return;
+    struct ms_kernel *k = NULL;
+    const struct ms_symbol *sym = NULL;
+    int rc = kernel_syms(svc, handle, &k, item);
+    if (!rc)
+        rc = ms_symtab_addr(k->syms, addr, &sym, &off, item);
+    put_status(out, rc, item);
+    if (!rc) {
+        ms_wbuf_str(out, sym->name, strlen(sym->name));
+        ms_wbuf_u64(out, off);
+    }
 }
 
 static int read_fn(void *arg, uint64_t addr, void *buf, size_t len, size_t *done,
@@ -342,6 +569,15 @@ int ms_service_request(struct ms_service *svc, struct ms_service_conn *conn,
         ms_strbuf_free(&sb);
         break;
     }
+    case MS_OP_DMESG:
+        op_dmesg(svc, &r, out, &item);
+        break;
+    case MS_OP_SYMBOL:
+        op_symbol(svc, &r, out, &item);
+        break;
+    case MS_OP_ADDRSYM:
+        op_addrsym(svc, &r, out, &item);
+        break;
     default:
         ms_err_set(&item, MS_EINVAL, "unknown operation %u (client newer than server?)", op);
         put_status(out, MS_EINVAL, &item);

@@ -28,6 +28,9 @@ enum ms_op {
     MS_OP_X = 8,         /* handle, addr, "FMT" -> GDB x text */
     MS_OP_VTOP = 9,      /* handle, addr -> report text */
     MS_OP_PTDUMP = 10,   /* handle, start, end -> report text */
+    MS_OP_DMESG = 11,    /* handle, style, max level -> log text, ring health */
+    MS_OP_SYMBOL = 12,   /* handle, name -> runtime address */
+    MS_OP_ADDRSYM = 13,  /* handle, address -> symbol name, offset */
 };
 
 struct ms_wire_header {

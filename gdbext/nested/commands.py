@@ -357,8 +357,9 @@ FILE.layout if it exists, else QEMU's rule for --machine (default q35).
 
 --connect uses a running `memsrv serve` instead (its UNIX socket, or TCP with
 the token in --token-file), so that several GDB sessions share one server and
-its caches; the server owns the RAM file, its layout and whether writes are
-allowed. nested scan and nested dmesg need the file itself."""
+its caches; the server owns the RAM file, its layout, whether writes are
+allowed and the kernel symbols (`memsrv serve --vmlinux F`). nested scan needs
+the file itself."""
 
     def __init__(self):
         super().__init__("nested attach", gdb.COMMAND_DATA, gdb.COMPLETE_FILENAME)
@@ -744,7 +745,8 @@ class Symbols(gdb.Command):
     """Name the kernel's symbol file for nested dmesg: nested symbols FILE | none
 
 A vmlinux or System.map of the kernel in the level viewed (without one,
-nested dmesg finds the kernel through VMCOREINFO in its memory)."""
+nested dmesg finds the kernel through VMCOREINFO in its memory). Not with
+`nested attach --connect`: the server has its own (`memsrv serve --vmlinux F`)."""
 
     def __init__(self):
         super().__init__("nested symbols", gdb.COMMAND_DATA, gdb.COMPLETE_FILENAME)

@@ -4,6 +4,39 @@
 
 #include "linux.h"
 
+/* The log and its ring's health: from the kernel opened here, or from the
+ * server's (--connect). */
+static int get_log(struct cli *cli, bool no_vmci, const struct ms_dmesg_opts *o,
+                   struct ms_strbuf *sb, struct ms_client_dmesg *info)
+{
+    if (cli->connect) {
+        if (no_vmci)
+            return ms_err_set(&cli->err, MS_EINVAL,
+                              "--no-vmcoreinfo works on local memory only (not with --connect)");
+        int rc = cli_linux_remote(cli);
+        return rc ? rc : ms_client_dmesg(&cli->client, cli->handle, o, sb, info, &cli->err);
+    }
+    struct ms_kernel *k;
+    int rc = cli_linux_open(cli, &k, no_vmci);
+    if (rc)
+        return rc;
+    struct ms_printk_log log;
+    ms_printk_log_init(&log);
+    rc = ms_kernel_dmesg(k, &log, &cli->err);
+    if (rc >= 0) {
+        rc = 0;
+        ms_dmesg_format(&log, o, sb);
+        *info = (struct ms_client_dmesg){
+            log.count,      log.bad, log.lost, log.incomplete, log.truncated, log.retries,
+            log.consistent, "",      ""};
+        snprintf(info->first_bad, sizeof(info->first_bad), "%s", log.first_bad);
+        snprintf(info->how, sizeof(info->how), "%s", k->how);
+    }
+    ms_printk_log_free(&log);
+    ms_kernel_close(k);
+    return rc;
+}
+
 int cmd_dmesg(struct cli *cli, int argc, char **argv)
 {
     struct ms_dmesg_opts o = {MS_DMESG_PLAIN, -1};
@@ -28,32 +61,24 @@ int cmd_dmesg(struct cli *cli, int argc, char **argv)
                 "usage: dmesg [--raw|--crash] [--level N] [--stats] [--no-vmcoreinfo]");
         }
     }
-    struct ms_kernel *k;
-    if (cli_linux_open(cli, &k, no_vmci))
-        return cli_fail(cli);
-    struct ms_printk_log log;
-    ms_printk_log_init(&log);
-    int rc = ms_kernel_dmesg(k, &log, &cli->err);
-    if (rc < 0) {
-        ms_printk_log_free(&log);
-        ms_kernel_close(k);
+    struct ms_strbuf sb;
+    struct ms_client_dmesg info;
+    ms_strbuf_init(&sb);
+    if (get_log(cli, no_vmci, &o, &sb, &info)) {
+        ms_strbuf_free(&sb);
         return cli_fail(cli);
     }
-    struct ms_strbuf sb;
-    ms_strbuf_init(&sb);
-    ms_dmesg_format(&log, &o, &sb);
     fwrite(ms_strbuf_str(&sb), 1, sb.len, stdout);
-    if (stats || log.bad || !log.consistent)
+    if (stats || info.bad || !info.consistent)
         fprintf(stderr,
-                "memsrv: dmesg: %zu records, %llu bad, %llu lost, %llu incomplete, %llu "
+                "memsrv: dmesg: %llu records, %llu bad, %llu lost, %llu incomplete, %llu "
                 "truncated, %u retries%s%s%s (kernel: %s)\n",
-                log.count, (unsigned long long)log.bad, (unsigned long long)log.lost,
-                (unsigned long long)log.incomplete, (unsigned long long)log.truncated, log.retries,
-                log.consistent ? "" : ", ring moved during the read",
-                log.bad ? "; first bad: " : "", log.bad ? log.first_bad : "", k->how);
+                (unsigned long long)info.records, (unsigned long long)info.bad,
+                (unsigned long long)info.lost, (unsigned long long)info.incomplete,
+                (unsigned long long)info.truncated, info.retries,
+                info.consistent ? "" : ", ring moved during the read",
+                info.bad ? "; first bad: " : "", info.bad ? info.first_bad : "", info.how);
     int status = sb.failed ? 1 : 0;
     ms_strbuf_free(&sb);
-    ms_printk_log_free(&log);
-    ms_kernel_close(k);
     return status;
 }

@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "server.h"
+#include "symbols.h"
 
 /* The self-pipe the signal handler writes to; a signal handler can reach
  * nothing else. */
@@ -31,13 +32,22 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
             listen = argv[++i];
         else
             return cli_usage("usage: serve --ram F [--socket PATH] [--listen HOST:PORT "
-                             "--token-file F] [--writable]");
+                             "--token-file F] [--writable] [--vmlinux F | --system-map F]");
     }
     if (cli->connect)
         return cli_usage("serve and --connect do not mix");
     char token[256];
     if (cli_read_token(cli, token, sizeof(token)))
         return cli_fail(cli);
+    /* Kernels are opened on the first request that needs one: check the
+     * symbol file now so that a wrong path fails here, not in a client. */
+    const char *symbols = cli->vmlinux ? cli->vmlinux : cli->system_map;
+    struct ms_symtab *st;
+    if (symbols) {
+        if (ms_symtab_load(&st, symbols, &cli->err))
+            return cli_fail(cli);
+        ms_symtab_free(st);
+    }
     if (cli_open(cli))
         return cli_fail(cli);
     char default_path[4096];
@@ -52,7 +62,11 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
             snprintf(default_path, sizeof(default_path), "%s.sock", src);
         socket_path = default_path;
     }
-    struct ms_server_opts opts = {socket_path, listen, token[0] ? token : NULL, cli->writable, 0};
+    struct ms_server_opts opts = {.socket_path = socket_path,
+                                  .listen = listen,
+                                  .token = token[0] ? token : NULL,
+                                  .writable = cli->writable,
+                                  .symbols = symbols};
     struct ms_server *srv;
     if (ms_server_new(&srv, cli->ram, &opts, &cli->err))
         return cli_fail(cli);
@@ -71,7 +85,8 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
         fprintf(stderr, " on %s", socket_path);
     if (listen)
         fprintf(stderr, " on tcp %s (port %u)", listen, ms_server_tcp_port(srv));
-    fprintf(stderr, "%s\n", cli->writable ? " (writable)" : " (read-only)");
+    fprintf(stderr, "%s", cli->writable ? " (writable)" : " (read-only)");
+    fprintf(stderr, "%s%s\n", symbols ? ", kernel symbols from " : "", symbols ? symbols : "");
     int rc = ms_server_run(srv, stop_pipe[0], &cli->err);
     ms_server_free(srv);
     close(stop_pipe[0]);

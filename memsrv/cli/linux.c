@@ -35,6 +35,26 @@ void cli_linux_set_resolver(struct cli *cli, struct ms_kernel *k)
     cli->resolve_arg = k;
 }
 
+static int resolve_remote(void *arg, const char *name, uint64_t *value)
+{
+    struct cli *cli = arg;
+    return ms_client_symbol(&cli->client, cli->handle, name, value, NULL);
+}
+
+int cli_linux_remote(struct cli *cli)
+{
+    if (cli->vmlinux || cli->system_map)
+        return ms_err_set(&cli->err, MS_EINVAL,
+                          "with --connect the server finds the kernel: give the symbol file to "
+                          "`memsrv serve` (--vmlinux F or --system-map F), not here");
+    int rc = cli_open(cli);
+    if (rc)
+        return rc;
+    cli->resolve = resolve_remote;
+    cli->resolve_arg = cli;
+    return 0;
+}
+
 int cli_open_addressing(struct cli *cli, struct ms_kernel **k)
 {
     *k = NULL;

@@ -16,6 +16,10 @@ int cli_linux_open(struct cli *cli, struct ms_kernel **k, bool no_vmcoreinfo);
 /* Installs the kernel's symbols as cli->resolve (names in addresses). */
 void cli_linux_set_resolver(struct cli *cli, struct ms_kernel *k);
 
+/* --connect: cli_open() and the server's kernel symbols as cli->resolve.
+ * A symbol file given here is an error: the server holds its own. */
+int cli_linux_remote(struct cli *cli);
+
 /* cli_open(), plus, when --vmlinux or --system-map is given, the kernel
  * and its symbols as the address resolver; without --cr3 the addresses are
  * then kernel-virtual (the kernel's own page tables).

@@ -13,7 +13,8 @@ static const struct cli_command commands[] = {
     {"ptdump", cmd_ptdump, "ptdump [--user|--kernel] [START [END]]  mapped ranges, merged"},
     {"info", cmd_info, "info                RAM regions, dump registers, VMCOREINFO"},
     {"serve", cmd_serve,
-     "serve [--socket PATH | --listen HOST:PORT] [--token-file F]  serve clients (GDB, scripts)"},
+     "serve [--socket PATH | --listen HOST:PORT] [--token-file F]  serve clients (GDB, scripts);\n"
+     "                      --vmlinux/--system-map: the kernel's symbols for dmesg and sym"},
     {"dmesg", cmd_dmesg, "dmesg [--raw|--crash] [--level N] [--stats]  the guest kernel's log"},
     {"discover", cmd_discover,
      "discover [N]        scan RAM for nested guests (VMCB, vmcs12, EPT)"},

@@ -1,6 +1,8 @@
 /* Fuzzes the server's request handler: the input is a stream of frames
  * (headers and payloads as a client could send them) run against a small
- * RAM image holding 4-level page tables, as the server does per client. */
+ * RAM image holding 4-level page tables and a VMCOREINFO, as the server does
+ * per client. The RAM is 1 MiB so that a kernel search (DMESG, SYMBOL)
+ * scans it in microseconds. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,15 +10,25 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "../support/kimage.h"
 #include "service.h"
 #include "wire.h"
 
 #define RAM_SIZE (1u << 20)
 
 static struct ms_ram *ram;
+static char map_path[64]; /* a System.map for the kernel below */
+
+/* A kernel for DMESG/SYMBOL/ADDRSYM: init_top_pgt is the tree at 0x1000, and
+ * `prb` is at VA 0 (PA 0x5000), where a WRITE can put a ring. */
+static const char vmcoreinfo[] =
+    "OSRELEASE=6.1.0-fuzz\nPAGESIZE=4096\nKERNELOFFSET=0\n"
+    "SYMBOL(init_top_pgt)=ffffffff80001000\nSYMBOL(prb)=0\n"
+    "NUMBER(phys_base)=0\nNUMBER(pgtable_l5_enabled)=0\n" KIMG_PRB_LAYOUT;
 
 /* A RAM whose first pages hold a tiny page-table tree (CR3 0x1000), so that
- * SPACE/TRANSLATE/READ/PTDUMP requests reach real walks. */
+ * SPACE/TRANSLATE/READ/PTDUMP requests reach real walks, and the kernel
+ * above. */
 static void make_ram(void)
 {
     int fd = memfd_create("fuzz_service", 0);
@@ -26,11 +38,20 @@ static void make_ram(void)
     for (unsigned i = 0; i < 4; i++)
         if (pwrite(fd, &e[i], 8, 0x1000 * (i + 1)) != 8)
             abort();
+    if (pwrite(fd, vmcoreinfo, sizeof(vmcoreinfo) - 1, 0x80000) != sizeof(vmcoreinfo) - 1)
+        abort();
     char path[64];
     snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
     struct ms_layout l = {.count = 1, .regions = {{0, RAM_SIZE, 0, 0}}};
     if (ms_ram_open_file(&ram, path, &l, NULL, MS_RAM_WRITABLE, NULL) != 0)
         abort();
+    static const char map[] = "0000000000000000 D prb\n"
+                              "ffffffff80000800 T _text\n"
+                              "ffffffff80001000 D init_top_pgt\n";
+    int mfd = memfd_create("fuzz_service_map", 0);
+    if (mfd < 0 || pwrite(mfd, map, sizeof(map) - 1, 0) != sizeof(map) - 1)
+        abort();
+    snprintf(map_path, sizeof(map_path), "/proc/self/fd/%d", mfd);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -38,14 +59,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!ram)
         make_ram();
-    /* The first byte picks writable and token modes. */
+    /* The first byte picks writable, token and symbol file modes. */
     if (size < 1)
         return 0;
     bool writable = data[0] & 1;
     const char *token = (data[0] & 2) ? "tok" : NULL;
+    const char *symbols = (data[0] & 4) ? map_path : NULL;
     data++, size--;
     struct ms_service svc;
-    if (ms_service_init(&svc, ram, writable, token, NULL) != 0)
+    if (ms_service_init(&svc, ram, writable, token, symbols, NULL) != 0)
         abort();
     struct ms_service_conn conn = {token == NULL};
     struct ms_wbuf out = {0};

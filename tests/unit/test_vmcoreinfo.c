@@ -1,10 +1,14 @@
 /* VMCOREINFO parsing and lookups, the typedb it feeds, the scan over a
- * synthetic RAM image, and System.map symbol tables. */
+ * synthetic RAM image (also behind a hostile, aliasing EPT), and System.map
+ * symbol tables. */
 #include <stdlib.h>
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "../support/image.h"
 #include "check.h"
+#include "physscan.h"
+#include "pte.h"
 #include "ram.h"
 #include "space.h"
 #include "symbols.h"
@@ -161,6 +165,42 @@ static void test_scan(void)
     free(img);
 }
 
+/* An EPT mapping 2^48 bytes, every 1 GiB page onto RAM's first byte: the
+ * scan sees RAM's size once (not 256 TiB of aliases) and still finds the
+ * block. */
+static void test_scan_aliasing_ept(void)
+{
+    struct img im;
+    img_open(&im, 1 << 20);
+    uint64_t pml4 = img_alloc_page(&im), pdpt = img_alloc_page(&im);
+    uint64_t rwx = EPT_READ | EPT_WRITE | EPT_EXEC;
+    for (unsigned i = 0; i < 512; i++) {
+        img_put64(&im, pml4 + 8 * i, pdpt | rwx);
+        img_put64(&im, pdpt + 8 * i, 0 | rwx | EPT_LARGE | 6 << EPT_MEMTYPE_SHIFT);
+    }
+    ms_ram_write(im.ram, 0x40000, good, sizeof(good) - 1, NULL, NULL);
+    struct ms_space *phys, *ept;
+    struct ms_err err;
+    ms_space_phys(&phys, im.ram, NULL);
+    CHECK(ms_space_ept(&ept, phys, pml4 | 6 | 3 << 3, &err) == 0, "%s", err.msg);
+    struct ms_phys_range *r = NULL;
+    size_t n = 0;
+    uint64_t total = 0;
+    CHECK(ms_phys_ranges(ept, &r, &n, &err) == 0, "%s", err.msg);
+    for (size_t i = 0; i < n; i++)
+        total += r[i].len;
+    CHECK(n == 1 && r[0].start == 0 && total == 1 << 20, "%zu ranges, %llu bytes", n,
+          (unsigned long long)total);
+    free(r);
+    struct ms_vmcoreinfo *vi = NULL;
+    CHECK(ms_vmcoreinfo_scan(&vi, ept, true, &err) == 0 && vi && vi->found_at == 0x40000, "%s",
+          err.msg);
+    ms_vmcoreinfo_free(vi);
+    ms_space_free(ept);
+    ms_space_free(phys);
+    img_close(&im);
+}
+
 static void test_symbols(void)
 {
     const char map[] = "0000000000000000 A __per_cpu_start\n"
@@ -208,6 +248,7 @@ int main(void)
     test_parse();
     test_hostile();
     test_scan();
+    test_scan_aliasing_ept();
     test_symbols();
     return check_done("test_vmcoreinfo");
 }
