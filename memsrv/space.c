@@ -311,6 +311,12 @@ static int walk_both(struct ms_space *s, uint64_t addr, struct ms_xlat *out, str
     int rc = walk(s, addr, out, trace, depth, err);
     if (rc)
         return rc;
+    if (s->lower->kind == MS_SPACE_PHYS && ms_ram_region(s->ram, out->lower)) {
+        /* The common bottom of a stack, without a call: phys is linear. */
+        out->phys = out->lower;
+        out->linear_size = out->page_size;
+        return 0;
+    }
     struct ms_xlat below;
     rc = translate_at(s->lower, out->lower, &below, trace, depth + 1, err);
     if (rc)
