@@ -238,6 +238,15 @@ static void mem_dealloc(MemoryObject *m)
     PyObject_Free(m);
 }
 
+/* The Memory for a RAM open() or open_dump() made (rc 0), or its error;
+ * releases the converted path either way. */
+static PyObject *opened(int rc, struct ms_ram *ram, PyObject *path_obj, const struct ms_err *err)
+{
+    PyObject *m = rc ? raise_err(err) : mem_new(ram, NULL, PyBytes_AS_STRING(path_obj));
+    Py_DECREF(path_obj);
+    return m;
+}
+
 static PyObject *mod_open(PyObject *self, PyObject *args, PyObject *kw)
 {
     (void)self;
@@ -263,13 +272,7 @@ static PyObject *mod_open(PyObject *self, PyObject *args, PyObject *kw)
     if (rc == 0)
         rc = ms_ram_open_file(&ram, path, map && map[0] ? &layout : NULL, machine,
                               writable ? MS_RAM_WRITABLE : 0, &err);
-    if (rc) {
-        Py_DECREF(path_obj);
-        return raise_err(&err);
-    }
-    PyObject *m = mem_new(ram, NULL, path);
-    Py_DECREF(path_obj);
-    return m;
+    return opened(rc, ram, path_obj, &err);
 }
 
 static PyObject *mod_open_dump(PyObject *self, PyObject *args, PyObject *kw)
@@ -284,13 +287,8 @@ static PyObject *mod_open_dump(PyObject *self, PyObject *args, PyObject *kw)
     const char *path = PyBytes_AS_STRING(path_obj);
     struct ms_err err = {0};
     struct ms_ram *ram = NULL;
-    if (ms_ram_open_dump(&ram, path, writable ? MS_RAM_WRITABLE : 0, &err)) {
-        Py_DECREF(path_obj);
-        return raise_err(&err);
-    }
-    PyObject *m = mem_new(ram, NULL, path);
-    Py_DECREF(path_obj);
-    return m;
+    int rc = ms_ram_open_dump(&ram, path, writable ? MS_RAM_WRITABLE : 0, &err);
+    return opened(rc, ram, path_obj, &err);
 }
 
 /* connect(address, token=None) -> Memory served by `memsrv serve`. */

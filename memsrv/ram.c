@@ -484,17 +484,6 @@ int ms_ram_write(struct ms_ram *ram, uint64_t gpa, const void *buf, size_t len, 
     return ram_access(ram, gpa, NULL, buf, len, done, err);
 }
 
-int ms_ram_read_u64(struct ms_ram *ram, uint64_t gpa, uint64_t *value, struct ms_err *err)
-{
-    const struct ms_region *r = ms_ram_region(ram, gpa);
-    if (r && gpa - r->gpa + 8 <= r->len) {
-        const uint8_t *p = ram->sources[r->source].map + r->offset + (gpa - r->gpa);
-        if (guarded_copy(value, p, 8) == 0)
-            return 0;
-    }
-    return ms_ram_read(ram, gpa, value, 8, NULL, err);
-}
-
 bool ms_ram_contains(const struct ms_ram *ram, uint64_t gpa, uint64_t len)
 {
     while (len > 0) {

@@ -72,9 +72,6 @@ int ms_ram_write(struct ms_ram *ram, uint64_t gpa, const void *buf, size_t len, 
 /* 0, or MS_EPERM with a message when the RAM was opened read-only. */
 int ms_ram_check_writable(const struct ms_ram *ram, struct ms_err *err);
 
-/* Reads one little-endian 64-bit value (page-table entries). */
-int ms_ram_read_u64(struct ms_ram *ram, uint64_t gpa, uint64_t *value, struct ms_err *err);
-
 /* The region holding gpa, or NULL. Inline: every page-table entry a walk
  * reads comes through here. Layouts are short and sorted; the first region
  * (low RAM) answers most lookups. */

@@ -224,7 +224,8 @@ static int entry_error(const struct ms_space *s, uint64_t addr, unsigned level, 
                        uint64_t entry, uint64_t entry_addr, uint64_t entry_phys, struct ms_err *err)
 {
     const char *dim = ms_space_kind_name(s->kind);
-    if (!ms_pte_present(format_of(s), entry))
+    enum ms_pte_format fmt = format_of(s);
+    if (!ms_pte_present(fmt, entry))
         return ms_err_set(err, MS_EUNMAPPED,
                           "%s walk of 0x%llx: %s[%u] = 0x%llx at 0x%llx (phys 0x%llx) is not "
                           "present",
@@ -232,7 +233,6 @@ static int entry_error(const struct ms_space *s, uint64_t addr, unsigned level, 
                           (unsigned long long)entry, (unsigned long long)entry_addr,
                           (unsigned long long)entry_phys);
     char why[160];
-    enum ms_pte_format fmt = format_of(s);
     ms_pte_fault_text(fmt, ms_pte_fault(fmt, entry, level, ms_pte_leaf(entry, level)), entry, level,
                       why, sizeof(why));
     return ms_err_set(
@@ -418,8 +418,9 @@ struct access_call {
     struct ms_err *err;
 };
 
-/* Inside the SIGBUS guard: translates page by page and moves each run of
- * physically contiguous pages (within one RAM region) with one memcpy. */
+/* Inside the SIGBUS guard: translates one linear block at a time (a large
+ * page is one block) and moves each run of blocks that follow each other in
+ * one RAM region with one memcpy. */
 static int access_guarded(void *arg)
 {
     struct access_call *c = arg;
@@ -431,7 +432,7 @@ static int access_guarded(void *arg)
         if (rc)
             return rc;
         const struct ms_region *r = ms_ram_region(s->ram, x.phys);
-        if (!r) /* a physical space's translation only checks the first byte */
+        if (!r) /* translations check their first byte: not expected, but never trusted */
             return ms_err_set(c->err, MS_EOUTSIDE, "guest-physical address 0x%llx is not in RAM",
                               (unsigned long long)x.phys);
         uint64_t region_left = r->len - (x.phys - r->gpa);
