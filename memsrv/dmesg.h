@@ -108,16 +108,6 @@ struct ms_plog_symbols {
 int ms_plog_read(struct ms_space *space, const struct ms_plog_layout *l,
                  const struct ms_plog_symbols *syms, struct ms_printk_log *log, struct ms_err *err);
 
-enum ms_dmesg_style {
-    MS_DMESG_PLAIN, /* dmesg(1): "[    1.234567] text", each line of a record prefixed */
-    MS_DMESG_RAW,   /* "<6>[    1.234567] text": syslog prefix (facility << 3 | level) */
-    MS_DMESG_CRASH, /* crash's `log`: continuation lines indented, non-printables '.' */
-};
-
-struct ms_dmesg_opts {
-    enum ms_dmesg_style style;
-    int max_level; /* print records with level <= max_level; -1 = all */
-};
 
 void ms_dmesg_format(const struct ms_printk_log *log, const struct ms_dmesg_opts *opts,
                      struct ms_strbuf *sb);

@@ -9,6 +9,8 @@ int ms_err_set(struct ms_err *err, int code, const char *fmt, ...)
     if (!err)
         return code;
     err->code = code;
+    err->hint = MS_HINT_NONE;
+    err->has_fault = false;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
@@ -37,10 +39,29 @@ int ms_err_prefix(struct ms_err *err, const char *fmt, ...)
     return err->code;
 }
 
+int ms_err_hint(struct ms_err *err, enum ms_hint hint)
+{
+    if (!err)
+        return MS_EINVAL;
+    err->hint = hint;
+    return err->code;
+}
+
+int ms_err_fault(struct ms_err *err, uint64_t addr)
+{
+    if (!err)
+        return MS_EINVAL;
+    err->has_fault = true;
+    err->fault_addr = addr;
+    return err->code;
+}
+
 void ms_err_clear(struct ms_err *err)
 {
     if (err) {
         err->code = MS_OK;
+        err->hint = MS_HINT_NONE;
+        err->has_fault = false;
         err->msg[0] = '\0';
     }
 }

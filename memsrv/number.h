@@ -7,16 +7,10 @@
 
 #include "error.h"
 
-/* Resolves a name to a value; returns 0 when found. */
-typedef int (*ms_name_fn)(void *arg, const char *name, uint64_t *value);
 
 /* Parses one number (no arithmetic); *end gets the first unparsed char. */
 int ms_parse_u64(const char *text, const char **end, uint64_t *value, struct ms_err *err);
 
-/* Parses a whole expression "a [+|- b]..." where each term is a number or,
- * with resolve, a name. Trailing garbage is an error. */
-int ms_parse_expr(const char *text, ms_name_fn resolve, void *arg, uint64_t *value,
-                  struct ms_err *err);
 
 /* A size with optional k/M/G/T suffix (powers of 1024). */
 int ms_parse_size(const char *text, uint64_t *value, struct ms_err *err);

@@ -12,16 +12,6 @@
 #include "error.h"
 #include "layout.h"
 
-/* Registers of one vCPU as recorded in a QEMU ELF dump (NT_PRSTATUS and the
- * "QEMU" note). has_cr is false when only NT_PRSTATUS was present. */
-struct ms_cpu_state {
-    uint64_t rax, rbx, rcx, rdx, rsi, rdi, rsp, rbp;
-    uint64_t r8, r9, r10, r11, r12, r13, r14, r15;
-    uint64_t rip, rflags;
-    uint64_t fs_base, gs_base, kernel_gs_base;
-    uint64_t cr0, cr2, cr3, cr4;
-    bool has_cr;
-};
 
 struct ms_ram_source {
     char *path;

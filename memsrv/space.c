@@ -405,6 +405,9 @@ int ms_space_translate(struct ms_space *space, uint64_t addr, struct ms_xlat *ou
     else if (space->kind != MS_SPACE_PHYS && check_address(space, addr, NULL) == 0 &&
              tlb_hit(space, addr, out))
         return 0;
+    struct ms_err scratch; /* the code must survive a caller's NULL err */
+    if (!err)
+        err = &scratch;
     struct translate_call c = {space, addr, out, trace, err};
     return ms_ram_guarded(space->ram, translate_guarded, &c, err);
 }
@@ -464,12 +467,17 @@ static int access_guarded(void *arg)
 static int space_access(struct ms_space *s, uint64_t addr, void *buf, const void *src, size_t len,
                         size_t *done, struct ms_err *err)
 {
+    struct ms_err scratch; /* the code must survive a caller's NULL err */
+    if (!err)
+        err = &scratch;
     struct access_call c = {s, addr, buf, src, len, 0, err};
     int rc = src ? ms_ram_check_writable(s->ram, err) : 0;
     if (!rc)
         rc = ms_ram_guarded(s->ram, access_guarded, &c, err);
-    if (rc)
+    if (rc) {
         ms_err_prefix(err, "cannot access 0x%llx: ", (unsigned long long)(addr + c.copied));
+        ms_err_fault(err, addr + c.copied);
+    }
     if (done)
         *done = c.copied;
     return rc;

@@ -14,49 +14,6 @@
 #include "error.h"
 #include "ram.h"
 
-enum ms_space_kind {
-    MS_SPACE_PHYS,   /* guest-physical, over RAM */
-    MS_SPACE_PAGING, /* x86-64 paging rooted at CR3 */
-    MS_SPACE_NPT,    /* AMD nested paging rooted at nCR3 (long-mode format) */
-    MS_SPACE_EPT,    /* Intel EPT rooted at EPTP */
-};
-
-enum ms_perm {
-    MS_PERM_R = 1 << 0,
-    MS_PERM_W = 1 << 1,
-    MS_PERM_X = 1 << 2, /* paging: NX clear on every level; EPT: supervisor execute */
-    MS_PERM_U = 1 << 3, /* paging: user-accessible; EPT: user execute (MBEC) */
-};
-
-struct ms_xlat {
-    uint64_t addr;      /* the address translated */
-    uint64_t lower;     /* its address in the lower space */
-    uint64_t phys;      /* its guest-physical (RAM) address at the bottom of the stack */
-    uint64_t page_size; /* this space's leaf: 4 KiB, 2 MiB or 1 GiB (phys: 4 KiB) */
-    unsigned perms;     /* ms_perm bits of this space's walk */
-    /* The aligned block around addr that maps linearly all the way down to
-     * RAM: the smallest leaf met in any dimension (RAM regions still apply).
-     * 0 when unknown (translations that came over the wire). */
-    uint64_t linear_size;
-};
-
-/* One table entry read during a walk. */
-struct ms_trace_entry {
-    uint8_t depth;       /* 0: the space asked; 1: its lower space; ... */
-    uint8_t kind;        /* enum ms_space_kind of the space whose table this is */
-    uint8_t level;       /* 5 = PML5/PML5E ... 1 = PT/PTE */
-    uint16_t index;      /* entry index in its table */
-    uint64_t entry_addr; /* the entry's address in the walking space's lower space */
-    uint64_t entry_phys; /* the entry's guest-physical (RAM) address */
-    uint64_t value;      /* the entry as read */
-};
-
-#define MS_TRACE_MAX 64 /* 5x5 2-D walk is 35 entries */
-
-struct ms_trace {
-    struct ms_trace_entry entries[MS_TRACE_MAX];
-    unsigned count;
-};
 
 struct ms_tlb_entry {
     uint64_t tag;        /* (addr >> 12) + 1; 0 = empty */
@@ -124,17 +81,6 @@ int ms_space_read(struct ms_space *space, uint64_t addr, void *buf, size_t len, 
 int ms_space_write(struct ms_space *space, uint64_t addr, const void *buf, size_t len, size_t *done,
                    struct ms_err *err);
 
-/* One leaf mapping met while enumerating a space (ptdump). */
-struct ms_mapping {
-    uint64_t addr;  /* first address in this space */
-    uint64_t size;  /* leaf page size */
-    uint64_t lower; /* its address in the lower space */
-    unsigned perms; /* ms_perm bits */
-    uint64_t leaf;  /* the leaf entry value */
-};
-
-/* Returns non-zero to stop the enumeration (that value is returned). */
-typedef int (*ms_mapping_fn)(void *arg, const struct ms_mapping *mapping);
 
 /* Calls fn for every leaf mapping in [start, end] in address order. Tables
  * that cannot be read are skipped and counted in *bad_tables (may be NULL).

@@ -12,12 +12,6 @@
 #include "kernel.h"
 #include "strbuf.h"
 
-struct ms_task {
-    uint64_t addr; /* task_struct */
-    int32_t pid, tgid, ppid;
-    uint32_t state, exit_state;
-    char comm[17];
-};
 
 struct ms_task_list {
     struct ms_task *tasks;
@@ -32,8 +26,6 @@ int ms_tasks_list(struct ms_kernel *k, size_t max_tasks, struct ms_task_list *ou
                   struct ms_err *err);
 void ms_task_list_free(struct ms_task_list *l);
 
-/* crash-style two-letter state: RU IN UN ID ST TR ZO DE PA NE. */
-const char *ms_task_state_name(uint32_t state, uint32_t exit_state);
 
 /* "   PID   PPID  ST  TASK              COMM" table. */
 void ms_tasks_format(const struct ms_task_list *l, struct ms_strbuf *sb);

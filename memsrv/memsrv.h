@@ -1,0 +1,361 @@
+/* memsrv: guest and nested-guest memory from QEMU's file-backed RAM, a QEMU
+ * dump, or a memsrv server, and the Linux kernel inside it.
+ *
+ * The public API. Everything goes through one object, the target: a memory
+ * source (RAM file, dump, or a server's address) with the address spaces
+ * stacked on it and the kernels found in them. Fronts (the memsrv program,
+ * its server, the Python module, an outside C program) call ms_target_*
+ * only; whether the bytes are here or behind a socket is the target's
+ * business. Errors are values: 0 or a negative MS_E* code, with *err
+ * filled. Nothing here prints. */
+#ifndef MEMSRV_H
+#define MEMSRV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ errors */
+
+enum ms_code {
+    MS_OK = 0,
+    MS_EINVAL = -1,    /* bad argument or option */
+    MS_ENOMEM = -2,    /* allocation failed */
+    MS_EIO = -3,       /* open/read/mmap of a file, or a connection, failed */
+    MS_EFORMAT = -4,   /* a file or guest structure is malformed */
+    MS_EUNMAPPED = -5, /* a page-table entry is not present */
+    MS_EOUTSIDE = -6,  /* a physical address is not backed by RAM */
+    MS_ERESERVED = -7, /* reserved bits / EPT misconfiguration */
+    MS_ENOTFOUND = -8, /* symbol, structure or note not found */
+    MS_EBUS = -9,      /* the RAM file shrank under the mapping */
+    MS_EPERM = -10,    /* write to a read-only source, auth refused */
+    MS_ELIMIT = -11,   /* a work or size limit was reached */
+    MS_EPROTO = -12,   /* protocol violation (server/client) */
+};
+
+/* What would fix an error, in no front's words: each front turns it into
+ * its own flag or argument name (QEMU's error + hint split). */
+enum ms_hint {
+    MS_HINT_NONE = 0,
+    MS_HINT_SYMBOLS,  /* a vmlinux or System.map would help */
+    MS_HINT_DWARF,    /* a vmlinux with debug info is needed */
+    MS_HINT_LAYOUT,   /* the RAM layout (machine type or map) may be wrong */
+    MS_HINT_WRITABLE, /* the memory was opened read-only */
+    MS_HINT_TOKEN,    /* TCP needs a token */
+};
+
+struct ms_err {
+    int code;
+    int hint;           /* enum ms_hint */
+    bool has_fault;     /* a memory access failed at fault_addr */
+    uint64_t fault_addr; /* the first address that could not be read or written */
+    char msg[512];
+};
+
+/* A short name for a code ("unmapped", "outside RAM", ...). */
+const char *ms_code_name(int code);
+
+/* ------------------------------------------------------------------- text */
+
+/* A growable text buffer: the library writes reports here, fronts print. */
+struct ms_strbuf {
+    char *data; /* NUL-terminated; NULL until the first append */
+    size_t len;
+    size_t cap;
+    bool failed; /* an allocation failed; data holds what fit */
+};
+
+void ms_strbuf_init(struct ms_strbuf *sb);
+void ms_strbuf_free(struct ms_strbuf *sb);
+void ms_strbuf_reset(struct ms_strbuf *sb);
+/* The text so far ("" when empty). */
+const char *ms_strbuf_str(const struct ms_strbuf *sb);
+
+/* ------------------------------------------------------------ translation */
+
+enum ms_space_kind {
+    MS_SPACE_PHYS,   /* guest-physical, over RAM */
+    MS_SPACE_PAGING, /* x86-64 paging rooted at CR3 */
+    MS_SPACE_NPT,    /* AMD nested paging rooted at nCR3 (long-mode format) */
+    MS_SPACE_EPT,    /* Intel EPT rooted at EPTP */
+};
+
+enum ms_perm {
+    MS_PERM_R = 1 << 0,
+    MS_PERM_W = 1 << 1,
+    MS_PERM_X = 1 << 2, /* paging: NX clear on every level; EPT: supervisor execute */
+    MS_PERM_U = 1 << 3, /* paging: user-accessible; EPT: user execute (MBEC) */
+};
+
+struct ms_xlat {
+    uint64_t addr;      /* the address translated */
+    uint64_t lower;     /* its address in the lower space */
+    uint64_t phys;      /* its guest-physical (RAM) address at the bottom of the stack */
+    uint64_t page_size; /* this space's leaf: 4 KiB, 2 MiB or 1 GiB (phys: 4 KiB) */
+    unsigned perms;     /* ms_perm bits of this space's walk */
+    /* The aligned block around addr that maps linearly all the way down to
+     * RAM: the smallest leaf met in any dimension (RAM regions still apply).
+     * 0 when unknown (translations that came over the wire). */
+    uint64_t linear_size;
+};
+
+/* One table entry read during a walk. */
+struct ms_trace_entry {
+    uint8_t depth;       /* 0: the space asked; 1: its lower space; ... */
+    uint8_t kind;        /* enum ms_space_kind of the space whose table this is */
+    uint8_t level;       /* 5 = PML5/PML5E ... 1 = PT/PTE */
+    uint16_t index;      /* entry index in its table */
+    uint64_t entry_addr; /* the entry's address in the walking space's lower space */
+    uint64_t entry_phys; /* the entry's guest-physical (RAM) address */
+    uint64_t value;      /* the entry as read */
+};
+
+#define MS_TRACE_MAX 64 /* 5x5 2-D walk is 35 entries */
+
+struct ms_trace {
+    struct ms_trace_entry entries[MS_TRACE_MAX];
+    unsigned count;
+};
+
+/* ------------------------------------------------------------------ target */
+
+struct ms_target; /* opaque */
+
+struct ms_target_opts {
+    /* Exactly one memory source: */
+    const char *ram;     /* a QEMU memory-backend-file */
+    const char *dump;    /* a QEMU dump-guest-memory ELF file */
+    const char *connect; /* a `memsrv serve`: socket path, or "tcp:HOST:PORT" */
+    /* RAM file layout (else "<ram>.layout" when present, else the q35 rule): */
+    const char *machine; /* "q35", "pc", ... */
+    const char *map;     /* "GPA:LEN@OFF,..." */
+    bool writable;       /* open read-write (local); ask for writes (remote) */
+    /* The kernel's symbols (vmlinux or System.map) for every kernel found;
+     * NULL: VMCOREINFO and the kernel's own kallsyms. Not with connect: the
+     * server has its own. */
+    const char *symbols;
+    const char *token;     /* connect: the server's shared secret, or NULL */
+    unsigned timeout_ms;   /* connect: longest wait on a silent server; 0: 30 s */
+    const char *cache_dir; /* where derived data (DWARF layouts) may be kept; NULL: none */
+};
+
+int ms_target_open(struct ms_target **out, const struct ms_target_opts *opts, struct ms_err *err);
+void ms_target_close(struct ms_target *t);
+
+/* A second stage and a first stage: which address space a handle names. */
+enum ms_second { MS_SECOND_NONE, MS_SECOND_EPT, MS_SECOND_NPT };
+enum ms_first {
+    MS_FIRST_NONE,   /* guest-physical (of the second stage's guest, if any) */
+    MS_FIRST_CR3,    /* x86-64 paging rooted at cr3 */
+    MS_FIRST_KERNEL, /* the Linux kernel's own page tables (found, not given) */
+};
+
+struct ms_stack {
+    enum ms_second second;
+    uint64_t second_root;   /* EPTP (walk length in it) or nCR3 */
+    unsigned second_levels; /* NPT depth, 4 or 5 */
+    enum ms_first first;
+    uint64_t cr3;
+    unsigned levels; /* paging depth, 4 or 5 */
+};
+
+/* An address space of a target; 0 is guest-physical. Handles live as long
+ * as their target and are shared: the same stack gives the same handle. */
+typedef uint32_t ms_handle;
+
+int ms_target_space(struct ms_target *t, const struct ms_stack *stack, ms_handle *out,
+                    struct ms_err *err);
+
+/* The stack a handle names, with a MS_FIRST_KERNEL root resolved (cr3 and
+ * levels filled), as it was built. */
+int ms_target_stack(struct ms_target *t, ms_handle h, struct ms_stack *out, struct ms_err *err);
+
+/* Reads len bytes, crossing pages; stops at the first unreadable byte, with
+ * an error naming it (err->fault_addr). *done (may be NULL) gets the bytes
+ * before it. */
+int ms_target_read(struct ms_target *t, ms_handle h, uint64_t addr, void *buf, size_t len,
+                   size_t *done, struct ms_err *err);
+/* Many reads at once: statuses[i] and dones[i] say how each went (one round
+ * trip to a server). Fails only when the exchange itself failed. */
+int ms_target_readv(struct ms_target *t, ms_handle h, unsigned count, const uint64_t *addrs,
+                    const uint32_t *lens, void *const *bufs, int *statuses, size_t *dones,
+                    struct ms_err *err);
+int ms_target_write(struct ms_target *t, ms_handle h, uint64_t addr, const void *buf, size_t len,
+                    size_t *done, struct ms_err *err);
+
+/* Translations; trace (may be NULL) records every entry of the first. */
+int ms_target_translate(struct ms_target *t, ms_handle h, unsigned count, const uint64_t *addrs,
+                        struct ms_xlat *out, int *statuses, struct ms_trace *trace,
+                        struct ms_err *err);
+
+/* Reports, as text (the same from a file and from a server). */
+/* GDB's x: fmt is what follows '/' ("16gx", "s", "3i"); addresses are
+ * shown as <sym+off> when the kernel's symbols are known. */
+int ms_target_x(struct ms_target *t, ms_handle h, const char *fmt, uint64_t addr,
+                struct ms_strbuf *out, struct ms_err *err);
+int ms_target_vtop(struct ms_target *t, ms_handle h, uint64_t addr, struct ms_strbuf *out,
+                   struct ms_err *err);
+int ms_target_ptdump(struct ms_target *t, ms_handle h, uint64_t start, uint64_t end,
+                     struct ms_strbuf *out, struct ms_err *err);
+/* "paging 5-level CR3 0x.. over NPT 4-level nCR3 0x.. over RAM". */
+int ms_target_describe(struct ms_target *t, ms_handle h, struct ms_strbuf *out,
+                       struct ms_err *err);
+
+/* Re-reads the file sizes and drops every cached translation (the guest
+ * ran). Kernels are checked for a reboot before their next use. */
+int ms_target_flush(struct ms_target *t, struct ms_err *err);
+
+/* --------------------------------------------------------- what it holds */
+
+struct ms_cpu_state {
+    uint64_t rax, rbx, rcx, rdx, rsi, rdi, rsp, rbp;
+    uint64_t r8, r9, r10, r11, r12, r13, r14, r15;
+    uint64_t rip, rflags;
+    uint64_t fs_base, gs_base, kernel_gs_base;
+    uint64_t cr0, cr2, cr3, cr4;
+    bool has_cr; /* false when only NT_PRSTATUS was present */
+};
+
+struct ms_target_region {
+    uint64_t gpa, len, offset;
+    unsigned source;
+};
+
+/* Owned by the target; valid until it closes. */
+struct ms_target_info {
+    bool remote;   /* behind a server */
+    bool writable; /* writes are accepted */
+    uint64_t ram_size, ram_end;
+    const char *where;             /* the file, or the server's address */
+    unsigned nregions;             /* guest-physical -> file offset */
+    const struct ms_target_region *regions;
+    unsigned nsources;
+    const char *const *sources; /* file paths (their sizes: source_sizes) */
+    const uint64_t *source_sizes;
+    unsigned ncpus; /* from a dump's notes */
+    const struct ms_cpu_state *cpus;
+    const char *vmcoreinfo; /* a dump's VMCOREINFO note (the outer guest's), or NULL */
+    size_t vmcoreinfo_len;
+};
+
+int ms_target_info(struct ms_target *t, const struct ms_target_info **out, struct ms_err *err);
+
+struct ms_target_stats {
+    uint64_t requests, errors, generation, hits, misses, walks, table_reads;
+};
+int ms_target_stats(struct ms_target *t, struct ms_target_stats *out, struct ms_err *err);
+
+/* One leaf mapping met while enumerating a space. */
+struct ms_mapping {
+    uint64_t addr;  /* first address in this space */
+    uint64_t size;  /* leaf page size */
+    uint64_t lower; /* its address in the lower space */
+    unsigned perms; /* ms_perm bits */
+    uint64_t leaf;  /* the leaf entry value */
+};
+/* Returns non-zero to stop the enumeration (that value is returned). */
+typedef int (*ms_mapping_fn)(void *arg, const struct ms_mapping *mapping);
+/* Every leaf in [start, end], in order (in-process targets only: a server
+ * answers with ptdump's text). */
+int ms_target_enumerate(struct ms_target *t, ms_handle h, uint64_t start, uint64_t end,
+                        ms_mapping_fn fn, void *arg, uint64_t max_tables, uint64_t *bad_tables,
+                        struct ms_err *err);
+
+/* ---------------------------------------------------------- nested guests */
+
+enum ms_cand_kind {
+    MS_CAND_VMCB = 1, /* AMD VMCB with nested paging enabled */
+    MS_CAND_HSAVE,    /* AMD host-save area: L1's own state while L2 runs */
+    MS_CAND_VMCS12,   /* KVM's software VMCS for an L2 (revision 0x11e57ed0) */
+    MS_CAND_EPT,      /* a page that looks like an EPT PML4 (or PML5) table */
+};
+
+struct ms_candidate {
+    enum ms_cand_kind kind;
+    uint64_t gpa;         /* the page it was found in */
+    uint64_t root;        /* nCR3, EPTP, or (MS_CAND_EPT) a WB 4-level EPTP for gpa */
+    unsigned root_levels; /* NPT/EPT depth; 0 when it could not be told */
+    uint64_t cr0, cr3, cr4, efer, rip, rsp; /* L2's (HSAVE: L1's) saved state */
+    uint32_t asid;                          /* VMCB ASID or vmcs12 VPID */
+    int score;                              /* higher is more believable */
+    char evidence[400];
+};
+
+/* Scans L1's RAM for nested roots; up to max, best first; *count gets how
+ * many were found (may exceed max). */
+int ms_target_discover(struct ms_target *t, struct ms_candidate *out, unsigned max,
+                       unsigned *count, struct ms_err *err);
+const char *ms_cand_kind_name(enum ms_cand_kind kind);
+
+/* ------------------------------------------------------------ Linux kernel */
+
+/* The kernel of a handle's guest-physical space (its second stage, else
+ * RAM) is found once (VMCOREINFO, the symbol file, KASLR) and kept until a
+ * flush shows the guest rebooted. */
+
+enum ms_dmesg_style {
+    MS_DMESG_PLAIN, /* dmesg(1): "[    1.234567] text", each line of a record prefixed */
+    MS_DMESG_RAW,   /* "<6>[    1.234567] text": syslog prefix (facility << 3 | level) */
+    MS_DMESG_CRASH, /* crash's `log`: continuation lines indented, non-printables '.' */
+};
+
+struct ms_dmesg_opts {
+    enum ms_dmesg_style style;
+    int max_level; /* print records with level <= max_level; -1 = all */
+};
+
+/* The ring's health as read, and where the kernel was found. */
+struct ms_dmesg_info {
+    uint64_t records, bad, lost, incomplete, truncated;
+    uint32_t retries;
+    bool consistent;
+    char first_bad[160];
+    char how[160];
+};
+
+int ms_target_dmesg(struct ms_target *t, ms_handle h, const struct ms_dmesg_opts *opts,
+                    struct ms_strbuf *text, struct ms_dmesg_info *info, struct ms_err *err);
+
+/* Symbols, KASLR applied: the symbol file's, else the kernel's kallsyms.
+ * name -> runtime address; address -> the symbol at or below it (appended
+ * to *name) and the offset. */
+int ms_target_symbol(struct ms_target *t, ms_handle h, const char *name, uint64_t *addr,
+                     struct ms_err *err);
+int ms_target_addrsym(struct ms_target *t, ms_handle h, uint64_t addr, struct ms_strbuf *name,
+                      uint64_t *offset, struct ms_err *err);
+
+/* Evaluates an address expression: numbers (0x hex, 0 octal, decimal) with
+ * + and -, and kernel symbol names when the kernel has symbols. */
+int ms_target_eval(struct ms_target *t, ms_handle h, const char *expr, uint64_t *value,
+                   struct ms_err *err);
+
+struct ms_task {
+    uint64_t addr; /* task_struct */
+    int32_t pid, tgid, ppid;
+    uint32_t state, exit_state;
+    char comm[17];
+};
+
+/* The task list; *tasks is malloc'd (free() it). *bad counts tasks whose
+ * fields could not be read. */
+int ms_target_tasks(struct ms_target *t, ms_handle h, struct ms_task **tasks, size_t *count,
+                    uint64_t *bad, struct ms_err *err);
+/* crash-style two-letter state: RU IN UN ID ST TR ZO DE PA NE. */
+const char *ms_task_state_name(uint32_t state, uint32_t exit_state);
+
+/* Numbers as memsrv reads them; names resolve through fn when given. */
+typedef int (*ms_name_fn)(void *arg, const char *name, uint64_t *value);
+int ms_parse_expr(const char *text, ms_name_fn resolve, void *arg, uint64_t *value,
+                  struct ms_err *err);
+
+const char *ms_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
