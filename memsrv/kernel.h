@@ -25,6 +25,8 @@ struct ms_kernel_opts {
     bool kallsyms;           /* no symbol file: read the kernel's kallsyms */
 };
 
+struct ms_backtracer; /* backtrace.h */
+
 struct ms_kernel {
     struct ms_space *phys;  /* guest-physical: phys, or EPT/NPT for a nested guest */
     struct ms_space *space; /* kernel virtual addresses */
@@ -33,11 +35,12 @@ struct ms_kernel {
     struct ms_symtab *syms;           /* NULL without a symbol file */
     struct ms_typedb types;           /* VMCOREINFO first, DWARF added on demand */
     bool dwarf_loaded;
-    uint64_t slide;     /* KASLR: runtime - link-time address */
-    uint64_t phys_base; /* PA of the kernel image = VA - __START_KERNEL_map + phys_base */
-    uint64_t root;      /* kernel page-table root (guest-physical) */
-    unsigned levels;    /* 4 or 5 */
-    char how[160];      /* where the slide and root came from */
+    struct ms_backtracer *bt; /* ORC tables and stack layout once loaded (backtrace.h) */
+    uint64_t slide;           /* KASLR: runtime - link-time address */
+    uint64_t phys_base;       /* PA of the kernel image = VA - __START_KERNEL_map + phys_base */
+    uint64_t root;            /* kernel page-table root (guest-physical) */
+    unsigned levels;          /* 4 or 5 */
+    char how[160];            /* where the slide and root came from */
 };
 
 int ms_kernel_open(struct ms_kernel **out, struct ms_space *phys, const struct ms_kernel_opts *o,

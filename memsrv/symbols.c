@@ -495,6 +495,28 @@ int ms_symtab_addr(const struct ms_symtab *st, uint64_t addr, const struct ms_sy
     return 0;
 }
 
+int ms_symtab_addr_extent(const struct ms_symtab *st, uint64_t addr, const struct ms_symbol **sym,
+                          uint64_t *offset, uint64_t *size, struct ms_err *err)
+{
+    int rc = ms_symtab_addr(st, addr, sym, offset, err);
+    if (rc < 0)
+        return rc;
+    uint64_t start = addr - *offset;
+    size_t lo = 0, hi = st->naddr; /* first index with runtime addr > start */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ms_symtab_runtime(st, st->syms[st->by_addr[mid]].addr) <= start)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < st->naddr)
+        *size = ms_symtab_runtime(st, st->syms[st->by_addr[lo]].addr) - start;
+    else
+        *size = (*sym)->size > *offset ? (*sym)->size : *offset + 1;
+    return 0;
+}
+
 int ms_symtab_read_image(const struct ms_symtab *st, uint64_t vaddr, void *buf, size_t len,
                          struct ms_err *err)
 {
