@@ -2,12 +2,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backtrace.h"
-#include "linux.h"
+#include "cli.h"
 
-/* bt [PID...] [--all]: the kernel stacks of the guest's tasks, unwound with
- * the kernel's ORC tables; no vmlinux needed (kallsyms, and the kernel's
- * own types once it has them). */
+/* bt PID... | bt --all: the kernel stacks of the guest's tasks, unwound with
+ * the kernel's ORC tables; no vmlinux needed for names (kallsyms). */
 int cmd_bt(struct cli *cli, int argc, char **argv)
 {
     bool all = false;
@@ -31,21 +29,13 @@ int cmd_bt(struct cli *cli, int argc, char **argv)
         free(pids);
         return cli_usage("usage: bt PID... | bt --all");
     }
-    struct ms_kernel *k;
-    if (cli_linux_open(cli, &k, false)) {
-        free(pids);
-        return cli_fail(cli);
-    }
-    int rc = 0;
-    if (!k->syms)
-        rc = ms_kernel_load_kallsyms(k, 0, &cli->err);
     struct ms_strbuf sb;
     ms_strbuf_init(&sb);
+    int rc = cli_open(cli);
     if (rc == 0)
-        rc = ms_kernel_bt_report(k, pids, npids, &sb, &cli->err);
+        rc = ms_target_backtrace(cli->t, cli->h, pids, npids, &sb, &cli->err);
     fwrite(ms_strbuf_str(&sb), 1, sb.len, stdout);
     ms_strbuf_free(&sb);
-    ms_kernel_close(k);
     free(pids);
-    return rc < 0 ? cli_fail(cli) : 0;
+    return rc ? cli_fail(cli) : 0;
 }
