@@ -101,11 +101,6 @@ int ms_target_write(struct ms_target *t, ms_handle h, uint64_t addr, const void 
     if (!done)
         done = &scratch_done;
     *done = 0;
-    if (!t->info.writable) {
-        int rc = ms_err_set(err, MS_EPERM, "%s is open read-only", t->info.where);
-        ms_err_hint(err, MS_HINT_WRITABLE);
-        return rc;
-    }
     return len ? t->ops->write(t, h, addr, buf, len, done, err) : 0;
 }
 
