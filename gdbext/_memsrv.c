@@ -1127,6 +1127,77 @@ static PyObject *sp_tasks(SpaceObject *s, PyObject *unused)
     return list;
 }
 
+/* A register set from {name: int}: GDB's names (ms_reg_name). */
+static int regs_from_dict(PyObject *dict, struct ms_regs *r)
+{
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    if (!PyDict_Check(dict)) {
+        PyErr_SetString(PyExc_TypeError, "regs must be a dict {name: int}");
+        return -1;
+    }
+    while (PyDict_Next(dict, &pos, &key, &value)) {
+        const char *name = PyUnicode_Check(key) ? PyUnicode_AsUTF8(key) : NULL;
+        unsigned reg = 0;
+        while (name && ms_reg_name(reg) && strcmp(ms_reg_name(reg), name))
+            reg++;
+        if (!name || !ms_reg_name(reg)) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_ValueError, "unknown register %R", key);
+            return -1;
+        }
+        unsigned long long v = PyLong_AsUnsignedLongLongMask(value);
+        if (v == (unsigned long long)-1 && PyErr_Occurred())
+            return -1;
+        r->v[reg] = v;
+        r->valid |= 1ull << reg;
+    }
+    return 0;
+}
+
+static PyObject *sp_unwind(SpaceObject *s, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"ip", "sp", "bp", "exact", "regs", NULL};
+    unsigned long long ip, sp;
+    PyObject *bp = Py_None, *regs = Py_None;
+    int exact = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "KK|OpO:unwind", kwlist, &ip, &sp, &bp, &exact,
+                                     &regs))
+        return NULL;
+    if (sp_check(s))
+        return NULL;
+    struct ms_frame in = {0}, out;
+    if (regs != Py_None && regs_from_dict(regs, &in.regs))
+        return NULL;
+    in.regs.v[MS_REG_RIP] = ip;
+    in.regs.v[MS_REG_RSP] = sp;
+    in.regs.valid |= 1ull << MS_REG_RIP | 1ull << MS_REG_RSP;
+    if (bp != Py_None) {
+        in.regs.v[MS_REG_RBP] = PyLong_AsUnsignedLongLongMask(bp);
+        if (PyErr_Occurred())
+            return NULL;
+        in.regs.valid |= 1ull << MS_REG_RBP;
+    }
+    in.exact = exact;
+    struct ms_err err = {0};
+    int rc;
+    CALL(s->mem, rc, ms_target_unwind_step(s->mem->t, s->h, &in, &out, &err));
+    if (rc < 0)
+        return raise_err(&err);
+    if (rc == 0 && !out.user)
+        Py_RETURN_NONE;
+    PyObject *d = PyDict_New();
+    for (unsigned reg = 0; d && reg < MS_REG_COUNT; reg++) {
+        if (!(out.regs.valid & (1ull << reg)))
+            continue;
+        PyObject *v = PyLong_FromUnsignedLongLong(out.regs.v[reg]);
+        if (!v || PyDict_SetItemString(d, ms_reg_name(reg), v))
+            Py_CLEAR(d);
+        Py_XDECREF(v);
+    }
+    return d ? Py_BuildValue("(NO)", d, out.exact ? Py_True : Py_False) : NULL;
+}
+
 static int sp_stack(SpaceObject *s, struct ms_stack *st)
 {
     if (sp_check(s))
@@ -1266,6 +1337,15 @@ static PyMethodDef sp_methods[] = {
      "file, the kernel's kallsyms."},
     {"tasks", (PyCFunction)sp_tasks, METH_NOARGS,
      "tasks() -> [(pid, ppid, state, task_struct, comm)] of the same kernel."},
+    {"unwind", (PyCFunction)(void (*)(void))sp_unwind, METH_VARARGS | METH_KEYWORDS,
+     "unwind(ip, sp, bp=None, exact=False, regs=None) -> (caller_regs, exact) or None\n"
+     "One step of the kernel's ORC unwinder from a frame to its caller, reading the\n"
+     "stack through this space (kernel addresses). exact: ip is where the frame stopped\n"
+     "(the innermost frame, or interrupted), not a return address; regs: the frame's\n"
+     "other registers {name: int} (all general ones with exact: the pt_regs case).\n"
+     "caller_regs {name: int}: rip, rsp, rbp, or every register a pt_regs held (then\n"
+     "exact is True), user mode's at the end of a syscall's or an interrupt's stack.\n"
+     "None at the stack's end marker."},
     {"vtop", (PyCFunction)sp_vtop, METH_O,
      "vtop(addr) -> str: the library's report, every entry of every dimension decoded.\n"
      "On failure MemsrvError carries .output (the entries read so far)."},

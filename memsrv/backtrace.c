@@ -33,6 +33,17 @@ int ms_bt_layout_from_typedb(struct ms_bt_layout *l, const struct ms_typedb *db,
     if (rc < 0)
         return rc;
     l->task_thread_sp = thread + sp;
+    struct {
+        const char *name;
+        uint64_t *off;
+    } saved[] = {{"bx", &l->frame_bx},
+                 {"r12", &l->frame_r12},
+                 {"r13", &l->frame_r13},
+                 {"r14", &l->frame_r14},
+                 {"r15", &l->frame_r15}};
+    for (size_t i = 0; i < sizeof(saved) / sizeof(saved[0]); i++)
+        if (ms_typedb_offset(db, "inactive_task_frame", saved[i].name, saved[i].off, NULL) < 0)
+            *saved[i].off = UINT64_MAX;
     /* 5.16 moved the CPU number into thread_info (the first member) */
     uint64_t ti, cpu;
     if (ms_typedb_offset(db, "task_struct", "thread_info", &ti, NULL) == 0 &&
@@ -312,6 +323,181 @@ int ms_kernel_backtrace(struct ms_kernel *k, const struct ms_task *task, struct 
     if (rc < 0)
         ms_backtrace_free(out);
     return rc;
+}
+
+const char *ms_reg_name(unsigned reg)
+{
+    static const char *const names[MS_REG_COUNT] = {
+        "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp",     "rsp",     "r8",
+        "r9",  "r10", "r11", "r12", "r13", "r14", "r15",     "rip",     "eflags",
+        "cs",  "ss",  "ds",  "es",  "fs",  "gs",  "fs_base", "gs_base", "k_gs_base",
+        "cr0", "cr2", "cr3", "cr4", "cr8", "efer"};
+    return reg < MS_REG_COUNT ? names[reg] : NULL;
+}
+
+#define REG_BIT(r) (1ull << (r))
+#define GPR_BITS 0xffffull /* rax .. r15 */
+#define KERNEL_CS 0x10     /* __KERNEL_CS, __KERNEL_DS: x86-64 Linux's GDT layout */
+#define KERNEL_DS 0x18
+
+static void set_reg(struct ms_regs *r, unsigned reg, uint64_t value)
+{
+    r->v[reg] = value;
+    r->valid |= REG_BIT(reg);
+}
+
+int ms_kernel_task_regs(struct ms_kernel *k, uint64_t task, const struct ms_cpu_state *cpus,
+                        unsigned ncpus, struct ms_task_regs *out, struct ms_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    int rc = ms_kernel_backtracer(k, err);
+    if (rc < 0)
+        return rc;
+    const struct ms_bt_layout *l = &k->bt->layout;
+    uint32_t on_cpu = 0;
+    uint64_t thread_sp = 0;
+    if ((rc = ms_space_read(k->space, task + l->task_cpu, &out->cpu, 4, NULL, err)) < 0 ||
+        (rc = ms_space_read(k->space, task + l->task_on_cpu, &on_cpu, 4, NULL, err)) < 0 ||
+        (rc = ms_space_read(k->space, task + l->task_thread_sp, &thread_sp, 8, NULL, err)) < 0)
+        return ms_err_prefix(err, "task 0x%llx: ", (unsigned long long)task);
+    struct ms_regs *r = &out->regs;
+    if (on_cpu) {
+        out->on_cpu = true;
+        if (!cpus || out->cpu >= ncpus)
+            return 0;
+        const struct ms_cpu_state *c = &cpus[out->cpu];
+        const uint64_t gprs[16] = {c->rax, c->rbx, c->rcx, c->rdx, c->rsi, c->rdi, c->rbp, c->rsp,
+                                   c->r8,  c->r9,  c->r10, c->r11, c->r12, c->r13, c->r14, c->r15};
+        for (unsigned i = 0; i < 16; i++)
+            set_reg(r, MS_REG_RAX + i, gprs[i]);
+        set_reg(r, MS_REG_RIP, c->rip);
+        set_reg(r, MS_REG_RFLAGS, c->rflags);
+        set_reg(r, MS_REG_FS_BASE, c->fs_base);
+        set_reg(r, MS_REG_GS_BASE, c->gs_base);
+        if (c->has_cr) {
+            set_reg(r, MS_REG_K_GS_BASE, c->kernel_gs_base);
+            set_reg(r, MS_REG_CR0, c->cr0);
+            set_reg(r, MS_REG_CR2, c->cr2);
+            set_reg(r, MS_REG_CR3, c->cr3);
+            set_reg(r, MS_REG_CR4, c->cr4);
+        }
+        out->source = MS_REGS_CPU;
+        return 0;
+    }
+    uint8_t frame[256]; /* ms_bt_layout_from_typedb keeps frame_size within it */
+    if ((rc = ms_space_read(k->space, thread_sp, frame, l->frame_size, NULL, err)) < 0)
+        return ms_err_prefix(err, "task 0x%llx's switched-out frame at thread.sp 0x%llx: ",
+                             (unsigned long long)task, (unsigned long long)thread_sp);
+    const struct {
+        unsigned reg;
+        uint64_t off;
+    } saved[] = {{MS_REG_RIP, l->frame_ret_addr}, {MS_REG_RBP, l->frame_bp},
+                 {MS_REG_RBX, l->frame_bx},       {MS_REG_R12, l->frame_r12},
+                 {MS_REG_R13, l->frame_r13},      {MS_REG_R14, l->frame_r14},
+                 {MS_REG_R15, l->frame_r15}};
+    for (size_t i = 0; i < sizeof(saved) / sizeof(saved[0]); i++) {
+        uint64_t v;
+        if (saved[i].off > l->frame_size - 8)
+            continue;
+        memcpy(&v, frame + saved[i].off, 8);
+        set_reg(r, saved[i].reg, v);
+    }
+    /* __switch_to_asm returns to ret_addr with the frame popped */
+    set_reg(r, MS_REG_RSP, thread_sp + l->frame_size);
+    set_reg(r, MS_REG_CS, KERNEL_CS);
+    set_reg(r, MS_REG_SS, KERNEL_DS);
+    out->source = MS_REGS_FRAME;
+    return 0;
+}
+
+static int read_space_orc(void *arg, uint64_t addr, void *buf, size_t len, struct ms_err *err)
+{
+    return ms_space_read(arg, addr, buf, len, NULL, err);
+}
+
+/* The registers an unwound state knows: pt_regs' (all of them, or the iret
+ * frame's), else rip, rsp and rbp. */
+static void state_regs(const struct ms_orc_state *s, struct ms_regs *r)
+{
+    memset(r, 0, sizeof(*r));
+    if (s->has_regs && s->full_regs) {
+        const struct ms_orc_regs *p = &s->regs;
+        const uint64_t gprs[16] = {p->ax, p->bx, p->cx,  p->dx,  p->si,  p->di,  p->bp,  p->sp,
+                                   p->r8, p->r9, p->r10, p->r11, p->r12, p->r13, p->r14, p->r15};
+        for (unsigned i = 0; i < 16; i++)
+            set_reg(r, MS_REG_RAX + i, gprs[i]);
+    }
+    if (s->has_regs) {
+        set_reg(r, MS_REG_RFLAGS, s->regs.flags);
+        set_reg(r, MS_REG_CS, s->regs.cs);
+        set_reg(r, MS_REG_SS, s->regs.ss);
+    }
+    set_reg(r, MS_REG_RIP, s->ip);
+    set_reg(r, MS_REG_RSP, s->sp);
+    set_reg(r, MS_REG_RBP, s->bp);
+}
+
+int ms_kernel_unwind_step(struct ms_kernel *k, struct ms_space *mem, const struct ms_frame *in,
+                          struct ms_frame *out, struct ms_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    const struct ms_regs *r = &in->regs;
+    const uint64_t need = REG_BIT(MS_REG_RIP) | REG_BIT(MS_REG_RSP);
+    if ((r->valid & need) != need)
+        return ms_err_set(err, MS_EINVAL, "an unwind step needs the frame's rip and rsp");
+    int rc = ms_kernel_backtracer(k, err);
+    if (rc < 0)
+        return rc;
+    uint64_t rbp = r->valid & REG_BIT(MS_REG_RBP) ? r->v[MS_REG_RBP] : 0;
+    struct ms_orc_state s;
+    if (in->exact && (r->valid & GPR_BITS) == GPR_BITS) {
+        /* interrupted registers: the kernel's unwind_start(regs) */
+        struct ms_orc_regs p = {0};
+        p.ax = r->v[MS_REG_RAX];
+        p.bx = r->v[MS_REG_RBX];
+        p.cx = r->v[MS_REG_RCX];
+        p.dx = r->v[MS_REG_RDX];
+        p.si = r->v[MS_REG_RSI];
+        p.di = r->v[MS_REG_RDI];
+        p.bp = rbp;
+        p.r8 = r->v[MS_REG_R8];
+        p.r9 = r->v[MS_REG_R9];
+        p.r10 = r->v[MS_REG_R10];
+        p.r11 = r->v[MS_REG_R11];
+        p.r12 = r->v[MS_REG_R12];
+        p.r13 = r->v[MS_REG_R13];
+        p.r14 = r->v[MS_REG_R14];
+        p.r15 = r->v[MS_REG_R15];
+        p.ip = r->v[MS_REG_RIP];
+        p.sp = r->v[MS_REG_RSP];
+        p.cs = r->valid & REG_BIT(MS_REG_CS) ? r->v[MS_REG_CS] : KERNEL_CS;
+        p.ss = r->valid & REG_BIT(MS_REG_SS) ? r->v[MS_REG_SS] : KERNEL_DS;
+        p.flags = r->valid & REG_BIT(MS_REG_RFLAGS) ? r->v[MS_REG_RFLAGS] : 0;
+        ms_orc_state_init_regs(&s, &p, 0);
+    } else {
+        ms_orc_state_init(&s, r->v[MS_REG_RIP], r->v[MS_REG_RSP], rbp, in->exact);
+    }
+    uint64_t size = k->bt->layout.thread_size, lo = s.sp & ~(size - 1);
+    struct ms_orc_unwinder u = {0};
+    u.tables = &k->bt->orc;
+    u.ntables = 1;
+    u.stacks[0] = (struct ms_orc_stack){lo, lo + size ? lo + size : UINT64_MAX};
+    /* the way back from an IRQ or exception stack: anywhere in the kernel
+     * half (one step: no loop to guard against here) */
+    u.stacks[1] = (struct ms_orc_stack){0xffff800000000000ull, UINT64_MAX};
+    u.nstacks = 2;
+    u.read = read_space_orc;
+    u.arg = mem;
+    rc = ms_orc_step(&u, &s, err);
+    if (rc < 0)
+        return rc;
+    bool user = s.has_regs && ms_orc_regs_user(&s.regs);
+    if (rc == 0 && !user)
+        return 0;
+    state_regs(&s, &out->regs);
+    out->exact = s.has_regs;
+    out->user = user;
+    return user ? 0 : 1;
 }
 
 /* The kernel's %pS (exact) or %pB (a return address: the symbol of the

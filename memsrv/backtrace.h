@@ -23,7 +23,10 @@ struct ms_bt_layout {
     uint64_t task_on_cpu;    /* task_struct.on_cpu */
     uint64_t task_cpu;       /* task_struct.thread_info + thread_info.cpu, or task_struct.cpu */
     uint64_t frame_size, frame_bp, frame_ret_addr; /* inactive_task_frame */
-    uint64_t thread_size;                          /* THREAD_SIZE */
+    /* its callee-saved registers, for a debugger's view of the thread
+     * (UINT64_MAX: not in this kernel's frame) */
+    uint64_t frame_bx, frame_r12, frame_r13, frame_r14, frame_r15;
+    uint64_t thread_size; /* THREAD_SIZE */
 };
 
 /* Fills l from db (the structs of ms_bt_structs must be in it). */
@@ -85,6 +88,17 @@ void ms_backtrace_format(const struct ms_kernel *k, const struct ms_backtrace *b
 /* `bt`: the tasks with the given pids (all when npids is 0), formatted one
  * after another with a blank line between. A pid with no task is an error,
  * after the others are printed. */
+/* A task's registers (memsrv.h's ms_target_task_regs): its switched-out
+ * frame when asleep; when on a CPU, that CPU's registers from cpus (a
+ * dump's notes, indexed by CPU number; NULL: none at hand). */
+int ms_kernel_task_regs(struct ms_kernel *k, uint64_t task, const struct ms_cpu_state *cpus,
+                        unsigned ncpus, struct ms_task_regs *out, struct ms_err *err);
+
+/* One ORC step (memsrv.h's ms_target_unwind_step), reading through mem (an
+ * address space where the kernel's addresses map). */
+int ms_kernel_unwind_step(struct ms_kernel *k, struct ms_space *mem, const struct ms_frame *in,
+                          struct ms_frame *out, struct ms_err *err);
+
 int ms_kernel_bt_report(struct ms_kernel *k, const int32_t *pids, size_t npids,
                         struct ms_strbuf *out, struct ms_err *err);
 

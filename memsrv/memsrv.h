@@ -408,6 +408,97 @@ int ms_target_tasks(struct ms_target *t, ms_handle h, struct ms_task **tasks, si
  * pid with no task fails after the others are in *out. */
 int ms_target_backtrace(struct ms_target *t, ms_handle h, const int32_t *pids, size_t npids,
                         struct ms_strbuf *out, struct ms_err *err);
+/* ------------------------------------------------- threads and frames */
+
+/* x86-64 registers in GDB's order (its i386:x86-64 core, segment bases and
+ * QEMU's system registers), for a thread's registers and unwound frames. */
+enum ms_reg {
+    MS_REG_RAX,
+    MS_REG_RBX,
+    MS_REG_RCX,
+    MS_REG_RDX,
+    MS_REG_RSI,
+    MS_REG_RDI,
+    MS_REG_RBP,
+    MS_REG_RSP,
+    MS_REG_R8,
+    MS_REG_R9,
+    MS_REG_R10,
+    MS_REG_R11,
+    MS_REG_R12,
+    MS_REG_R13,
+    MS_REG_R14,
+    MS_REG_R15,
+    MS_REG_RIP,
+    MS_REG_RFLAGS,
+    MS_REG_CS,
+    MS_REG_SS,
+    MS_REG_DS,
+    MS_REG_ES,
+    MS_REG_FS,
+    MS_REG_GS,
+    MS_REG_FS_BASE,
+    MS_REG_GS_BASE,
+    MS_REG_K_GS_BASE,
+    MS_REG_CR0,
+    MS_REG_CR2,
+    MS_REG_CR3,
+    MS_REG_CR4,
+    MS_REG_CR8,
+    MS_REG_EFER,
+    MS_REG_COUNT
+};
+
+/* GDB's name of a register ("rax", "eflags", "k_gs_base"); NULL past the end. */
+const char *ms_reg_name(unsigned reg);
+
+struct ms_regs {
+    uint64_t v[MS_REG_COUNT];
+    uint64_t valid; /* bit (1 << MS_REG_*) per register known; the others are unknown */
+};
+
+enum ms_regs_source {
+    MS_REGS_NONE,  /* nothing known: on a CPU, and no registers of it at hand */
+    MS_REGS_FRAME, /* asleep: its switched-out frame (inactive_task_frame at thread.sp):
+                      rip (the return address), rsp, rbp, rbx, r12-r15 */
+    MS_REGS_CPU,   /* on a CPU: that CPU's registers from a dump's notes */
+};
+
+struct ms_task_regs {
+    enum ms_regs_source source;
+    bool on_cpu;  /* running at the stop (task->on_cpu) */
+    uint32_t cpu; /* the CPU it last ran on */
+    struct ms_regs regs;
+};
+
+/* A task's registers as a debugger shows its thread (x86-64 Linux). A dump's
+ * CPU notes are the outer guest's: they never stand for a nested kernel's
+ * task (a handle with a second stage). */
+int ms_target_task_regs(struct ms_target *t, ms_handle h, uint64_t task, struct ms_task_regs *out,
+                        struct ms_err *err);
+
+/* One frame of a kernel stack, for an unwinder that steps (a debugger's). */
+struct ms_frame {
+    struct ms_regs regs; /* rip and rsp at least; rbp when known */
+    /* rip is where the frame stopped (the innermost frame, or one interrupted
+     * with its registers in pt_regs), not a return address; with every
+     * general register and cs known it is the interrupted-registers case
+     * (the kernel's unwind from pt_regs). */
+    bool exact;
+    bool user; /* out, at the end: regs are user-mode pt_regs (a syscall's or an interrupt's) */
+};
+
+/* One step of the kernel's ORC unwinder (x86-64) from frame in to its
+ * caller, reading the stack through the handle's space: 1 with *out the
+ * caller (rip, rsp, rbp; from pt_regs every register they hold, and
+ * out->exact); 0 at the stack's end (the kernel's end marker, or user-mode
+ * pt_regs: then out->user with their registers); a negative code when the
+ * unwind cannot go on (no ORC data for rip, a stack read failed). The stack
+ * is the THREAD_SIZE block holding rsp; a caller on another stack (an IRQ
+ * or exception stack's way back) is checked only as kernel memory. */
+int ms_target_unwind_step(struct ms_target *t, ms_handle h, const struct ms_frame *in,
+                          struct ms_frame *out, struct ms_err *err);
+
 /* crash-style two-letter state: RU IN UN ID ST TR ZO DE PA NE. */
 const char *ms_task_state_name(uint32_t state, uint32_t exit_state);
 /* "    PID    PPID  ST  TASK              COMM" table, as `memsrv ps` prints it. */

@@ -383,6 +383,28 @@ int ms_target_backtrace(struct ms_target *t, ms_handle h, const int32_t *pids, s
     return t->ops->backtrace(t, h, pids, npids, out, err);
 }
 
+int ms_target_task_regs(struct ms_target *t, ms_handle h, uint64_t task, struct ms_task_regs *out,
+                        struct ms_err *err)
+{
+    SCRATCH(err);
+    memset(out, 0, sizeof(*out));
+    if (!t->ops->task_regs)
+        return ms_err_set(err, MS_EINVAL,
+                          "task registers are not offered over a server yet: use the RAM file");
+    return t->ops->task_regs(t, h, task, out, err);
+}
+
+int ms_target_unwind_step(struct ms_target *t, ms_handle h, const struct ms_frame *in,
+                          struct ms_frame *out, struct ms_err *err)
+{
+    SCRATCH(err);
+    memset(out, 0, sizeof(*out));
+    if (!t->ops->unwind_step)
+        return ms_err_set(err, MS_EINVAL,
+                          "unwinding is not offered over a server yet: use the RAM file");
+    return t->ops->unwind_step(t, h, in, out, err);
+}
+
 int ms_target_set_symbols(struct ms_target *t, const char *path, struct ms_err *err)
 {
     SCRATCH(err);

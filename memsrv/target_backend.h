@@ -52,6 +52,10 @@ struct ms_target_ops {
     /* NULL: not offered by the backend */
     int (*backtrace)(struct ms_target *t, ms_handle h, const int32_t *pids, size_t npids,
                      struct ms_strbuf *out, struct ms_err *err);
+    int (*task_regs)(struct ms_target *t, ms_handle h, uint64_t task, struct ms_task_regs *out,
+                     struct ms_err *err);
+    int (*unwind_step)(struct ms_target *t, ms_handle h, const struct ms_frame *in,
+                       struct ms_frame *out, struct ms_err *err);
 };
 
 struct ms_target {

@@ -563,6 +563,35 @@ static int local_backtrace(struct ms_target *t, ms_handle h, const int32_t *pids
     return ms_kernel_bt_report(k, pids, npids, out, err);
 }
 
+static int local_task_regs(struct ms_target *t, ms_handle h, uint64_t task,
+                           struct ms_task_regs *out, struct ms_err *err)
+{
+    struct local *l = L(t);
+    struct ms_kernel *k;
+    const struct local_stack *st = NULL;
+    int rc = stack_of(l, h, &st, err);
+    if (rc == 0)
+        rc = kernel_syms(l, h, &k, err);
+    if (rc < 0)
+        return rc;
+    /* a dump's CPU notes are the outer guest's CPUs */
+    bool outer = st->desc.second == MS_SECOND_NONE;
+    return ms_kernel_task_regs(k, task, outer ? l->ram->cpus : NULL, outer ? l->ram->ncpus : 0, out,
+                               err);
+}
+
+static int local_unwind_step(struct ms_target *t, ms_handle h, const struct ms_frame *in,
+                             struct ms_frame *out, struct ms_err *err)
+{
+    struct local *l = L(t);
+    struct ms_kernel *k;
+    struct ms_space *sp;
+    int rc = kernel_syms(l, h, &k, err);
+    if (rc == 0)
+        rc = space_of(l, h, &sp, err);
+    return rc < 0 ? rc : ms_kernel_unwind_step(k, sp, in, out, err);
+}
+
 static int set_string(char **dst, const char *src, struct ms_err *err)
 {
     char *copy = src ? strdup(src) : NULL;
@@ -635,6 +664,8 @@ static const struct ms_target_ops local_ops = {
     .tasks = local_tasks,
     .set_symbols = local_set_symbols,
     .backtrace = local_backtrace,
+    .task_regs = local_task_regs,
+    .unwind_step = local_unwind_step,
 };
 
 int ms_target_open_local(struct ms_target **out, const struct ms_target_opts *o,

@@ -8,6 +8,7 @@ prints. `source gdbext/nested.gdb` loads it into GDB; the pure-Python parts
 
 import glob
 import os
+import sys
 import sysconfig
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -20,6 +21,12 @@ class ModuleMissing(ImportError):
 def load_module():
     """Imports the C module beside this file, or raises ModuleMissing with a
     message saying what to do (not built; built for another Python)."""
+    # GDB links elfutils' libdw, whose dwarf_* functions share names with
+    # libdwarf's: bound first, they would take the module's libdwarf calls
+    # (a crash in the first DWARF read). RTLD_DEEPBIND makes the module and
+    # its own libraries look in themselves first.
+    flags = sys.getdlopenflags()
+    sys.setdlopenflags(flags | getattr(os, "RTLD_DEEPBIND", 0))
     try:
         from . import _memsrv  # noqa: F401
         return _memsrv
@@ -38,6 +45,8 @@ def load_module():
                 "include directory" % (", ".join(built), sysconfig.get_python_version(), suffix)
             ) from e
         raise ModuleMissing("nested: cannot load %s: %s" % (os.path.join(HERE, built[0]), e)) from e
+    finally:
+        sys.setdlopenflags(flags)
 
 
 def register():

@@ -8,7 +8,7 @@ import shlex
 
 import gdb
 
-from . import breakargs, load_module, qemu
+from . import breakargs, load_module, qemu, unwind
 
 _memsrv = load_module()
 MemsrvError = _memsrv.MemsrvError
@@ -89,6 +89,7 @@ class Session:
         self.pending_breaks = []  # hbreak lines waiting for a target
         self.symbols = None  # vmlinux or System.map for nested dmesg
         self.seen = {}  # level -> (cr3, levels, where from): the last stop in it, or a scan
+        self.unwinder_mode = None  # what the user set with `nested unwinder`, else automatic
 
     # -- registers and roots -------------------------------------------------
     def vcpu(self):
@@ -173,10 +174,12 @@ class Session:
             raise gdb.GdbError("nested: no memory attached; use `nested attach [FILE]` first")
         return self.mem
 
-    def build(self, level, cr3, levels):
+    def build(self, level, cr3, levels, kernel=False):
         mem = self.need_mem()
         kw = {}
-        if cr3 is not None:
+        if kernel:
+            kw["kernel"] = True
+        elif cr3 is not None:
             kw["cr3"] = cr3
             kw["levels"] = levels
         if level == "l2":
@@ -203,6 +206,16 @@ class Session:
         level = level or self.level()
         cr3, levels, _ = self.roots(level)
         return self.build(level, cr3, levels)
+
+    def kernel_space(self):
+        """The kernel's own page tables of the level viewed (no CR3 needed).
+        Called from GDB's unwinding: it must not read registers (that would
+        unwind again), so an undetected level is not detected here."""
+        if self.mode != "auto":
+            level = self.mode
+        else:
+            level = self.detected or ("l2" if self.second_stage() else "l1")
+        return self.build(level, None, None, kernel=True)
 
     def level_name(self, level=None):
         return "L2" if (level or self.level()) == "l2" else "L1"
@@ -434,6 +447,7 @@ the file itself."""
         except MemsrvError as e:
             raise _fail(e)
         self.use(mem, origin)
+        _auto_unwinder()
         regions = ", ".join(
             "0x%x-0x%x@0x%x" % (gpa, gpa + n - 1, off) for gpa, n, off, _ in mem.regions
         )
@@ -473,6 +487,7 @@ the file itself."""
         except MemsrvError as e:
             raise _fail(e)
         self.use(mem, "memsrv at %s" % address)
+        _auto_unwinder()
         gdb.write(
             "nested: attached to memsrv at %s (%d MiB served, %s)\n"
             % (address, mem.size >> 20, "writable" if mem.writable else "read-only")
@@ -505,6 +520,48 @@ the file itself."""
                 continue
             return path, qemu.map_spec(regions), "from QEMU (backend %s, info mtree -f)" % ident
         raise gdb.GdbError("nested attach: no file-backed RAM found: " + "; ".join(errors))
+
+
+def _auto_unwinder():
+    """Attached to memory: kernel frames GDB cannot unwind go to the ORC
+    unwinder, unless the user turned it off."""
+    if S.unwinder_mode is None:
+        unwind.install(S.kernel_space)
+        unwind.set_mode("on")
+
+
+class Unwinder(gdb.Command):
+    """The kernel's ORC unwinder for GDB's backtraces: nested unwinder [on|all|off]
+
+GDB's DWARF unwinder stops in the kernel's entry code (entry_64.S has no CFI),
+so `bt` ends in ret_from_fork or entry_SYSCALL_64 with made-up frames after
+it. With `on` (the default once memory is attached) kernel frames without
+debug info are unwound with the kernel's ORC tables through the attached
+memory (the kernel's own page tables of the level viewed), C frames stay
+with DWARF (it recovers the registers locals live in); `all` unwinds every
+kernel frame with ORC, as the kernel's own traces do; `off` leaves GDB alone.
+With no argument, says which is in use."""
+
+    def __init__(self):
+        super().__init__("nested unwinder", gdb.COMMAND_STACK, gdb.COMPLETE_NONE)
+
+    def complete(self, text, word):
+        return [m for m in ("on", "all", "off") if m.startswith(text)]
+
+    def invoke(self, arg, from_tty):
+        arg = arg.strip()
+        if arg not in ("", "on", "all", "off"):
+            raise gdb.GdbError("usage: nested unwinder [on|all|off]")
+        if arg:
+            S.unwinder_mode = arg
+            unwind.install(S.kernel_space)
+            unwind.set_mode(arg)
+        u = unwind.install(S.kernel_space) if S.mem is not None else None
+        gdb.write("nested: ORC unwinder %s%s\n" % (
+            unwind.mode(),
+            "" if S.mem is not None else " (no memory attached yet: nested attach FILE)"))
+        if u is not None and u.problem and unwind.mode() != "off":
+            gdb.write("nested: the last trace ended with: %s\n" % u.problem)
 
 
 class Detach(gdb.Command):
@@ -1160,7 +1217,7 @@ _registered = False
 def register():
     global _registered
     for cls in (Nested, Attach, Detach, Eptp, Ncr3, Cr3, Mode, Info, Flush, Scan, Nx, Vtop,
-                Ptdump, Print, Break, Tbreak, Swbreak, Hw, Symbols, Dmesg):
+                Ptdump, Print, Break, Tbreak, Swbreak, Hw, Symbols, Dmesg, Unwinder):
         cls()
     if not _registered:
         gdb.events.stop.connect(_on_stop)

@@ -22,6 +22,10 @@ static const struct cli_command commands[] = {
      "discover [N]        scan RAM for nested guests (VMCB, vmcs12, EPT)"},
     {"ps", cmd_ps, "ps                  the guest's tasks (needs --vmlinux)"},
     {"bt", cmd_bt, "bt PID...|--all     kernel stacks of the guest's tasks (ORC unwinder)"},
+    {"gdbserver", cmd_gdbserver,
+     "gdbserver --stdio|--listen HOST:PORT  a read-only GDB remote target: threads are the\n"
+     "                      kernel's tasks, memory through the options' space (kernel's own\n"
+     "                      page tables without --cr3)"},
     {"sym", cmd_sym, "sym NAME|ADDR...    kernel symbol <-> address (KASLR applied)"},
 };
 
