@@ -49,7 +49,9 @@ static void compress(uint8_t codes[][MAXTOK], size_t *len, size_t nsyms, char to
         if (free_code < 0 || best < 2 || strlen(tok[ba]) + strlen(tok[bb]) >= MAXTOK)
             return;
         char joined[MAXTOK];
-        snprintf(joined, sizeof(joined), "%s%s", tok[ba], tok[bb]);
+        size_t la = strlen(tok[ba]), lb = strlen(tok[bb]);
+        memcpy(joined, tok[ba], la);
+        memcpy(joined + la, tok[bb], lb + 1); /* la + lb < MAXTOK: checked above */
         memcpy(tok[free_code], joined, sizeof(joined));
         for (size_t i = 0; i < nsyms; i++) {
             size_t o = 0;
