@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backtrace.h"
 #include "dwarf.h"
 #include "kallsyms.h"
 #include "physscan.h"
@@ -20,6 +21,7 @@ void ms_kernel_close(struct ms_kernel *k)
     ms_vmcoreinfo_free(k->vmcoreinfo);
     ms_symtab_free(k->syms);
     ms_typedb_free(&k->types);
+    ms_backtracer_free(k->bt);
     free(k);
 }
 

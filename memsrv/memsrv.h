@@ -124,6 +124,13 @@ struct ms_trace_entry {
     uint64_t value;      /* the entry as read */
 };
 
+const char *ms_space_kind_name(enum ms_space_kind kind);
+/* "PML5E", "PML4E", "PDPTE", "PDE", "PTE" */
+const char *ms_level_name(unsigned level);
+/* A table entry's bits in words ("P RW US A ... -> 0x..."), as vtop shows them. */
+void ms_describe_entry(enum ms_space_kind kind, unsigned level, uint64_t value, char *out,
+                       size_t size);
+
 #define MS_TRACE_MAX 64 /* 5x5 2-D walk is 35 entries */
 
 struct ms_trace {
@@ -203,6 +210,10 @@ int ms_target_translate(struct ms_target *t, ms_handle h, unsigned count, const 
                         struct ms_xlat *out, int *statuses, struct ms_trace *trace,
                         struct ms_err *err);
 
+/* Reads memory for a formatter or decoder; the contract of ms_target_read. */
+typedef int (*ms_read_fn)(void *arg, uint64_t addr, void *buf, size_t len, size_t *done,
+                          struct ms_err *err);
+
 /* Reports, as text (the same from a file and from a server). */
 
 /* Writes "sym+off" (no brackets) for addr into out; returns 0 when found. */
@@ -217,6 +228,10 @@ struct ms_x_state {
     ms_symbolize_fn symbolize;
     void *symbolize_arg;
 };
+
+/* GDB's x/FMT grammar: parses "16gx", "s", "3i" from the sticky defaults in
+ * *format and *size (GDB's: 'x' and 'w'), updating them. */
+int ms_parse_xfmt(const char *text, uint64_t *count, char *format, char *size, struct ms_err *err);
 
 /* GDB's x: fmt is what follows '/' ("16gx", "s", "3i", or ""). On an
  * unreadable byte the text holds what came before it, as GDB prints it,
@@ -384,6 +399,15 @@ struct ms_task {
  * fields could not be read. */
 int ms_target_tasks(struct ms_target *t, ms_handle h, struct ms_task **tasks, size_t *count,
                     uint64_t *bad, struct ms_err *err);
+/* Kernel stacks of the tasks with the given pids (every task when npids is
+ * 0), unwound with the kernel's ORC tables (x86-64): per task crash's
+ * header line, then the kernel's own frame lines (" #0 func+0xoff/0xsize"),
+ * pt_regs as RIP:/RSP: lines, and a "    bt: ..." line where an unwind
+ * stopped short. Tasks on a CPU are named, not unwound. Needs the kernel's
+ * symbols (a symbol file, else its kallsyms) and its task_struct layout. A
+ * pid with no task fails after the others are in *out. */
+int ms_target_backtrace(struct ms_target *t, ms_handle h, const int32_t *pids, size_t npids,
+                        struct ms_strbuf *out, struct ms_err *err);
 /* crash-style two-letter state: RU IN UN ID ST TR ZO DE PA NE. */
 const char *ms_task_state_name(uint32_t state, uint32_t exit_state);
 /* "    PID    PPID  ST  TASK              COMM" table, as `memsrv ps` prints it. */

@@ -8,6 +8,7 @@
 #include "error.h"
 #include "format.h"
 #include "number.h"
+#include "pte.h"
 #include "report.h"
 #include "space.h"
 #include "strbuf.h"
@@ -100,11 +101,6 @@ int ms_target_write(struct ms_target *t, ms_handle h, uint64_t addr, const void 
     if (!done)
         done = &scratch_done;
     *done = 0;
-    if (!t->info.writable) {
-        int rc = ms_err_set(err, MS_EPERM, "%s is open read-only", t->info.where);
-        ms_err_hint(err, MS_HINT_WRITABLE);
-        return rc;
-    }
     return len ? t->ops->write(t, h, addr, buf, len, done, err) : 0;
 }
 
@@ -183,6 +179,25 @@ int ms_target_x(struct ms_target *t, ms_handle h, const char *fmt, uint64_t addr
         st->next = next;
     }
     return rc;
+}
+
+int ms_parse_xfmt(const char *text, uint64_t *count, char *format, char *size, struct ms_err *err)
+{
+    SCRATCH(err);
+    struct ms_xfmt xf = {1, *format ? *format : 'x', *size ? *size : 'w'};
+    int rc = ms_xfmt_parse(text[0] == '/' ? text + 1 : text, &xf, err);
+    if (!rc) {
+        *count = xf.count;
+        *format = xf.format;
+        *size = xf.size;
+    }
+    return rc;
+}
+
+void ms_describe_entry(enum ms_space_kind kind, unsigned level, uint64_t value, char *out,
+                       size_t size)
+{
+    ms_pte_describe(kind == MS_SPACE_EPT ? MS_PTE_EPT : MS_PTE_X86, value, level, out, size);
 }
 
 int ms_target_vtop(struct ms_target *t, ms_handle h, uint64_t addr, struct ms_strbuf *out,
@@ -351,6 +366,21 @@ int ms_target_tasks(struct ms_target *t, ms_handle h, struct ms_task **tasks, si
         bad = &scratch_bad;
     *bad = 0;
     return t->ops->tasks(t, h, tasks, count, bad, err);
+}
+
+int ms_target_backtrace(struct ms_target *t, ms_handle h, const int32_t *pids, size_t npids,
+                        struct ms_strbuf *out, struct ms_err *err)
+{
+    SCRATCH(err);
+    if (npids && !pids)
+        return ms_err_set(err, MS_EINVAL, "%zu pids but no array", npids);
+    for (size_t i = 0; i < npids; i++)
+        if (pids[i] < 0)
+            return ms_err_set(err, MS_EINVAL, "pid %d is negative", pids[i]);
+    if (!t->ops->backtrace)
+        return ms_err_set(err, MS_EINVAL,
+                          "backtraces are not offered over a server yet: run bt on the RAM file");
+    return t->ops->backtrace(t, h, pids, npids, out, err);
 }
 
 int ms_target_set_symbols(struct ms_target *t, const char *path, struct ms_err *err)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backtrace.h"
 #include "discover.h"
 #include "error.h"
 #include "format.h"
@@ -552,6 +553,16 @@ static int local_tasks(struct ms_target *t, ms_handle h, struct ms_task **tasks,
     return rc < 0 ? rc : 0;
 }
 
+static int local_backtrace(struct ms_target *t, ms_handle h, const int32_t *pids, size_t npids,
+                           struct ms_strbuf *out, struct ms_err *err)
+{
+    struct ms_kernel *k;
+    int rc = kernel_syms(L(t), h, &k, err);
+    if (rc < 0)
+        return rc;
+    return ms_kernel_bt_report(k, pids, npids, out, err);
+}
+
 static int set_string(char **dst, const char *src, struct ms_err *err)
 {
     char *copy = src ? strdup(src) : NULL;
@@ -623,6 +634,7 @@ static const struct ms_target_ops local_ops = {
     .addrsym = local_addrsym,
     .tasks = local_tasks,
     .set_symbols = local_set_symbols,
+    .backtrace = local_backtrace,
 };
 
 int ms_target_open_local(struct ms_target **out, const struct ms_target_opts *o,

@@ -21,6 +21,7 @@ static const struct cli_command commands[] = {
     {"discover", cmd_discover,
      "discover [N]        scan RAM for nested guests (VMCB, vmcs12, EPT)"},
     {"ps", cmd_ps, "ps                  the guest's tasks (needs --vmlinux)"},
+    {"bt", cmd_bt, "bt PID...|--all     kernel stacks of the guest's tasks (ORC unwinder)"},
     {"sym", cmd_sym, "sym NAME|ADDR...    kernel symbol <-> address (KASLR applied)"},
 };
 
