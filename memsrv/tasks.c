@@ -142,7 +142,7 @@ static bool seen_add(struct seen *s, uint64_t a)
 struct walk {
     const struct ms_task_layout *l;
     uint64_t lo, hi;
-    ms_tasks_read_fn read;
+    ms_read_fn read;
     void *arg;
     uint8_t *buf; /* hi - lo bytes */
     struct seen seen;
@@ -257,8 +257,8 @@ static int walk_threads(struct walk *w, uint64_t leader, const struct ms_task_li
     return walk_list(w, head, first, l->thread_node, true, leader, err);
 }
 
-int ms_tasks_walk(const struct ms_task_layout *l, uint64_t init_task, ms_tasks_read_fn read,
-                  void *arg, size_t max_tasks, struct ms_task_list *out, struct ms_err *err)
+int ms_tasks_walk(const struct ms_task_layout *l, uint64_t init_task, ms_read_fn read, void *arg,
+                  size_t max_tasks, struct ms_task_list *out, struct ms_err *err)
 {
     memset(out, 0, sizeof(*out));
     if (!max_tasks)

@@ -52,15 +52,11 @@ struct ms_task_list {
 #define MS_TASKS_MAX_DEFAULT 65536
 #define MS_TASKS_MAX_LIMIT (1u << 22)
 
-/* Reads guest memory; the contract of ms_space_read. */
-typedef int (*ms_tasks_read_fn)(void *arg, uint64_t addr, void *buf, size_t len, size_t *done,
-                                struct ms_err *err);
-
 /* Lists init_task and the tasks reached from it into out (which it
  * clears), at most max_tasks (0 = MS_TASKS_MAX_DEFAULT, at most
  * MS_TASKS_MAX_LIMIT) list steps. A walk cut short keeps what it listed. */
-int ms_tasks_walk(const struct ms_task_layout *l, uint64_t init_task, ms_tasks_read_fn read,
-                  void *arg, size_t max_tasks, struct ms_task_list *out, struct ms_err *err);
+int ms_tasks_walk(const struct ms_task_layout *l, uint64_t init_task, ms_read_fn read, void *arg,
+                  size_t max_tasks, struct ms_task_list *out, struct ms_err *err);
 
 /* Loads task_struct's layout from DWARF (k must have a vmlinux) and walks
  * k's kernel space from init_task. */
