@@ -2,8 +2,8 @@
  * RAM (128 pages, made once), the stack to build over it (paging, EPT,
  * NPT, depths, a split layout) and the addresses to translate, read and
  * enumerate. Only the entries an input wrote are zeroed for the next one,
- * so an input costs its walks, not a RAM image (about 15,000 inputs a second with sanitizers,
- * against 300 for a 512 KiB image per input).
+ * so an input costs its walks, not a RAM image (about 15,000 inputs a
+ * second with sanitizers, against 300 for a 512 KiB image per input).
  *
  * Header (little-endian, 104 bytes):
  *   u8  flags: bits 1:0 second stage (0 none, 1 EPT, 2 NPT, 3 EPT),
