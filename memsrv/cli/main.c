@@ -18,7 +18,8 @@ static const struct cli_command commands[] = {
     {"dmesg", cmd_dmesg, "dmesg [--raw|--crash] [--level N] [--stats]  the guest kernel's log"},
     {"discover", cmd_discover,
      "discover [N]        scan RAM for nested guests (VMCB, vmcs12, EPT)"},
-    {"ps", cmd_ps, "ps                  the guest's tasks (needs --vmlinux)"},
+    {"ps", cmd_ps,
+     "ps [--stats]        the guest's tasks (types: --vmlinux's DWARF, else the kernel's BTF)"},
     {"sym", cmd_sym, "sym NAME|ADDR...    kernel symbol <-> address (KASLR applied)"},
 };
 
