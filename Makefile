@@ -7,13 +7,13 @@ BUILD   ?= build
 OPT     ?= -O2
 SAN     ?=
 PKGS    := libelf capstone
-CPPFLAGS += -D_GNU_SOURCE -Imemsrv $(shell pkg-config --cflags $(PKGS))
+CPPFLAGS += -D_GNU_SOURCE -Imemsrv -Imemsrv/remote $(shell pkg-config --cflags $(PKGS))
 CFLAGS  += -std=c11 $(OPT) -g -fPIC -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
            -Wno-missing-field-initializers $(SAN)
 LDLIBS  += $(shell pkg-config --libs $(PKGS)) -ldwarf -lz -lm -lpthread
 LDFLAGS += $(SAN)
 
-LIB_SRCS  := $(sort $(wildcard memsrv/*.c))
+LIB_SRCS  := $(sort $(wildcard memsrv/*.c memsrv/remote/*.c))
 CLI_SRCS  := $(sort $(wildcard memsrv/cli/*.c))
 TEST_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 BENCH_SRCS := $(sort $(wildcard bench/*.c))
@@ -79,7 +79,7 @@ guest:
 	scripts/build-guest
 
 format:
-	clang-format -i $(LIB_SRCS) $(CLI_SRCS) $(TEST_SRCS) $(wildcard memsrv/*.h tests/unit/*.h tests/fuzz/*.c gdbext/*.c bench/*.c)
+	clang-format -i $(LIB_SRCS) $(CLI_SRCS) $(TEST_SRCS) $(wildcard memsrv/*.h memsrv/remote/*.h tests/unit/*.h tests/fuzz/*.c gdbext/*.c bench/*.c)
 
 clean:
 	rm -rf build build-asan build-fuzz

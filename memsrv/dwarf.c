@@ -519,21 +519,6 @@ int ms_dwarf_scan_types(struct ms_typedb *db, const char *vmlinux, const char *c
 
 /* ---- cache ---- */
 
-static void cache_paths(const char *vmlinux, const struct stat *sb, char *a, char *b, size_t n)
-{
-    snprintf(a, n, "%s.memsrv-types", vmlinux);
-    const char *base = strrchr(vmlinux, '/');
-    base = base ? base + 1 : vmlinux;
-    const char *nc = getenv("NESTED_CACHE");
-    const char *home = getenv("HOME");
-    if (nc && *nc)
-        snprintf(b, n, "%s/memsrv-types-%s-%lld-%lld", nc, base, (long long)sb->st_size,
-                 (long long)sb->st_mtime);
-    else
-        snprintf(b, n, "%s/.cache/nested/memsrv-types-%s-%lld-%lld", home ? home : "/tmp", base,
-                 (long long)sb->st_size, (long long)sb->st_mtime);
-}
-
 static bool cache_read(const char *path, const char *header, struct ms_typedb *tmp)
 {
     FILE *f = fopen(path, "r");
@@ -586,31 +571,31 @@ static int merge(struct ms_typedb *dst, const struct ms_typedb *src, struct ms_e
 }
 
 int ms_dwarf_load_types(struct ms_typedb *db, const char *vmlinux, const char *const *structs,
-                        struct ms_err *err)
+                        const char *cache_dir, struct ms_err *err)
 {
     struct stat sb;
     if (stat(vmlinux, &sb) < 0)
         return ms_err_set(err, MS_EIO, "cannot stat %s: %s", vmlinux, strerror(errno));
-    char header[160], p1[4096], p2[4096];
+    char header[160], path[4096];
     snprintf(header, sizeof(header), "# memsrv-types 2 size=%lld mtime=%lld\n",
              (long long)sb.st_size, (long long)sb.st_mtime);
-    cache_paths(vmlinux, &sb, p1, p2, sizeof(p1));
+    const char *base = strrchr(vmlinux, '/');
+    base = base ? base + 1 : vmlinux;
+    /* Keyed by name, size and mtime: a rebuilt vmlinux misses the cache. */
+    snprintf(path, sizeof(path), "%s/memsrv-types-%s-%lld-%lld", cache_dir ? cache_dir : "", base,
+             (long long)sb.st_size, (long long)sb.st_mtime);
     struct ms_typedb cache;
     ms_typedb_init(&cache);
-    const char *used = NULL;
-    if (cache_read(p1, header, &cache))
-        used = p1;
-    else if ((ms_typedb_free(&cache), cache_read(p2, header, &cache)))
-        used = p2;
-    bool complete = used != NULL;
+    bool used = cache_dir && cache_read(path, header, &cache);
+    bool complete = used;
     for (unsigned i = 0; structs[i] && complete; i++)
         complete = ms_typedb_get(&cache, structs[i]) != NULL;
     int rc = 0;
     if (!complete) {
         /* decode what is missing, then rewrite the cache with everything */
         rc = ms_dwarf_scan_types(&cache, vmlinux, structs, err);
-        if (rc == 0 && !cache_write(p1, header, &cache))
-            cache_write(p2, header, &cache);
+        if (rc == 0 && cache_dir)
+            cache_write(path, header, &cache); /* a cache that cannot be written is no error */
     }
     if (rc == 0)
         rc = merge(db, &cache, err);

@@ -2,20 +2,21 @@
  * (through typedefs and anonymous struct/union members), member sizes,
  * bitfields and struct sizes, for a few named structs. Only the compile
  * units likely to define them are decoded first (by CU name), and results
- * are cached beside the vmlinux ("<vmlinux>.memsrv-types", or under
- * ${NESTED_CACHE:-~/.cache/nested} when that directory is read-only). */
+ * can be cached in a directory the caller chooses (never beside the
+ * vmlinux: the library writes nowhere it was not told to). */
 #ifndef MEMSRV_DWARF_H
 #define MEMSRV_DWARF_H
 
 #include "error.h"
 #include "typedb.h"
 
-/* Adds "S" (size) and "S.member" entries to db for each struct (or typedef
+/* cache_dir: where to keep decoded layouts, or NULL for no cache.
+ * Adds "S" (size) and "S.member" entries to db for each struct (or typedef
  * of a struct) named in the NULL-terminated list. MS_ENOTFOUND names the
  * structs no CU defines; MS_EFORMAT for zstd-compressed debug sections,
  * which libdwarf would silently read as empty. */
 int ms_dwarf_load_types(struct ms_typedb *db, const char *vmlinux, const char *const *structs,
-                        struct ms_err *err);
+                        const char *cache_dir, struct ms_err *err);
 
 /* Same, without the cache (tests and measurements). */
 int ms_dwarf_scan_types(struct ms_typedb *db, const char *vmlinux, const char *const *structs,

@@ -39,21 +39,18 @@ int ms_err_prefix(struct ms_err *err, const char *fmt, ...)
     return err->code;
 }
 
-int ms_err_hint(struct ms_err *err, enum ms_hint hint)
+void ms_err_hint(struct ms_err *err, enum ms_hint hint)
 {
-    if (!err)
-        return MS_EINVAL;
-    err->hint = hint;
-    return err->code;
+    if (err)
+        err->hint = hint;
 }
 
-int ms_err_fault(struct ms_err *err, uint64_t addr)
+void ms_err_fault(struct ms_err *err, uint64_t addr)
 {
-    if (!err)
-        return MS_EINVAL;
-    err->has_fault = true;
-    err->fault_addr = addr;
-    return err->code;
+    if (err) {
+        err->has_fault = true;
+        err->fault_addr = addr;
+    }
 }
 
 void ms_err_clear(struct ms_err *err)

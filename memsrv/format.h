@@ -19,8 +19,6 @@ struct ms_xfmt {
 /* Reads memory for the formatter; same contract as ms_space_read. */
 typedef int (*ms_read_fn)(void *arg, uint64_t addr, void *buf, size_t len, size_t *done,
                           struct ms_err *err);
-/* Writes "sym+off" (no brackets) for addr into out; returns 0 when found. */
-typedef int (*ms_symbolize_fn)(void *arg, uint64_t addr, char *out, size_t out_size);
 
 /* Parses "16gx", "s", "3i" (the text after '/'), starting from *fmt, which
  * holds GDB's sticky defaults (last format and size); updates it. */

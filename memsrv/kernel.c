@@ -16,8 +16,8 @@ void ms_kernel_close(struct ms_kernel *k)
 {
     if (!k)
         return;
-    if (k->own_space)
-        ms_space_free(k->space);
+    ms_space_free(k->space);
+    free(k->cache_dir);
     ms_vmcoreinfo_free(k->vmcoreinfo);
     ms_symtab_free(k->syms);
     ms_typedb_free(&k->types);
@@ -71,14 +71,13 @@ static int try_root(struct ms_space *phys, uint64_t root, unsigned levels, uint6
     return found;
 }
 
-int ms_kernel_find_slide(struct ms_space *phys, const struct ms_symtab *syms,
-                         struct ms_space *kspace, unsigned levels, uint64_t *slide,
-                         uint64_t *phys_base, uint64_t *root, unsigned *levels_out,
+int ms_kernel_find_slide(struct ms_space *phys, const struct ms_symtab *syms, unsigned levels,
+                         uint64_t *slide, uint64_t *phys_base, uint64_t *root, unsigned *levels_out,
                          struct ms_err *err)
 {
     const struct ms_symbol *b = ms_symtab_find(syms, "linux_banner");
     const struct ms_symbol *t = ms_symtab_find(syms, "init_top_pgt");
-    if (!b || (!t && !kspace))
+    if (!b || !t)
         return ms_err_set(err, MS_ENOTFOUND,
                           "finding the KASLR slide needs linux_banner and init_top_pgt in %s",
                           ms_symtab_path(syms));
@@ -100,18 +99,6 @@ int ms_kernel_find_slide(struct ms_space *phys, const struct ms_symtab *syms,
             if (ms_space_read(phys, pa, got, wlen, NULL, NULL) < 0 || memcmp(got, want, wlen))
                 continue;
             hits++;
-            if (kspace) {
-                uint64_t s;
-                if (try_root(kspace->lower, kspace->root, kspace->levels, b->addr, pa, &s) == 0) {
-                    *slide = s;
-                    *phys_base = pa - (b->addr + s - MS_KERNEL_MAP_START);
-                    *root = kspace->root_table;
-                    *levels_out = kspace->levels;
-                    free(r);
-                    return 0;
-                }
-                continue;
-            }
             uint64_t top = pa + (t->addr - b->addr);
             for (unsigned lv = 5; lv >= 4; lv--) {
                 if (levels && lv != levels)
@@ -163,6 +150,10 @@ int ms_kernel_open(struct ms_kernel **out, struct ms_space *phys, const struct m
     ms_typedb_init(&k->types);
     k->phys = phys;
     int rc = 0;
+    if (o->cache_dir && !(k->cache_dir = strdup(o->cache_dir))) {
+        rc = ms_err_set(err, MS_ENOMEM, "out of memory");
+        goto fail;
+    }
     if (o->symbols) {
         rc = ms_symtab_load(&k->syms, o->symbols, err);
         if (rc < 0)
@@ -173,8 +164,9 @@ int ms_kernel_open(struct ms_kernel **out, struct ms_space *phys, const struct m
         goto fail;
     if (!k->vmcoreinfo && !k->syms) {
         rc = ms_err_set(err, MS_ENOTFOUND,
-                        "no VMCOREINFO in guest memory and no --vmlinux/--system-map: cannot "
-                        "locate the kernel");
+                        "no VMCOREINFO in guest memory and no symbol file: cannot locate the "
+                        "kernel");
+        ms_err_hint(err, MS_HINT_SYMBOLS);
         goto fail;
     }
     if (k->vmcoreinfo) {
@@ -198,7 +190,7 @@ int ms_kernel_open(struct ms_kernel **out, struct ms_space *phys, const struct m
         k->vmcoreinfo && ms_vmcoreinfo_symbol(k->vmcoreinfo, "init_top_pgt", &top_va, NULL) == 0;
     bool have_l5 =
         k->vmcoreinfo && ms_vmcoreinfo_number(k->vmcoreinfo, "pgtable_l5_enabled", &l5, NULL) == 0;
-    if (have_slide && have_pb && (have_top || o->kspace)) {
+    if (have_slide && have_pb && have_top) {
         k->slide = slide;
         k->phys_base = (uint64_t)pbn;
         k->levels = have_l5 && l5 ? 5 : 4;
@@ -209,8 +201,8 @@ int ms_kernel_open(struct ms_kernel **out, struct ms_space *phys, const struct m
                  (unsigned long long)k->root, k->levels);
     } else if (k->syms) {
         unsigned lv = have_l5 ? (l5 ? 5 : 4) : 0;
-        rc = ms_kernel_find_slide(phys, k->syms, o->kspace, lv, &k->slide, &k->phys_base, &k->root,
-                                  &k->levels, err);
+        rc = ms_kernel_find_slide(phys, k->syms, lv, &k->slide, &k->phys_base, &k->root, &k->levels,
+                                  err);
         if (rc < 0)
             goto fail;
         (void)pb;
@@ -227,20 +219,9 @@ int ms_kernel_open(struct ms_kernel **out, struct ms_space *phys, const struct m
     }
     if (k->syms)
         ms_symtab_set_slide(k->syms, k->slide);
-    if (o->kspace) {
-        k->space = o->kspace;
-        k->own_space = false;
-    } else {
-        rc = ms_space_paging(&k->space, phys, k->root, k->levels, err);
-        if (rc < 0)
-            goto fail;
-        k->own_space = true;
-    }
-    if (o->kallsyms && !k->syms) {
-        rc = ms_kernel_load_kallsyms(k, 0, err);
-        if (rc < 0)
-            goto fail;
-    }
+    rc = ms_space_paging(&k->space, phys, k->root, k->levels, err);
+    if (rc < 0)
+        goto fail;
     *out = k;
     return 0;
 fail:
@@ -312,7 +293,8 @@ int ms_kernel_need_types(struct ms_kernel *k, const char *const *structs, struct
         return rc;
     }
     struct ms_err dwarf_err;
-    int rc = ms_dwarf_load_types(&k->types, ms_symtab_path(k->syms), structs, &dwarf_err);
+    int rc =
+        ms_dwarf_load_types(&k->types, ms_symtab_path(k->syms), structs, k->cache_dir, &dwarf_err);
     if (rc == 0) {
         k->dwarf_loaded = true;
         return 0;

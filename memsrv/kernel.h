@@ -21,19 +21,18 @@ struct ms_kernel_opts {
     const char *symbols;    /* vmlinux or System.map path, or NULL */
     const char *vmcoreinfo; /* VMCOREINFO text from a dump note, or NULL (then scan) */
     size_t vmcoreinfo_len;
-    struct ms_space *kspace; /* the user's kernel paging space (--cr3), or NULL */
-    bool no_scan;            /* don't scan RAM for VMCOREINFO */
-    bool kallsyms;           /* no symbol file: read the kernel's kallsyms */
+    bool no_scan;          /* don't scan RAM for VMCOREINFO */
+    const char *cache_dir; /* where DWARF layouts may be cached, or NULL */
 };
 
 struct ms_kernel {
     struct ms_space *phys;  /* guest-physical: phys, or EPT/NPT for a nested guest */
-    struct ms_space *space; /* kernel virtual addresses */
-    bool own_space;
+    struct ms_space *space; /* kernel virtual addresses (init_top_pgt) */
     struct ms_vmcoreinfo *vmcoreinfo; /* NULL when none found */
     struct ms_symtab *syms;           /* NULL without a symbol file */
     struct ms_typedb types;           /* VMCOREINFO first, DWARF or BTF added on demand */
     bool dwarf_loaded;
+    char *cache_dir;
     struct ms_btf *btf; /* the kernel's own BTF once read (ms_kernel_load_btf), else NULL */
     double btf_load_ms; /* how long reading and parsing it took (kallsyms apart) */
     uint64_t slide;     /* KASLR: runtime - link-time address */
@@ -78,10 +77,9 @@ int ms_kernel_dmesg(struct ms_kernel *k, struct ms_printk_log *log, struct ms_er
  * searched at guest-physical addresses congruent to its link address modulo
  * 2 MiB, and each hit is confirmed by walking the kernel page tables found
  * beside it (init_top_pgt, same image offset) for every 2 MiB slide.
- * levels: 4 or 5, or 0 to try both. kspace, when given, replaces the
- * init_top_pgt walk. */
-int ms_kernel_find_slide(struct ms_space *phys, const struct ms_symtab *syms,
-                         struct ms_space *kspace, unsigned levels, uint64_t *slide,
+ * levels: 4 or 5, or 0 to try both. */
+int ms_kernel_find_slide(struct ms_space *phys, const struct ms_symtab *syms, unsigned levels,
+                         uint64_t *slide,
                          uint64_t *phys_base, uint64_t *root, unsigned *levels_out,
                          struct ms_err *err);
 

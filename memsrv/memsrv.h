@@ -59,6 +59,15 @@ struct ms_err {
 /* A short name for a code ("unmapped", "outside RAM", ...). */
 const char *ms_code_name(int code);
 
+/* Sets *err (which may be NULL) and returns code, so callers can write
+ * `return ms_err_set(err, MS_EINVAL, "...")`. Clears the hint and fault. */
+int ms_err_set(struct ms_err *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Prepends context ("reading PML4E: ") to an existing message; returns
+ * err->code (or MS_EINVAL for a NULL err, when there is nothing to keep). */
+int ms_err_prefix(struct ms_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ms_err_clear(struct ms_err *err);
+
 /* ------------------------------------------------------------------- text */
 
 /* A growable text buffer: the library writes reports here, fronts print. */
@@ -72,6 +81,7 @@ struct ms_strbuf {
 void ms_strbuf_init(struct ms_strbuf *sb);
 void ms_strbuf_free(struct ms_strbuf *sb);
 void ms_strbuf_reset(struct ms_strbuf *sb);
+void ms_strbuf_append(struct ms_strbuf *sb, const char *s, size_t len);
 /* The text so far ("" when empty). */
 const char *ms_strbuf_str(const struct ms_strbuf *sb);
 
@@ -141,6 +151,7 @@ struct ms_target_opts {
     const char *token;     /* connect: the server's shared secret, or NULL */
     unsigned timeout_ms;   /* connect: longest wait on a silent server; 0: 30 s */
     const char *cache_dir; /* where derived data (DWARF layouts) may be kept; NULL: none */
+    bool no_vmcoreinfo;    /* find kernels from the symbol file alone (no VMCOREINFO) */
 };
 
 int ms_target_open(struct ms_target **out, const struct ms_target_opts *opts, struct ms_err *err);
@@ -193,10 +204,26 @@ int ms_target_translate(struct ms_target *t, ms_handle h, unsigned count, const 
                         struct ms_err *err);
 
 /* Reports, as text (the same from a file and from a server). */
-/* GDB's x: fmt is what follows '/' ("16gx", "s", "3i"); addresses are
- * shown as <sym+off> when the kernel's symbols are known. */
+
+/* Writes "sym+off" (no brackets) for addr into out; returns 0 when found. */
+typedef int (*ms_symbolize_fn)(void *arg, uint64_t addr, char *out, size_t out_size);
+
+/* What GDB keeps between two x commands, and who names addresses. */
+struct ms_x_state {
+    char format, size; /* in: the last ones used (0: GDB's first, x and w); out: this x's */
+    uint64_t next;     /* out: the address after the last unit shown */
+    /* in: names for the address column; NULL: the kernel's symbols when
+     * the target has a symbol file or has already loaded the kernel's */
+    ms_symbolize_fn symbolize;
+    void *symbolize_arg;
+};
+
+/* GDB's x: fmt is what follows '/' ("16gx", "s", "3i", or ""). On an
+ * unreadable byte the text holds what came before it, as GDB prints it,
+ * and the error says "Cannot access memory at address 0x...". state may
+ * be NULL. */
 int ms_target_x(struct ms_target *t, ms_handle h, const char *fmt, uint64_t addr,
-                struct ms_strbuf *out, struct ms_err *err);
+                struct ms_x_state *state, struct ms_strbuf *out, struct ms_err *err);
 int ms_target_vtop(struct ms_target *t, ms_handle h, uint64_t addr, struct ms_strbuf *out,
                    struct ms_err *err);
 int ms_target_ptdump(struct ms_target *t, ms_handle h, uint64_t start, uint64_t end,
@@ -204,6 +231,14 @@ int ms_target_ptdump(struct ms_target *t, ms_handle h, uint64_t start, uint64_t 
 /* "paging 5-level CR3 0x.. over NPT 4-level nCR3 0x.. over RAM". */
 int ms_target_describe(struct ms_target *t, ms_handle h, struct ms_strbuf *out,
                        struct ms_err *err);
+
+/* The canonical form of a virtual address for the handle's paging depth
+ * (sign extension from bit 47 or 56); other addresses come back as given. */
+int ms_target_canonical(struct ms_target *t, ms_handle h, uint64_t addr, uint64_t *out,
+                        struct ms_err *err);
+/* "rwx u"-style text for ms_perm bits as the handle's top space means them. */
+int ms_target_perm_text(struct ms_target *t, ms_handle h, unsigned perms, char out[8],
+                        struct ms_err *err);
 
 /* Re-reads the file sizes and drops every cached translation (the guest
  * ran). Kernels are checked for a reboot before their next use. */
@@ -328,6 +363,11 @@ int ms_target_symbol(struct ms_target *t, ms_handle h, const char *name, uint64_
 int ms_target_addrsym(struct ms_target *t, ms_handle h, uint64_t addr, struct ms_strbuf *name,
                       uint64_t *offset, struct ms_err *err);
 
+/* Uses another symbol file (NULL: none) for every kernel from now on; the
+ * kernels found so far are dropped. In-process targets only: a server has
+ * its own. */
+int ms_target_set_symbols(struct ms_target *t, const char *path, struct ms_err *err);
+
 /* Evaluates an address expression: numbers (0x hex, 0 octal, decimal) with
  * + and -, and kernel symbol names when the kernel has symbols. */
 int ms_target_eval(struct ms_target *t, ms_handle h, const char *expr, uint64_t *value,
@@ -346,6 +386,8 @@ int ms_target_tasks(struct ms_target *t, ms_handle h, struct ms_task **tasks, si
                     uint64_t *bad, struct ms_err *err);
 /* crash-style two-letter state: RU IN UN ID ST TR ZO DE PA NE. */
 const char *ms_task_state_name(uint32_t state, uint32_t exit_state);
+/* "    PID    PPID  ST  TASK              COMM" table, as `memsrv ps` prints it. */
+void ms_tasks_format(const struct ms_task *tasks, size_t count, struct ms_strbuf *sb);
 
 /* Numbers as memsrv reads them; names resolve through fn when given. */
 typedef int (*ms_name_fn)(void *arg, const char *name, uint64_t *value);

@@ -52,10 +52,11 @@ static int parse_term(const char **pp, ms_name_fn resolve, void *arg, uint64_t *
         return ms_err_set(err, MS_EINVAL, "name too long: '%.40s...'", start);
     memcpy(name, start, len);
     name[len] = '\0';
-    if (!resolve)
-        return ms_err_set(err, MS_EINVAL,
-                          "'%s' is not a number (give --vmlinux or --system-map for symbols)",
-                          name);
+    if (!resolve) {
+        int rc = ms_err_set(err, MS_EINVAL, "'%s' is not a number, and no symbols are known", name);
+        ms_err_hint(err, MS_HINT_SYMBOLS);
+        return rc;
+    }
     if (resolve(arg, name, value) != 0)
         return ms_err_set(err, MS_ENOTFOUND, "no symbol \"%s\"", name);
     *pp = p;

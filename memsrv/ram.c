@@ -176,10 +176,11 @@ int ms_ram_open_file(struct ms_ram **out, const char *path, const struct ms_layo
         if (r->offset + r->len > ram->sources[0].size) {
             rc = ms_err_set(err, MS_EFORMAT,
                             "%s is 0x%llx bytes but the layout maps GPA 0x%llx+0x%llx at offset "
-                            "0x%llx (wrong --machine/--map, or a truncated file)",
+                            "0x%llx (a wrong layout, or a truncated file)",
                             path, (unsigned long long)ram->sources[0].size,
                             (unsigned long long)r->gpa, (unsigned long long)r->len,
                             (unsigned long long)r->offset);
+            ms_err_hint(err, MS_HINT_LAYOUT);
             goto fail;
         }
     }
@@ -467,8 +468,11 @@ int ms_ram_read(struct ms_ram *ram, uint64_t gpa, void *buf, size_t len, size_t 
 
 int ms_ram_check_writable(const struct ms_ram *ram, struct ms_err *err)
 {
-    if (!ram->writable)
-        return ms_err_set(err, MS_EPERM, "RAM is open read-only (use --writable to write)");
+    if (!ram->writable) {
+        int rc = ms_err_set(err, MS_EPERM, "RAM is open read-only");
+        ms_err_hint(err, MS_HINT_WRITABLE);
+        return rc;
+    }
     return 0;
 }
 

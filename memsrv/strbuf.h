@@ -10,7 +10,6 @@
 
 void ms_strbuf_printf(struct ms_strbuf *sb, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-void ms_strbuf_append(struct ms_strbuf *sb, const char *s, size_t len);
 void ms_strbuf_putc(struct ms_strbuf *sb, char c);
 
 #endif

@@ -205,11 +205,11 @@ const char *ms_task_state_name(uint32_t state, uint32_t exit_state)
     return "??";
 }
 
-void ms_tasks_format(const struct ms_task_list *l, struct ms_strbuf *sb)
+void ms_tasks_format(const struct ms_task *tasks, size_t count, struct ms_strbuf *sb)
 {
     ms_strbuf_printf(sb, "%7s %7s  %-2s  %-16s  %s\n", "PID", "PPID", "ST", "TASK", "COMM");
-    for (size_t i = 0; i < l->count; i++) {
-        const struct ms_task *t = &l->tasks[i];
+    for (size_t i = 0; i < count; i++) {
+        const struct ms_task *t = &tasks[i];
         char comm[17 * 4];
         size_t o = 0;
         for (size_t j = 0; t->comm[j] && j < 16; j++) {

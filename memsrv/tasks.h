@@ -27,7 +27,5 @@ int ms_tasks_list(struct ms_kernel *k, size_t max_tasks, struct ms_task_list *ou
 void ms_task_list_free(struct ms_task_list *l);
 
 
-/* "   PID   PPID  ST  TASK              COMM" table. */
-void ms_tasks_format(const struct ms_task_list *l, struct ms_strbuf *sb);
 
 #endif

@@ -1,18 +1,14 @@
-/* The memsrv program: global options, the RAM/space stack they describe,
- * and the command table. Commands live in cmd_<name>.c. */
+/* The memsrv program: global options, the target they describe, and the
+ * command table. Commands live in cmd_<name>.c and call ms_target_* only
+ * (memsrv.h): whether memory is here or behind a server is the target's
+ * business, never a command's. */
 #ifndef MEMSRV_CLI_H
 #define MEMSRV_CLI_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "client.h"
-#include "error.h"
-#include "number.h"
-#include "ram.h"
-#include "space.h"
-
-struct ms_kernel;
+#include "memsrv.h"
 
 struct cli {
     /* Options. */
@@ -24,17 +20,11 @@ struct cli {
     const char *vmlinux, *system_map;
     const char *connect;    /* --connect ADDRESS: work through a memsrv server */
     const char *token_file; /* --token-file F: its shared secret */
-    /* State built by cli_open(): local spaces, or a server connection and
-     * the handle of the stack the options describe. */
-    bool remote;
-    struct ms_client client;
-    uint32_t handle;
-    struct ms_kernel *kernel; /* symbols for addresses (cli_open_addressing), or NULL */
-    struct ms_ram *ram;
-    struct ms_space *phys, *second, *top;
-    /* Resolves names in addresses (set up by commands that load symbols). */
-    ms_name_fn resolve;
-    void *resolve_arg;
+    bool no_vmcoreinfo;     /* a command's --no-vmcoreinfo */
+    /* Built by cli_open(). */
+    struct ms_target *t;
+    ms_handle h;         /* the address space the options describe */
+    struct ms_stack stack;
     struct ms_err err;
 };
 
@@ -44,13 +34,19 @@ struct cli_command {
     const char *usage;
 };
 
-/* Opens the RAM (or dump) and builds the space stack the options describe. */
+/* Opens the target (memory, or a server) and the space the options name. */
 int cli_open(struct cli *cli);
+/* The kernel's own page tables over the options' second stage (if any). */
+int cli_kernel_handle(struct cli *cli, ms_handle *h);
+/* An address argument and the space it is in: the options' space; without
+ * --cr3, a symbol (any name, or any address with --vmlinux/--system-map)
+ * is kernel-virtual, read through the kernel's own page tables. */
+int cli_addr(struct cli *cli, const char *text, uint64_t *addr, ms_handle *h);
+/* A plain number (counts, sizes). */
+int cli_number(struct cli *cli, const char *text, uint64_t *value);
 /* Reads the token from --token-file (first line) into buf; "" when none. */
 int cli_read_token(struct cli *cli, char *buf, size_t size);
-/* Parses an address or count: numbers, +/-, and names when a resolver is set. */
-int cli_parse_addr(struct cli *cli, const char *text, uint64_t *value);
-/* Prints "memsrv: <message>" to stderr; returns the exit status (1). */
+/* Prints "memsrv: <message>" and what would fix it to stderr; returns 1. */
 int cli_fail(struct cli *cli);
 /* Prints a usage error; returns 2. */
 int cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

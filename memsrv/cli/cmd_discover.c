@@ -5,12 +5,11 @@
 #include <stdlib.h>
 
 #include "cli.h"
-#include "discover.h"
 
 int cmd_discover(struct cli *cli, int argc, char **argv)
 {
     uint64_t max = 20;
-    if (argc > 2 || (argc == 2 && cli_parse_addr(cli, argv[1], &max)))
+    if (argc > 2 || (argc == 2 && cli_number(cli, argv[1], &max)))
         return cli_usage("usage: discover [MAX]");
     if (max == 0 || max > 1000)
         max = 1000;
@@ -20,7 +19,7 @@ int cmd_discover(struct cli *cli, int argc, char **argv)
     if (!c)
         return cli_usage("out of memory");
     unsigned n = 0;
-    if (ms_discover(cli->ram, c, (unsigned)max, &n, &cli->err)) {
+    if (ms_target_discover(cli->t, c, (unsigned)max, &n, &cli->err)) {
         free(c);
         return cli_fail(cli);
     }

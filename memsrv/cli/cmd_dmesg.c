@@ -2,52 +2,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "linux.h"
-
-/* The log and its ring's health: from the kernel opened here, or from the
- * server's (--connect). */
-static int get_log(struct cli *cli, bool no_vmci, const struct ms_dmesg_opts *o,
-                   struct ms_strbuf *sb, struct ms_client_dmesg *info)
-{
-    if (cli->connect) {
-        if (no_vmci)
-            return ms_err_set(&cli->err, MS_EINVAL,
-                              "--no-vmcoreinfo works on local memory only (not with --connect)");
-        int rc = cli_linux_remote(cli);
-        return rc ? rc : ms_client_dmesg(&cli->client, cli->handle, o, sb, info, &cli->err);
-    }
-    struct ms_kernel *k;
-    int rc = cli_linux_open(cli, &k, no_vmci);
-    if (rc)
-        return rc;
-    struct ms_printk_log log;
-    ms_printk_log_init(&log);
-    rc = ms_kernel_dmesg(k, &log, &cli->err);
-    if (rc >= 0) {
-        rc = 0;
-        ms_dmesg_format(&log, o, sb);
-        *info = (struct ms_client_dmesg){
-            log.count,      log.bad, log.lost, log.incomplete, log.truncated, log.retries,
-            log.consistent, "",      ""};
-        snprintf(info->first_bad, sizeof(info->first_bad), "%s", log.first_bad);
-        snprintf(info->how, sizeof(info->how), "%s", k->how);
-    }
-    ms_printk_log_free(&log);
-    ms_kernel_close(k);
-    return rc;
-}
+#include "cli.h"
 
 int cmd_dmesg(struct cli *cli, int argc, char **argv)
 {
     struct ms_dmesg_opts o = {MS_DMESG_PLAIN, -1};
-    bool stats = false, no_vmci = false;
+    bool stats = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--raw") || !strcmp(argv[i], "-r")) {
             o.style = MS_DMESG_RAW;
         } else if (!strcmp(argv[i], "--crash")) {
             o.style = MS_DMESG_CRASH;
         } else if (!strcmp(argv[i], "--no-vmcoreinfo")) {
-            no_vmci = true;
+            cli->no_vmcoreinfo = true;
         } else if (!strcmp(argv[i], "--stats")) {
             stats = true;
         } else if (!strcmp(argv[i], "--level") && i + 1 < argc) {
@@ -61,10 +28,12 @@ int cmd_dmesg(struct cli *cli, int argc, char **argv)
                 "usage: dmesg [--raw|--crash] [--level N] [--stats] [--no-vmcoreinfo]");
         }
     }
+    if (cli->no_vmcoreinfo && cli->connect)
+        return cli_usage("--no-vmcoreinfo works on local memory only (not with --connect)");
     struct ms_strbuf sb;
-    struct ms_client_dmesg info;
+    struct ms_dmesg_info info;
     ms_strbuf_init(&sb);
-    if (get_log(cli, no_vmci, &o, &sb, &info)) {
+    if (cli_open(cli) || ms_target_dmesg(cli->t, cli->h, &o, &sb, &info, &cli->err)) {
         ms_strbuf_free(&sb);
         return cli_fail(cli);
     }

@@ -2,44 +2,42 @@
 #include <string.h>
 
 #include "cli.h"
-#include "linux.h"
-#include "report.h"
 
 int cmd_ptdump(struct cli *cli, int argc, char **argv)
 {
     uint64_t start = 0, end = UINT64_MAX;
     int pos = 0;
     bool user = false, kernel = false;
-    uint64_t bounds[2];
+    const char *bounds[2];
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--user"))
             user = true;
         else if (!strcmp(argv[i], "--kernel"))
             kernel = true;
-        else if (pos < 2) {
-            if (cli_parse_addr(cli, argv[i], &bounds[pos]))
-                return cli_usage("%s", cli->err.msg);
-            pos++;
-        } else
+        else if (pos < 2)
+            bounds[pos++] = argv[i];
+        else
             return cli_usage("usage: ptdump [--user|--kernel] [START [END]]");
     }
-    struct ms_kernel *symbols;
-    if (cli_open_addressing(cli, &symbols))
+    if (cli_open(cli))
         return cli_fail(cli);
-    if (!cli->remote && cli->top == cli->phys)
-        return cli_usage("ptdump needs page tables: give --cr3, --eptp or --ncr3");
+    /* Without --cr3, a symbol file means the kernel's own page tables. */
+    ms_handle h = cli->h;
+    if (!cli->has_cr3 && (cli->vmlinux || cli->system_map) && cli_kernel_handle(cli, &h))
+        return cli_fail(cli);
     if (user)
         end = 0x7fffffffffffffffULL;
     if (kernel)
         start = 0x8000000000000000ULL;
-    if (pos >= 1)
-        start = bounds[0];
-    if (pos >= 2)
-        end = bounds[1];
+    uint64_t *dst[2] = {&start, &end};
+    for (int i = 0; i < pos; i++) {
+        ms_handle ignored;
+        if (cli_addr(cli, bounds[i], dst[i], &ignored))
+            return cli_usage("%s", cli->err.msg);
+    }
     struct ms_strbuf out;
     ms_strbuf_init(&out);
-    int rc = cli->remote ? ms_client_ptdump(&cli->client, cli->handle, start, end, &out, &cli->err)
-                         : ms_report_ptdump(cli->top, start, end, &out, &cli->err);
+    int rc = ms_target_ptdump(cli->t, h, start, end, &out, &cli->err);
     fputs(ms_strbuf_str(&out), stdout);
     ms_strbuf_free(&out);
     fflush(stdout);

@@ -7,7 +7,6 @@
 
 #include "cli.h"
 #include "server.h"
-#include "symbols.h"
 
 /* The self-pipe the signal handler writes to; a signal handler can reach
  * nothing else. */
@@ -39,15 +38,9 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
     char token[256];
     if (cli_read_token(cli, token, sizeof(token)))
         return cli_fail(cli);
-    /* Kernels are opened on the first request that needs one: check the
-     * symbol file now so that a wrong path fails here, not in a client. */
+    /* Kernels are opened on the first request that needs one; the symbol
+     * file is checked now, so a wrong path fails here, not in a client. */
     const char *symbols = cli->vmlinux ? cli->vmlinux : cli->system_map;
-    struct ms_symtab *st;
-    if (symbols) {
-        if (ms_symtab_load(&st, symbols, &cli->err))
-            return cli_fail(cli);
-        ms_symtab_free(st);
-    }
     if (cli_open(cli))
         return cli_fail(cli);
     char default_path[4096];
@@ -62,13 +55,10 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
             snprintf(default_path, sizeof(default_path), "%s.sock", src);
         socket_path = default_path;
     }
-    struct ms_server_opts opts = {.socket_path = socket_path,
-                                  .listen = listen,
-                                  .token = token[0] ? token : NULL,
-                                  .writable = cli->writable,
-                                  .symbols = symbols};
+    struct ms_server_opts opts = {
+        .socket_path = socket_path, .listen = listen, .token = token[0] ? token : NULL};
     struct ms_server *srv;
-    if (ms_server_new(&srv, cli->ram, &opts, &cli->err))
+    if (ms_server_new(&srv, cli->t, &opts, &cli->err))
         return cli_fail(cli);
     if (pipe(stop_pipe) != 0) {
         ms_server_free(srv);

@@ -3,34 +3,44 @@
 #include <string.h>
 
 #include "cli.h"
-#include "linux.h"
-#include "report.h"
-
-static int report(struct cli *cli, uint64_t addr, struct ms_strbuf *out)
-{
-    return cli->remote ? ms_client_vtop(&cli->client, cli->handle, addr, out, &cli->err)
-                       : ms_report_vtop(cli->top, addr, out, &cli->err);
-}
 
 /* One line per address: "0xADDR 0xPHYS" or "0xADDR error: MESSAGE". */
 static int brief_one(struct cli *cli, const char *text, FILE *out)
 {
     uint64_t addr;
-    if (cli_parse_addr(cli, text, &addr)) {
+    ms_handle h;
+    if (cli_addr(cli, text, &addr, &h)) {
         fprintf(out, "%s error: %s\n", text, cli->err.msg);
         return 1;
     }
     struct ms_xlat x;
     int status = 0;
-    if (cli->remote ? ms_client_translate(&cli->client, cli->handle, 1, &addr, &x, &status, NULL,
-                                          &cli->err) ||
-                          status
-                    : ms_space_translate(cli->top, addr, &x, NULL, &cli->err)) {
+    if (ms_target_translate(cli->t, h, 1, &addr, &x, &status, NULL, &cli->err) || status) {
         fprintf(out, "0x%" PRIx64 " error: %s\n", addr, cli->err.msg);
         return 1;
     }
     fprintf(out, "0x%" PRIx64 " 0x%" PRIx64 "\n", addr, x.phys);
     return 0;
+}
+
+/* The full report for one address; 1 when it failed. */
+static int report_one(struct cli *cli, const char *text, bool inline_error)
+{
+    uint64_t addr;
+    ms_handle h;
+    struct ms_strbuf out;
+    ms_strbuf_init(&out);
+    int rc = cli_addr(cli, text, &addr, &h);
+    if (!rc)
+        rc = ms_target_vtop(cli->t, h, addr, &out, &cli->err);
+    fputs(ms_strbuf_str(&out), stdout);
+    ms_strbuf_free(&out);
+    if (rc && inline_error)
+        printf("error: %s\n", cli->err.msg);
+    fflush(stdout);
+    if (rc && !inline_error)
+        cli_fail(cli);
+    return rc ? 1 : 0;
 }
 
 int cmd_vtop(struct cli *cli, int argc, char **argv)
@@ -43,52 +53,21 @@ int cmd_vtop(struct cli *cli, int argc, char **argv)
     }
     if (first >= argc)
         return cli_usage("usage: vtop [--brief] ADDR... (or - to read addresses from stdin)");
-    struct ms_kernel *symbols;
-    if (cli_open_addressing(cli, &symbols))
+    if (cli_open(cli))
         return cli_fail(cli);
     unsigned failures = 0;
     for (int i = first; i < argc; i++) {
-        if (!strcmp(argv[i], "-")) {
-            char line[512];
-            while (fgets(line, sizeof(line), stdin)) {
-                line[strcspn(line, "\r\n")] = '\0';
-                if (line[0] == '\0')
-                    continue;
-                if (brief) {
-                    failures += brief_one(cli, line, stdout);
-                    fflush(stdout); /* a line in, a line out: usable as a co-process */
-                    continue;
-                }
-                uint64_t addr;
-                struct ms_strbuf out;
-                ms_strbuf_init(&out);
-                if (cli_parse_addr(cli, line, &addr) || report(cli, addr, &out)) {
-                    fputs(ms_strbuf_str(&out), stdout);
-                    printf("error: %s\n", cli->err.msg);
-                    failures++;
-                } else {
-                    fputs(ms_strbuf_str(&out), stdout);
-                }
-                ms_strbuf_free(&out);
-            }
+        if (strcmp(argv[i], "-") != 0) {
+            failures += brief ? brief_one(cli, argv[i], stdout) : report_one(cli, argv[i], false);
             continue;
         }
-        if (brief) {
-            failures += brief_one(cli, argv[i], stdout);
-            continue;
-        }
-        uint64_t addr;
-        if (cli_parse_addr(cli, argv[i], &addr))
-            return cli_fail(cli);
-        struct ms_strbuf out;
-        ms_strbuf_init(&out);
-        int rc = report(cli, addr, &out);
-        fputs(ms_strbuf_str(&out), stdout);
-        ms_strbuf_free(&out);
-        if (rc) {
-            fflush(stdout);
-            cli_fail(cli);
-            failures++;
+        char line[512];
+        while (fgets(line, sizeof(line), stdin)) {
+            line[strcspn(line, "\r\n")] = '\0';
+            if (line[0] == '\0')
+                continue;
+            failures += brief ? brief_one(cli, line, stdout) : report_one(cli, line, true);
+            fflush(stdout); /* a line in, a line out: usable as a co-process */
         }
     }
     fflush(stdout);

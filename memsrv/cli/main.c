@@ -5,7 +5,9 @@
 #include <string.h>
 
 #include "cli.h"
-#include "kernel.h"
+
+#include <errno.h>
+#include <sys/stat.h>
 
 static const struct cli_command commands[] = {
     {"x", cmd_x, "x/FMT ADDR          examine memory like GDB's x (FMT: count, xduotacfsiz, bhwg)"},
@@ -67,15 +69,39 @@ int cli_usage(const char *fmt, ...)
     return 2;
 }
 
+/* The library says what is wrong; which of our flags would fix it is ours
+ * to say. */
+static const char *hint_text(const struct cli *cli, int hint)
+{
+    switch (hint) {
+    case MS_HINT_SYMBOLS:
+        return cli->connect ? "give the symbol file to `memsrv serve` (--vmlinux or --system-map)"
+                            : "give --vmlinux or --system-map";
+    case MS_HINT_DWARF:
+        return cli->connect ? "give a vmlinux with debug info to `memsrv serve` (--vmlinux)"
+                            : "give --vmlinux (a vmlinux with debug info)";
+    case MS_HINT_LAYOUT:
+        return "check --machine or --map (or the .layout file beside the RAM file)";
+    case MS_HINT_WRITABLE:
+        return cli->connect ? "start `memsrv serve` with --writable" : "use --writable";
+    case MS_HINT_TOKEN:
+        return "give --token-file";
+    }
+    return NULL;
+}
+
 int cli_fail(struct cli *cli)
 {
     fprintf(stderr, "memsrv: %s\n", cli->err.msg[0] ? cli->err.msg : ms_code_name(cli->err.code));
+    const char *hint = hint_text(cli, cli->err.hint);
+    if (hint)
+        fprintf(stderr, "memsrv: hint: %s\n", hint);
     return 1;
 }
 
-int cli_parse_addr(struct cli *cli, const char *text, uint64_t *value)
+int cli_number(struct cli *cli, const char *text, uint64_t *value)
 {
-    return ms_parse_expr(text, cli->resolve, cli->resolve_arg, value, &cli->err);
+    return ms_parse_expr(text, NULL, NULL, value, &cli->err);
 }
 
 static int option_number(struct cli *cli, const char *name, const char *text, uint64_t *value)
@@ -192,116 +218,106 @@ int cli_read_token(struct cli *cli, char *buf, size_t size)
     return 0;
 }
 
-/* --connect: the same stack, described to the server. */
-static int open_remote(struct cli *cli)
+/* Derived data (DWARF layouts) lives in the user's cache, never beside an
+ * input file. */
+static const char *cache_dir(char *buf, size_t size)
 {
-    struct ms_err *err = &cli->err;
-    if (cli->ram_path || cli->dump_path || cli->machine || cli->map_spec || cli->cpu >= 0)
-        return ms_err_set(err, MS_EINVAL,
-                          "with --connect the server owns the memory: drop --ram/--dump/--machine/"
-                          "--map/--cpu");
-    char token[256];
-    int rc = cli_read_token(cli, token, sizeof(token));
-    if (rc)
-        return rc;
-    rc = ms_client_connect(&cli->client, cli->connect, token[0] ? token : NULL, err);
-    if (rc)
-        return rc;
-    cli->remote = true;
-    if (cli->has_cr4 && !cli->levels_set)
-        cli->levels = (cli->cr4 & (1ULL << 12)) ? 5 : 4;
-    if (cli->has_eptp && cli->has_ncr3)
-        return ms_err_set(err, MS_EINVAL, "give --eptp or --ncr3, not both");
-    struct ms_wire_stack st = {(uint8_t)(cli->has_eptp   ? 1
-                                         : cli->has_ncr3 ? 2
-                                                         : 0),
-                               (uint8_t)cli->npt_levels,
-                               cli->has_cr3,
-                               (uint8_t)cli->levels,
-                               cli->has_eptp ? cli->eptp : cli->ncr3,
-                               cli->cr3};
-    return ms_client_space(&cli->client, &st, &cli->handle, err);
+    const char *nc = getenv("NESTED_CACHE"), *xdg = getenv("XDG_CACHE_HOME"),
+               *home = getenv("HOME");
+    if (nc && *nc)
+        snprintf(buf, size, "%s", nc);
+    else if (xdg && *xdg)
+        snprintf(buf, size, "%s/nested", xdg);
+    else if (home && *home)
+        snprintf(buf, size, "%s/.cache/nested", home);
+    else
+        return NULL;
+    char parent[4096];
+    snprintf(parent, sizeof(parent), "%s", buf);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) {
+        *slash = '\0';
+        mkdir(parent, 0700);
+    }
+    if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+        return NULL;
+    return buf;
 }
 
 int cli_open(struct cli *cli)
 {
     struct ms_err *err = &cli->err;
-    unsigned flags = cli->writable ? MS_RAM_WRITABLE : 0;
-    int rc;
-    if (cli->connect)
-        return open_remote(cli);
-    if (cli->ram_path && cli->dump_path)
-        return ms_err_set(err, MS_EINVAL, "give --ram or --dump, not both");
-    if (cli->dump_path) {
-        if (cli->machine || cli->map_spec)
-            return ms_err_set(err, MS_EINVAL,
-                              "a dump carries its own layout: drop --machine/--map");
-        rc = ms_ram_open_dump(&cli->ram, cli->dump_path, flags, err);
-    } else if (cli->ram_path) {
-        struct ms_layout map;
-        if (cli->map_spec && ms_layout_parse_map(&map, cli->map_spec, err))
-            return err->code;
-        rc = ms_ram_open_file(&cli->ram, cli->ram_path, cli->map_spec ? &map : NULL, cli->machine,
-                              flags, err);
-    } else {
+    if (cli->t)
+        return 0;
+    if (cli->vmlinux && cli->system_map)
+        return ms_err_set(err, MS_EINVAL, "give --vmlinux or --system-map, not both");
+    if (cli->has_eptp && cli->has_ncr3)
+        return ms_err_set(err, MS_EINVAL, "give --eptp or --ncr3, not both");
+    char token[256], cache[4096];
+    int rc = cli_read_token(cli, token, sizeof(token));
+    if (rc)
+        return rc;
+    struct ms_target_opts o = {0};
+    o.ram = cli->ram_path;
+    o.dump = cli->dump_path;
+    o.connect = cli->connect;
+    o.machine = cli->machine;
+    o.map = cli->map_spec;
+    o.writable = cli->writable;
+    o.symbols = cli->vmlinux ? cli->vmlinux : cli->system_map;
+    o.token = token[0] ? token : NULL;
+    o.cache_dir = cli->connect ? NULL : cache_dir(cache, sizeof(cache));
+    o.no_vmcoreinfo = cli->no_vmcoreinfo;
+    if (!o.ram && !o.dump && !o.connect)
         return ms_err_set(err, MS_EINVAL, "no memory given: use --ram FILE or --dump FILE");
-    }
+    rc = ms_target_open(&cli->t, &o, err);
     if (rc)
         return rc;
     if (cli->cpu >= 0) {
-        if ((unsigned)cli->cpu >= cli->ram->ncpus || !cli->ram->cpus[cli->cpu].has_cr)
+        const struct ms_target_info *info;
+        ms_target_info(cli->t, &info, err);
+        if ((unsigned)cli->cpu >= info->ncpus || !info->cpus[cli->cpu].has_cr)
             return ms_err_set(err, MS_EINVAL, "--cpu %d: the dump has no control registers for it",
                               cli->cpu);
         if (!cli->has_cr3) {
-            cli->cr3 = cli->ram->cpus[cli->cpu].cr3;
+            cli->cr3 = info->cpus[cli->cpu].cr3;
             cli->has_cr3 = true;
         }
         if (!cli->has_cr4) {
-            cli->cr4 = cli->ram->cpus[cli->cpu].cr4;
+            cli->cr4 = info->cpus[cli->cpu].cr4;
             cli->has_cr4 = true;
         }
     }
     if (cli->has_cr4 && !cli->levels_set)
         cli->levels = (cli->cr4 & (1ULL << 12)) ? 5 : 4; /* CR4.LA57 */
-    if (cli->has_eptp && cli->has_ncr3)
-        return ms_err_set(err, MS_EINVAL, "give --eptp or --ncr3, not both");
-    rc = ms_space_phys(&cli->phys, cli->ram, err);
-    if (rc)
-        return rc;
-    cli->top = cli->phys;
-    if (cli->has_eptp) {
-        rc = ms_space_ept(&cli->second, cli->phys, cli->eptp, err);
-    } else if (cli->has_ncr3) {
-        rc = ms_space_npt(&cli->second, cli->phys, cli->ncr3, cli->npt_levels, err);
-    }
-    if (rc)
-        return rc;
-    if (cli->second)
-        cli->top = cli->second;
-    if (cli->has_cr3) {
-        struct ms_space *paging;
-        rc = ms_space_paging(&paging, cli->top, cli->cr3, cli->levels, err);
-        if (rc)
-            return rc;
-        cli->top = paging;
-    }
-    return 0;
+    struct ms_stack *s = &cli->stack;
+    s->second = cli->has_eptp ? MS_SECOND_EPT : cli->has_ncr3 ? MS_SECOND_NPT : MS_SECOND_NONE;
+    s->second_root = cli->has_eptp ? cli->eptp : cli->ncr3;
+    s->second_levels = cli->npt_levels;
+    s->first = cli->has_cr3 ? MS_FIRST_CR3 : MS_FIRST_NONE;
+    s->cr3 = cli->cr3;
+    s->levels = cli->levels;
+    return ms_target_space(cli->t, s, &cli->h, err);
 }
 
-static void cli_close(struct cli *cli)
+int cli_kernel_handle(struct cli *cli, ms_handle *h)
 {
-    if (cli->remote)
-        ms_client_close(&cli->client);
-    if (cli->kernel) {
-        if (cli->top == cli->kernel->space)
-            cli->top = cli->phys; /* the kernel owns that space */
-        ms_kernel_close(cli->kernel);
-    }
-    if (cli->top != cli->second && cli->top != cli->phys)
-        ms_space_free(cli->top);
-    ms_space_free(cli->second);
-    ms_space_free(cli->phys);
-    ms_ram_close(cli->ram);
+    struct ms_stack s = cli->stack;
+    s.first = MS_FIRST_KERNEL;
+    return ms_target_space(cli->t, &s, h, &cli->err);
+}
+
+int cli_addr(struct cli *cli, const char *text, uint64_t *addr, ms_handle *h)
+{
+    *h = cli->h;
+    if (cli->has_cr3)
+        return ms_target_eval(cli->t, cli->h, text, addr, &cli->err);
+    struct ms_err plain;
+    bool symbols = cli->vmlinux || cli->system_map;
+    if (!symbols && ms_parse_expr(text, NULL, NULL, addr, &plain) == 0)
+        return 0; /* a number, in the options' space */
+    int rc = cli_kernel_handle(cli, h);
+    return rc ? rc : ms_target_eval(cli->t, *h, text, addr, &cli->err);
 }
 
 int main(int argc, char **argv)
@@ -333,6 +349,6 @@ int main(int argc, char **argv)
     }
     if (status < 0)
         status = cli_usage("unknown command '%s'", name);
-    cli_close(&cli);
+    ms_target_close(cli.t);
     return status;
 }

@@ -1,5 +1,7 @@
 #include "server.h"
 
+#include "error.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -112,8 +114,8 @@ static int listen_tcp(struct ms_server *srv, const char *spec, struct ms_err *er
     return 0;
 }
 
-int ms_server_new(struct ms_server **out, struct ms_ram *ram, const struct ms_server_opts *opts,
-                  struct ms_err *err)
+int ms_server_new(struct ms_server **out, struct ms_target *target,
+                  const struct ms_server_opts *opts, struct ms_err *err)
 {
     *out = NULL;
     if (opts->listen && !opts->token)
@@ -130,7 +132,7 @@ int ms_server_new(struct ms_server **out, struct ms_ram *ram, const struct ms_se
     srv->clients = calloc(srv->max_clients, sizeof(*srv->clients));
     int rc = srv->clients ? 0 : ms_err_set(err, MS_ENOMEM, "out of memory");
     if (!rc)
-        rc = ms_service_init(&srv->svc, ram, opts->writable, opts->token, opts->symbols, err);
+        ms_service_init(&srv->svc, target, opts->token);
     if (!rc && opts->socket_path)
         rc = listen_unix(srv, opts->socket_path, err);
     if (!rc && opts->listen)
@@ -328,6 +330,5 @@ void ms_server_free(struct ms_server *srv)
     free(srv->unix_path);
     if (srv->tcp_fd >= 0)
         close(srv->tcp_fd);
-    ms_service_fini(&srv->svc);
     free(srv);
 }

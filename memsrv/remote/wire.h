@@ -9,8 +9,10 @@
 #include <stdint.h>
 #include <sys/un.h>
 
+#include "memsrv.h"
+
 #define MS_WIRE_MAGIC 0x5652534dU /* "MSRV" */
-#define MS_WIRE_VERSION 1
+#define MS_WIRE_VERSION 2 /* 2: errors carry hint and fault; SPACE names a first stage */
 #define MS_WIRE_HEADER 16
 #define MS_WIRE_MAX_REQUEST (1u << 20)   /* a request payload over this drops the client */
 #define MS_WIRE_MAX_RESPONSE (64u << 20) /* a response is cut (per item errors) above this */
@@ -31,6 +33,10 @@ enum ms_op {
     MS_OP_DMESG = 11,    /* handle, style, max level -> log text, ring health */
     MS_OP_SYMBOL = 12,   /* handle, name -> runtime address */
     MS_OP_ADDRSYM = 13,  /* handle, address -> symbol name, offset */
+    MS_OP_INFO = 14,     /* -> RAM layout, sources, dump CPUs and VMCOREINFO note */
+    MS_OP_DISCOVER = 15, /* max -> nested-guest candidates */
+    MS_OP_TASKS = 16,    /* handle -> the kernel's task list */
+    MS_OP_STACK = 17,    /* handle -> its stack, a kernel root resolved */
 };
 
 struct ms_wire_header {
@@ -39,16 +45,6 @@ struct ms_wire_header {
     uint16_t op;
     uint32_t id;
     uint32_t length; /* payload bytes after the header */
-};
-
-/* Stack description carried by MS_OP_SPACE. */
-struct ms_wire_stack {
-    uint8_t second;        /* 0 none, 1 EPT, 2 NPT */
-    uint8_t second_levels; /* NPT depth */
-    uint8_t has_cr3;
-    uint8_t levels;
-    uint64_t second_root; /* EPTP or nCR3 */
-    uint64_t cr3;
 };
 
 /* An output buffer that grows; `failed` once an allocation failed. */
@@ -89,6 +85,28 @@ bool ms_rbuf_u64(struct ms_rbuf *r, uint64_t *v);
 const uint8_t *ms_rbuf_bytes(struct ms_rbuf *r, size_t n);
 /* u32 length + bytes; *s points into the payload (not NUL-terminated). */
 bool ms_rbuf_str(struct ms_rbuf *r, const char **s, uint32_t *n);
+
+/* The payloads both sides share, encoded and decoded side by side. A
+ * decoder sets r->bad on a short or malformed payload; values are checked
+ * by whoever uses them (ms_stack_check, ...). */
+
+/* A status word; when not 0, the message, hint and faulting address. */
+void ms_wire_put_err(struct ms_wbuf *b, int status, const struct ms_err *err);
+/* What follows a status word written on its own. */
+void ms_wire_put_err_body(struct ms_wbuf *b, const struct ms_err *err);
+/* Reads what follows a non-zero status into err (code = status). */
+bool ms_wire_get_err(struct ms_rbuf *r, int status, struct ms_err *err);
+
+void ms_wire_put_stack(struct ms_wbuf *b, const struct ms_stack *s);
+bool ms_wire_get_stack(struct ms_rbuf *r, struct ms_stack *s);
+void ms_wire_put_candidate(struct ms_wbuf *b, const struct ms_candidate *c);
+bool ms_wire_get_candidate(struct ms_rbuf *r, struct ms_candidate *c);
+void ms_wire_put_task(struct ms_wbuf *b, const struct ms_task *t);
+bool ms_wire_get_task(struct ms_rbuf *r, struct ms_task *t);
+void ms_wire_put_cpu(struct ms_wbuf *b, const struct ms_cpu_state *c);
+bool ms_wire_get_cpu(struct ms_rbuf *r, struct ms_cpu_state *c);
+/* A string into a fixed buffer (cut to fit, NUL-terminated). */
+bool ms_rbuf_cstr(struct ms_rbuf *r, char *dst, size_t size);
 
 /* Fills a UNIX socket address; MS_EINVAL when the path does not fit. */
 int ms_wire_unix_addr(struct sockaddr_un *sa, const char *path, struct ms_err *err);

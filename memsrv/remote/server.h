@@ -5,23 +5,22 @@
 
 #include <stdbool.h>
 
-#include "error.h"
-#include "ram.h"
+#include "memsrv.h"
 #include "service.h"
 
 struct ms_server_opts {
     const char *socket_path; /* UNIX socket to create (NULL: none) */
     const char *listen;      /* "HOST:PORT" for TCP (NULL: none); needs token */
     const char *token;       /* shared secret clients send in HELLO */
-    bool writable;
-    unsigned max_clients; /* 0: 256 */
-    const char *symbols;  /* vmlinux or System.map for DMESG/SYMBOL (NULL: none) */
+    unsigned max_clients;    /* 0: 256 */
 };
 
 struct ms_server;
 
-int ms_server_new(struct ms_server **out, struct ms_ram *ram, const struct ms_server_opts *opts,
-                  struct ms_err *err);
+/* Serves target (not owned: it must outlive the server); writes only when
+ * the target was opened writable. */
+int ms_server_new(struct ms_server **out, struct ms_target *target,
+                  const struct ms_server_opts *opts, struct ms_err *err);
 /* Serves until stop_fd becomes readable (a self-pipe written from a signal
  * handler), then closes every client. */
 int ms_server_run(struct ms_server *srv, int stop_fd, struct ms_err *err);

@@ -1,0 +1,473 @@
+#include "service.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "strbuf.h"
+
+#define MAX_ITEMS 65536u
+#define MAX_NAME 4096u
+#define MAX_FORMAT 64u
+#define MAX_CANDIDATES 1000u
+
+void ms_service_init(struct ms_service *svc, struct ms_target *target, const char *token)
+{
+    memset(svc, 0, sizeof(*svc));
+    svc->target = target;
+    svc->token = token;
+}
+
+/* A string field as a C string; false (an error in item) when it does not
+ * fit or holds a NUL. */
+static bool get_name(const char *text, uint32_t n, char *out, size_t size, struct ms_err *item)
+{
+    if (n == 0 || n >= size || memchr(text, '\0', n)) {
+        ms_err_set(item, MS_EINVAL, "a name of 1 to %zu bytes, without NUL, is needed", size - 1);
+        return false;
+    }
+    memcpy(out, text, n);
+    out[n] = '\0';
+    return true;
+}
+
+static void put_text(struct ms_wbuf *out, int rc, const struct ms_strbuf *sb,
+                     const struct ms_err *err)
+{
+    ms_wire_put_err(out, rc, err);
+    ms_wbuf_str(out, ms_strbuf_str(sb), sb->len);
+}
+
+/* The common head of READ and TRANSLATE: handle, [u8 flag,] item count
+ * (checked against the payload left: item_size bytes each). False on a
+ * malformed payload (r->bad set). */
+static bool items_head(struct ms_rbuf *r, bool has_flag, uint32_t *handle, uint8_t *flag,
+                       uint32_t *count, unsigned item_size)
+{
+    ms_rbuf_u32(r, handle);
+    if (has_flag)
+        ms_rbuf_u8(r, flag);
+    ms_rbuf_u32(r, count);
+    if (r->bad || *count > MAX_ITEMS || (uint64_t)*count * item_size > r->len - r->pos)
+        r->bad = true;
+    return !r->bad;
+}
+
+static void op_read(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                    struct ms_err *item)
+{
+    uint32_t handle = 0, count = 0;
+    if (!items_head(r, false, &handle, NULL, &count, 12))
+        return;
+    struct ms_stack st;
+    int rc = ms_target_stack(svc->target, handle, &st, item);
+    ms_wire_put_err(out, rc, item);
+    if (rc)
+        return;
+    uint64_t budget = MS_WIRE_MAX_RESPONSE;
+    for (uint32_t i = 0; i < count; i++) {
+        uint64_t addr = 0;
+        uint32_t len = 0;
+        ms_rbuf_u64(r, &addr);
+        ms_rbuf_u32(r, &len);
+        size_t done = 0;
+        size_t at = out->len;
+        ms_wbuf_u32(out, 0); /* status, patched below */
+        ms_wbuf_u32(out, 0); /* bytes done, patched below */
+        if (len > budget) {
+            rc = ms_err_set(item, MS_ELIMIT,
+                            "reads in one request exceed %u bytes; split the request",
+                            MS_WIRE_MAX_RESPONSE);
+        } else {
+            size_t start = out->len;
+            uint8_t *dst = ms_wbuf_grow(out, len); /* read straight into the response */
+            if (!dst) {
+                rc = ms_err_set(item, MS_ENOMEM, "out of memory");
+            } else {
+                rc = ms_target_read(svc->target, handle, addr, dst, len, &done, item);
+                out->len = start + done;
+                budget -= done;
+            }
+        }
+        if (!out->failed) {
+            uint32_t st32 = (uint32_t)rc, d32 = (uint32_t)done;
+            memcpy(out->data + at, &st32, 4);
+            memcpy(out->data + at + 4, &d32, 4);
+        }
+        if (rc)
+            ms_wire_put_err_body(out, item);
+    }
+}
+
+static void op_translate(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                         struct ms_err *item)
+{
+    uint32_t handle = 0, count = 0;
+    uint8_t want_trace = 0;
+    if (!items_head(r, true, &handle, &want_trace, &count, 8))
+        return;
+    struct ms_stack st;
+    int rc = ms_target_stack(svc->target, handle, &st, item);
+    ms_wire_put_err(out, rc, item);
+    if (rc)
+        return;
+    for (uint32_t i = 0; i < count; i++) {
+        uint64_t addr = 0;
+        ms_rbuf_u64(r, &addr);
+        struct ms_xlat x;
+        struct ms_trace tr;
+        int status = 0;
+        tr.count = 0;
+        rc = ms_target_translate(svc->target, handle, 1, &addr, &x, &status,
+                                 want_trace ? &tr : NULL, item);
+        if (!rc)
+            rc = status;
+        ms_wire_put_err(out, rc, item);
+        if (!rc) {
+            ms_wbuf_u64(out, x.lower);
+            ms_wbuf_u64(out, x.phys);
+            ms_wbuf_u64(out, x.page_size);
+            ms_wbuf_u32(out, x.perms);
+        }
+        if (want_trace) {
+            ms_wbuf_u8(out, (uint8_t)tr.count);
+            for (unsigned k = 0; k < tr.count; k++) {
+                const struct ms_trace_entry *e = &tr.entries[k];
+                ms_wbuf_u8(out, e->depth);
+                ms_wbuf_u8(out, e->kind);
+                ms_wbuf_u8(out, e->level);
+                ms_wbuf_u16(out, e->index);
+                ms_wbuf_u64(out, e->entry_addr);
+                ms_wbuf_u64(out, e->entry_phys);
+                ms_wbuf_u64(out, e->value);
+            }
+        }
+    }
+}
+
+static void op_write(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                     struct ms_err *item)
+{
+    uint32_t handle = 0, n = 0;
+    uint64_t addr = 0;
+    const char *bytes = NULL;
+    ms_rbuf_u32(r, &handle);
+    ms_rbuf_u64(r, &addr);
+    ms_rbuf_str(r, &bytes, &n);
+    if (r->bad)
+        return;
+    const struct ms_target_info *info;
+    ms_target_info(svc->target, &info, item);
+    size_t done = 0;
+    int rc;
+    if (!info->writable) {
+        rc = ms_err_set(item, MS_EPERM,
+                        "this server is read-only (start it with --writable to allow writes)");
+        ms_err_hint(item, MS_HINT_WRITABLE);
+    } else {
+        rc = ms_target_write(svc->target, handle, addr, bytes, n, &done, item);
+    }
+    ms_wire_put_err(out, rc, item);
+    ms_wbuf_u32(out, (uint32_t)done);
+}
+
+static void op_report(struct ms_service *svc, uint16_t op, struct ms_rbuf *r,
+                      struct ms_wbuf *out, struct ms_err *item)
+{
+    uint32_t handle = 0, n = 0;
+    uint64_t a = 0, b = 0;
+    const char *fmt_text = NULL;
+    ms_rbuf_u32(r, &handle);
+    ms_rbuf_u64(r, &a);
+    if (op == MS_OP_X)
+        ms_rbuf_str(r, &fmt_text, &n);
+    if (op == MS_OP_PTDUMP)
+        ms_rbuf_u64(r, &b);
+    if (r->bad)
+        return;
+    struct ms_strbuf sb;
+    ms_strbuf_init(&sb);
+    int rc;
+    struct ms_x_state xs = {0};
+    xs.next = a;
+    if (op == MS_OP_X) {
+        char f[MAX_FORMAT];
+        if (n >= sizeof(f) || memchr(fmt_text, '\0', n)) {
+            rc = ms_err_set(item, MS_EINVAL, "format too long");
+        } else {
+            memcpy(f, fmt_text, n);
+            f[n] = '\0';
+            rc = ms_target_x(svc->target, handle, f, a, &xs, &sb, item);
+        }
+    } else if (op == MS_OP_VTOP) {
+        rc = ms_target_vtop(svc->target, handle, a, &sb, item);
+    } else {
+        rc = ms_target_ptdump(svc->target, handle, a, b, &sb, item);
+    }
+    put_text(out, rc, &sb, item);
+    if (op == MS_OP_X)
+        ms_wbuf_u64(out, xs.next);
+    ms_strbuf_free(&sb);
+}
+
+static void op_dmesg(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                     struct ms_err *item)
+{
+    uint32_t handle = 0;
+    uint8_t style = 0, level = 0;
+    ms_rbuf_u32(r, &handle);
+    ms_rbuf_u8(r, &style);
+    ms_rbuf_u8(r, &level);
+    if (r->bad)
+        return;
+    struct ms_dmesg_opts o = {(enum ms_dmesg_style)style, (int8_t)level};
+    struct ms_dmesg_info info;
+    struct ms_strbuf sb;
+    ms_strbuf_init(&sb);
+    int rc = ms_target_dmesg(svc->target, handle, &o, &sb, &info, item);
+    if (!rc && sb.len > MS_WIRE_MAX_RESPONSE)
+        rc = ms_err_set(item, MS_ELIMIT, "the log's text (%zu bytes) exceeds %u bytes", sb.len,
+                        MS_WIRE_MAX_RESPONSE);
+    ms_wire_put_err(out, rc, item);
+    if (!rc) {
+        ms_wbuf_str(out, ms_strbuf_str(&sb), sb.len);
+        ms_wbuf_u64(out, info.records);
+        ms_wbuf_u64(out, info.bad);
+        ms_wbuf_u64(out, info.lost);
+        ms_wbuf_u64(out, info.incomplete);
+        ms_wbuf_u64(out, info.truncated);
+        ms_wbuf_u32(out, info.retries);
+        ms_wbuf_u8(out, info.consistent);
+        ms_wbuf_str(out, info.first_bad, strnlen(info.first_bad, sizeof(info.first_bad)));
+        ms_wbuf_str(out, info.how, strnlen(info.how, sizeof(info.how)));
+    }
+    ms_strbuf_free(&sb);
+}
+
+static void op_symbol(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                      struct ms_err *item)
+{
+    uint32_t handle = 0, n = 0;
+    const char *text = NULL;
+    ms_rbuf_u32(r, &handle);
+    ms_rbuf_str(r, &text, &n);
+    if (r->bad)
+        return;
+    char name[MAX_NAME];
+    uint64_t addr = 0;
+    int rc = get_name(text, n, name, sizeof(name), item) ? 0 : item->code;
+    if (!rc)
+        rc = ms_target_symbol(svc->target, handle, name, &addr, item);
+    ms_wire_put_err(out, rc, item);
+    if (!rc)
+        ms_wbuf_u64(out, addr);
+}
+
+static void op_addrsym(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                       struct ms_err *item)
+{
+    uint32_t handle = 0;
+    uint64_t addr = 0, off = 0;
+    ms_rbuf_u32(r, &handle);
+    ms_rbuf_u64(r, &addr);
+    if (r->bad)
+        return;
+    struct ms_strbuf name;
+    ms_strbuf_init(&name);
+    int rc = ms_target_addrsym(svc->target, handle, addr, &name, &off, item);
+    ms_wire_put_err(out, rc, item);
+    if (!rc) {
+        ms_wbuf_str(out, ms_strbuf_str(&name), name.len);
+        ms_wbuf_u64(out, off);
+    }
+    ms_strbuf_free(&name);
+}
+
+static void op_info(struct ms_service *svc, struct ms_wbuf *out, struct ms_err *item)
+{
+    const struct ms_target_info *in;
+    ms_target_info(svc->target, &in, item);
+    ms_wire_put_err(out, 0, item);
+    ms_wbuf_u8(out, in->writable);
+    ms_wbuf_u64(out, in->ram_size);
+    ms_wbuf_u64(out, in->ram_end);
+    ms_wbuf_u32(out, in->nregions);
+    for (unsigned i = 0; i < in->nregions; i++) {
+        ms_wbuf_u64(out, in->regions[i].gpa);
+        ms_wbuf_u64(out, in->regions[i].len);
+        ms_wbuf_u64(out, in->regions[i].offset);
+        ms_wbuf_u32(out, in->regions[i].source);
+    }
+    ms_wbuf_u32(out, in->nsources);
+    for (unsigned i = 0; i < in->nsources; i++) {
+        ms_wbuf_str(out, in->sources[i], strlen(in->sources[i]));
+        ms_wbuf_u64(out, in->source_sizes[i]);
+    }
+    ms_wbuf_u32(out, in->ncpus);
+    for (unsigned i = 0; i < in->ncpus; i++)
+        ms_wire_put_cpu(out, &in->cpus[i]);
+    ms_wbuf_str(out, in->vmcoreinfo ? in->vmcoreinfo : "", in->vmcoreinfo_len);
+}
+
+static void op_discover(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                        struct ms_err *item)
+{
+    uint32_t max = 0;
+    ms_rbuf_u32(r, &max);
+    if (r->bad)
+        return;
+    if (max > MAX_CANDIDATES)
+        max = MAX_CANDIDATES;
+    struct ms_candidate *c = calloc(max ? max : 1, sizeof(*c));
+    unsigned found = 0;
+    int rc = c ? ms_target_discover(svc->target, c, max, &found, item)
+               : ms_err_set(item, MS_ENOMEM, "out of memory");
+    ms_wire_put_err(out, rc, item);
+    if (!rc) {
+        uint32_t sent = found < max ? found : max;
+        ms_wbuf_u32(out, found);
+        ms_wbuf_u32(out, sent);
+        for (uint32_t i = 0; i < sent; i++)
+            ms_wire_put_candidate(out, &c[i]);
+    }
+    free(c);
+}
+
+static void op_tasks(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                     struct ms_err *item)
+{
+    uint32_t handle = 0;
+    ms_rbuf_u32(r, &handle);
+    if (r->bad)
+        return;
+    struct ms_task *tasks = NULL;
+    size_t count = 0;
+    uint64_t bad = 0;
+    int rc = ms_target_tasks(svc->target, handle, &tasks, &count, &bad, item);
+    /* A walk cut short sends what it read after its error. */
+    ms_wire_put_err(out, rc, item);
+    ms_wbuf_u64(out, bad);
+    ms_wbuf_u32(out, (uint32_t)count);
+    for (size_t i = 0; i < count; i++)
+        ms_wire_put_task(out, &tasks[i]);
+    free(tasks);
+}
+
+int ms_service_request(struct ms_service *svc, struct ms_service_conn *conn,
+                       const struct ms_wire_header *h, const uint8_t *payload, struct ms_wbuf *out,
+                       struct ms_err *err)
+{
+    struct ms_rbuf r = {payload, h->length, 0, false};
+    struct ms_err item;
+    ms_err_clear(&item);
+    svc->requests++;
+    size_t frame = ms_wbuf_begin_frame(out);
+    uint16_t op = h->op;
+
+    if (svc->token && !conn->authed && op != MS_OP_HELLO)
+        return ms_err_set(err, MS_EPERM, "request before HELLO on an authenticated server");
+
+    switch (op) {
+    case MS_OP_HELLO: {
+        const char *tok = NULL;
+        uint32_t n = 0;
+        ms_rbuf_str(&r, &tok, &n);
+        if (r.bad)
+            break;
+        if (svc->token && (n != strlen(svc->token) || memcmp(tok, svc->token, n) != 0))
+            return ms_err_set(err, MS_EPERM, "bad token");
+        conn->authed = true;
+        const struct ms_target_info *info;
+        ms_target_info(svc->target, &info, &item);
+        ms_wire_put_err(out, 0, &item);
+        ms_wbuf_u32(out, MS_WIRE_VERSION);
+        ms_wbuf_u32(out, info->writable ? 1 : 0);
+        ms_wbuf_u64(out, info->ram_size);
+        break;
+    }
+    case MS_OP_SPACE: {
+        struct ms_stack s;
+        if (!ms_wire_get_stack(&r, &s))
+            break;
+        ms_handle handle = 0;
+        int rc = ms_target_space(svc->target, &s, &handle, &item);
+        ms_wire_put_err(out, rc, &item);
+        if (!rc)
+            ms_wbuf_u32(out, handle);
+        break;
+    }
+    case MS_OP_STACK: {
+        uint32_t handle = 0;
+        ms_rbuf_u32(&r, &handle);
+        if (r.bad)
+            break;
+        struct ms_stack s;
+        int rc = ms_target_stack(svc->target, handle, &s, &item);
+        ms_wire_put_err(out, rc, &item);
+        if (!rc)
+            ms_wire_put_stack(out, &s);
+        break;
+    }
+    case MS_OP_READ:
+        op_read(svc, &r, out, &item);
+        break;
+    case MS_OP_TRANSLATE:
+        op_translate(svc, &r, out, &item);
+        break;
+    case MS_OP_FLUSH:
+        ms_wire_put_err(out, ms_target_flush(svc->target, &item), &item);
+        break;
+    case MS_OP_STATS: {
+        struct ms_target_stats st;
+        ms_target_stats(svc->target, &st, &item);
+        ms_wire_put_err(out, 0, &item);
+        ms_wbuf_u64(out, svc->requests);
+        ms_wbuf_u64(out, svc->errors);
+        ms_wbuf_u64(out, st.generation);
+        ms_wbuf_u64(out, st.hits);
+        ms_wbuf_u64(out, st.misses);
+        ms_wbuf_u64(out, st.walks);
+        ms_wbuf_u64(out, st.table_reads);
+        break;
+    }
+    case MS_OP_WRITE:
+        op_write(svc, &r, out, &item);
+        break;
+    case MS_OP_X:
+    case MS_OP_VTOP:
+    case MS_OP_PTDUMP:
+        op_report(svc, op, &r, out, &item);
+        break;
+    case MS_OP_DMESG:
+        op_dmesg(svc, &r, out, &item);
+        break;
+    case MS_OP_SYMBOL:
+        op_symbol(svc, &r, out, &item);
+        break;
+    case MS_OP_ADDRSYM:
+        op_addrsym(svc, &r, out, &item);
+        break;
+    case MS_OP_INFO:
+        op_info(svc, out, &item);
+        break;
+    case MS_OP_DISCOVER:
+        op_discover(svc, &r, out, &item);
+        break;
+    case MS_OP_TASKS:
+        op_tasks(svc, &r, out, &item);
+        break;
+    default:
+        ms_err_set(&item, MS_EINVAL, "unknown operation %u (client newer than server?)", op);
+        ms_wire_put_err(out, MS_EINVAL, &item);
+        break;
+    }
+    if (r.bad) {
+        svc->errors++;
+        out->len = frame;
+        return ms_err_set(err, MS_EPROTO, "malformed payload for operation %u", op);
+    }
+    if (out->failed)
+        return ms_err_set(err, MS_ENOMEM, "out of memory building a response");
+    ms_wbuf_end_frame(out, frame, (uint16_t)(op | MS_WIRE_REPLY), h->id);
+    return 0;
+}
