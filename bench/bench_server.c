@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "../tests/support/image.h"
-#include "client.h"
+#include "memsrv.h"
 #include "server.h"
 
 #define RAM (64u << 20)
@@ -42,16 +42,15 @@ static void *serve(void *arg)
     return NULL;
 }
 
-static double latency(const char *label, struct ms_client *c, struct ms_space *local,
-                      double base_p50)
+/* c: a target (in-process or a server's client). */
+static double latency(const char *label, struct ms_target *c, double base_p50)
 {
     static double t[SAMPLES];
     uint64_t v;
     for (int i = 0; i < SAMPLES; i++) {
         uint64_t addr = ((uint64_t)rand() % (RAM / 8)) * 8;
         double t0 = now_ns();
-        int rc = c ? ms_client_read(c, 0, addr, &v, 8, NULL, NULL)
-                   : ms_space_read(local, addr, &v, 8, NULL, NULL);
+        int rc = ms_target_read(c, 0, addr, &v, 8, NULL, NULL);
         t[i] = now_ns() - t0;
         if (rc) {
             fprintf(stderr, "bench: read failed\n");
@@ -67,9 +66,9 @@ static double latency(const char *label, struct ms_client *c, struct ms_space *l
     return p50;
 }
 
-/* 8-byte reads per second: 4096 per request over c, or library calls on
- * local when c is NULL. */
-static double batched(struct ms_client *c, struct ms_space *local)
+/* 8-byte reads per second: 4096 per ms_target_readv (one request to a
+ * server), or one ms_target_read each when one_by_one. */
+static double batched(struct ms_target *c, bool one_by_one)
 {
     enum { N = 4096 };
     static uint64_t addrs[N], vals[N];
@@ -85,10 +84,10 @@ static double batched(struct ms_client *c, struct ms_space *local)
     double t0 = now_ns();
     int rounds = 50;
     for (int r = 0; r < rounds; r++) {
-        if (c && ms_client_readv(c, 0, N, addrs, lens, bufs, st, done, NULL) != 0)
+        if (!one_by_one && ms_target_readv(c, 0, N, addrs, lens, bufs, st, done, NULL) != 0)
             exit(1);
-        for (int i = 0; !c && i < N; i++)
-            if (ms_space_read(local, addrs[i], bufs[i], 8, NULL, NULL) != 0)
+        for (int i = 0; one_by_one && i < N; i++)
+            if (ms_target_read(c, 0, addrs[i], bufs[i], 8, NULL, NULL) != 0)
                 exit(1);
     }
     return rounds * (double)N / ((now_ns() - t0) / 1e9);
@@ -105,17 +104,18 @@ struct load {
 static void *load_client(void *arg)
 {
     struct load *l = arg;
-    struct ms_client c;
-    if (ms_client_connect(&c, l->address, l->token, NULL) != 0)
+    struct ms_target *c;
+    struct ms_target_opts o = {.connect = l->address, .token = l->token};
+    if (ms_target_open(&c, &o, NULL) != 0)
         exit(1);
     uint64_t v;
     for (int i = 0; i < l->reads; i++) {
         double t0 = now_ns();
-        if (ms_client_read(&c, 0, ((uint64_t)i * 4096) % RAM, &v, 8, NULL, NULL) != 0)
+        if (ms_target_read(c, 0, ((uint64_t)i * 4096) % RAM, &v, 8, NULL, NULL) != 0)
             exit(1);
         l->lat[i] = now_ns() - t0;
     }
-    ms_client_close(&c);
+    ms_target_close(c);
     return NULL;
 }
 
@@ -145,21 +145,27 @@ int main(void)
 {
     struct img im;
     img_open(&im, RAM);
-    struct ms_space *phys;
-    ms_space_phys(&phys, im.ram, NULL);
+    char map[64];
+    snprintf(map, sizeof(map), "0:%u@0", RAM);
+    struct ms_target_opts lo = {.ram = im.path, .map = map};
+    struct ms_target *local;
+    struct ms_err err;
+    if (ms_target_open(&local, &lo, &err) != 0) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        return 1;
+    }
     char sock[64];
     snprintf(sock, sizeof(sock), "/tmp/memsrv-bench.%d.sock", (int)getpid());
     const char *token = "bench";
     /* Two servers: UNIX without a token, TCP (which needs one). */
-    struct ms_server_opts opts = {sock, NULL, NULL, false, 0};
+    struct ms_server_opts opts = {.socket_path = sock};
     struct server_thread su = {0}, stcp = {0};
-    struct ms_err err;
-    if (ms_server_new(&su.srv, im.ram, &opts, &err) != 0) {
+    if (ms_server_new(&su.srv, local, &opts, &err) != 0) {
         fprintf(stderr, "bench: %s\n", err.msg);
         return 1;
     }
-    struct ms_server_opts topts = {NULL, "127.0.0.1:0", token, false, 0};
-    if (ms_server_new(&stcp.srv, im.ram, &topts, &err) != 0) {
+    struct ms_server_opts topts = {.listen = "127.0.0.1:0", .token = token};
+    if (ms_server_new(&stcp.srv, local, &topts, &err) != 0) {
         fprintf(stderr, "bench: %s\n", err.msg);
         return 1;
     }
@@ -171,36 +177,37 @@ int main(void)
     pthread_create(&tu, NULL, serve, &su);
     pthread_create(&tt, NULL, serve, &stcp);
 
-    struct ms_client cu, ct;
-    if (ms_client_connect(&cu, sock, NULL, &err) || ms_client_connect(&ct, tcp, token, &err)) {
+    struct ms_target *cu, *ct;
+    struct ms_target_opts uo = {.connect = sock}, to = {.connect = tcp, .token = token};
+    if (ms_target_open(&cu, &uo, &err) || ms_target_open(&ct, &to, &err)) {
         fprintf(stderr, "bench: %s\n", err.msg);
         return 1;
     }
     printf("8-byte read, one client, %d samples:\n", SAMPLES);
-    double base = latency("in-process", NULL, phys, 0);
-    latency("UNIX socket", &cu, NULL, base);
-    latency("TCP loopback", &ct, NULL, base);
+    double base = latency("in-process", local, 0);
+    latency("UNIX socket", cu, base);
+    latency("TCP loopback", ct, base);
     printf("batched 8-byte reads (4096 per request):\n");
-    double local = batched(NULL, phys);
-    printf("  %-22s %10.2f M reads/s\n", "in-process calls", local / 1e6);
-    double bu = batched(&cu, NULL), bt = batched(&ct, NULL);
-    printf("  %-22s %10.2f M reads/s   (%.2fx in-process)\n", "UNIX socket", bu / 1e6, bu / local);
-    printf("  %-22s %10.2f M reads/s   (%.2fx in-process)\n", "TCP loopback", bt / 1e6, bt / local);
+    double in = batched(local, true);
+    printf("  %-22s %10.2f M reads/s\n", "in-process calls", in / 1e6);
+    double bu = batched(cu, false), bt = batched(ct, false);
+    printf("  %-22s %10.2f M reads/s   (%.2fx in-process)\n", "UNIX socket", bu / 1e6, bu / in);
+    printf("  %-22s %10.2f M reads/s   (%.2fx in-process)\n", "TCP loopback", bt / 1e6, bt / in);
     printf("concurrent clients, unbatched 8-byte reads (one server thread):\n");
     printf("  %-14s %3s %12s %10s %10s\n", "transport", "n", "req/s", "p50 us", "p99 us");
     for (int n = 1; n <= 64; n *= 8)
         concurrent("UNIX socket", sock, NULL, n);
     for (int n = 1; n <= 64; n *= 8)
         concurrent("TCP loopback", tcp, token, n);
-    ms_client_close(&cu);
-    ms_client_close(&ct);
+    ms_target_close(cu);
+    ms_target_close(ct);
     if (write(su.stop[1], "x", 1) != 1 || write(stcp.stop[1], "x", 1) != 1)
         return 1;
     pthread_join(tu, NULL);
     pthread_join(tt, NULL);
     ms_server_free(su.srv);
     ms_server_free(stcp.srv);
-    ms_space_free(phys);
+    ms_target_close(local);
     img_close(&im);
     return 0;
 }

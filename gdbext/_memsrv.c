@@ -1,25 +1,24 @@
 /* _memsrv: the memsrv library for Python (GDB's embedded Python or
- * /usr/bin/python3), in-process or through a running `memsrv serve`. A thin
- * front: every walk, parse and format is the library's (or the server's);
- * this file only converts arguments, results and errors.
+ * /usr/bin/python3): a thin front over one ms_target (memsrv.h), in-process
+ * or through a running `memsrv serve` alike. Every walk, parse and format
+ * is the library's; this file only converts arguments, results and errors.
  *
- *   m = _memsrv.open(path, machine=None, map=None, writable=False)
- *   m = _memsrv.open_dump(path)
- *   m = _memsrv.connect(address, token=None)   # the same API, over the socket
- *   sp = m.space(cr3=None, levels=4, eptp=None, ncr3=None, npt_levels=4)
- *   sp.read(addr, n) -> bytes         sp.view(addr, n) -> memoryview
+ *   m = _memsrv.open(path, machine=None, map=None, writable=False, symbols=None)
+ *   m = _memsrv.open_dump(path, writable=False, symbols=None)
+ *   m = _memsrv.connect(address, token=None, timeout=30.0)
+ *   sp = m.space(cr3=None, levels=4, eptp=None, ncr3=None, npt_levels=4, kernel=False)
+ *   sp.read(addr, n) -> bytes       sp.read_into(addr, buf) -> int
  *   sp.translate(addr) -> (phys, lower, page_size, perms, trace)
  *   sp.x(fmt, addr, symbolizer=None) -> str
- *   sp.enumerate(start, end) -> ([(addr, size, lower, perms), ...], bad_tables)
  *   sp.dmesg(style='plain', level=-1) -> str   # the kernel of sp's guest-physical level
  *   sp.symbol('name') -> addr    sp.symbol(addr) -> (name, offset)
+ *   sp.tasks() -> [(pid, ppid, state, task, comm)]
  *   m.flush()
  *
- * In-process, the GIL is held throughout: spaces keep translation caches
- * that are not safe to share between threads, and symbolizers call back into
- * Python. Over a connection it is released around the socket I/O (a lock
- * keeps one request at a time on the connection). What the protocol does not
- * carry (view, enumerate, discover, regions, ...) raises MemsrvError. */
+ * The GIL is released around every library call (a lock keeps one call at
+ * a time on a target); a call that takes a Python symbolizer keeps it. No
+ * Python object ever points into guest RAM: a RAM file that shrinks gives
+ * MemsrvError, never SIGBUS in GDB. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -27,37 +26,23 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "client.h"
-#include "error.h"
-#include "format.h"
-#include "kernel.h"
-#include "layout.h"
-#include "pte.h"
-#include "ram.h"
-#include "report.h"
-#include "space.h"
-#include "strbuf.h"
-/* The discover module (VMCB/HSAVE/vmcs12/EPT scan) comes from another branch;
- * Memory.discover() exists when it is in the library. */
-#if defined(__has_include)
-#if __has_include("discover.h")
-#include "discover.h"
-#define HAVE_DISCOVER 1
-#endif
-#endif
+#include "memsrv.h"
 
 /* Largest single read(): guest memory is hostile input, and a typo in a
  * count should not try to allocate terabytes. */
 #define MAX_READ ((Py_ssize_t)1 << 32)
-/* Bytes per READ request over a connection: well under the server's 64 MiB
- * response limit, so larger reads go as several requests. */
-#define REMOTE_READ_CHUNK ((size_t)16 << 20)
 
 static PyObject *MemsrvError;
 
-/* Raises MemsrvError(msg) with .code and .code_name; returns NULL. */
+/* Raises MemsrvError(msg) with .code, .code_name, .hint and .fault_addr
+ * (None when no address faulted); returns NULL. */
 static PyObject *raise_err(const struct ms_err *err)
 {
+    static const char *const hints[] = {
+        [MS_HINT_SYMBOLS] = "symbols", [MS_HINT_DWARF] = "dwarf",
+        [MS_HINT_LAYOUT] = "layout",   [MS_HINT_WRITABLE] = "writable",
+        [MS_HINT_TOKEN] = "token",
+    };
     int code = err->code ? err->code : MS_EINVAL;
     const char *msg = err->msg[0] ? err->msg : ms_code_name(code);
     PyObject *exc = PyObject_CallFunction(MemsrvError, "s", msg);
@@ -65,12 +50,20 @@ static PyObject *raise_err(const struct ms_err *err)
         return NULL;
     PyObject *c = PyLong_FromLong(code);
     PyObject *n = PyUnicode_FromString(ms_code_name(code));
-    if (c && n) {
+    PyObject *h = err->hint > 0 && err->hint <= MS_HINT_TOKEN ? PyUnicode_FromString(hints[err->hint])
+                                                              : Py_NewRef(Py_None);
+    PyObject *f = err->has_fault ? PyLong_FromUnsignedLongLong(err->fault_addr)
+                                 : Py_NewRef(Py_None);
+    if (c && n && h && f) {
         PyObject_SetAttrString(exc, "code", c);
         PyObject_SetAttrString(exc, "code_name", n);
+        PyObject_SetAttrString(exc, "hint", h);
+        PyObject_SetAttrString(exc, "fault_addr", f);
     }
     Py_XDECREF(c);
     Py_XDECREF(n);
+    Py_XDECREF(h);
+    Py_XDECREF(f);
     PyErr_SetObject(MemsrvError, exc);
     Py_DECREF(exc);
     return NULL;
@@ -114,8 +107,7 @@ static int u64_conv(PyObject *obj, void *out)
     return 1;
 }
 
-/* Like u64_conv, but None leaves *out untouched and sets the flag byte
- * following it in struct opt_u64. */
+/* Like u64_conv, with None meaning "not given". */
 struct opt_u64 {
     uint64_t value;
     int given;
@@ -134,214 +126,169 @@ static int opt_u64_conv(PyObject *obj, void *out)
     return 1;
 }
 
+static int letter_conv(PyObject *obj, void *out)
+{
+    if (obj == Py_None)
+        return 1;
+    Py_ssize_t len;
+    const char *s = PyUnicode_Check(obj) ? PyUnicode_AsUTF8AndSize(obj, &len) : NULL;
+    if (!s || len != 1) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "expected a one-letter str");
+        return 0;
+    }
+    *(char *)out = s[0];
+    return 1;
+}
+
 /* ------------------------------------------------------------------ Memory */
 
-/* A connection to `memsrv serve`. The lock lives as long as the Memory, so
- * that close() can take it while another thread is in a request. */
-struct remote {
-    struct ms_client client;
-    PyThread_type_lock lock;
-    bool closed; /* by close(); a lost connection stays open and fails */
-};
-
 typedef struct {
-    PyObject_HEAD struct ms_ram *ram; /* in-process; NULL once closed */
-    struct remote *remote;            /* connect(); NULL in-process */
-    PyObject *path;                   /* the file, or the server's address */
-    Py_ssize_t exports;               /* zero-copy views alive: close() waits for them */
+    PyObject_HEAD struct ms_target *t; /* NULL once closed */
+    PyThread_type_lock lock;           /* one call at a time on t */
+    PyObject *path;                    /* the file, or the server's address */
 } MemoryObject;
 
 static PyTypeObject MemoryType;
 
-static void remote_free(struct remote *r)
-{
-    ms_client_close(&r->client);
-    if (r->lock)
-        PyThread_free_lock(r->lock);
-    PyMem_Free(r);
-}
-
-/* Around a client call: releases the GIL (other Python threads run during
- * the socket I/O) and takes the connection's lock (one request at a time).
- * No Python API between remote_begin and remote_end. */
-static PyThreadState *remote_begin(struct remote *r)
+/* Around a library call: releases the GIL (other Python threads run during
+ * long walks and socket I/O) and takes the target's lock. No Python API
+ * between call_begin and call_end. */
+static PyThreadState *call_begin(MemoryObject *m)
 {
     PyThreadState *ts = PyEval_SaveThread();
-    PyThread_acquire_lock(r->lock, WAIT_LOCK);
+    PyThread_acquire_lock(m->lock, WAIT_LOCK);
     return ts;
 }
 
-static void remote_end(struct remote *r, PyThreadState *ts)
+static void call_end(MemoryObject *m, PyThreadState *ts)
 {
-    PyThread_release_lock(r->lock);
+    PyThread_release_lock(m->lock);
     PyEval_RestoreThread(ts);
 }
 
+/* The lock for a call that runs Python (a symbolizer): taken without the
+ * GIL (a thread holding the lock may wait for the GIL), then kept with it. */
+static void call_begin_gil(MemoryObject *m)
+{
+    PyThreadState *ts = PyEval_SaveThread();
+    PyThread_acquire_lock(m->lock, WAIT_LOCK);
+    PyEval_RestoreThread(ts);
+}
+
+#define CALL(m, rc, expr)                                                                          \
+    do {                                                                                           \
+        PyThreadState *ts_ = call_begin(m);                                                        \
+        rc = (expr);                                                                               \
+        call_end(m, ts_);                                                                          \
+    } while (0)
+
 static int mem_check(MemoryObject *m)
 {
-    if (m->remote ? m->remote->closed : !m->ram) {
+    if (!m->t) {
         PyErr_SetString(PyExc_ValueError, "memory is closed");
         return -1;
     }
     return 0;
 }
 
-/* The RAM of an in-process memory. NULL with MemsrvError over a connection:
- * the server holds the RAM, and its protocol does not carry `what`. */
-static struct ms_ram *mem_ram(MemoryObject *m, const char *what)
-{
-    if (mem_check(m))
-        return NULL;
-    if (m->remote) {
-        struct ms_err err = {0};
-        const char *addr = PyUnicode_AsUTF8(m->path);
-        ms_err_set(&err, MS_EINVAL,
-                   "%s needs an in-process open (_memsrv.open or open_dump): this memory is "
-                   "served by memsrv at %s, whose protocol does not carry it",
-                   what, addr ? addr : "?");
-        PyErr_Clear();
-        raise_err(&err);
-        return NULL;
-    }
-    return m->ram;
-}
-
-/* Takes ram or remote (freed on failure). */
-static PyObject *mem_new(struct ms_ram *ram, struct remote *remote, const char *path)
-{
-    MemoryObject *m = PyObject_New(MemoryObject, &MemoryType);
-    if (!m) {
-        if (ram)
-            ms_ram_close(ram);
-        if (remote)
-            remote_free(remote);
-        return NULL;
-    }
-    m->ram = ram;
-    m->remote = remote;
-    m->exports = 0;
-    m->path = PyUnicode_DecodeFSDefault(path);
-    if (!m->path) {
-        Py_DECREF(m);
-        return NULL;
-    }
-    return (PyObject *)m;
-}
-
 static void mem_dealloc(MemoryObject *m)
 {
-    if (m->ram)
-        ms_ram_close(m->ram);
-    if (m->remote)
-        remote_free(m->remote);
+    ms_target_close(m->t);
+    if (m->lock)
+        PyThread_free_lock(m->lock);
     Py_XDECREF(m->path);
     PyObject_Free(m);
 }
 
-/* The Memory for a RAM open() or open_dump() made (rc 0), or its error;
- * releases the converted path either way. */
-static PyObject *opened(int rc, struct ms_ram *ram, PyObject *path_obj, const struct ms_err *err)
+/* Opens a target (GIL released: a connect may wait) into a new Memory. */
+static PyObject *mem_open(const struct ms_target_opts *o, const char *where)
 {
-    PyObject *m = rc ? raise_err(err) : mem_new(ram, NULL, PyBytes_AS_STRING(path_obj));
-    Py_DECREF(path_obj);
-    return m;
+    MemoryObject *m = PyObject_New(MemoryObject, &MemoryType);
+    if (!m)
+        return NULL;
+    m->t = NULL;
+    m->lock = PyThread_allocate_lock();
+    m->path = PyUnicode_DecodeFSDefault(where);
+    if (!m->lock || !m->path) {
+        Py_DECREF(m);
+        return PyErr_Occurred() ? NULL : PyErr_NoMemory();
+    }
+    struct ms_err err = {0};
+    int rc;
+    CALL(m, rc, ms_target_open(&m->t, o, &err));
+    if (rc) {
+        Py_DECREF(m);
+        return raise_err(&err);
+    }
+    return (PyObject *)m;
 }
 
 static PyObject *mod_open(PyObject *self, PyObject *args, PyObject *kw)
 {
     (void)self;
-    static char *kwlist[] = {"path", "machine", "map", "writable", NULL};
+    static char *kwlist[] = {"path", "machine", "map", "writable", "symbols", NULL};
     PyObject *path_obj = NULL;
-    const char *machine = NULL, *map = NULL;
+    struct ms_target_opts o = {0};
     int writable = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|zzp:open", kwlist, PyUnicode_FSConverter,
-                                     &path_obj, &machine, &map, &writable))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|zzpz:open", kwlist, PyUnicode_FSConverter,
+                                     &path_obj, &o.machine, &o.map, &writable, &o.symbols))
         return NULL;
-    const char *path = PyBytes_AS_STRING(path_obj);
-    struct ms_err err = {0};
-    struct ms_layout layout;
-    struct ms_ram *ram = NULL;
-    int rc = 0;
-    if (map && map[0]) {
-        rc = ms_layout_parse_map(&layout, map, &err);
-        if (rc == 0)
-            rc = ms_layout_check(&layout, &err);
-        if (rc)
-            ms_err_prefix(&err, "--map %s: ", map);
-    }
-    if (rc == 0)
-        rc = ms_ram_open_file(&ram, path, map && map[0] ? &layout : NULL, machine,
-                              writable ? MS_RAM_WRITABLE : 0, &err);
-    return opened(rc, ram, path_obj, &err);
+    o.ram = PyBytes_AS_STRING(path_obj);
+    o.writable = writable;
+    PyObject *m = mem_open(&o, o.ram);
+    Py_DECREF(path_obj);
+    return m;
 }
 
 static PyObject *mod_open_dump(PyObject *self, PyObject *args, PyObject *kw)
 {
     (void)self;
-    static char *kwlist[] = {"path", "writable", NULL};
+    static char *kwlist[] = {"path", "writable", "symbols", NULL};
     PyObject *path_obj = NULL;
+    struct ms_target_opts o = {0};
     int writable = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|p:open_dump", kwlist, PyUnicode_FSConverter,
-                                     &path_obj, &writable))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|pz:open_dump", kwlist, PyUnicode_FSConverter,
+                                     &path_obj, &writable, &o.symbols))
         return NULL;
-    const char *path = PyBytes_AS_STRING(path_obj);
-    struct ms_err err = {0};
-    struct ms_ram *ram = NULL;
-    int rc = ms_ram_open_dump(&ram, path, writable ? MS_RAM_WRITABLE : 0, &err);
-    return opened(rc, ram, path_obj, &err);
+    o.dump = PyBytes_AS_STRING(path_obj);
+    o.writable = writable;
+    PyObject *m = mem_open(&o, o.dump);
+    Py_DECREF(path_obj);
+    return m;
 }
 
-/* connect(address, token=None) -> Memory served by `memsrv serve`. */
 static PyObject *mod_connect(PyObject *self, PyObject *args, PyObject *kw)
 {
     (void)self;
     static char *kwlist[] = {"address", "token", "timeout", NULL};
     PyObject *addr_obj = NULL;
-    const char *token = NULL;
-    double timeout = MS_CLIENT_TIMEOUT_MS / 1000.0;
+    struct ms_target_opts o = {0};
+    double timeout = 30.0;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O&|zd:connect", kwlist, PyUnicode_FSConverter,
-                                     &addr_obj, &token, &timeout))
+                                     &addr_obj, &o.token, &timeout))
         return NULL;
     if (!(timeout >= 0 && timeout <= 86400)) {
         Py_DECREF(addr_obj);
         PyErr_SetString(PyExc_ValueError, "timeout must be 0 (none) to 86400 seconds");
         return NULL;
     }
-    const char *address = PyBytes_AS_STRING(addr_obj);
-    struct remote *r = PyMem_Calloc(1, sizeof(*r));
-    if (!r || !(r->lock = PyThread_allocate_lock())) {
-        PyMem_Free(r);
-        Py_DECREF(addr_obj);
-        return PyErr_NoMemory();
-    }
-    r->client.fd = -1;
-    struct ms_err err = {0};
-    PyThreadState *ts = PyEval_SaveThread();
-    int rc = ms_client_connect(&r->client, address, token, &err);
-    if (!rc)
-        rc = ms_client_set_timeout(&r->client, (unsigned)(timeout * 1000), &err);
-    PyEval_RestoreThread(ts);
-    if (rc) {
-        remote_free(r);
-        Py_DECREF(addr_obj);
-        return raise_err(&err);
-    }
-    PyObject *m = mem_new(NULL, r, address);
+    o.connect = PyBytes_AS_STRING(addr_obj);
+    /* 0 means "wait forever" here; the library's 0 means its default. */
+    unsigned ms = (unsigned)(timeout * 1000);
+    o.timeout_ms = timeout == 0 ? UINT32_MAX : ms ? ms : 1;
+    PyObject *m = mem_open(&o, o.connect);
     Py_DECREF(addr_obj);
     return m;
 }
 
-/* FLUSH over a connection: the server re-reads the file size and drops
- * every cached translation (flush() and refresh() in one). */
-static PyObject *remote_flush(MemoryObject *m)
+static const struct ms_target_info *mem_info(MemoryObject *m)
 {
-    struct ms_err err = {0};
-    PyThreadState *ts = remote_begin(m->remote);
-    int rc = ms_client_flush(&m->remote->client, &err);
-    remote_end(m->remote, ts);
-    if (rc)
-        return raise_err(&err);
-    Py_RETURN_NONE;
+    if (mem_check(m))
+        return NULL;
+    const struct ms_target_info *in;
+    ms_target_info(m->t, &in, NULL);
+    return in;
 }
 
 static PyObject *mem_flush(MemoryObject *m, PyObject *unused)
@@ -349,21 +296,29 @@ static PyObject *mem_flush(MemoryObject *m, PyObject *unused)
     (void)unused;
     if (mem_check(m))
         return NULL;
-    if (m->remote)
-        return remote_flush(m);
-    ms_ram_flush(m->ram);
+    struct ms_err err = {0};
+    int rc;
+    CALL(m, rc, ms_target_flush(m->t, &err));
+    if (rc)
+        return raise_err(&err);
     Py_RETURN_NONE;
 }
 
-static PyObject *mem_refresh(MemoryObject *m, PyObject *unused)
+static PyObject *mem_set_symbols(MemoryObject *m, PyObject *args)
 {
-    (void)unused;
-    if (mem_check(m))
+    PyObject *path_obj = NULL;
+    if (!PyArg_ParseTuple(args, "O&:set_symbols", PyUnicode_FSConverter, &path_obj))
         return NULL;
-    if (m->remote)
-        return remote_flush(m);
+    if (mem_check(m)) {
+        Py_DECREF(path_obj);
+        return NULL;
+    }
     struct ms_err err = {0};
-    if (ms_ram_refresh(m->ram, &err))
+    int rc;
+    const char *path = PyBytes_AS_STRING(path_obj);
+    CALL(m, rc, ms_target_set_symbols(m->t, path[0] ? path : NULL, &err));
+    Py_DECREF(path_obj);
+    if (rc)
         return raise_err(&err);
     Py_RETURN_NONE;
 }
@@ -371,31 +326,18 @@ static PyObject *mem_refresh(MemoryObject *m, PyObject *unused)
 static PyObject *mem_close(MemoryObject *m, PyObject *unused)
 {
     (void)unused;
-    if (m->remote) {
-        /* Waits for a request another thread has in flight. */
-        PyThreadState *ts = remote_begin(m->remote);
-        ms_client_close(&m->remote->client);
-        remote_end(m->remote, ts);
-        m->remote->closed = true;
-        Py_RETURN_NONE;
-    }
-    if (m->exports > 0) {
-        PyErr_Format(PyExc_BufferError, "%zd zero-copy view(s) of this memory still exist",
-                     m->exports);
-        return NULL;
-    }
-    if (m->ram) {
-        ms_ram_close(m->ram);
-        m->ram = NULL;
-    }
+    /* Waits for a call another thread has in flight. */
+    PyThreadState *ts = call_begin(m);
+    ms_target_close(m->t);
+    m->t = NULL;
+    call_end(m, ts);
     Py_RETURN_NONE;
 }
 
 static PyObject *mem_enter(MemoryObject *m, PyObject *unused)
 {
     (void)unused;
-    Py_INCREF(m);
-    return (PyObject *)m;
+    return Py_NewRef(m);
 }
 
 static PyObject *mem_exit(MemoryObject *m, PyObject *args)
@@ -407,21 +349,18 @@ static PyObject *mem_exit(MemoryObject *m, PyObject *args)
 static PyObject *mem_get_regions(MemoryObject *m, void *closure)
 {
     (void)closure;
-    struct ms_ram *ram = mem_ram(m, "Memory.regions");
-    if (!ram)
+    const struct ms_target_info *in = mem_info(m);
+    if (!in)
         return NULL;
     PyObject *list = PyList_New(0);
-    for (unsigned i = 0; list && i < ram->layout.count; i++) {
-        const struct ms_region *r = &ram->layout.regions[i];
+    for (unsigned i = 0; list && i < in->nregions; i++) {
+        const struct ms_target_region *r = &in->regions[i];
         PyObject *t =
             Py_BuildValue("(KKKI)", (unsigned long long)r->gpa, (unsigned long long)r->len,
                           (unsigned long long)r->offset, r->source);
-        if (!t || PyList_Append(list, t)) {
-            Py_XDECREF(t);
+        if (!t || PyList_Append(list, t))
             Py_CLEAR(list);
-            break;
-        }
-        Py_DECREF(t);
+        Py_XDECREF(t);
     }
     return list;
 }
@@ -429,34 +368,38 @@ static PyObject *mem_get_regions(MemoryObject *m, void *closure)
 static PyObject *mem_get_size(MemoryObject *m, void *closure)
 {
     (void)closure;
-    if (mem_check(m))
-        return NULL;
-    return PyLong_FromUnsignedLongLong(m->remote ? m->remote->client.ram_size
-                                                 : ms_ram_size(m->ram));
+    const struct ms_target_info *in = mem_info(m);
+    return in ? PyLong_FromUnsignedLongLong(in->ram_size) : NULL;
 }
 
 static PyObject *mem_get_end(MemoryObject *m, void *closure)
 {
     (void)closure;
-    struct ms_ram *ram = mem_ram(m, "Memory.end");
-    return ram ? PyLong_FromUnsignedLongLong(ms_ram_end(ram)) : NULL;
+    const struct ms_target_info *in = mem_info(m);
+    return in ? PyLong_FromUnsignedLongLong(in->ram_end) : NULL;
 }
 
 static PyObject *mem_get_writable(MemoryObject *m, void *closure)
 {
     (void)closure;
-    if (mem_check(m))
-        return NULL;
-    return PyBool_FromLong(m->remote ? m->remote->client.server_flags & 1 : m->ram->writable);
+    const struct ms_target_info *in = mem_info(m);
+    return in ? PyBool_FromLong(in->writable) : NULL;
 }
 
-/* The server's counters (STATS); non-zero with MemsrvError on failure. */
-static int remote_stats(MemoryObject *m, struct ms_client_stats *st)
+static PyObject *mem_get_remote(MemoryObject *m, void *closure)
 {
+    (void)closure;
+    const struct ms_target_info *in = mem_info(m);
+    return in ? PyBool_FromLong(in->remote) : NULL;
+}
+
+static int mem_stats(MemoryObject *m, struct ms_target_stats *st)
+{
+    if (mem_check(m))
+        return -1;
     struct ms_err err = {0};
-    PyThreadState *ts = remote_begin(m->remote);
-    int rc = ms_client_stats(&m->remote->client, st, &err);
-    remote_end(m->remote, ts);
+    int rc;
+    CALL(m, rc, ms_target_stats(m->t, st, &err));
     if (rc)
         raise_err(&err);
     return rc;
@@ -465,30 +408,15 @@ static int remote_stats(MemoryObject *m, struct ms_client_stats *st)
 static PyObject *mem_get_generation(MemoryObject *m, void *closure)
 {
     (void)closure;
-    if (mem_check(m))
-        return NULL;
-    if (!m->remote)
-        return PyLong_FromUnsignedLongLong(m->ram->generation);
-    struct ms_client_stats st;
-    if (remote_stats(m, &st))
-        return NULL;
-    return PyLong_FromUnsignedLongLong(st.generation);
+    struct ms_target_stats st;
+    return mem_stats(m, &st) ? NULL : PyLong_FromUnsignedLongLong(st.generation);
 }
 
 static PyObject *mem_get_stats(MemoryObject *m, void *closure)
 {
     (void)closure;
-    if (mem_check(m))
-        return NULL;
-    if (!m->remote) {
-        struct ms_err err = {0};
-        ms_err_set(&err, MS_EINVAL,
-                   "Memory.stats are a server's counters (connect()); in-process, each "
-                   "Space.stats has its cache counters");
-        return raise_err(&err);
-    }
-    struct ms_client_stats st;
-    if (remote_stats(m, &st))
+    struct ms_target_stats st;
+    if (mem_stats(m, &st))
         return NULL;
     return Py_BuildValue(
         "{sKsKsKsKsKsKsK}", "requests", (unsigned long long)st.requests, "errors",
@@ -500,43 +428,36 @@ static PyObject *mem_get_stats(MemoryObject *m, void *closure)
 static PyObject *mem_get_closed(MemoryObject *m, void *closure)
 {
     (void)closure;
-    return PyBool_FromLong(m->remote ? m->remote->closed : m->ram == NULL);
-}
-
-static PyObject *mem_get_remote(MemoryObject *m, void *closure)
-{
-    (void)closure;
-    return PyBool_FromLong(m->remote != NULL);
+    return PyBool_FromLong(m->t == NULL);
 }
 
 static PyObject *mem_get_path(MemoryObject *m, void *closure)
 {
     (void)closure;
-    Py_INCREF(m->path);
-    return m->path;
+    return Py_NewRef(m->path);
 }
 
 static PyObject *mem_get_vmcoreinfo(MemoryObject *m, void *closure)
 {
     (void)closure;
-    struct ms_ram *ram = mem_ram(m, "Memory.vmcoreinfo");
-    if (!ram)
+    const struct ms_target_info *in = mem_info(m);
+    if (!in)
         return NULL;
-    if (!ram->vmcoreinfo)
+    if (!in->vmcoreinfo)
         Py_RETURN_NONE;
-    return PyUnicode_DecodeUTF8(ram->vmcoreinfo, (Py_ssize_t)ram->vmcoreinfo_len, "replace");
+    return PyUnicode_DecodeUTF8(in->vmcoreinfo, (Py_ssize_t)in->vmcoreinfo_len, "replace");
 }
 
 /* The registers recorded in an ELF dump, one dict per vCPU. */
 static PyObject *mem_get_cpus(MemoryObject *m, void *closure)
 {
     (void)closure;
-    struct ms_ram *ram = mem_ram(m, "Memory.cpus");
-    if (!ram)
+    const struct ms_target_info *in = mem_info(m);
+    if (!in)
         return NULL;
     PyObject *list = PyList_New(0);
-    for (unsigned i = 0; list && i < ram->ncpus; i++) {
-        const struct ms_cpu_state *c = &ram->cpus[i];
+    for (unsigned i = 0; list && i < in->ncpus; i++) {
+        const struct ms_cpu_state *c = &in->cpus[i];
 #define R(n) #n, (unsigned long long)c->n
         PyObject *d = Py_BuildValue(
             "{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsO}", R(rax), R(rbx), R(rcx),
@@ -544,31 +465,26 @@ static PyObject *mem_get_cpus(MemoryObject *m, void *closure)
             R(r14), R(r15), R(rip), R(rflags), R(fs_base), R(gs_base), R(kernel_gs_base), R(cr0),
             R(cr2), R(cr3), R(cr4), "has_cr", c->has_cr ? Py_True : Py_False);
 #undef R
-        if (!d || PyList_Append(list, d)) {
-            Py_XDECREF(d);
+        if (!d || PyList_Append(list, d))
             Py_CLEAR(list);
-            break;
-        }
-        Py_DECREF(d);
+        Py_XDECREF(d);
     }
     return list;
 }
 
-#ifdef HAVE_DISCOVER
-/* discover(max=64) -> [dict], best first (ms_discover): kind ('VMCB', 'HSAVE',
- * 'vmcs12', 'EPT tree'), gpa, root, root_levels, saved registers, asid,
- * score, evidence. */
+/* discover(max=64) -> [dict], best first: kind ('VMCB', 'HSAVE', 'vmcs12',
+ * 'EPT tree'), gpa, root, root_levels, saved registers, asid, score,
+ * evidence. */
 static PyObject *mem_discover(MemoryObject *m, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"max", NULL};
     unsigned max = 64;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|I:discover", kwlist, &max))
         return NULL;
-    struct ms_ram *ram = mem_ram(m, "discover()");
-    if (!ram)
+    if (mem_check(m))
         return NULL;
-    if (max == 0 || max > 4096) {
-        PyErr_SetString(PyExc_ValueError, "max must be 1..4096");
+    if (max == 0 || max > 1000) {
+        PyErr_SetString(PyExc_ValueError, "max must be 1..1000");
         return NULL;
     }
     struct ms_candidate *c = PyMem_Calloc(max, sizeof(*c));
@@ -576,7 +492,9 @@ static PyObject *mem_discover(MemoryObject *m, PyObject *args, PyObject *kw)
         return PyErr_NoMemory();
     struct ms_err err = {0};
     unsigned count = 0;
-    if (ms_discover(ram, c, max, &count, &err)) {
+    int rc;
+    CALL(m, rc, ms_target_discover(m->t, c, max, &count, &err));
+    if (rc) {
         PyMem_Free(c);
         return raise_err(&err);
     }
@@ -597,39 +515,40 @@ static PyObject *mem_discover(MemoryObject *m, PyObject *args, PyObject *kw)
     PyMem_Free(c);
     return list;
 }
-#endif
 
 static PyObject *mem_space(MemoryObject *m, PyObject *args, PyObject *kw);
 
 static PyObject *mem_repr(MemoryObject *m)
 {
-    if (m->remote ? m->remote->closed : !m->ram)
+    if (!m->t)
         return PyUnicode_FromFormat("<_memsrv.Memory %R (closed)>", m->path);
-    if (m->remote)
+    const struct ms_target_info *in = mem_info(m);
+    if (in->remote)
         return PyUnicode_FromFormat("<_memsrv.Memory served by memsrv at %R, %llu bytes, %s>",
-                                    m->path, (unsigned long long)m->remote->client.ram_size,
-                                    m->remote->client.server_flags & 1 ? "writable" : "read-only");
+                                    m->path, (unsigned long long)in->ram_size,
+                                    in->writable ? "writable" : "read-only");
     return PyUnicode_FromFormat("<_memsrv.Memory %R, %llu bytes in %u region(s)>", m->path,
-                                (unsigned long long)ms_ram_size(m->ram), m->ram->layout.count);
+                                (unsigned long long)in->ram_size, in->nregions);
 }
 
 static PyMethodDef mem_methods[] = {
     {"space", (PyCFunction)(void (*)(void))mem_space, METH_VARARGS | METH_KEYWORDS,
-     "space(cr3=None, levels=4, eptp=None, ncr3=None, npt_levels=4) -> Space\n"
+     "space(cr3=None, levels=4, eptp=None, ncr3=None, npt_levels=4, kernel=False) -> Space\n"
      "An address space over this memory: physical when nothing is given; paging\n"
-     "rooted at cr3 (4 or 5 levels); over EPT (eptp) or AMD NPT (ncr3) for a\n"
-     "nested guest. eptp/ncr3 without cr3 gives the nested guest's physical space."},
-#ifdef HAVE_DISCOVER
+     "rooted at cr3 (4 or 5 levels), or the Linux kernel's own page tables (kernel=True);\n"
+     "over EPT (eptp) or AMD NPT (ncr3) for a nested guest. eptp/ncr3 alone gives the\n"
+     "nested guest's physical space."},
     {"discover", (PyCFunction)(void (*)(void))mem_discover, METH_VARARGS | METH_KEYWORDS,
      "discover(max=64) -> [dict], best first: VMCBs, host-save areas, vmcs12 pages and\n"
-     "EPT-shaped trees in RAM (ms_discover), each with kind, gpa, root, root_levels,\n"
-     "saved cr0/cr3/cr4/efer/rip/rsp, asid, score and evidence."},
-#endif
+     "EPT-shaped trees in RAM, each with kind, gpa, root, root_levels, saved\n"
+     "cr0/cr3/cr4/efer/rip/rsp, asid, score and evidence."},
     {"flush", (PyCFunction)mem_flush, METH_NOARGS,
-     "Invalidates every cached translation (call when the target ran). Over a\n"
-     "connection the server also re-reads the file size (as refresh())."},
-    {"refresh", (PyCFunction)mem_refresh, METH_NOARGS,
-     "Re-reads the files' sizes; drops regions a shrunk file no longer backs."},
+     "The guest ran: re-reads the files' sizes and drops every cached translation;\n"
+     "kernels are checked for a reboot before their next use."},
+    {"refresh", (PyCFunction)mem_flush, METH_NOARGS, "The same as flush()."},
+    {"set_symbols", (PyCFunction)mem_set_symbols, METH_VARARGS,
+     "set_symbols(path) -> None: the vmlinux or System.map for every kernel from now on\n"
+     "('' for none). In-process only: a server has its own."},
     {"close", (PyCFunction)mem_close, METH_NOARGS,
      "Unmaps the files, or closes the connection to the server."},
     {"__enter__", (PyCFunction)mem_enter, METH_NOARGS, NULL},
@@ -639,19 +558,20 @@ static PyMethodDef mem_methods[] = {
 
 static PyGetSetDef mem_getset[] = {
     {"regions", (getter)mem_get_regions, NULL, "[(gpa, len, file_offset, source), ...]", NULL},
-    {"size", (getter)mem_get_size, NULL, "backed bytes (a connection's: when it was made)", NULL},
+    {"size", (getter)mem_get_size, NULL, "backed bytes", NULL},
     {"end", (getter)mem_get_end, NULL, "highest backed address + 1", NULL},
     {"writable", (getter)mem_get_writable, NULL, NULL, NULL},
     {"closed", (getter)mem_get_closed, NULL, NULL, NULL},
     {"remote", (getter)mem_get_remote, NULL, "True when served by memsrv (connect())", NULL},
     {"stats", (getter)mem_get_stats, NULL,
-     "a connection's server counters: requests, errors, generation, hits, misses, walks,\n"
-     "table_reads",
+     "requests and errors (a server's), generation, and the translation caches' hits,\n"
+     "misses, walks and table_reads",
      NULL},
     {"generation", (getter)mem_get_generation, NULL,
      "bumped by flush(): translations cached before it are stale", NULL},
     {"path", (getter)mem_get_path, NULL, "the file, or the server's address", NULL},
-    {"vmcoreinfo", (getter)mem_get_vmcoreinfo, NULL, "VMCOREINFO text of a dump, or None", NULL},
+    {"vmcoreinfo", (getter)mem_get_vmcoreinfo, NULL,
+     "the VMCOREINFO note of a dump (the outer guest's kernel), or None", NULL},
     {"cpus", (getter)mem_get_cpus, NULL, "registers from a dump's notes, one dict per vCPU", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
@@ -668,133 +588,35 @@ static PyTypeObject MemoryType = {
     .tp_getset = mem_getset,
 };
 
-/* --------------------------------------------------------- zero-copy views */
-
-/* Exports a read-only (or writable) slice of the RAM mapping. Holds the
- * Memory so that close() can refuse while a view is alive. */
-typedef struct {
-    PyObject_HEAD MemoryObject *mem;
-    void *ptr;
-    Py_ssize_t len;
-    int readonly;
-} SliceObject;
-
-static void slice_dealloc(SliceObject *s)
-{
-    if (s->mem) {
-        s->mem->exports--;
-        Py_DECREF(s->mem);
-    }
-    PyObject_Free(s);
-}
-
-static int slice_getbuffer(SliceObject *s, Py_buffer *view, int flags)
-{
-    return PyBuffer_FillInfo(view, (PyObject *)s, s->ptr, s->len, s->readonly, flags);
-}
-
-static PyBufferProcs slice_as_buffer = {
-    .bf_getbuffer = (getbufferproc)slice_getbuffer,
-};
-
-static PyTypeObject SliceType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "_memsrv.Slice",
-    .tp_basicsize = sizeof(SliceObject),
-    .tp_dealloc = (destructor)slice_dealloc,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "A slice of the mapped RAM file (use through memoryview).",
-    .tp_as_buffer = &slice_as_buffer,
-};
-
 /* ------------------------------------------------------------------- Space */
 
-#define CHAIN_MAX 3
-
 typedef struct {
     PyObject_HEAD MemoryObject *mem;
-    /* [0] physical ... [n-1] the top. Over a connection the chain only
-     * describes the stack (kind, root, levels; no RAM under it): the server
-     * walks it, as `handle`. */
-    struct ms_space *chain[CHAIN_MAX];
-    unsigned n;
-    uint32_t handle;
+    ms_handle h;
 } SpaceObject;
 
 static PyTypeObject SpaceType;
-
-static struct ms_space *sp_top(SpaceObject *s)
-{
-    return s->chain[s->n - 1];
-}
 
 static int sp_check(SpaceObject *s)
 {
     return mem_check(s->mem);
 }
 
-/* The top space for what only an in-process open can do (its walks read
- * RAM here); NULL with MemsrvError over a connection. */
-static struct ms_space *sp_local(SpaceObject *s, const char *what)
-{
-    return mem_ram(s->mem, what) ? sp_top(s) : NULL;
-}
-
-/* Reads into buf, or writes from src, len bytes: in-process through the
- * library, else through the server in requests it accepts. *done gets the
- * bytes before the first that failed. */
-static int sp_access(SpaceObject *s, uint64_t addr, void *buf, const void *src, size_t len,
-                     size_t *done, struct ms_err *err)
-{
-    struct remote *r = s->mem->remote;
-    if (!r)
-        return src ? ms_space_write(sp_top(s), addr, src, len, done, err)
-                   : ms_space_read(sp_top(s), addr, buf, len, done, err);
-    size_t total = 0, chunk = src ? MS_WIRE_MAX_WRITE : REMOTE_READ_CHUNK;
-    int rc = 0;
-    PyThreadState *ts = remote_begin(r);
-    while (rc == 0 && total < len) {
-        size_t n = len - total < chunk ? len - total : chunk, got = 0;
-        rc = src ? ms_client_write(&r->client, s->handle, addr + total,
-                                   (const uint8_t *)src + total, n, &got, err)
-                 : ms_client_read(&r->client, s->handle, addr + total, (uint8_t *)buf + total, n,
-                                  &got, err);
-        total += got;
-    }
-    remote_end(r, ts);
-    if (done)
-        *done = total;
-    return rc;
-}
-
-static int sp_translate_one(SpaceObject *s, uint64_t addr, struct ms_xlat *x,
-                            struct ms_trace *trace, struct ms_err *err)
-{
-    struct remote *r = s->mem->remote;
-    if (!r)
-        return ms_space_translate(sp_top(s), addr, x, trace, err);
-    int status = 0;
-    PyThreadState *ts = remote_begin(r);
-    int rc = ms_client_translate(&r->client, s->handle, 1, &addr, x, &status, trace, err);
-    remote_end(r, ts);
-    return rc ? rc : status;
-}
-
 static void sp_dealloc(SpaceObject *s)
 {
-    while (s->n > 0)
-        ms_space_free(s->chain[--s->n]);
     Py_XDECREF(s->mem);
     PyObject_Free(s);
 }
 
 static PyObject *mem_space(MemoryObject *m, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"cr3", "levels", "eptp", "ncr3", "npt_levels", NULL};
+    static char *kwlist[] = {"cr3", "levels", "eptp", "ncr3", "npt_levels", "kernel", NULL};
     struct opt_u64 cr3 = {0}, eptp = {0}, ncr3 = {0};
     unsigned levels = 4, npt_levels = 4;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O&IO&O&I:space", kwlist, opt_u64_conv, &cr3,
+    int kernel = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O&IO&O&Ip:space", kwlist, opt_u64_conv, &cr3,
                                      &levels, opt_u64_conv, &eptp, opt_u64_conv, &ncr3,
-                                     &npt_levels))
+                                     &npt_levels, &kernel))
         return NULL;
     if (mem_check(m))
         return NULL;
@@ -802,48 +624,29 @@ static PyObject *mem_space(MemoryObject *m, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_ValueError, "give eptp (Intel EPT) or ncr3 (AMD NPT), not both");
         return NULL;
     }
+    if (kernel && cr3.given) {
+        PyErr_SetString(PyExc_ValueError, "give cr3 or kernel=True, not both");
+        return NULL;
+    }
+    struct ms_stack st = {
+        .second = eptp.given ? MS_SECOND_EPT : ncr3.given ? MS_SECOND_NPT : MS_SECOND_NONE,
+        .second_root = eptp.given ? eptp.value : ncr3.value,
+        .second_levels = npt_levels,
+        .first = kernel ? MS_FIRST_KERNEL : cr3.given ? MS_FIRST_CR3 : MS_FIRST_NONE,
+        .cr3 = cr3.value,
+        .levels = levels,
+    };
+    struct ms_err err = {0};
+    ms_handle h = 0;
+    int rc;
+    CALL(m, rc, ms_target_space(m->t, &st, &h, &err));
+    if (rc)
+        return raise_err(&err);
     SpaceObject *s = PyObject_New(SpaceObject, &SpaceType);
     if (!s)
         return NULL;
-    Py_INCREF(m);
-    s->mem = m;
-    s->n = 0;
-    s->handle = 0;
-    struct ms_err err = {0};
-    /* Built over a connection too (with no RAM): it checks the roots as
-     * in-process, and describes the stack. */
-    int rc = ms_space_phys(&s->chain[0], m->ram, &err);
-    if (rc == 0) {
-        s->n = 1;
-        if (eptp.given)
-            rc = ms_space_ept(&s->chain[s->n], sp_top(s), eptp.value, &err);
-        else if (ncr3.given)
-            rc = ms_space_npt(&s->chain[s->n], sp_top(s), ncr3.value, npt_levels, &err);
-        if (rc == 0 && (eptp.given || ncr3.given))
-            s->n++;
-    }
-    if (rc == 0 && cr3.given) {
-        rc = ms_space_paging(&s->chain[s->n], sp_top(s), cr3.value, levels, &err);
-        if (rc == 0)
-            s->n++;
-    }
-    if (rc == 0 && m->remote) {
-        struct ms_wire_stack d = {(uint8_t)(eptp.given   ? 1
-                                            : ncr3.given ? 2
-                                                         : 0),
-                                  (uint8_t)(ncr3.given ? npt_levels : 0),
-                                  (uint8_t)cr3.given,
-                                  (uint8_t)(cr3.given ? levels : 0),
-                                  eptp.given ? eptp.value : ncr3.value,
-                                  cr3.given ? cr3.value : 0};
-        PyThreadState *ts = remote_begin(m->remote);
-        rc = ms_client_space(&m->remote->client, &d, &s->handle, &err);
-        remote_end(m->remote, ts);
-    }
-    if (rc) {
-        Py_DECREF(s);
-        return raise_err(&err);
-    }
+    s->mem = (MemoryObject *)Py_NewRef(m);
+    s->h = h;
     return (PyObject *)s;
 }
 
@@ -866,7 +669,10 @@ static PyObject *sp_read(SpaceObject *s, PyObject *args, PyObject *kw)
         return NULL;
     struct ms_err err = {0};
     size_t done = 0;
-    if (n > 0 && sp_access(s, addr, PyBytes_AS_STRING(out), NULL, (size_t)n, &done, &err)) {
+    int rc;
+    char *buf = PyBytes_AS_STRING(out);
+    CALL(s->mem, rc, ms_target_read(s->mem->t, s->h, addr, buf, (size_t)n, &done, &err));
+    if (rc) {
         if (partial) {
             /* What was read before the first unreadable byte. */
             _PyBytes_Resize(&out, (Py_ssize_t)done);
@@ -893,10 +699,13 @@ static PyObject *sp_transfer(SpaceObject *s, PyObject *args, bool write)
     }
     struct ms_err err = {0};
     size_t done = 0;
-    int rc = 0;
-    if (buf.len > 0)
-        rc = sp_access(s, addr, write ? NULL : buf.buf, write ? buf.buf : NULL, (size_t)buf.len,
-                       &done, &err);
+    int rc;
+    if (write)
+        CALL(s->mem, rc, ms_target_write(s->mem->t, s->h, addr, buf.buf, (size_t)buf.len, &done,
+                                         &err));
+    else
+        CALL(s->mem, rc, ms_target_read(s->mem->t, s->h, addr, buf.buf, (size_t)buf.len, &done,
+                                        &err));
     PyBuffer_Release(&buf);
     if (rc) {
         raise_err(&err);
@@ -916,85 +725,6 @@ static PyObject *sp_write(SpaceObject *s, PyObject *args)
     return sp_transfer(s, args, true);
 }
 
-/* Where guest-physical [gpa, gpa+len) sits in a mapping, when it lies
- * inside one region; NULL otherwise. */
-static uint8_t *ram_ptr(struct ms_ram *ram, uint64_t gpa, uint64_t len)
-{
-    for (unsigned i = 0; i < ram->layout.count; i++) {
-        const struct ms_region *r = &ram->layout.regions[i];
-        if (gpa < r->gpa || gpa - r->gpa >= r->len || len > r->len - (gpa - r->gpa))
-            continue;
-        if (r->source >= ram->nsources || !ram->sources[r->source].map)
-            return NULL;
-        const struct ms_ram_source *src = &ram->sources[r->source];
-        uint64_t off = r->offset + (gpa - r->gpa);
-        if (off > src->size || len > src->size - off)
-            return NULL;
-        return src->map + off;
-    }
-    return NULL;
-}
-
-/* A memoryview of n bytes at addr: zero-copy into the RAM mapping when the
- * range is contiguous in one RAM file region, else a copy. The view shows
- * live memory (a running guest's writes appear in it). */
-static PyObject *sp_view(SpaceObject *s, PyObject *args)
-{
-    uint64_t addr;
-    Py_ssize_t n;
-    if (!PyArg_ParseTuple(args, "O&n:view", u64_conv, &addr, &n))
-        return NULL;
-    struct ms_space *top = sp_local(s, "view() (zero-copy into the RAM file)");
-    if (!top)
-        return NULL;
-    if (n <= 0 || n > MAX_READ) {
-        PyErr_Format(PyExc_ValueError, "view size %zd out of range (1 to %zd)", n, MAX_READ);
-        return NULL;
-    }
-    struct ms_err err = {0};
-    struct ms_xlat x;
-    uint64_t first = 0;
-    int contiguous = 1;
-    /* Every page must land right after the previous one. */
-    for (uint64_t off = 0; off < (uint64_t)n;) {
-        uint64_t a = addr + off;
-        if (ms_space_translate(top, a, &x, NULL, &err))
-            return raise_err(&err);
-        if (off == 0)
-            first = x.phys;
-        else if (x.phys != first + off) {
-            contiguous = 0;
-            break;
-        }
-        off += 4096 - (a & 4095);
-    }
-    uint8_t *p = contiguous ? ram_ptr(s->mem->ram, first, (uint64_t)n) : NULL;
-    if (!p) {
-        PyObject *b = PyBytes_FromStringAndSize(NULL, n);
-        if (!b)
-            return NULL;
-        if (ms_space_read(top, addr, PyBytes_AS_STRING(b), (size_t)n, NULL, &err)) {
-            Py_DECREF(b);
-            return raise_err(&err);
-        }
-        PyObject *mv = PyMemoryView_FromObject(b);
-        Py_DECREF(b);
-        return mv;
-    }
-    SliceObject *sl = PyObject_New(SliceObject, &SliceType);
-    if (!sl)
-        return NULL;
-    Py_INCREF(s->mem);
-    sl->mem = s->mem;
-    s->mem->exports++;
-    sl->ptr = p;
-    sl->len = n;
-    sl->readonly = !s->mem->ram->writable;
-    PyObject *mv = PyMemoryView_FromObject((PyObject *)sl);
-    Py_DECREF(sl);
-    return mv;
-}
-
 static PyObject *trace_list(const struct ms_trace *t)
 {
     PyObject *list = PyList_New(0);
@@ -1004,12 +734,9 @@ static PyObject *trace_list(const struct ms_trace *t)
             Py_BuildValue("(IIIIKKK)", (unsigned)e->depth, (unsigned)e->kind, (unsigned)e->level,
                           (unsigned)e->index, (unsigned long long)e->entry_addr,
                           (unsigned long long)e->entry_phys, (unsigned long long)e->value);
-        if (!tup || PyList_Append(list, tup)) {
-            Py_XDECREF(tup);
+        if (!tup || PyList_Append(list, tup))
             Py_CLEAR(list);
-        } else {
-            Py_DECREF(tup);
-        }
+        Py_XDECREF(tup);
     }
     return list;
 }
@@ -1027,12 +754,11 @@ static PyObject *sp_translate(SpaceObject *s, PyObject *args, PyObject *kw)
     struct ms_err err = {0};
     struct ms_xlat x;
     struct ms_trace *trace = NULL;
-    if (want_trace) {
-        trace = PyMem_Calloc(1, sizeof(*trace));
-        if (!trace)
-            return PyErr_NoMemory();
-    }
-    if (sp_translate_one(s, addr, &x, trace, &err)) {
+    if (want_trace && !(trace = PyMem_Calloc(1, sizeof(*trace))))
+        return PyErr_NoMemory();
+    int rc, status = 0;
+    CALL(s->mem, rc, ms_target_translate(s->mem->t, s->h, 1, &addr, &x, &status, trace, &err));
+    if (rc || status) {
         raise_err(&err);
         /* The entries read before the walk stopped say where and why. */
         if (trace)
@@ -1084,57 +810,21 @@ static int py_symbolize(void *arg, uint64_t addr, char *out, size_t out_size)
     return rc;
 }
 
-static int space_read_fn(void *arg, uint64_t addr, void *buf, size_t len, size_t *done,
-                         struct ms_err *err)
+/* Text a report wrote, raising with .output (what came before the error)
+ * when rc says it failed. */
+static PyObject *report_result(struct ms_strbuf *out, int rc, const struct ms_err *err)
 {
-    return ms_space_read(arg, addr, buf, len, done, err);
-}
-
-/* The formatter reads unit by unit: over a connection it reads through a
- * window of one page, fetched in one request. A read the window does not
- * hold goes to the server as asked, so failures say what in-process says. */
-struct read_window {
-    SpaceObject *s;
-    uint64_t base;
-    size_t len;
-    uint8_t buf[4096];
-};
-
-static bool window_has(const struct read_window *w, uint64_t addr, size_t len)
-{
-    return addr >= w->base && addr - w->base <= w->len && len <= w->len - (addr - w->base);
-}
-
-static int window_read_fn(void *arg, uint64_t addr, void *buf, size_t len, size_t *done,
-                          struct ms_err *err)
-{
-    struct read_window *w = arg;
-    if (!window_has(w, addr, len)) {
-        w->base = addr & ~(uint64_t)(sizeof(w->buf) - 1);
-        w->len = 0;
-        sp_access(w->s, w->base, w->buf, NULL, sizeof(w->buf), &w->len, NULL);
-        if (!window_has(w, addr, len))
-            return sp_access(w->s, addr, buf, NULL, len, done, err);
+    if (out->failed) {
+        ms_strbuf_free(out);
+        return PyErr_NoMemory();
     }
-    memcpy(buf, w->buf + (addr - w->base), len);
-    if (done)
-        *done = len;
-    return 0;
-}
-
-static int letter_conv(PyObject *obj, void *out)
-{
-    if (obj == Py_None)
-        return 1;
-    Py_ssize_t len;
-    const char *s = PyUnicode_Check(obj) ? PyUnicode_AsUTF8AndSize(obj, &len) : NULL;
-    if (!s || len != 1) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "expected a one-letter str");
-        return 0;
-    }
-    *(char *)out = s[0];
-    return 1;
+    PyObject *str = PyUnicode_DecodeUTF8(ms_strbuf_str(out), (Py_ssize_t)out->len, "replace");
+    ms_strbuf_free(out);
+    if (!str || rc == 0)
+        return str;
+    raise_err(err);
+    err_attach("output", str);
+    return NULL;
 }
 
 /* x(fmt, addr, symbolizer=None, format='x', size='w', full=False)
@@ -1148,10 +838,10 @@ static PyObject *sp_x(SpaceObject *s, PyObject *args, PyObject *kw)
     const char *text;
     uint64_t addr;
     PyObject *symfn = Py_None;
-    struct ms_xfmt fmt = {.count = 1, .format = 'x', .size = 'w'};
+    struct ms_x_state xs = {.format = 'x', .size = 'w'};
     int full = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "sO&|OO&O&p:x", kwlist, &text, u64_conv, &addr,
-                                     &symfn, letter_conv, &fmt.format, letter_conv, &fmt.size,
+                                     &symfn, letter_conv, &xs.format, letter_conv, &xs.size,
                                      &full))
         return NULL;
     if (sp_check(s))
@@ -1160,64 +850,34 @@ static PyObject *sp_x(SpaceObject *s, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_TypeError, "symbolizer must be callable or None");
         return NULL;
     }
-    if (text[0] == '/')
-        text++;
     struct ms_err err = {0};
-    if (ms_xfmt_parse(text, &fmt, &err))
-        return raise_err(&err);
     struct sym_ctx sym = {symfn, 0};
     struct ms_strbuf out;
     ms_strbuf_init(&out);
-    uint64_t next = addr;
-    struct remote *r = s->mem->remote;
     int rc;
-    if (r && symfn == Py_None && !full) {
-        /* One round trip: the server formats (the format resolved here
-         * against the sticky defaults, so it needs none). */
-        char spec[32];
-        snprintf(spec, sizeof(spec), "%llu%c%c", (unsigned long long)fmt.count, fmt.format,
-                 fmt.size);
-        PyThreadState *ts = remote_begin(r);
-        rc = ms_client_x(&r->client, s->handle, spec, addr, &out, &err);
-        remote_end(r, ts);
-    } else if (r) {
-        /* The server has no symbols and does not say where x stopped: format
-         * here, over its reads. */
-        struct read_window *w = PyMem_Calloc(1, sizeof(*w));
-        if (!w) {
-            ms_strbuf_free(&out);
-            return PyErr_NoMemory();
-        }
-        w->s = s;
-        rc = ms_format_x(&fmt, addr, window_read_fn, w, symfn != Py_None ? py_symbolize : NULL,
-                         &sym, &out, &next, &err);
-        PyMem_Free(w);
+    if (symfn != Py_None) {
+        xs.symbolize = py_symbolize;
+        xs.symbolize_arg = &sym;
+        call_begin_gil(s->mem);
+        rc = ms_target_x(s->mem->t, s->h, text, addr, &xs, &out, &err);
+        PyThread_release_lock(s->mem->lock);
     } else {
-        rc = ms_format_x(&fmt, addr, space_read_fn, sp_top(s),
-                         symfn != Py_None ? py_symbolize : NULL, &sym, &out, &next, &err);
+        CALL(s->mem, rc, ms_target_x(s->mem->t, s->h, text, addr, &xs, &out, &err));
     }
     if (sym.failed) {
         ms_strbuf_free(&out);
         return NULL; /* the symbolizer's exception */
     }
-    if (out.failed) {
+    if (rc && !out.len && !err.has_fault && err.code == MS_EINVAL) {
         ms_strbuf_free(&out);
-        return PyErr_NoMemory();
+        return raise_err(&err); /* a bad format */
     }
-    PyObject *str = PyUnicode_DecodeUTF8(ms_strbuf_str(&out), (Py_ssize_t)out.len, "replace");
-    ms_strbuf_free(&out);
+    if (!full)
+        return report_result(&out, rc, &err);
+    PyObject *str = report_result(&out, 0, NULL);
     if (!str)
         return NULL;
-    if (!full) {
-        if (rc) {
-            raise_err(&err);
-            err_attach("output", str);
-            return NULL;
-        }
-        return str;
-    }
-    PyObject *e = Py_None;
-    Py_INCREF(e);
+    PyObject *e = Py_NewRef(Py_None);
     if (rc) {
         PyObject *type, *tb;
         raise_err(&err);
@@ -1231,10 +891,10 @@ static PyObject *sp_x(SpaceObject *s, PyObject *args, PyObject *kw)
             return NULL;
         }
     }
-    return Py_BuildValue("(NKCCN)", str, (unsigned long long)next, fmt.format, fmt.size, e);
+    return Py_BuildValue("(NKCCN)", str, (unsigned long long)xs.next, xs.format, xs.size, e);
 }
 
-/* Collects (merged) leaf mappings for enumerate(). */
+/* Collects (merged) leaf mappings for enumerate(): called with the GIL. */
 struct enum_ctx {
     PyObject *list;
     int merge;
@@ -1286,16 +946,17 @@ static PyObject *sp_enumerate(SpaceObject *s, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|O&O&pO&:enumerate", kwlist, u64_conv, &start,
                                      u64_conv, &end, &merge, u64_conv, &max_tables))
         return NULL;
-    struct ms_space *top = sp_local(s, "enumerate()");
-    if (!top)
+    if (sp_check(s))
         return NULL;
     struct enum_ctx c = {.list = PyList_New(0), .merge = merge};
     if (!c.list)
         return NULL;
     struct ms_err err = {0};
     uint64_t bad = 0;
-    int rc = ms_space_enumerate(top, start, end, enum_cb, &c, max_tables, &bad, &err);
-    if (PyErr_Occurred()) {
+    call_begin_gil(s->mem);
+    int rc = ms_target_enumerate(s->mem->t, s->h, start, end, enum_cb, &c, max_tables, &bad, &err);
+    PyThread_release_lock(s->mem->lock);
+    if (PyErr_Occurred() || (rc == 0 && enum_flush(&c))) {
         Py_DECREF(c.list);
         return NULL;
     }
@@ -1303,28 +964,7 @@ static PyObject *sp_enumerate(SpaceObject *s, PyObject *args, PyObject *kw)
         Py_DECREF(c.list);
         return raise_err(&err);
     }
-    if (enum_flush(&c)) {
-        Py_DECREF(c.list);
-        return NULL;
-    }
     return Py_BuildValue("(NK)", c.list, (unsigned long long)bad);
-}
-
-/* The library's reports (shared with the CLI): text, raising with .output
- * (what was written before the failure) on error. */
-static PyObject *report_result(struct ms_strbuf *out, int rc, const struct ms_err *err)
-{
-    if (out->failed) {
-        ms_strbuf_free(out);
-        return PyErr_NoMemory();
-    }
-    PyObject *str = PyUnicode_DecodeUTF8(ms_strbuf_str(out), (Py_ssize_t)out->len, "replace");
-    ms_strbuf_free(out);
-    if (!str || rc == 0)
-        return str;
-    raise_err(err);
-    err_attach("output", str);
-    return NULL;
 }
 
 static PyObject *sp_vtop(SpaceObject *s, PyObject *arg)
@@ -1335,15 +975,8 @@ static PyObject *sp_vtop(SpaceObject *s, PyObject *arg)
     struct ms_strbuf out;
     struct ms_err err = {0};
     ms_strbuf_init(&out);
-    struct remote *r = s->mem->remote;
     int rc;
-    if (r) {
-        PyThreadState *ts = remote_begin(r);
-        rc = ms_client_vtop(&r->client, s->handle, addr, &out, &err);
-        remote_end(r, ts);
-    } else {
-        rc = ms_report_vtop(sp_top(s), addr, &out, &err);
-    }
+    CALL(s->mem, rc, ms_target_vtop(s->mem->t, s->h, addr, &out, &err));
     return report_result(&out, rc, &err);
 }
 
@@ -1359,80 +992,55 @@ static PyObject *sp_ptdump(SpaceObject *s, PyObject *args, PyObject *kw)
     struct ms_strbuf out;
     struct ms_err err = {0};
     ms_strbuf_init(&out);
-    struct remote *r = s->mem->remote;
     int rc;
-    if (r) {
-        PyThreadState *ts = remote_begin(r);
-        rc = ms_client_ptdump(&r->client, s->handle, start, end, &out, &err);
-        remote_end(r, ts);
-    } else {
-        rc = ms_report_ptdump(sp_top(s), start, end, &out, &err);
-    }
+    CALL(s->mem, rc, ms_target_ptdump(s->mem->t, s->h, start, end, &out, &err));
     return report_result(&out, rc, &err);
 }
 
 static PyObject *sp_describe(SpaceObject *s, PyObject *unused)
 {
     (void)unused;
+    if (sp_check(s))
+        return NULL;
     struct ms_strbuf out;
+    struct ms_err err = {0};
     ms_strbuf_init(&out);
-    ms_report_stack(sp_top(s), &out);
-    return report_result(&out, 0, NULL);
+    int rc;
+    CALL(s->mem, rc, ms_target_describe(s->mem->t, s->h, &out, &err));
+    return report_result(&out, rc, &err);
 }
 
 static PyObject *sp_perm_text(SpaceObject *s, PyObject *arg)
 {
     unsigned long perms = PyLong_AsUnsignedLong(arg);
-    if (perms == (unsigned long)-1 && PyErr_Occurred())
+    if ((perms == (unsigned long)-1 && PyErr_Occurred()) || sp_check(s))
         return NULL;
     char text[8];
-    ms_perm_text(sp_top(s), (unsigned)perms, text);
-    return PyUnicode_FromString(text);
-}
-
-/* The Linux kernel in this level's guest-physical memory (below the paging,
- * if any), opened in-process: VMCOREINFO (given, or a RAM scan) or the
- * symbol file. */
-static int sp_kernel_open(SpaceObject *s, const char *symbols, const char *vmci,
-                          Py_ssize_t vmci_len, struct ms_kernel **k, struct ms_err *err)
-{
-    struct ms_space *top = sp_top(s);
-    struct ms_kernel_opts o = {0};
-    o.symbols = symbols;
-    o.vmcoreinfo = vmci;
-    o.vmcoreinfo_len = (size_t)vmci_len;
-    o.kspace = top->kind == MS_SPACE_PAGING ? top : NULL;
-    return ms_kernel_open(k, o.kspace && top->lower ? top->lower : top, &o, err);
-}
-
-/* -1 with an exception when the memory is closed, or when kernel arguments
- * come over a connection (the server finds the kernel with its own symbol
- * file). */
-static int kernel_args_check(SpaceObject *s, const char *symbols, const char *vmci)
-{
-    if (sp_check(s))
-        return -1;
-    if (!s->mem->remote || (!symbols && !vmci))
-        return 0;
     struct ms_err err = {0};
-    ms_err_set(&err, MS_EINVAL,
-               "over a connection memsrv finds the kernel itself: give the symbol file to "
-               "`memsrv serve` (--vmlinux F or --system-map F); symbols= and vmcoreinfo= are "
-               "for in-process opens");
-    raise_err(&err);
-    return -1;
+    int rc;
+    CALL(s->mem, rc, ms_target_perm_text(s->mem->t, s->h, (unsigned)perms, text, &err));
+    return rc ? raise_err(&err) : PyUnicode_FromString(text);
 }
 
-/* dmesg(symbols=None, vmcoreinfo=None, style='plain', level=-1) -> str */
+static PyObject *sp_canonical(SpaceObject *s, PyObject *arg)
+{
+    uint64_t addr, out;
+    if (!u64_conv(arg, &addr) || sp_check(s))
+        return NULL;
+    struct ms_err err = {0};
+    int rc;
+    CALL(s->mem, rc, ms_target_canonical(s->mem->t, s->h, addr, &out, &err));
+    return rc ? raise_err(&err) : PyLong_FromUnsignedLongLong(out);
+}
+
+/* dmesg(style='plain', level=-1) -> str */
 static PyObject *sp_dmesg(SpaceObject *s, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"symbols", "vmcoreinfo", "style", "level", NULL};
+    static char *kwlist[] = {"style", "level", NULL};
     static const char *const styles[] = {"plain", "raw", "crash"}; /* enum ms_dmesg_style */
-    const char *symbols = NULL, *vmci = NULL, *style = "plain";
-    Py_ssize_t vmci_len = 0;
+    const char *style = "plain";
     int level = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|zz#si:dmesg", kwlist, &symbols, &vmci, &vmci_len,
-                                     &style, &level))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|si:dmesg", kwlist, &style, &level))
         return NULL;
     struct ms_dmesg_opts o = {MS_DMESG_PLAIN, level};
     while (o.style <= MS_DMESG_CRASH && strcmp(style, styles[o.style]) != 0)
@@ -1441,30 +1049,13 @@ static PyObject *sp_dmesg(SpaceObject *s, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_ValueError, "style is 'plain', 'raw' or 'crash'; level -1 or 0..7");
         return NULL;
     }
-    if (kernel_args_check(s, symbols, vmci))
+    if (sp_check(s))
         return NULL;
     struct ms_strbuf out;
     struct ms_err err = {0};
     ms_strbuf_init(&out);
-    struct remote *r = s->mem->remote;
     int rc;
-    if (r) {
-        struct ms_client_dmesg info;
-        PyThreadState *ts = remote_begin(r);
-        rc = ms_client_dmesg(&r->client, s->handle, &o, &out, &info, &err);
-        remote_end(r, ts);
-    } else {
-        struct ms_kernel *k = NULL;
-        struct ms_printk_log log;
-        ms_printk_log_init(&log);
-        rc = sp_kernel_open(s, symbols, vmci, vmci_len, &k, &err);
-        if (!rc && ms_kernel_dmesg(k, &log, &err) < 0)
-            rc = err.code;
-        if (!rc)
-            ms_dmesg_format(&log, &o, &out);
-        ms_printk_log_free(&log);
-        ms_kernel_close(k);
-    }
+    CALL(s->mem, rc, ms_target_dmesg(s->mem->t, s->h, &o, &out, NULL, &err));
     if (rc) {
         ms_strbuf_free(&out);
         return raise_err(&err);
@@ -1472,45 +1063,24 @@ static PyObject *sp_dmesg(SpaceObject *s, PyObject *args, PyObject *kw)
     return report_result(&out, 0, NULL);
 }
 
-/* symbol(name_or_addr, symbols=None, vmcoreinfo=None): a name -> its
- * runtime address; an address -> (name, offset). */
-static PyObject *sp_symbol(SpaceObject *s, PyObject *args, PyObject *kw)
+/* symbol(name_or_addr): a name -> its runtime address; an address ->
+ * (name, offset). */
+static PyObject *sp_symbol(SpaceObject *s, PyObject *what)
 {
-    static char *kwlist[] = {"what", "symbols", "vmcoreinfo", NULL};
-    PyObject *what;
-    const char *symbols = NULL, *vmci = NULL, *name = NULL;
-    Py_ssize_t vmci_len = 0;
+    const char *name = NULL;
     uint64_t addr = 0, off = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|zz#:symbol", kwlist, &what, &symbols, &vmci,
-                                     &vmci_len))
-        return NULL;
     if (PyUnicode_Check(what) ? !(name = PyUnicode_AsUTF8(what)) : !u64_conv(what, &addr))
         return NULL;
-    if (kernel_args_check(s, symbols, vmci))
+    if (sp_check(s))
         return NULL;
     struct ms_strbuf sym;
     struct ms_err err = {0};
     ms_strbuf_init(&sym);
-    struct remote *r = s->mem->remote;
     int rc;
-    if (r) {
-        PyThreadState *ts = remote_begin(r);
-        rc = name ? ms_client_symbol(&r->client, s->handle, name, &addr, &err)
-                  : ms_client_addr_symbol(&r->client, s->handle, addr, &sym, &off, &err);
-        remote_end(r, ts);
-    } else {
-        /* As `memsrv sym`: with no symbol file, the kernel's own kallsyms. */
-        struct ms_kernel *k = NULL;
-        const struct ms_symbol *found;
-        rc = sp_kernel_open(s, symbols, vmci, vmci_len, &k, &err);
-        if (!rc && !k->syms && ms_kernel_load_kallsyms(k, 0, &err) < 0)
-            rc = err.code;
-        if (!rc && name)
-            rc = ms_kernel_symbol(k, name, &addr, &err);
-        else if (!rc && (rc = ms_symtab_addr(k->syms, addr, &found, &off, &err)) == 0)
-            ms_strbuf_append(&sym, found->name, strlen(found->name));
-        ms_kernel_close(k);
-    }
+    if (name)
+        CALL(s->mem, rc, ms_target_symbol(s->mem->t, s->h, name, &addr, &err));
+    else
+        CALL(s->mem, rc, ms_target_addrsym(s->mem->t, s->h, addr, &sym, &off, &err));
     PyObject *res = NULL;
     if (rc)
         raise_err(&err);
@@ -1526,116 +1096,176 @@ static PyObject *sp_symbol(SpaceObject *s, PyObject *args, PyObject *kw)
     return res;
 }
 
-static PyObject *sp_canonical(SpaceObject *s, PyObject *arg)
+/* tasks() -> [(pid, ppid, state, task_struct, comm)] */
+static PyObject *sp_tasks(SpaceObject *s, PyObject *unused)
 {
-    uint64_t addr;
-    if (!u64_conv(arg, &addr))
+    (void)unused;
+    if (sp_check(s))
         return NULL;
-    return PyLong_FromUnsignedLongLong(ms_space_canonical(sp_top(s), addr));
+    struct ms_task *tasks = NULL;
+    size_t n = 0;
+    uint64_t bad = 0;
+    struct ms_err err = {0};
+    int rc;
+    CALL(s->mem, rc, ms_target_tasks(s->mem->t, s->h, &tasks, &n, &bad, &err));
+    if (rc) {
+        free(tasks);
+        return raise_err(&err);
+    }
+    PyObject *list = PyList_New(0);
+    for (size_t i = 0; list && i < n; i++) {
+        const struct ms_task *t = &tasks[i];
+        PyObject *tup = Py_BuildValue(
+            "(iisKN)", t->pid, t->ppid, ms_task_state_name(t->state, t->exit_state),
+            (unsigned long long)t->addr,
+            PyUnicode_DecodeUTF8(t->comm, (Py_ssize_t)strnlen(t->comm, 16), "backslashreplace"));
+        if (!tup || PyList_Append(list, tup))
+            Py_CLEAR(list);
+        Py_XDECREF(tup);
+    }
+    free(tasks);
+    return list;
+}
+
+static int sp_stack(SpaceObject *s, struct ms_stack *st)
+{
+    if (sp_check(s))
+        return -1;
+    struct ms_err err = {0};
+    int rc;
+    CALL(s->mem, rc, ms_target_stack(s->mem->t, s->h, st, &err));
+    if (rc)
+        raise_err(&err);
+    return rc;
+}
+
+/* [(kind, root, levels), ...] from the top space down to physical. */
+static PyObject *stack_list(const struct ms_stack *st)
+{
+    PyObject *list = PyList_New(0);
+    if (list && st->first != MS_FIRST_NONE) {
+        PyObject *t = Py_BuildValue("(sKI)", ms_space_kind_name(MS_SPACE_PAGING),
+                                    (unsigned long long)st->cr3, st->levels);
+        if (!t || PyList_Append(list, t))
+            Py_CLEAR(list);
+        Py_XDECREF(t);
+    }
+    if (list && st->second != MS_SECOND_NONE) {
+        bool ept = st->second == MS_SECOND_EPT;
+        unsigned lv = ept ? (unsigned)((st->second_root >> 3) & 7) + 1 : st->second_levels;
+        PyObject *t = Py_BuildValue("(sKI)", ms_space_kind_name(ept ? MS_SPACE_EPT : MS_SPACE_NPT),
+                                    (unsigned long long)st->second_root, lv);
+        if (!t || PyList_Append(list, t))
+            Py_CLEAR(list);
+        Py_XDECREF(t);
+    }
+    if (list) {
+        PyObject *t = Py_BuildValue("(sKI)", ms_space_kind_name(MS_SPACE_PHYS), 0ULL, 0u);
+        if (!t || PyList_Append(list, t))
+            Py_CLEAR(list);
+        Py_XDECREF(t);
+    }
+    return list;
+}
+
+static PyObject *sp_get_stack(SpaceObject *s, void *closure)
+{
+    (void)closure;
+    struct ms_stack st;
+    return sp_stack(s, &st) ? NULL : stack_list(&st);
+}
+
+/* The top of the stack: (kind, root, levels). */
+static PyObject *sp_top_field(SpaceObject *s, int field)
+{
+    struct ms_stack st;
+    if (sp_stack(s, &st))
+        return NULL;
+    PyObject *list = stack_list(&st);
+    if (!list)
+        return NULL;
+    PyObject *v = Py_NewRef(PyTuple_GET_ITEM(PyList_GET_ITEM(list, 0), field));
+    Py_DECREF(list);
+    return v;
 }
 
 static PyObject *sp_get_kind(SpaceObject *s, void *closure)
 {
     (void)closure;
-    return PyUnicode_FromString(ms_space_kind_name(sp_top(s)->kind));
-}
-
-static PyObject *sp_get_levels(SpaceObject *s, void *closure)
-{
-    (void)closure;
-    return PyLong_FromUnsignedLong(sp_top(s)->levels);
+    return sp_top_field(s, 0);
 }
 
 static PyObject *sp_get_root(SpaceObject *s, void *closure)
 {
     (void)closure;
-    return PyLong_FromUnsignedLongLong(sp_top(s)->root);
+    return sp_top_field(s, 1);
+}
+
+static PyObject *sp_get_levels(SpaceObject *s, void *closure)
+{
+    (void)closure;
+    return sp_top_field(s, 2);
 }
 
 static PyObject *sp_get_memory(SpaceObject *s, void *closure)
 {
     (void)closure;
-    Py_INCREF(s->mem);
-    return (PyObject *)s->mem;
+    return Py_NewRef(s->mem);
 }
 
-/* [(kind, root, levels), ...] from the top space down to physical. */
-static PyObject *sp_get_stack(SpaceObject *s, void *closure)
+static PyObject *sp_get_handle(SpaceObject *s, void *closure)
 {
     (void)closure;
-    PyObject *list = PyList_New(0);
-    for (unsigned i = s->n; list && i-- > 0;) {
-        const struct ms_space *sp = s->chain[i];
-        PyObject *t = Py_BuildValue("(sKI)", ms_space_kind_name(sp->kind),
-                                    (unsigned long long)sp->root, sp->levels);
-        if (!t || PyList_Append(list, t)) {
-            Py_XDECREF(t);
-            Py_CLEAR(list);
-        } else {
-            Py_DECREF(t);
-        }
-    }
-    return list;
-}
-
-static PyObject *sp_get_stats(SpaceObject *s, void *closure)
-{
-    (void)closure;
-    const struct ms_space *top = sp_local(s, "Space.stats (Memory.stats has the server's)");
-    if (!top)
-        return NULL;
-    const struct ms_space_stats *st = &top->stats;
-    return Py_BuildValue("{sKsKsKsK}", "hits", (unsigned long long)st->hits, "misses",
-                         (unsigned long long)st->misses, "walks", (unsigned long long)st->walks,
-                         "table_reads", (unsigned long long)st->table_reads);
+    return PyLong_FromUnsignedLong(s->h);
 }
 
 static PyObject *sp_repr(SpaceObject *s)
 {
-    const struct ms_space *t = sp_top(s);
-    if (t->kind == MS_SPACE_PHYS)
-        return PyUnicode_FromString("<_memsrv.Space phys>");
-    /* PyUnicode_FromFormat has no %llx. */
-    char root[24];
-    snprintf(root, sizeof(root), "0x%llx", (unsigned long long)t->root);
-    return PyUnicode_FromFormat("<_memsrv.Space %s root=%s levels=%u, %u deep>",
-                                ms_space_kind_name(t->kind), root, t->levels, s->n);
+    if (!s->mem->t)
+        return PyUnicode_FromString("<_memsrv.Space (memory closed)>");
+    PyObject *d = sp_describe(s, NULL);
+    if (!d) {
+        PyErr_Clear();
+        return PyUnicode_FromFormat("<_memsrv.Space handle %u>", s->h);
+    }
+    PyObject *r = PyUnicode_FromFormat("<_memsrv.Space %U>", d);
+    Py_DECREF(d);
+    return r;
 }
 
 static PyMethodDef sp_methods[] = {
     {"read", (PyCFunction)(void (*)(void))sp_read, METH_VARARGS | METH_KEYWORDS,
      "read(addr, n, partial=False) -> bytes\n"
-     "Raises MemsrvError (with .done) at the first unreadable byte, or with\n"
-     "partial=True returns the bytes before it."},
+     "Raises MemsrvError (with .done and .fault_addr) at the first unreadable byte, or\n"
+     "with partial=True returns the bytes before it."},
     {"read_into", (PyCFunction)sp_read_into, METH_VARARGS,
      "read_into(addr, buffer) -> int: fills a writable buffer."},
     {"write", (PyCFunction)sp_write, METH_VARARGS,
-     "write(addr, data) -> int (needs open(..., writable=True))."},
-    {"view", (PyCFunction)sp_view, METH_VARARGS,
-     "view(addr, n) -> memoryview: zero-copy into the RAM file when the range is\n"
-     "contiguous there (live memory; close() waits until it is released), else a copy."},
+     "write(addr, data) -> int (needs open(..., writable=True), or a --writable server)."},
     {"translate", (PyCFunction)(void (*)(void))sp_translate, METH_VARARGS | METH_KEYWORDS,
      "translate(addr, trace=True) -> (phys, lower, page_size, perms, trace)\n"
      "trace: [(depth, kind, level, index, entry_addr, entry_phys, value), ...].\n"
      "On failure MemsrvError carries .trace: the entries read before the walk stopped."},
     {"x", (PyCFunction)(void (*)(void))sp_x, METH_VARARGS | METH_KEYWORDS,
      "x(fmt, addr, symbolizer=None, format='x', size='w', full=False) -> str\n"
-     "GDB's x/FMT output. symbolizer(addr) -> 'sym+off' or None. format/size are\n"
-     "the sticky defaults. full=True returns (text, next, format, size, error)."},
+     "GDB's x/FMT output. symbolizer(addr) -> 'sym+off' or None (default: the kernel's\n"
+     "symbols once known). format/size are the sticky defaults. full=True returns\n"
+     "(text, next, format, size, error)."},
     {"enumerate", (PyCFunction)(void (*)(void))sp_enumerate, METH_VARARGS | METH_KEYWORDS,
      "enumerate(start=0, end=2**64-1, merge=True, max_tables=0) -> (ranges, bad_tables)\n"
-     "merged: [(addr, size, lower, perms)], else [(addr, size, lower, perms, leaf)]."},
+     "merged: [(addr, size, lower, perms)], else [(addr, size, lower, perms, leaf)].\n"
+     "In-process only (a server has ptdump())."},
     {"canonical", (PyCFunction)sp_canonical, METH_O, "canonical(addr) -> int"},
     {"dmesg", (PyCFunction)(void (*)(void))sp_dmesg, METH_VARARGS | METH_KEYWORDS,
-     "dmesg(symbols=None, vmcoreinfo=None, style='plain', level=-1) -> str: the Linux\n"
-     "kernel log in this level's guest-physical memory (VMCOREINFO scan, or the\n"
-     "vmlinux/System.map given), as `memsrv dmesg [--raw|--crash] [--level N]`. Over a\n"
-     "connection the server finds the kernel (and keeps it) with its own symbol file."},
-    {"symbol", (PyCFunction)(void (*)(void))sp_symbol, METH_VARARGS | METH_KEYWORDS,
-     "symbol(name_or_addr, symbols=None, vmcoreinfo=None): name -> runtime address (KASLR\n"
-     "applied); address -> (name, offset) of the symbol at or below it. Same kernel as\n"
-     "dmesg(); with no symbol file, the kernel's kallsyms. In-process each call opens the\n"
-     "kernel anew; a server keeps it."},
+     "dmesg(style='plain', level=-1) -> str: the Linux kernel log in this level's\n"
+     "guest-physical memory, as `memsrv dmesg [--raw|--crash] [--level N]`. The kernel\n"
+     "is found once (VMCOREINFO, the symbol file) and kept until a flush shows a reboot."},
+    {"symbol", (PyCFunction)sp_symbol, METH_O,
+     "symbol(name_or_addr): name -> runtime address (KASLR applied); address -> (name,\n"
+     "offset) of the symbol at or below it. The same kernel as dmesg(); with no symbol\n"
+     "file, the kernel's kallsyms."},
+    {"tasks", (PyCFunction)sp_tasks, METH_NOARGS,
+     "tasks() -> [(pid, ppid, state, task_struct, comm)] of the same kernel."},
     {"vtop", (PyCFunction)sp_vtop, METH_O,
      "vtop(addr) -> str: the library's report, every entry of every dimension decoded.\n"
      "On failure MemsrvError carries .output (the entries read so far)."},
@@ -1650,10 +1280,10 @@ static PyMethodDef sp_methods[] = {
 static PyGetSetDef sp_getset[] = {
     {"kind", (getter)sp_get_kind, NULL, "the top space's kind", NULL},
     {"levels", (getter)sp_get_levels, NULL, NULL, NULL},
-    {"root", (getter)sp_get_root, NULL, "CR3/nCR3/EPTP as given", NULL},
+    {"root", (getter)sp_get_root, NULL, "CR3/nCR3/EPTP (the kernel's, when kernel=True)", NULL},
     {"memory", (getter)sp_get_memory, NULL, NULL, NULL},
+    {"handle", (getter)sp_get_handle, NULL, "the target's handle for this space", NULL},
     {"stack", (getter)sp_get_stack, NULL, "[(kind, root, levels)] top first", NULL},
-    {"stats", (getter)sp_get_stats, NULL, "the top space's cache counters", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -1663,7 +1293,7 @@ static PyTypeObject SpaceType = {
     .tp_dealloc = (destructor)sp_dealloc,
     .tp_repr = (reprfunc)sp_repr,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "An address space stack (from Memory.space()).",
+    .tp_doc = "An address space of a Memory (from Memory.space()).",
     .tp_methods = sp_methods,
     .tp_getset = sp_getset,
 };
@@ -1714,7 +1344,7 @@ static PyObject *mod_describe_entry(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "iIO&:describe_entry", &kind, &level, u64_conv, &value))
         return NULL;
     char out[128];
-    ms_pte_describe(kind == MS_SPACE_EPT ? MS_PTE_EPT : MS_PTE_X86, value, level, out, sizeof(out));
+    ms_describe_entry((enum ms_space_kind)kind, level, value, out, sizeof(out));
     return PyUnicode_FromString(out);
 }
 
@@ -1724,32 +1354,32 @@ static PyObject *mod_parse_fmt(PyObject *self, PyObject *args, PyObject *kw)
     (void)self;
     static char *kwlist[] = {"text", "format", "size", NULL};
     const char *text;
-    struct ms_xfmt fmt = {.count = 1, .format = 'x', .size = 'w'};
+    char format = 'x', size = 'w';
+    uint64_t count = 1;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "s|O&O&:parse_fmt", kwlist, &text, letter_conv,
-                                     &fmt.format, letter_conv, &fmt.size))
+                                     &format, letter_conv, &size))
         return NULL;
-    if (text[0] == '/')
-        text++;
     struct ms_err err = {0};
-    if (ms_xfmt_parse(text, &fmt, &err))
+    if (ms_parse_xfmt(text, &count, &format, &size, &err))
         return raise_err(&err);
-    return Py_BuildValue("(KCC)", (unsigned long long)fmt.count, fmt.format, fmt.size);
+    return Py_BuildValue("(KCC)", (unsigned long long)count, format, size);
 }
 
 static PyMethodDef mod_methods[] = {
     {"open", (PyCFunction)(void (*)(void))mod_open, METH_VARARGS | METH_KEYWORDS,
-     "open(path, machine=None, map=None, writable=False) -> Memory\n"
+     "open(path, machine=None, map=None, writable=False, symbols=None) -> Memory\n"
      "A raw memory-backend-file. Layout: map ('GPA:LEN@OFF,...'), else PATH.layout\n"
-     "when it exists, else QEMU's rule for machine ('q35' default, or 'pc')."},
+     "when it exists, else QEMU's rule for machine ('q35' default, or 'pc'). symbols:\n"
+     "a vmlinux or System.map for the kernels found in it."},
     {"open_dump", (PyCFunction)(void (*)(void))mod_open_dump, METH_VARARGS | METH_KEYWORDS,
-     "open_dump(path, writable=False) -> Memory: a QEMU dump-guest-memory ELF file."},
+     "open_dump(path, writable=False, symbols=None) -> Memory: a QEMU dump-guest-memory\n"
+     "ELF file."},
     {"connect", (PyCFunction)(void (*)(void))mod_connect, METH_VARARGS | METH_KEYWORDS,
      "connect(address, token=None, timeout=30.0) -> Memory served by `memsrv serve`:\n"
      "address is its UNIX socket path or 'tcp:HOST:PORT' (token: the server's --token-file\n"
      "text). A call fails after `timeout` seconds without progress (0: waits forever).\n"
-     "Spaces read, write, translate, x, vtop, ptdump, dmesg and symbol through the server;\n"
-     "what its protocol does not carry (view, enumerate, discover, regions, cpus, ...)\n"
-     "raises MemsrvError."},
+     "The same API as open(); what needs the memory in this process (enumerate) raises\n"
+     "MemsrvError."},
     {"parse_fmt", (PyCFunction)(void (*)(void))mod_parse_fmt, METH_VARARGS | METH_KEYWORDS,
      "parse_fmt(text, format='x', size='w') -> (count, format, size)"},
     {"describe_entry", mod_describe_entry, METH_VARARGS,
@@ -1773,8 +1403,7 @@ PyMODINIT_FUNC PyInit__memsrv(void);
 
 PyMODINIT_FUNC PyInit__memsrv(void)
 {
-    if (PyType_Ready(&MemoryType) < 0 || PyType_Ready(&SpaceType) < 0 ||
-        PyType_Ready(&SliceType) < 0)
+    if (PyType_Ready(&MemoryType) < 0 || PyType_Ready(&SpaceType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&memsrv_module);
     if (!m)
@@ -1782,7 +1411,9 @@ PyMODINIT_FUNC PyInit__memsrv(void)
     MemsrvError = PyErr_NewExceptionWithDoc(
         "_memsrv.MemsrvError",
         "An error from the memsrv library: str() is its message; .code the MS_E* code\n"
-        "(negative), .code_name its short name.",
+        "(negative), .code_name its short name, .hint what would fix it ('symbols',\n"
+        "'dwarf', 'layout', 'writable', 'token' or None), .fault_addr the first address\n"
+        "that could not be accessed (or None).",
         NULL, NULL);
     if (!MemsrvError)
         goto fail;
@@ -1790,51 +1421,42 @@ PyMODINIT_FUNC PyInit__memsrv(void)
     PyObject *dc = PyLong_FromLong(MS_EINVAL);
     PyObject *dn = PyUnicode_FromString(ms_code_name(MS_EINVAL));
     if (!dc || !dn || PyObject_SetAttrString(MemsrvError, "code", dc) ||
-        PyObject_SetAttrString(MemsrvError, "code_name", dn)) {
+        PyObject_SetAttrString(MemsrvError, "code_name", dn) ||
+        PyObject_SetAttrString(MemsrvError, "hint", Py_None) ||
+        PyObject_SetAttrString(MemsrvError, "fault_addr", Py_None)) {
         Py_XDECREF(dc);
         Py_XDECREF(dn);
         goto fail;
     }
     Py_DECREF(dc);
     Py_DECREF(dn);
-    Py_INCREF(MemsrvError);
-    if (PyModule_AddObject(m, "MemsrvError", MemsrvError) < 0) {
+    if (PyModule_AddObject(m, "MemsrvError", Py_NewRef(MemsrvError)) < 0) {
         Py_DECREF(MemsrvError);
         goto fail;
     }
-    Py_INCREF(&MemoryType);
-    Py_INCREF(&SpaceType);
-    if (PyModule_AddObject(m, "Memory", (PyObject *)&MemoryType) < 0 ||
-        PyModule_AddObject(m, "Space", (PyObject *)&SpaceType) < 0)
+    if (PyModule_AddObject(m, "Memory", Py_NewRef(&MemoryType)) < 0 ||
+        PyModule_AddObject(m, "Space", Py_NewRef(&SpaceType)) < 0)
         goto fail;
     struct {
         const char *name;
         long value;
     } consts[] = {
-        {"PERM_R", MS_PERM_R},
-        {"PERM_W", MS_PERM_W},
-        {"PERM_X", MS_PERM_X},
-        {"PERM_U", MS_PERM_U},
-        {"KIND_PHYS", MS_SPACE_PHYS},
-        {"KIND_PAGING", MS_SPACE_PAGING},
-        {"KIND_NPT", MS_SPACE_NPT},
-        {"KIND_EPT", MS_SPACE_EPT},
-        {"E_INVAL", MS_EINVAL},
-        {"E_NOMEM", MS_ENOMEM},
-        {"E_IO", MS_EIO},
-        {"E_FORMAT", MS_EFORMAT},
-        {"E_UNMAPPED", MS_EUNMAPPED},
-        {"E_OUTSIDE", MS_EOUTSIDE},
-        {"E_RESERVED", MS_ERESERVED},
-        {"E_NOTFOUND", MS_ENOTFOUND},
-        {"E_BUS", MS_EBUS},
-        {"E_PERM", MS_EPERM},
-        {"E_LIMIT", MS_ELIMIT},
-        {"E_PROTO", MS_EPROTO},
+        {"PERM_R", MS_PERM_R},         {"PERM_W", MS_PERM_W},
+        {"PERM_X", MS_PERM_X},         {"PERM_U", MS_PERM_U},
+        {"KIND_PHYS", MS_SPACE_PHYS},  {"KIND_PAGING", MS_SPACE_PAGING},
+        {"KIND_NPT", MS_SPACE_NPT},    {"KIND_EPT", MS_SPACE_EPT},
+        {"E_INVAL", MS_EINVAL},        {"E_NOMEM", MS_ENOMEM},
+        {"E_IO", MS_EIO},              {"E_FORMAT", MS_EFORMAT},
+        {"E_UNMAPPED", MS_EUNMAPPED},  {"E_OUTSIDE", MS_EOUTSIDE},
+        {"E_RESERVED", MS_ERESERVED},  {"E_NOTFOUND", MS_ENOTFOUND},
+        {"E_BUS", MS_EBUS},            {"E_PERM", MS_EPERM},
+        {"E_LIMIT", MS_ELIMIT},        {"E_PROTO", MS_EPROTO},
     };
     for (size_t i = 0; i < sizeof(consts) / sizeof(consts[0]); i++)
         if (PyModule_AddIntConstant(m, consts[i].name, consts[i].value) < 0)
             goto fail;
+    if (PyModule_AddStringConstant(m, "__version__", ms_version()) < 0)
+        goto fail;
     return m;
 fail:
     Py_DECREF(m);

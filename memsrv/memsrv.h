@@ -124,6 +124,13 @@ struct ms_trace_entry {
     uint64_t value;      /* the entry as read */
 };
 
+const char *ms_space_kind_name(enum ms_space_kind kind);
+/* "PML5E", "PML4E", "PDPTE", "PDE", "PTE" */
+const char *ms_level_name(unsigned level);
+/* A table entry's bits in words ("P RW US A ... -> 0x..."), as vtop shows them. */
+void ms_describe_entry(enum ms_space_kind kind, unsigned level, uint64_t value, char *out,
+                       size_t size);
+
 #define MS_TRACE_MAX 64 /* 5x5 2-D walk is 35 entries */
 
 struct ms_trace {
@@ -217,6 +224,10 @@ struct ms_x_state {
     ms_symbolize_fn symbolize;
     void *symbolize_arg;
 };
+
+/* GDB's x/FMT grammar: parses "16gx", "s", "3i" from the sticky defaults in
+ * *format and *size (GDB's: 'x' and 'w'), updating them. */
+int ms_parse_xfmt(const char *text, uint64_t *count, char *format, char *size, struct ms_err *err);
 
 /* GDB's x: fmt is what follows '/' ("16gx", "s", "3i", or ""). On an
  * unreadable byte the text holds what came before it, as GDB prints it,

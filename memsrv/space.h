@@ -93,8 +93,5 @@ int ms_space_enumerate(struct ms_space *space, uint64_t start, uint64_t end, ms_
  * extension from bit 47 or 56); other kinds return addr unchanged. */
 uint64_t ms_space_canonical(const struct ms_space *space, uint64_t addr);
 
-const char *ms_space_kind_name(enum ms_space_kind kind);
-/* "PML5E", "PML4E", "PDPTE", "PDE", "PTE" */
-const char *ms_level_name(unsigned level);
 
 #endif

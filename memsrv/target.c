@@ -8,6 +8,7 @@
 #include "error.h"
 #include "format.h"
 #include "number.h"
+#include "pte.h"
 #include "report.h"
 #include "space.h"
 #include "strbuf.h"
@@ -183,6 +184,25 @@ int ms_target_x(struct ms_target *t, ms_handle h, const char *fmt, uint64_t addr
         st->next = next;
     }
     return rc;
+}
+
+int ms_parse_xfmt(const char *text, uint64_t *count, char *format, char *size, struct ms_err *err)
+{
+    SCRATCH(err);
+    struct ms_xfmt xf = {1, *format ? *format : 'x', *size ? *size : 'w'};
+    int rc = ms_xfmt_parse(text[0] == '/' ? text + 1 : text, &xf, err);
+    if (!rc) {
+        *count = xf.count;
+        *format = xf.format;
+        *size = xf.size;
+    }
+    return rc;
+}
+
+void ms_describe_entry(enum ms_space_kind kind, unsigned level, uint64_t value, char *out,
+                       size_t size)
+{
+    ms_pte_describe(kind == MS_SPACE_EPT ? MS_PTE_EPT : MS_PTE_X86, value, level, out, size);
 }
 
 int ms_target_vtop(struct ms_target *t, ms_handle h, uint64_t addr, struct ms_strbuf *out,

@@ -19,9 +19,21 @@ EFER_LMA = 1 << 10
 HW_DEBUG_REGISTERS = 4
 
 
+# What would fix a library error, in this extension's commands (the library
+# says what is wrong; e.hint names the remedy in no front's words).
+_HINTS = {
+    "symbols": "nested symbols FILE (a vmlinux or System.map)",
+    "dwarf": "nested symbols VMLINUX (with debug info)",
+    "layout": "nested attach FILE --machine q35|pc or --map GPA:LEN@OFF,...",
+    "writable": "nested attach ... --writable",
+    "token": "nested attach --connect ADDRESS --token-file F",
+}
+
+
 def _fail(e):
-    """A library error as GDB's error (message unchanged)."""
-    return gdb.GdbError(str(e))
+    """A library error as GDB's error: its message, then what would fix it."""
+    hint = _HINTS.get(getattr(e, "hint", None))
+    return gdb.GdbError(str(e) + ("\n(hint: %s)" % hint if hint else ""))
 
 
 def _int(value):
@@ -413,10 +425,11 @@ the file itself."""
             raise gdb.GdbError("nested attach: %s" % e)
         try:
             if is_elf:
-                mem = _memsrv.open_dump(path, writable=writable)
+                mem = _memsrv.open_dump(path, writable=writable, symbols=S.symbols)
                 origin = origin or "ELF dump"
             else:
-                mem = _memsrv.open(path, machine=machine, map=spec, writable=writable)
+                mem = _memsrv.open(path, machine=machine, map=spec, writable=writable,
+                                   symbols=S.symbols)
                 origin = origin or ("--map" if spec else "layout file or %s rule" % (machine or "q35"))
         except MemsrvError as e:
             raise _fail(e)
@@ -757,12 +770,17 @@ nested dmesg finds the kernel through VMCOREINFO in its memory). Not with
             gdb.write("symbols: %s\n" % (S.symbols or "none (VMCOREINFO)"))
             return
         if arg == "none":
-            S.symbols = None
+            path = None
         else:
             path = os.path.expanduser(arg)
             if not os.path.isfile(path):
                 raise gdb.GdbError("nested symbols: %s: no such file" % path)
-            S.symbols = path
+        if S.mem is not None:
+            try:
+                S.mem.set_symbols(path or "")
+            except MemsrvError as e:
+                raise _fail(e)
+        S.symbols = path
         gdb.write("nested: symbols %s\n" % (S.symbols or "none"))
 
 
@@ -784,9 +802,8 @@ VMCOREINFO, or through `nested symbols FILE`); -n N prints the last N lines."""
         elif words:
             raise gdb.GdbError("nested dmesg [-n N]")
         sp = S.space()
-        vmci = S.mem.vmcoreinfo if S.mem is not None and not S.mem.remote else None
         try:
-            text = sp.dmesg(symbols=S.symbols, vmcoreinfo=vmci)
+            text = sp.dmesg()
         except MemsrvError as e:
             raise _fail(e)
         if last is not None:

@@ -1,8 +1,9 @@
 /* Fuzzes the server's request handler: the input is a stream of frames
- * (headers and payloads as a client could send them) run against a small
- * RAM image holding 4-level page tables and a VMCOREINFO, as the server does
- * per client. The RAM is 1 MiB so that a kernel search (DMESG, SYMBOL)
- * scans it in microseconds. */
+ * (headers and payloads as a client could send them) run against a target
+ * over a small RAM image holding 4-level page tables and a VMCOREINFO, as
+ * the server does per client. The RAM is 1 MiB so that a kernel search
+ * (DMESG, SYMBOL) scans it in microseconds; the targets (one per mode) are
+ * opened once and flushed after each input, as a server's would be. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,8 +17,8 @@
 
 #define RAM_SIZE (1u << 20)
 
-static struct ms_ram *ram;
-static char map_path[64]; /* a System.map for the kernel below */
+static char ram_path[64], map_path[64]; /* the RAM; a System.map for the kernel below */
+static struct ms_target *targets[4];      /* [writable | symbols << 1] */
 
 /* A kernel for DMESG/SYMBOL/ADDRSYM: init_top_pgt is the tree at 0x1000, and
  * `prb` is at VA 0 (PA 0x5000), where a WRITE can put a ring. */
@@ -40,11 +41,7 @@ static void make_ram(void)
             abort();
     if (pwrite(fd, vmcoreinfo, sizeof(vmcoreinfo) - 1, 0x80000) != sizeof(vmcoreinfo) - 1)
         abort();
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-    struct ms_layout l = {.count = 1, .regions = {{0, RAM_SIZE, 0, 0}}};
-    if (ms_ram_open_file(&ram, path, &l, NULL, MS_RAM_WRITABLE, NULL) != 0)
-        abort();
+    snprintf(ram_path, sizeof(ram_path), "/proc/self/fd/%d", fd);
     static const char map[] = "0000000000000000 D prb\n"
                               "ffffffff80000800 T _text\n"
                               "ffffffff80001000 D init_top_pgt\n";
@@ -52,23 +49,29 @@ static void make_ram(void)
     if (mfd < 0 || pwrite(mfd, map, sizeof(map) - 1, 0) != sizeof(map) - 1)
         abort();
     snprintf(map_path, sizeof(map_path), "/proc/self/fd/%d", mfd);
+    for (unsigned i = 0; i < 4; i++) {
+        char map[64];
+        snprintf(map, sizeof(map), "0:%u@0", RAM_SIZE);
+        struct ms_target_opts o = {.ram = ram_path, .map = map, .writable = i & 1,
+                                   .symbols = (i & 2) ? map_path : NULL};
+        if (ms_target_open(&targets[i], &o, NULL) != 0)
+            abort();
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!ram)
+    if (!targets[0])
         make_ram();
     /* The first byte picks writable, token and symbol file modes. */
     if (size < 1)
         return 0;
-    bool writable = data[0] & 1;
+    struct ms_target *t = targets[(data[0] & 1) | ((data[0] >> 1) & 2)];
     const char *token = (data[0] & 2) ? "tok" : NULL;
-    const char *symbols = (data[0] & 4) ? map_path : NULL;
     data++, size--;
     struct ms_service svc;
-    if (ms_service_init(&svc, ram, writable, token, symbols, NULL) != 0)
-        abort();
+    ms_service_init(&svc, t, token);
     struct ms_service_conn conn = {token == NULL};
     struct ms_wbuf out = {0};
     size_t pos = 0;
@@ -103,7 +106,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             out.len = 0;
     }
     ms_wbuf_free(&out);
-    ms_service_fini(&svc);
-    ms_ram_flush(ram);
+    ms_target_flush(t, NULL);
     return 0;
 }

@@ -93,21 +93,28 @@ static void test_cache_and_zstd(void)
 {
     char dir[] = "/tmp/test_dwarf_XXXXXX";
     CHECK(mkdtemp(dir) != NULL, "mkdtemp");
-    char copy[4200], cmd[9000], cache[4300];
+    char copy[4200], cmd[9000], beside[4300], cache[4300];
     snprintf(copy, sizeof(copy), "%s/vmlinux", dir);
-    snprintf(cache, sizeof(cache), "%s.memsrv-types", copy);
+    snprintf(beside, sizeof(beside), "%s.memsrv-types", copy);
+    snprintf(cache, sizeof(cache), "%s/cache", dir);
+    CHECK(mkdir(cache, 0700) == 0, "cache dir");
     snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", self, copy);
     CHECK(system(cmd) == 0, "copy");
     struct ms_typedb db;
     ms_typedb_init(&db);
     struct ms_err err;
     static const char *const want[] = {"memsrv_test_info", NULL};
-    CHECK(ms_dwarf_load_types(&db, copy, want, &err) == 0, "load: %s", err.msg);
+    CHECK(ms_dwarf_load_types(&db, copy, want, cache, &err) == 0, "load: %s", err.msg);
     struct stat sb;
-    CHECK(stat(cache, &sb) == 0 && sb.st_size > 0, "cache file written");
+    CHECK(stat(copy, &sb) == 0, "stat");
+    char cached[4400];
+    snprintf(cached, sizeof(cached), "%s/memsrv-types-vmlinux-%lld-%lld", cache,
+             (long long)sb.st_size, (long long)sb.st_mtime);
+    CHECK(stat(cached, &sb) == 0 && sb.st_size > 0, "cache file written in the cache dir");
+    CHECK(stat(beside, &sb) != 0, "nothing written beside the vmlinux");
     ms_typedb_free(&db);
     ms_typedb_init(&db);
-    CHECK(ms_dwarf_load_types(&db, copy, want, &err) == 0 && strstr(db.source, "cached"),
+    CHECK(ms_dwarf_load_types(&db, copy, want, cache, &err) == 0 && strstr(db.source, "cached"),
           "second load from cache: %s / %s", err.msg, db.source);
     uint64_t v;
     CHECK(ms_typedb_offset(&db, "memsrv_test_info", "caller_id", &v, &err) == 0 && v == 20,
@@ -139,9 +146,8 @@ static void test_cache_and_zstd(void)
           "zlib value");
     ms_typedb_free(&db);
     unlink(zl);
-    unlink(cache);
-    unlink(copy);
-    rmdir(dir);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0, "cleanup");
 }
 
 int main(void)
