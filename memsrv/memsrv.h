@@ -50,8 +50,8 @@ enum ms_hint {
 
 struct ms_err {
     int code;
-    int hint;           /* enum ms_hint */
-    bool has_fault;     /* a memory access failed at fault_addr */
+    int hint;            /* enum ms_hint */
+    bool has_fault;      /* a memory access failed at fault_addr */
     uint64_t fault_addr; /* the first address that could not be read or written */
     char msg[512];
 };
@@ -240,8 +240,7 @@ int ms_target_vtop(struct ms_target *t, ms_handle h, uint64_t addr, struct ms_st
 int ms_target_ptdump(struct ms_target *t, ms_handle h, uint64_t start, uint64_t end,
                      struct ms_strbuf *out, struct ms_err *err);
 /* "paging 5-level CR3 0x.. over NPT 4-level nCR3 0x.. over RAM". */
-int ms_target_describe(struct ms_target *t, ms_handle h, struct ms_strbuf *out,
-                       struct ms_err *err);
+int ms_target_describe(struct ms_target *t, ms_handle h, struct ms_strbuf *out, struct ms_err *err);
 
 /* The canonical form of a virtual address for the handle's paging depth
  * (sign extension from bit 47 or 56); other addresses come back as given. */
@@ -276,8 +275,8 @@ struct ms_target_info {
     bool remote;   /* behind a server */
     bool writable; /* writes are accepted */
     uint64_t ram_size, ram_end;
-    const char *where;             /* the file, or the server's address */
-    unsigned nregions;             /* guest-physical -> file offset */
+    const char *where; /* the file, or the server's address */
+    unsigned nregions; /* guest-physical -> file offset */
     const struct ms_target_region *regions;
     unsigned nsources;
     const char *const *sources; /* file paths (their sizes: source_sizes) */
@@ -333,8 +332,8 @@ struct ms_candidate {
 
 /* Scans L1's RAM for nested roots; up to max, best first; *count gets how
  * many were found (may exceed max). */
-int ms_target_discover(struct ms_target *t, struct ms_candidate *out, unsigned max,
-                       unsigned *count, struct ms_err *err);
+int ms_target_discover(struct ms_target *t, struct ms_candidate *out, unsigned max, unsigned *count,
+                       struct ms_err *err);
 const char *ms_cand_kind_name(enum ms_cand_kind kind);
 
 /* ------------------------------------------------------------ Linux kernel */
@@ -399,6 +398,21 @@ int ms_target_tasks(struct ms_target *t, ms_handle h, struct ms_task **tasks, si
 const char *ms_task_state_name(uint32_t state, uint32_t exit_state);
 /* "    PID    PPID  ST  TASK              COMM" table, as `memsrv ps` prints it. */
 void ms_tasks_format(const struct ms_task *tasks, size_t count, struct ms_strbuf *sb);
+
+/* The kernel's types. The walks' struct layouts come from the symbol
+ * file's DWARF when it has debug info, else from the kernel's own BTF
+ * (CONFIG_DEBUG_INFO_BTF keeps it in memory), else from VMCOREINFO's
+ * OFFSET/SIZE lines. */
+
+/* Where the layouts used so far came from, as a line: "DWARF (cached)",
+ * "BTF (guest memory, 95265 types), read and parsed in 7.3 ms", "VMCOREINFO". */
+int ms_target_types_source(struct ms_target *t, ms_handle h, struct ms_strbuf *out,
+                           struct ms_err *err);
+/* GDB's ptype of a type name ("struct task_struct", "pid_t", "unsigned
+ * long") from the kernel's own BTF; flags as after '/' ("o": offsets,
+ * sizes, holes and padding, like ptype/o). */
+int ms_target_ptype(struct ms_target *t, ms_handle h, const char *flags, const char *type,
+                    struct ms_strbuf *out, struct ms_err *err);
 
 /* Numbers as memsrv reads them; names resolve through fn when given. */
 typedef int (*ms_name_fn)(void *arg, const char *name, uint64_t *value);

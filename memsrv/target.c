@@ -246,8 +246,8 @@ static int shape_of(struct ms_target *t, ms_handle h, struct shape *sh, struct m
     if (s.second != MS_SECOND_NONE) {
         sh->second.kind = s.second == MS_SECOND_EPT ? MS_SPACE_EPT : MS_SPACE_NPT;
         sh->second.root = s.second_root;
-        sh->second.levels = s.second == MS_SECOND_EPT ? (((s.second_root >> 3) & 7) + 1)
-                                                      : s.second_levels;
+        sh->second.levels =
+            s.second == MS_SECOND_EPT ? (((s.second_root >> 3) & 7) + 1) : s.second_levels;
         sh->second.lower = &sh->phys;
         sh->top = &sh->second;
     }
@@ -261,8 +261,7 @@ static int shape_of(struct ms_target *t, ms_handle h, struct shape *sh, struct m
     return 0;
 }
 
-int ms_target_describe(struct ms_target *t, ms_handle h, struct ms_strbuf *out,
-                       struct ms_err *err)
+int ms_target_describe(struct ms_target *t, ms_handle h, struct ms_strbuf *out, struct ms_err *err)
 {
     SCRATCH(err);
     struct shape sh;
@@ -322,8 +321,8 @@ int ms_target_enumerate(struct ms_target *t, ms_handle h, uint64_t start, uint64
     return t->ops->enumerate(t, h, start, end, fn, arg, max_tables, bad_tables, err);
 }
 
-int ms_target_discover(struct ms_target *t, struct ms_candidate *out, unsigned max,
-                       unsigned *count, struct ms_err *err)
+int ms_target_discover(struct ms_target *t, struct ms_candidate *out, unsigned max, unsigned *count,
+                       struct ms_err *err)
 {
     SCRATCH(err);
     *count = 0;
@@ -358,6 +357,26 @@ int ms_target_addrsym(struct ms_target *t, ms_handle h, uint64_t addr, struct ms
 {
     SCRATCH(err);
     return t->ops->addrsym(t, h, addr, name, offset, err);
+}
+
+int ms_target_types_source(struct ms_target *t, ms_handle h, struct ms_strbuf *out,
+                           struct ms_err *err)
+{
+    SCRATCH(err);
+    return t->ops->types(t, h, MS_TYPES_SOURCE, "", "", out, err);
+}
+
+int ms_target_ptype(struct ms_target *t, ms_handle h, const char *flags, const char *type,
+                    struct ms_strbuf *out, struct ms_err *err)
+{
+    SCRATCH(err);
+    if (!flags)
+        flags = "";
+    if (strspn(flags, "o") != strlen(flags))
+        return ms_err_set(err, MS_EINVAL, "ptype/%s: only /o (offsets) is known", flags);
+    if (!type || !type[0])
+        return ms_err_set(err, MS_EINVAL, "ptype needs a type name");
+    return t->ops->types(t, h, MS_TYPES_PTYPE, flags, type, out, err);
 }
 
 int ms_target_tasks(struct ms_target *t, ms_handle h, struct ms_task **tasks, size_t *count,

@@ -11,6 +11,7 @@
 #include "error.h"
 #include "format.h"
 #include "kernel.h"
+#include "ptype.h"
 #include "layout.h"
 #include "ram.h"
 #include "report.h"
@@ -21,7 +22,7 @@
 #include "tasks.h"
 
 #define MAX_STACKS 256
-#define CHECK_MAX 4096   /* bytes compared to tell a rebooted guest */
+#define CHECK_MAX 4096  /* bytes compared to tell a rebooted guest */
 #define BANNER_CHECK 64 /* bytes of linux_banner compared when there is no VMCOREINFO */
 
 struct local_stack {
@@ -352,17 +353,17 @@ static int local_readv(struct ms_target *t, ms_handle h, unsigned count, const u
     return 0;
 }
 
-static int local_write(struct ms_target *t, ms_handle h, uint64_t addr, const void *buf,
-                       size_t len, size_t *done, struct ms_err *err)
+static int local_write(struct ms_target *t, ms_handle h, uint64_t addr, const void *buf, size_t len,
+                       size_t *done, struct ms_err *err)
 {
     struct ms_space *sp;
     int rc = space_of(L(t), h, &sp, err);
     return rc ? rc : ms_space_write(sp, addr, buf, len, done, err);
 }
 
-static int local_translate(struct ms_target *t, ms_handle h, unsigned count,
-                           const uint64_t *addrs, struct ms_xlat *out, int *statuses,
-                           struct ms_trace *trace, struct ms_err *err)
+static int local_translate(struct ms_target *t, ms_handle h, unsigned count, const uint64_t *addrs,
+                           struct ms_xlat *out, int *statuses, struct ms_trace *trace,
+                           struct ms_err *err)
 {
     struct ms_space *sp;
     int rc = space_of(L(t), h, &sp, err);
@@ -370,8 +371,8 @@ static int local_translate(struct ms_target *t, ms_handle h, unsigned count,
         return rc;
     for (unsigned i = 0; i < count; i++) {
         /* The one traced translation keeps its message for the caller. */
-        statuses[i] = ms_space_translate(sp, addrs[i], &out[i], i == 0 ? trace : NULL,
-                                         i == 0 ? err : NULL);
+        statuses[i] =
+            ms_space_translate(sp, addrs[i], &out[i], i == 0 ? trace : NULL, i == 0 ? err : NULL);
     }
     return 0;
 }
@@ -408,8 +409,7 @@ static struct ms_kernel *naming_kernel(struct local *l, ms_handle h)
         return NULL;
     bool open = false;
     for (unsigned i = 0; i < l->nkernels; i++)
-        open |= same_space(l->kernels[i], &st->desc) && l->kernels[i]->k &&
-                l->kernels[i]->k->syms;
+        open |= same_space(l->kernels[i], &st->desc) && l->kernels[i]->k && l->kernels[i]->k->syms;
     if ((open || l->symbols) && kernel_syms(l, h, &k, NULL) == 0)
         return k;
     return NULL;
@@ -444,13 +444,12 @@ static int local_ptdump(struct ms_target *t, ms_handle h, uint64_t start, uint64
 }
 
 static int local_enumerate(struct ms_target *t, ms_handle h, uint64_t start, uint64_t end,
-                           ms_mapping_fn fn, void *arg, uint64_t max_tables,
-                           uint64_t *bad_tables, struct ms_err *err)
+                           ms_mapping_fn fn, void *arg, uint64_t max_tables, uint64_t *bad_tables,
+                           struct ms_err *err)
 {
     struct ms_space *sp;
     int rc = space_of(L(t), h, &sp, err);
-    return rc ? rc
-              : ms_space_enumerate(sp, start, end, fn, arg, max_tables, bad_tables, err);
+    return rc ? rc : ms_space_enumerate(sp, start, end, fn, arg, max_tables, bad_tables, err);
 }
 
 static int local_flush(struct ms_target *t, struct ms_err *err)
@@ -552,6 +551,32 @@ static int local_tasks(struct ms_target *t, ms_handle h, struct ms_task **tasks,
     return rc < 0 ? rc : 0;
 }
 
+static int local_types(struct ms_target *t, ms_handle h, unsigned what, const char *flags,
+                       const char *name, struct ms_strbuf *out, struct ms_err *err)
+{
+    struct local_kernel *e;
+    int rc = kernel_of(L(t), h, &e, err);
+    if (rc < 0)
+        return rc;
+    struct ms_kernel *k = e->k;
+    if (what == MS_TYPES_SOURCE) {
+        ms_strbuf_printf(out, "%s", k->types.source[0] ? k->types.source : "none yet");
+        if (k->btf && strncmp(k->types.source, "BTF", 3) == 0)
+            ms_strbuf_printf(out, ", read and parsed in %.1f ms", k->btf_load_ms);
+        return 0;
+    }
+    if (what != MS_TYPES_PTYPE)
+        return ms_err_set(err, MS_EINVAL, "unknown types question %u", what);
+    rc = ms_kernel_load_btf(k, err);
+    if (rc < 0) {
+        ms_err_hint(err, MS_HINT_DWARF);
+        return ms_err_prefix(err, "ptype reads the kernel's own types: ");
+    }
+    uint32_t id;
+    rc = ms_ptype_lookup(k->btf, name, &id, err);
+    return rc < 0 ? rc : ms_ptype_format(k->btf, id, strchr(flags, 'o') != NULL, out, err);
+}
+
 static int set_string(char **dst, const char *src, struct ms_err *err)
 {
     char *copy = src ? strdup(src) : NULL;
@@ -622,11 +647,11 @@ static const struct ms_target_ops local_ops = {
     .symbol = local_symbol,
     .addrsym = local_addrsym,
     .tasks = local_tasks,
+    .types = local_types,
     .set_symbols = local_set_symbols,
 };
 
-int ms_target_open_local(struct ms_target **out, const struct ms_target_opts *o,
-                         struct ms_err *err)
+int ms_target_open_local(struct ms_target **out, const struct ms_target_opts *o, struct ms_err *err)
 {
     struct local *l = calloc(1, sizeof(*l));
     if (!l)

@@ -23,6 +23,8 @@ static const struct cli_command commands[] = {
     {"ps", cmd_ps,
      "ps [--stats]        the guest's tasks (types: --vmlinux's DWARF, else the kernel's BTF)"},
     {"sym", cmd_sym, "sym NAME|ADDR...    kernel symbol <-> address (KASLR applied)"},
+    {"ptype", cmd_ptype,
+     "ptype[/o] TYPE      GDB's ptype (/o: offsets, sizes, holes) from the kernel's own BTF"},
 };
 
 static void usage(FILE *f)

@@ -171,8 +171,8 @@ static void op_write(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *
     ms_wbuf_u32(out, (uint32_t)done);
 }
 
-static void op_report(struct ms_service *svc, uint16_t op, struct ms_rbuf *r,
-                      struct ms_wbuf *out, struct ms_err *item)
+static void op_report(struct ms_service *svc, uint16_t op, struct ms_rbuf *r, struct ms_wbuf *out,
+                      struct ms_err *item)
 {
     uint32_t handle = 0, n = 0;
     uint64_t a = 0, b = 0;
@@ -333,6 +333,41 @@ static void op_discover(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbu
     free(c);
 }
 
+static void op_types(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                     struct ms_err *item)
+{
+    uint32_t handle = 0, fn = 0, nn = 0;
+    uint8_t what = 0;
+    const char *ftext = NULL, *ntext = NULL;
+    ms_rbuf_u32(r, &handle);
+    ms_rbuf_u8(r, &what);
+    ms_rbuf_str(r, &ftext, &fn);
+    ms_rbuf_str(r, &ntext, &nn);
+    if (r->bad)
+        return;
+    char flags[MAX_FORMAT] = "", name[MAX_NAME] = "";
+    struct ms_strbuf sb;
+    ms_strbuf_init(&sb);
+    int rc = 0;
+    if (fn >= sizeof(flags) || memchr(ftext, '\0', fn))
+        rc = ms_err_set(item, MS_EINVAL, "flags too long");
+    else
+        memcpy(flags, ftext, fn);
+    if (!rc && what == MS_WIRE_TYPES_PTYPE)
+        rc = get_name(ntext, nn, name, sizeof(name), item) ? 0 : item->code;
+    if (!rc && what == MS_WIRE_TYPES_PTYPE)
+        rc = ms_target_ptype(svc->target, handle, flags, name, &sb, item);
+    else if (!rc && what == MS_WIRE_TYPES_SOURCE)
+        rc = ms_target_types_source(svc->target, handle, &sb, item);
+    else if (!rc)
+        rc = ms_err_set(item, MS_EINVAL, "unknown types question %u", what);
+    if (!rc && sb.len > MS_WIRE_MAX_RESPONSE)
+        rc = ms_err_set(item, MS_ELIMIT, "the answer (%zu bytes) exceeds %u bytes", sb.len,
+                        MS_WIRE_MAX_RESPONSE);
+    put_text(out, rc, &sb, item);
+    ms_strbuf_free(&sb);
+}
+
 static void op_tasks(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
                      struct ms_err *item)
 {
@@ -455,6 +490,9 @@ int ms_service_request(struct ms_service *svc, struct ms_service_conn *conn,
         break;
     case MS_OP_TASKS:
         op_tasks(svc, &r, out, &item);
+        break;
+    case MS_OP_TYPES:
+        op_types(svc, &r, out, &item);
         break;
     default:
         ms_err_set(&item, MS_EINVAL, "unknown operation %u (client newer than server?)", op);

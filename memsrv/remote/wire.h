@@ -12,7 +12,7 @@
 #include "memsrv.h"
 
 #define MS_WIRE_MAGIC 0x5652534dU /* "MSRV" */
-#define MS_WIRE_VERSION 2 /* 2: errors carry hint and fault; SPACE names a first stage */
+#define MS_WIRE_VERSION 2         /* 2: errors carry hint and fault; SPACE names a first stage */
 #define MS_WIRE_HEADER 16
 #define MS_WIRE_MAX_REQUEST (1u << 20)   /* a request payload over this drops the client */
 #define MS_WIRE_MAX_RESPONSE (64u << 20) /* a response is cut (per item errors) above this */
@@ -37,6 +37,13 @@ enum ms_op {
     MS_OP_DISCOVER = 15, /* max -> nested-guest candidates */
     MS_OP_TASKS = 16,    /* handle -> the kernel's task list */
     MS_OP_STACK = 17,    /* handle -> its stack, a kernel root resolved */
+    MS_OP_TYPES = 18,    /* handle, question, "flags", "name" -> text (the kernel's types) */
+};
+
+/* MS_OP_TYPES' questions. */
+enum ms_wire_types {
+    MS_WIRE_TYPES_SOURCE = 0, /* -> where the struct layouts came from */
+    MS_WIRE_TYPES_PTYPE = 1,  /* flags, type name -> GDB's ptype text */
 };
 
 struct ms_wire_header {

@@ -7,6 +7,7 @@
 
 #include "btf.h"
 #include "check.h"
+#include "ptype.h"
 
 struct blob {
     uint8_t types[4096];
@@ -438,8 +439,78 @@ static void test_hostile_records(void)
     ms_btf_free(btf);
 }
 
+static void check_decl(const struct ms_btf *btf, uint32_t id, const char *name, const char *want)
+{
+    struct ms_strbuf sb;
+    ms_strbuf_init(&sb);
+    struct ms_err err;
+    int rc = ms_ptype_decl(btf, id, name, &sb, &err);
+    CHECK(rc == 0 && !strcmp(ms_strbuf_str(&sb), want), "decl of %u: got '%s', want '%s' (%s)", id,
+          ms_strbuf_str(&sb), want, rc ? err.msg : "");
+    ms_strbuf_free(&sb);
+}
+
+static void test_ptype(void)
+{
+    struct blob b;
+    sample(&b);
+    struct ms_btf *btf = parse_blob(&b);
+    if (!btf)
+        return;
+    check_decl(btf, T_PTR_LIST, "next", "struct list_head *next");
+    check_decl(btf, T_CHAR16, "comm", "unsigned char comm[16]");
+    check_decl(btf, T_VOL_CONST_PID, "pid", "volatile const pid_t pid");
+    check_decl(btf, T_FUNC, "", "int (pid_t, ...)");
+    check_decl(btf, T_ULONG, "x", "unsigned long x");
+    check_decl(btf, T_RESTRICT, "p", "struct task * restrict p");
+    check_decl(btf, 0, "", "void");
+    struct ms_strbuf sb;
+    ms_strbuf_init(&sb);
+    struct ms_err err;
+    uint32_t id;
+    CHECK(ms_ptype_lookup(btf, "struct task", &id, &err) == 0 && id == T_TASK, "lookup struct");
+    CHECK(ms_ptype_lookup(btf, "unsigned long", &id, &err) == 0 && id == T_ULONG,
+          "lookup a base type by GDB's name");
+    CHECK(ms_ptype_lookup(btf, "struct nope", &id, &err) == MS_ENOTFOUND &&
+              !strcmp(err.msg, "No struct type named nope."),
+          "GDB's message: %s", err.msg);
+    CHECK(ms_ptype_format(btf, T_TASK, true, &sb, &err) == 0, "ptype/o: %s", err.msg);
+    static const char want[] =
+        "/* offset      |    size */  type = struct task {\n"
+        "/*      0      |       4 */    volatile const pid_t pid;\n"
+        "/*      4: 0   |       4 */    int flags : 3;\n"
+        "/* XXX  2-bit hole       */\n"
+        "/*      4: 5   |       4 */    int prio : 5;\n"
+        "/* XXX  6-bit hole       */\n"
+        "/* XXX  2-byte hole      */\n"
+        "/*      8      |      16 */    union {\n"
+        "/*                     8 */        unsigned long a;\n"
+        "/*                    16 */        unsigned char b[16];\n"
+        "/* XXX  8-byte padding   */\n" /* GDB 13 says so too (a union's end is not tracked) */
+        "\n"
+        "                                   /* total size (bytes):   16 */\n"
+        "                               };\n"
+        "/*     24      |      16 */    struct list_head {\n"
+        "/*     24      |       8 */        struct list_head *next;\n"
+        "/*     32      |       8 */        struct list_head *prev;\n"
+        "\n"
+        "                                   /* total size (bytes):   16 */\n"
+        "                               } tasks;\n"
+        "/*     40      |      16 */    unsigned char comm[16];\n"
+        "/*     56      |       8 */    struct task *parent;\n"
+        "/*     64      |       4 */    anon_t;\n"
+        "/* XXX 12-byte padding   */\n"
+        "\n"
+        "                               /* total size (bytes):   80 */\n"
+        "                             }\n";
+    CHECK(!strcmp(ms_strbuf_str(&sb), want), "ptype/o text:\n%s", ms_strbuf_str(&sb));
+    ms_strbuf_free(&sb);
+    ms_btf_free(btf);
+}
+
 int main(void)
 {
+    test_ptype();
     test_kinds();
     test_typedb();
     test_hostile_headers();
