@@ -50,8 +50,8 @@ enum ms_hint {
 
 struct ms_err {
     int code;
-    int hint;            /* enum ms_hint */
-    bool has_fault;      /* a memory access failed at fault_addr */
+    int hint;           /* enum ms_hint */
+    bool has_fault;     /* a memory access failed at fault_addr */
     uint64_t fault_addr; /* the first address that could not be read or written */
     char msg[512];
 };
@@ -240,7 +240,8 @@ int ms_target_vtop(struct ms_target *t, ms_handle h, uint64_t addr, struct ms_st
 int ms_target_ptdump(struct ms_target *t, ms_handle h, uint64_t start, uint64_t end,
                      struct ms_strbuf *out, struct ms_err *err);
 /* "paging 5-level CR3 0x.. over NPT 4-level nCR3 0x.. over RAM". */
-int ms_target_describe(struct ms_target *t, ms_handle h, struct ms_strbuf *out, struct ms_err *err);
+int ms_target_describe(struct ms_target *t, ms_handle h, struct ms_strbuf *out,
+                       struct ms_err *err);
 
 /* The canonical form of a virtual address for the handle's paging depth
  * (sign extension from bit 47 or 56); other addresses come back as given. */
@@ -275,8 +276,8 @@ struct ms_target_info {
     bool remote;   /* behind a server */
     bool writable; /* writes are accepted */
     uint64_t ram_size, ram_end;
-    const char *where; /* the file, or the server's address */
-    unsigned nregions; /* guest-physical -> file offset */
+    const char *where;             /* the file, or the server's address */
+    unsigned nregions;             /* guest-physical -> file offset */
     const struct ms_target_region *regions;
     unsigned nsources;
     const char *const *sources; /* file paths (their sizes: source_sizes) */
@@ -332,8 +333,8 @@ struct ms_candidate {
 
 /* Scans L1's RAM for nested roots; up to max, best first; *count gets how
  * many were found (may exceed max). */
-int ms_target_discover(struct ms_target *t, struct ms_candidate *out, unsigned max, unsigned *count,
-                       struct ms_err *err);
+int ms_target_discover(struct ms_target *t, struct ms_candidate *out, unsigned max,
+                       unsigned *count, struct ms_err *err);
 const char *ms_cand_kind_name(enum ms_cand_kind kind);
 
 /* ------------------------------------------------------------ Linux kernel */

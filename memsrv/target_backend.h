@@ -12,7 +12,8 @@
 
 struct ms_target_ops {
     void (*close)(struct ms_target *t);
-    int (*space)(struct ms_target *t, const struct ms_stack *s, ms_handle *out, struct ms_err *err);
+    int (*space)(struct ms_target *t, const struct ms_stack *s, ms_handle *out,
+                 struct ms_err *err);
     int (*stack)(struct ms_target *t, ms_handle h, struct ms_stack *out, struct ms_err *err);
     int (*readv)(struct ms_target *t, ms_handle h, unsigned count, const uint64_t *addrs,
                  const uint32_t *lens, void *const *bufs, int *statuses, size_t *dones,
@@ -53,7 +54,7 @@ struct ms_target_ops {
                  const char *name, struct ms_strbuf *out, struct ms_err *err);
 };
 
-/* The questions the types operation answers (and carries over the wire). */
+/* The questions the types operation answers. */
 enum ms_types_what {
     MS_TYPES_SOURCE = 0, /* where the layouts came from */
     MS_TYPES_PTYPE = 1,  /* GDB's ptype[/flags] NAME */

@@ -22,7 +22,7 @@
 #include "tasks.h"
 
 #define MAX_STACKS 256
-#define CHECK_MAX 4096  /* bytes compared to tell a rebooted guest */
+#define CHECK_MAX 4096   /* bytes compared to tell a rebooted guest */
 #define BANNER_CHECK 64 /* bytes of linux_banner compared when there is no VMCOREINFO */
 
 struct local_stack {
@@ -353,17 +353,17 @@ static int local_readv(struct ms_target *t, ms_handle h, unsigned count, const u
     return 0;
 }
 
-static int local_write(struct ms_target *t, ms_handle h, uint64_t addr, const void *buf, size_t len,
-                       size_t *done, struct ms_err *err)
+static int local_write(struct ms_target *t, ms_handle h, uint64_t addr, const void *buf,
+                       size_t len, size_t *done, struct ms_err *err)
 {
     struct ms_space *sp;
     int rc = space_of(L(t), h, &sp, err);
     return rc ? rc : ms_space_write(sp, addr, buf, len, done, err);
 }
 
-static int local_translate(struct ms_target *t, ms_handle h, unsigned count, const uint64_t *addrs,
-                           struct ms_xlat *out, int *statuses, struct ms_trace *trace,
-                           struct ms_err *err)
+static int local_translate(struct ms_target *t, ms_handle h, unsigned count,
+                           const uint64_t *addrs, struct ms_xlat *out, int *statuses,
+                           struct ms_trace *trace, struct ms_err *err)
 {
     struct ms_space *sp;
     int rc = space_of(L(t), h, &sp, err);
@@ -371,8 +371,8 @@ static int local_translate(struct ms_target *t, ms_handle h, unsigned count, con
         return rc;
     for (unsigned i = 0; i < count; i++) {
         /* The one traced translation keeps its message for the caller. */
-        statuses[i] =
-            ms_space_translate(sp, addrs[i], &out[i], i == 0 ? trace : NULL, i == 0 ? err : NULL);
+        statuses[i] = ms_space_translate(sp, addrs[i], &out[i], i == 0 ? trace : NULL,
+                                         i == 0 ? err : NULL);
     }
     return 0;
 }
@@ -409,7 +409,8 @@ static struct ms_kernel *naming_kernel(struct local *l, ms_handle h)
         return NULL;
     bool open = false;
     for (unsigned i = 0; i < l->nkernels; i++)
-        open |= same_space(l->kernels[i], &st->desc) && l->kernels[i]->k && l->kernels[i]->k->syms;
+        open |= same_space(l->kernels[i], &st->desc) && l->kernels[i]->k &&
+                l->kernels[i]->k->syms;
     if ((open || l->symbols) && kernel_syms(l, h, &k, NULL) == 0)
         return k;
     return NULL;
@@ -444,12 +445,13 @@ static int local_ptdump(struct ms_target *t, ms_handle h, uint64_t start, uint64
 }
 
 static int local_enumerate(struct ms_target *t, ms_handle h, uint64_t start, uint64_t end,
-                           ms_mapping_fn fn, void *arg, uint64_t max_tables, uint64_t *bad_tables,
-                           struct ms_err *err)
+                           ms_mapping_fn fn, void *arg, uint64_t max_tables,
+                           uint64_t *bad_tables, struct ms_err *err)
 {
     struct ms_space *sp;
     int rc = space_of(L(t), h, &sp, err);
-    return rc ? rc : ms_space_enumerate(sp, start, end, fn, arg, max_tables, bad_tables, err);
+    return rc ? rc
+              : ms_space_enumerate(sp, start, end, fn, arg, max_tables, bad_tables, err);
 }
 
 static int local_flush(struct ms_target *t, struct ms_err *err)
@@ -651,7 +653,8 @@ static const struct ms_target_ops local_ops = {
     .set_symbols = local_set_symbols,
 };
 
-int ms_target_open_local(struct ms_target **out, const struct ms_target_opts *o, struct ms_err *err)
+int ms_target_open_local(struct ms_target **out, const struct ms_target_opts *o,
+                         struct ms_err *err)
 {
     struct local *l = calloc(1, sizeof(*l));
     if (!l)

@@ -23,7 +23,7 @@ struct cli {
     bool no_vmcoreinfo;     /* a command's --no-vmcoreinfo */
     /* Built by cli_open(). */
     struct ms_target *t;
-    ms_handle h; /* the address space the options describe */
+    ms_handle h;         /* the address space the options describe */
     struct ms_stack stack;
     struct ms_err err;
 };

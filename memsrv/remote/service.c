@@ -171,8 +171,8 @@ static void op_write(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *
     ms_wbuf_u32(out, (uint32_t)done);
 }
 
-static void op_report(struct ms_service *svc, uint16_t op, struct ms_rbuf *r, struct ms_wbuf *out,
-                      struct ms_err *item)
+static void op_report(struct ms_service *svc, uint16_t op, struct ms_rbuf *r,
+                      struct ms_wbuf *out, struct ms_err *item)
 {
     uint32_t handle = 0, n = 0;
     uint64_t a = 0, b = 0;
