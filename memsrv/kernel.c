@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "backtrace.h"
 #include "dwarf.h"
 #include "physscan.h"
 
@@ -22,6 +23,7 @@ void ms_kernel_close(struct ms_kernel *k)
     ms_symtab_free(k->syms);
     ms_typedb_free(&k->types);
     ms_btf_free(k->btf);
+    ms_backtracer_free(k->bt);
     free(k);
 }
 

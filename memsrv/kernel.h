@@ -25,6 +25,8 @@ struct ms_kernel_opts {
     const char *cache_dir; /* where DWARF layouts may be cached, or NULL */
 };
 
+struct ms_backtracer; /* backtrace.h */
+
 struct ms_kernel {
     struct ms_space *phys;  /* guest-physical: phys, or EPT/NPT for a nested guest */
     struct ms_space *space; /* kernel virtual addresses (init_top_pgt) */
@@ -40,6 +42,7 @@ struct ms_kernel {
     uint64_t root;      /* kernel page-table root (guest-physical) */
     unsigned levels;    /* 4 or 5 */
     char how[160];      /* where the slide and root came from */
+    struct ms_backtracer *bt; /* ORC tables and stack layout once loaded (backtrace.h) */
 };
 
 int ms_kernel_open(struct ms_kernel **out, struct ms_space *phys, const struct ms_kernel_opts *o,

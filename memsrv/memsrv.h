@@ -395,6 +395,15 @@ struct ms_task {
  * fields could not be read. */
 int ms_target_tasks(struct ms_target *t, ms_handle h, struct ms_task **tasks, size_t *count,
                     uint64_t *bad, struct ms_err *err);
+/* Kernel stacks of the tasks with the given pids (every task when npids is
+ * 0), unwound with the kernel's ORC tables (x86-64): per task crash's
+ * header line, then the kernel's own frame lines (" #0 func+0xoff/0xsize"),
+ * pt_regs as RIP:/RSP: lines, and a "    bt: ..." line where an unwind
+ * stopped short. Tasks on a CPU are named, not unwound. Needs the kernel's
+ * symbols (a symbol file, else its kallsyms) and its task_struct layout. A
+ * pid with no task fails after the others are in *out. */
+int ms_target_backtrace(struct ms_target *t, ms_handle h, const int32_t *pids, size_t npids,
+                        struct ms_strbuf *out, struct ms_err *err);
 /* crash-style two-letter state: RU IN UN ID ST TR ZO DE PA NE. */
 const char *ms_task_state_name(uint32_t state, uint32_t exit_state);
 /* "    PID    PPID  ST  TASK              COMM" table, as `memsrv ps` prints it. */

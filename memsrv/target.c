@@ -101,11 +101,6 @@ int ms_target_write(struct ms_target *t, ms_handle h, uint64_t addr, const void 
     if (!done)
         done = &scratch_done;
     *done = 0;
-    if (!t->info.writable) {
-        int rc = ms_err_set(err, MS_EPERM, "%s is open read-only", t->info.where);
-        ms_err_hint(err, MS_HINT_WRITABLE);
-        return rc;
-    }
     return len ? t->ops->write(t, h, addr, buf, len, done, err) : 0;
 }
 
@@ -391,6 +386,21 @@ int ms_target_tasks(struct ms_target *t, ms_handle h, struct ms_task **tasks, si
         bad = &scratch_bad;
     *bad = 0;
     return t->ops->tasks(t, h, tasks, count, bad, err);
+}
+
+int ms_target_backtrace(struct ms_target *t, ms_handle h, const int32_t *pids, size_t npids,
+                        struct ms_strbuf *out, struct ms_err *err)
+{
+    SCRATCH(err);
+    if (npids && !pids)
+        return ms_err_set(err, MS_EINVAL, "%zu pids but no array", npids);
+    for (size_t i = 0; i < npids; i++)
+        if (pids[i] < 0)
+            return ms_err_set(err, MS_EINVAL, "pid %d is negative", pids[i]);
+    if (!t->ops->backtrace)
+        return ms_err_set(err, MS_EINVAL,
+                          "backtraces are not offered over a server yet: run bt on the RAM file");
+    return t->ops->backtrace(t, h, pids, npids, out, err);
 }
 
 int ms_target_set_symbols(struct ms_target *t, const char *path, struct ms_err *err)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backtrace.h"
 #include "discover.h"
 #include "error.h"
 #include "format.h"
@@ -579,6 +580,16 @@ static int local_types(struct ms_target *t, ms_handle h, unsigned what, const ch
     return rc < 0 ? rc : ms_ptype_format(k->btf, id, strchr(flags, 'o') != NULL, out, err);
 }
 
+static int local_backtrace(struct ms_target *t, ms_handle h, const int32_t *pids, size_t npids,
+                           struct ms_strbuf *out, struct ms_err *err)
+{
+    struct ms_kernel *k;
+    int rc = kernel_syms(L(t), h, &k, err);
+    if (rc < 0)
+        return rc;
+    return ms_kernel_bt_report(k, pids, npids, out, err);
+}
+
 static int set_string(char **dst, const char *src, struct ms_err *err)
 {
     char *copy = src ? strdup(src) : NULL;
@@ -651,6 +662,7 @@ static const struct ms_target_ops local_ops = {
     .tasks = local_tasks,
     .types = local_types,
     .set_symbols = local_set_symbols,
+    .backtrace = local_backtrace,
 };
 
 int ms_target_open_local(struct ms_target **out, const struct ms_target_opts *o,

@@ -29,7 +29,11 @@ int cmd_dmesg(struct cli *cli, int argc, char **argv)
         }
     }
     if (cli->no_vmcoreinfo && cli->connect)
-        return cli_usage("--no-vmcoreinfo works on local memory only (not with --connect)");
+    {
+        ms_err_set(&cli->err, MS_EINVAL,
+                   "--no-vmcoreinfo works on local memory only (not with --connect)");
+        return cli_fail(cli);
+    }
     struct ms_strbuf sb;
     struct ms_dmesg_info info;
     ms_strbuf_init(&sb);

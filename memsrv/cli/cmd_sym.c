@@ -50,7 +50,11 @@ int cmd_sym(struct cli *cli, int argc, char **argv)
     if (argc < 2)
         return cli_usage("usage: sym [--no-vmcoreinfo] NAME|ADDR...");
     if (cli->no_vmcoreinfo && cli->connect)
-        return cli_usage("--no-vmcoreinfo works on local memory only (not with --connect)");
+    {
+        ms_err_set(&cli->err, MS_EINVAL,
+                   "--no-vmcoreinfo works on local memory only (not with --connect)");
+        return cli_fail(cli);
+    }
     struct lookup l = {cli, 0, NULL};
     if (cli->ram_path || cli->dump_path || cli->connect) {
         if (cli_open(cli))

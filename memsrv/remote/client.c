@@ -661,8 +661,8 @@ static int remote_set_symbols(struct ms_target *t, const char *path, struct ms_e
 {
     (void)path;
     return ms_err_set(err, MS_EINVAL,
-                      "the server at %s finds kernels with its own symbol file: give it to "
-                      "`memsrv serve`",
+                      "the server at %s finds kernels with its own symbol file: give the "
+                      "symbol file to `memsrv serve`",
                       t->info.where);
 }
 
@@ -785,8 +785,8 @@ int ms_target_open_remote(struct ms_target **out, const struct ms_target_opts *o
 {
     if (o->symbols)
         return ms_err_set(err, MS_EINVAL,
-                          "a server finds kernels with its own symbol file: give it to `memsrv "
-                          "serve`, not to a client");
+                          "the server finds kernels with its own symbol file: give the symbol "
+                          "file to `memsrv serve`, not to a client");
     if (o->machine || o->map)
         return ms_err_set(err, MS_EINVAL, "a server owns its memory's layout");
     struct remote *rm = calloc(1, sizeof(*rm));

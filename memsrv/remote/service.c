@@ -10,6 +10,7 @@
 #define MAX_NAME 4096u
 #define MAX_FORMAT 64u
 #define MAX_CANDIDATES 1000u
+#define READ_STEP (1u << 20) /* bytes a READ item adds to the response at a time */
 
 void ms_service_init(struct ms_service *svc, struct ms_target *target, const char *token)
 {
@@ -79,15 +80,21 @@ static void op_read(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *o
                             "reads in one request exceed %u bytes; split the request",
                             MS_WIRE_MAX_RESPONSE);
         } else {
-            size_t start = out->len;
-            uint8_t *dst = ms_wbuf_grow(out, len); /* read straight into the response */
-            if (!dst) {
-                rc = ms_err_set(item, MS_ENOMEM, "out of memory");
-            } else {
-                rc = ms_target_read(svc->target, handle, addr, dst, len, &done, item);
-                out->len = start + done;
-                budget -= done;
+            /* In steps, so that a read that fails early never asks for
+             * its whole length (up to 64 MiB) first. */
+            while (!rc && done < len) {
+                size_t step = len - done < READ_STEP ? len - done : READ_STEP, got = 0;
+                size_t start = out->len;
+                uint8_t *dst = ms_wbuf_grow(out, step); /* read straight into the response */
+                if (!dst) {
+                    rc = ms_err_set(item, MS_ENOMEM, "out of memory");
+                    break;
+                }
+                rc = ms_target_read(svc->target, handle, addr + done, dst, step, &got, item);
+                out->len = start + got;
+                done += got;
             }
+            budget -= done;
         }
         if (!out->failed) {
             uint32_t st32 = (uint32_t)rc, d32 = (uint32_t)done;

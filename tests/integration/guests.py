@@ -32,11 +32,11 @@ GiB = 1 << 30
 # The fixtures of tests/integration/conftest.py (see tests/integration/README.md).
 SCENARIOS = {
     "guest5": dict(machine="q35", mem=512 * MiB, cpu="max",
-                   append="nokaslr lab.user=spin"),
+                   append="nokaslr lab.user=spin lab.sysrq=t"),
     "guest4_4g": dict(machine="q35", mem=4 * GiB, cpu="max,la57=off",
                       append="nokaslr lab.user=spin"),
     "guest_kaslr": dict(machine="q35", mem=512 * MiB, cpu="max",
-                        append="lab.user=spin"),
+                        append="lab.user=spin lab.sysrq=t"),
     "guest_svm": dict(machine="q35", mem=1 * GiB, cpu="max",
                       append="nokaslr lab.kvm=1 lab.run=l2kvm lab.user=sleep"),
 }

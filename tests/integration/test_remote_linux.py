@@ -99,9 +99,18 @@ def test_python_connect_matches_in_process(servers):
         assert e.value.code == M.E_NOTFOUND
         # The symbol file belongs to the server.
         with pytest.raises(M.MemsrvError, match=r"give the symbol file to `memsrv serve`"):
-            rsp.dmesg(symbols=tl.vmlinux(g))
-    with M.open(g.ram) as local, M.connect(srv["vmlinux"].sock) as remote:
-        assert remote.space().dmesg() == local.space().dmesg(symbols=tl.vmlinux(g))
+            remote.set_symbols(tl.vmlinux(g))
+        # Tasks need DWARF or BTF; both sides say the same when they lack it.
+        with pytest.raises(M.MemsrvError) as e:
+            rsp.tasks()
+        with pytest.raises(M.MemsrvError) as le:
+            lsp.tasks()
+        assert (str(e.value), e.value.hint) == (str(le.value), le.value.hint)
+    with M.open(g.ram, symbols=tl.vmlinux(g)) as local, \
+            M.connect(srv["vmlinux"].sock) as remote:
+        assert remote.space().dmesg() == local.space().dmesg()
+        assert remote.space().tasks() == local.space().tasks()
+        assert any(t[4] == "swapper/0" for t in local.space().tasks())
 
 
 def test_dmesg_timing_socket_vs_in_process(guest5, tmp_path):
@@ -140,14 +149,19 @@ def test_errors_say_why(guest5, tmp_path):
         _, err, rc = memsrv("--connect", s.sock, "dmesg", "--no-vmcoreinfo", check=False)
         assert rc == 1 and "not with --connect" in err, err
         # No symbol file and no VMCOREINFO: the library's message, as locally.
+        # The message is the library's on both sides; the hint is each front's.
         local = memsrv("--ram", blank, "dmesg", check=False)
         remote = memsrv("--connect", b.sock, "dmesg", check=False)
-        assert remote == local and local[2] == 1, (remote, local)
-        assert "no VMCOREINFO in guest memory and no --vmlinux/--system-map" in remote[1]
-        # (sym over --connect says it per name: each is a request)
+        assert remote[2] == local[2] == 1, (remote, local)
+        assert remote[1].splitlines()[0] == local[1].splitlines()[0], (remote, local)
+        assert "no VMCOREINFO in guest memory and no symbol file" in remote[1]
+        assert "hint: give --vmlinux or --system-map" in local[1], local
+        assert "hint: give the symbol file to `memsrv serve`" in remote[1], remote
+        # sym says it per name, here and over --connect alike.
         local = memsrv("--ram", blank, "sym", "linux_banner", check=False)
         remote = memsrv("--connect", b.sock, "sym", "linux_banner", check=False)
-        assert local[1] == "memsrv: " + remote[0].replace("linux_banner error: ", ""), remote
+        assert local == remote and local[2] == 1, (local, remote)
+        assert "no VMCOREINFO" in local[0], local
         assert local[2] == remote[2] == 1
         with M.connect(b.sock) as m:
             with pytest.raises(M.MemsrvError, match="no VMCOREINFO in guest memory"):

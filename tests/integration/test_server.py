@@ -15,7 +15,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MEMSRV = os.environ.get("MEMSRV", os.path.join(ROOT, "build", "memsrv"))
-MAGIC, VERSION = 0x5652534D, 1
+MAGIC, VERSION = 0x5652534D, 2
 OP_HELLO, OP_READ, OP_WRITE = 1, 3, 7
 SIZE = 4 << 20
 
