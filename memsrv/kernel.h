@@ -1,8 +1,8 @@
 /* The kernel view: a Linux kernel found in guest(-physical) memory. Brings
  * together VMCOREINFO (from a dump note or a RAM scan), symbols (vmlinux or
  * System.map), the KASLR slide and phys_base, struct layouts (VMCOREINFO,
- * DWARF, or the kernel's own BTF) and the kernel's own address space rooted at init_top_pgt, so no
- * CR3 is needed after a crash. */
+ * DWARF, or the kernel's own BTF) and the kernel's own address space rooted
+ * at init_top_pgt, so no CR3 is needed after a crash. */
 #ifndef MEMSRV_KERNEL_H
 #define MEMSRV_KERNEL_H
 
