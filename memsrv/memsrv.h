@@ -210,6 +210,10 @@ int ms_target_translate(struct ms_target *t, ms_handle h, unsigned count, const 
                         struct ms_xlat *out, int *statuses, struct ms_trace *trace,
                         struct ms_err *err);
 
+/* Reads memory for a formatter or decoder; the contract of ms_target_read. */
+typedef int (*ms_read_fn)(void *arg, uint64_t addr, void *buf, size_t len, size_t *done,
+                          struct ms_err *err);
+
 /* Reports, as text (the same from a file and from a server). */
 
 /* Writes "sym+off" (no brackets) for addr into out; returns 0 when found. */
