@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
+
 #define TOKEN_TABLE_MAX 65536 /* token offsets are u16 */
 
 /* Each token's place in the token table; len is SIZE_MAX for a token whose
@@ -88,10 +90,9 @@ int ms_kallsyms_decode(const struct ms_kallsyms_tables *t, size_t max_syms, stru
      * moving. */
     size_t *name_at = malloc(t->num_syms * sizeof(*name_at));
     out->syms = malloc(t->num_syms * sizeof(*out->syms));
-    size_t pool_cap = 4096, pool_len = 0;
-    out->strings = malloc(pool_cap);
+    size_t pool_cap = 0, pool_len = 0;
     int rc = 0;
-    if (!name_at || !out->syms || !out->strings)
+    if (!name_at || !out->syms)
         rc = ms_err_set(err, MS_ENOMEM, "out of memory for %u kallsyms", t->num_syms);
     size_t pos = 0;
     for (uint32_t i = 0; rc == 0 && i < t->num_syms; i++) {
@@ -145,17 +146,9 @@ int ms_kallsyms_decode(const struct ms_kallsyms_tables *t, size_t max_syms, stru
             continue;
         }
         /* the pool holds "name\0" without the type letter */
-        if (pool_cap - pool_len < n) {
-            size_t cap = pool_cap;
-            while (cap - pool_len < n)
-                cap *= 2;
-            char *p = realloc(out->strings, cap);
-            if (!p) {
-                rc = ms_err_set(err, MS_ENOMEM, "out of memory for kallsyms names");
-                break;
-            }
-            out->strings = p;
-            pool_cap = cap;
+        if (!MS_ARRAY_RESERVE(&out->strings, &pool_cap, pool_len + n, 4096)) {
+            rc = ms_err_set(err, MS_ENOMEM, "out of memory for kallsyms names");
+            break;
         }
         memcpy(out->strings + pool_len, name + 1, n - 1);
         out->strings[pool_len + n - 1] = '\0';
@@ -165,6 +158,9 @@ int ms_kallsyms_decode(const struct ms_kallsyms_tables *t, size_t max_syms, stru
             (struct ms_symbol){NULL, address(t, i, absolute_percpu), 0, name[0]};
         out->count++;
     }
+    if (rc == 0 && out->count == 0)
+        rc = ms_err_set(err, MS_EFORMAT, "none of the %u kallsyms names decodes to a symbol",
+                        t->num_syms);
     if (rc == 0)
         for (size_t i = 0; i < out->count; i++)
             out->syms[i].name = out->strings + name_at[i];

@@ -50,7 +50,8 @@ struct ms_kallsyms {
  * (x86-64 SMP before 6.15: >= 0 absolute, < 0 relative_base - 1 - offset)
  * when any is negative, else as relative_base + offset. Fails on a table
  * that cannot be walked (bad counts, lengths past the end, tokens outside
- * the token table); names that decode to garbage are skipped and counted. */
+ * the token table, no name decoding at all); names that decode to garbage
+ * are skipped and counted. */
 int ms_kallsyms_decode(const struct ms_kallsyms_tables *t, size_t max_syms, struct ms_kallsyms *out,
                        struct ms_err *err);
 void ms_kallsyms_free(struct ms_kallsyms *ks);

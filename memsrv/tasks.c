@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
 #include "strbuf.h"
 
 #define COMM_LEN 16 /* TASK_COMM_LEN */
@@ -152,14 +153,8 @@ struct walk {
 
 static int push(struct ms_task_list *out, const struct ms_task *t, struct ms_err *err)
 {
-    if (out->count == out->cap) {
-        size_t cap = out->cap ? out->cap * 2 : 256;
-        struct ms_task *p = realloc(out->tasks, cap * sizeof(*p));
-        if (!p)
-            return ms_err_set(err, MS_ENOMEM, "out of memory for tasks");
-        out->tasks = p;
-        out->cap = cap;
-    }
+    if (!MS_ARRAY_RESERVE(&out->tasks, &out->cap, out->count + 1, 256))
+        return ms_err_set(err, MS_ENOMEM, "out of memory for tasks");
     out->tasks[out->count++] = *t;
     return 0;
 }

@@ -321,6 +321,11 @@ static void test_hostile(void)
           (unsigned long long)ks.skipped);
     ms_kallsyms_free(&ks);
 
+    /* names, but not one symbol among them */
+    static const struct sym junk[] = {{"1digit", BASE}, {"T", BASE + 1}};
+    build(&b, junk, 2, true, true);
+    expect_fail(&b.t, 0, "none of the 2");
+
     /* a zero length is not a name */
     build(&b, kernel_like, NKL, true, true);
     b.names[0] = 0;
