@@ -22,6 +22,10 @@ static const struct cli_command commands[] = {
      "discover [N]        scan RAM for nested guests (VMCB, vmcs12, EPT)"},
     {"ps", cmd_ps, "ps                  the guest's tasks (needs --vmlinux)"},
     {"sym", cmd_sym, "sym NAME|ADDR...    kernel symbol <-> address (KASLR applied)"},
+    {"gdbproxy", cmd_gdbproxy,
+     "gdbproxy --qemu HOST:PORT (--listen HOST:PORT | --stdio)  GDB's remote protocol to\n"
+     "                      QEMU's gdbstub, with the nested guest's memory from the RAM file\n"
+     "                      (its second stage: --eptp or --ncr3); writes with --writable"},
 };
 
 static void usage(FILE *f)
