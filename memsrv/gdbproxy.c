@@ -338,7 +338,8 @@ static int read_reg(struct ms_gdbproxy *p, unsigned reg, uint64_t *value, bool *
     return 0;
 }
 
-/* How many of addrs translate to RAM through stack s; *h its handle. */
+/* Which of addrs (bit i for addrs[i]) translate to RAM through stack s;
+ * *h its handle. */
 static unsigned mapped(struct ms_gdbproxy *p, const struct ms_stack *s, const uint64_t *addrs,
                        unsigned count, ms_handle *h)
 {
@@ -347,10 +348,22 @@ static unsigned mapped(struct ms_gdbproxy *p, const struct ms_stack *s, const ui
     if (count > 2 || ms_target_space(p->o.target, s, h, &p->scratch) ||
         ms_target_translate(p->o.target, *h, count, addrs, x, st, NULL, &p->scratch))
         return 0;
-    unsigned n = 0;
+    unsigned bits = 0;
     for (unsigned i = 0; i < count; i++)
-        n += st[i] == 0;
-    return n;
+        bits |= (st[i] == 0) << i;
+    return bits;
+}
+
+/* "rip 0x.. maps through NPT + CR3 only" and the like. */
+static void describe(char *out, size_t size, const char *name, uint64_t addr, bool l1, bool l2,
+                     const char *second)
+{
+    snprintf(out, size, "%s %#" PRIx64 " maps %s%s%s", name, addr,
+             l1 && l2 ? "both ways"
+             : l2     ? "through "
+             : l1     ? "through CR3 alone only"
+                      : "neither way",
+             l2 && !l1 ? second : "", l2 && !l1 ? " + CR3 only" : "");
 }
 
 static const char *second_name(enum ms_second s)
@@ -367,6 +380,16 @@ static int evaluate(struct ms_gdbproxy *p, struct vcpu *v, struct ms_err *err)
     uint64_t rip = 0, rsp = 0, cr0 = 0, cr3 = 0, cr4 = 0, efer = 0;
     bool ok = true;
     int rc = read_reg(p, REG_RIP, &rip, &ok, err);
+    if (!rc && !ok) {
+        /* QEMU answers p only after its client read the target description
+         * (GDB does at connect; a client with its own may not). */
+        const uint8_t *r;
+        size_t n;
+        rc = qemu_exchange_str(p, "qXfer:features:read:target.xml:0,1", &r, &n, err);
+        ok = true;
+        if (!rc)
+            rc = read_reg(p, REG_RIP, &rip, &ok, err);
+    }
     if (!rc)
         rc = read_reg(p, REG_RSP, &rsp, &ok, err);
     if (!rc)
@@ -406,35 +429,25 @@ static int evaluate(struct ms_gdbproxy *p, struct vcpu *v, struct ms_err *err)
     l2.levels = l1.levels;
     uint64_t addrs[2] = {rip, rsp};
     ms_handle h1 = 0, h2 = 0;
-    unsigned n1 = mapped(p, &l1, addrs, 2, &h1), n2 = nested ? mapped(p, &l2, addrs, 2, &h2) : 0;
+    unsigned m1 = mapped(p, &l1, addrs, 2, &h1), m2 = nested ? mapped(p, &l2, addrs, 2, &h2) : 0;
+    unsigned n1 = (m1 & 1) + (m1 >> 1), n2 = (m2 & 1) + (m2 >> 1);
     const char *sn = second_name(p->o.nested.second);
     bool enabled = p->o.nested.second == MS_SECOND_EPT ? (cr4 & CR4_VMXE) : (efer & EFER_SVME);
     const char *bit = p->o.nested.second == MS_SECOND_EPT ? "CR4.VMXE" : "EFER.SVME";
+    char a_rip[96], a_rsp[96];
+    describe(a_rip, sizeof(a_rip), "rip", rip, m1 & 1, m2 & 1, sn);
+    describe(a_rsp, sizeof(a_rsp), "rsp", rsp, m1 & 2, m2 & 2, sn);
     if (!nested) {
         v->level = 1;
         snprintf(v->why, sizeof(v->why), "no second stage given");
-    } else if (n2 > n1) {
-        v->level = 2;
-        snprintf(v->why, sizeof(v->why),
-                 "rip %#" PRIx64 " and rsp: %u of 2 map through %s + CR3 %#" PRIx64
-                 ", %u through CR3 alone",
-                 rip, n2, sn, cr3, n1);
-    } else if (n1 > n2) {
-        v->level = 1;
-        snprintf(v->why, sizeof(v->why),
-                 "rip %#" PRIx64 " and rsp: %u of 2 map through CR3 %#" PRIx64
-                 " alone, %u through %s + CR3",
-                 rip, n1, cr3, n2, sn);
-    } else if (n1 > 0) {
-        v->level = enabled ? 1 : 2;
-        snprintf(v->why, sizeof(v->why),
-                 "rip %#" PRIx64 " maps both ways (CR3 %#" PRIx64 "); %s is %s", rip, cr3, bit,
-                 enabled ? "set" : "clear");
+    } else if (n2 != n1 || n1 > 0) {
+        v->level = n2 > n1 ? 2 : n1 > n2 ? 1 : enabled ? 1 : 2;
+        snprintf(v->why, sizeof(v->why), "CR3 %#" PRIx64 ": %s, %s%s%s%s", cr3, a_rip, a_rsp,
+                 n1 == n2 ? "; " : "", n1 == n2 ? bit : "",
+                 n1 == n2 ? (enabled ? " set" : " clear") : "");
     } else {
-        snprintf(v->why, sizeof(v->why),
-                 "rip %#" PRIx64 " maps neither through CR3 %#" PRIx64
-                 " alone nor through %s + CR3: memory goes to QEMU",
-                 rip, cr3, sn);
+        snprintf(v->why, sizeof(v->why), "CR3 %#" PRIx64 ": %s, %s: memory goes to QEMU", cr3,
+                 a_rip, a_rsp);
     }
     if (v->level == 1 && n1 > 0) {
         v->local = true;
@@ -688,7 +701,7 @@ static int tell_level(struct ms_gdbproxy *p, struct vcpu *v)
         return 0;
     p->said_level = v->level;
     char msg[400];
-    snprintf(msg, sizeof(msg), "memsrv: stopped in %s (%s)\n",
+    snprintf(msg, sizeof(msg), "memsrv: stopped in %s; %s\n",
              v->level == 2   ? "L2 (nested guest)"
              : v->level == 1 ? "L1"
                              : "an unknown level",
@@ -797,7 +810,7 @@ static int on_gdb_packet(struct ms_gdbproxy *p, const uint8_t *pkt, size_t len, 
         if (rc)
             return rc;
         /* GDB takes no console message here: only the log hears it. */
-        say(p, "the vCPU is in %s (%s)",
+        say(p, "the vCPU is in %s; %s",
             v->level == 2   ? "L2 (nested guest)"
             : v->level == 1 ? "L1"
                             : "an unknown level",
