@@ -758,6 +758,11 @@ static int on_gdb_packet(struct ms_gdbproxy *p, const uint8_t *pkt, size_t len, 
         snprintf(p->resume, sizeof(p->resume), "%.*s", (int)(len < 40 ? len : 40), pkt);
         return 0;
     }
+    if (len >= 1 && pkt[0] == 'D') {
+        forget_stop(p); /* QEMU resumes the guest on a detach */
+        memset(p->breaks, 0, sizeof(p->breaks));
+        p->regs_used = 0; /* and drops every breakpoint */
+    }
     if (len == 1 && pkt[0] == 'k') {
         rc = qemu_send(p, pkt, len, err); /* QEMU exits without a reply */
         return rc ? rc : GDB_GONE;
