@@ -10,7 +10,7 @@ answer:
                x/4096gx over QEMU's gdbstub, same addresses, same GDB;
                `nested dmesg` (time only). First size only.
   Bulk reads   64 MiB of the kernel direct map: memsrv (the Python module,
-               in-process: read_into, and view + copy) against a memcpy from
+               in-process: read_into) against a memcpy from
                an mmap of the RAM file (the ceiling) and GDB's
                `dump binary memory` over the gdbstub (the floor); the same
                range through generated EPT (scripts/ept-transplant).
@@ -279,7 +279,7 @@ def part_bulk(g, M, sp, pob, opts):
         # One destination per method, written through memoryviews: a slice
         # assignment to a memoryview is one memcpy (a bytearray's would first
         # copy a source that is not a bytearray into a new object).
-        bufs = [bytearray(n) for _ in range(4)]
+        bufs = [bytearray(n) for _ in range(3)]
         views = [memoryview(b) for b in bufs]
 
         def memcpy():
@@ -289,15 +289,9 @@ def part_bulk(g, M, sp, pob, opts):
             m.flush()  # every round starts with cold translation caches
             sp.read_into(va, bufs[1])
 
-        def view_copy():
-            m.flush()
-            v = sp.view(va, n)
-            views[2][:] = v
-            v.release()
-
         def read_2d():
             m2.flush()
-            sp2.read_into(va, bufs[3])
+            sp2.read_into(va, bufs[2])
         # The transplant is a fresh file, partly on disk only (or holes): an
         # untimed pass brings its pages in, as the guest's RAM file (QEMU's
         # memory) is in already. Every round still starts with cold caches.
@@ -305,7 +299,6 @@ def part_bulk(g, M, sp, pob, opts):
         rows, _ = interleaved(opts.fast_rounds, [
             ("memcpy from an mmap of the RAM file (ceiling)", memcpy),
             ("memsrv read_into (Python module, in-process)", read_into),
-            ("memsrv view (zero-copy) + copy", view_copy),
             ("memsrv read_into, 2-D (guest CR3 + EPT transplant)", read_2d)])
         res["rows"] = rows
         for v in views:
@@ -313,8 +306,7 @@ def part_bulk(g, M, sp, pob, opts):
         src.release()
         ref = bufs[0]
         need(bufs[1] == ref, "memsrv read_into differs from the RAM file")
-        need(bufs[2] == ref, "memsrv view differs from the RAM file")
-        need(bufs[3] == ref, "the 2-D read through EPT differs from the original RAM")
+        need(bufs[2] == ref, "the 2-D read through EPT differs from the original RAM")
         del bufs[1:]
     finally:
         if mm is not None:

@@ -210,6 +210,10 @@ int ms_target_translate(struct ms_target *t, ms_handle h, unsigned count, const 
                         struct ms_xlat *out, int *statuses, struct ms_trace *trace,
                         struct ms_err *err);
 
+/* Reads memory for a formatter or decoder; the contract of ms_target_read. */
+typedef int (*ms_read_fn)(void *arg, uint64_t addr, void *buf, size_t len, size_t *done,
+                          struct ms_err *err);
+
 /* Reports, as text (the same from a file and from a server). */
 
 /* Writes "sym+off" (no brackets) for addr into out; returns 0 when found. */
@@ -395,10 +399,34 @@ struct ms_task {
  * fields could not be read. */
 int ms_target_tasks(struct ms_target *t, ms_handle h, struct ms_task **tasks, size_t *count,
                     uint64_t *bad, struct ms_err *err);
+/* Kernel stacks of the tasks with the given pids (every task when npids is
+ * 0), unwound with the kernel's ORC tables (x86-64): per task crash's
+ * header line, then the kernel's own frame lines (" #0 func+0xoff/0xsize"),
+ * pt_regs as RIP:/RSP: lines, and a "    bt: ..." line where an unwind
+ * stopped short. Tasks on a CPU are named, not unwound. Needs the kernel's
+ * symbols (a symbol file, else its kallsyms) and its task_struct layout. A
+ * pid with no task fails after the others are in *out. */
+int ms_target_backtrace(struct ms_target *t, ms_handle h, const int32_t *pids, size_t npids,
+                        struct ms_strbuf *out, struct ms_err *err);
 /* crash-style two-letter state: RU IN UN ID ST TR ZO DE PA NE. */
 const char *ms_task_state_name(uint32_t state, uint32_t exit_state);
 /* "    PID    PPID  ST  TASK              COMM" table, as `memsrv ps` prints it. */
 void ms_tasks_format(const struct ms_task *tasks, size_t count, struct ms_strbuf *sb);
+
+/* The kernel's types. The walks' struct layouts come from the symbol
+ * file's DWARF when it has debug info, else from the kernel's own BTF
+ * (CONFIG_DEBUG_INFO_BTF keeps it in memory), else from VMCOREINFO's
+ * OFFSET/SIZE lines. */
+
+/* Where the layouts used so far came from, as a line: "DWARF (cached)",
+ * "BTF (guest memory, 95265 types), read and parsed in 7.3 ms", "VMCOREINFO". */
+int ms_target_types_source(struct ms_target *t, ms_handle h, struct ms_strbuf *out,
+                           struct ms_err *err);
+/* GDB's ptype of a type name ("struct task_struct", "pid_t", "unsigned
+ * long") from the kernel's own BTF; flags as after '/' ("o": offsets,
+ * sizes, holes and padding, like ptype/o). */
+int ms_target_ptype(struct ms_target *t, ms_handle h, const char *flags, const char *type,
+                    struct ms_strbuf *out, struct ms_err *err);
 
 /* Numbers as memsrv reads them; names resolve through fn when given. */
 typedef int (*ms_name_fn)(void *arg, const char *name, uint64_t *value);

@@ -25,7 +25,12 @@ struct ms_tlb_entry {
     uint8_t linear_shift; /* log2 of ms_xlat.linear_size */
 };
 
+/* Powers of two. The fuzz build makes them small: a fuzzer needs the
+ * logic (and evictions), not the capacity, and each space's calloc of the
+ * full size would cost more than the walks it fuzzes. */
+#ifndef MS_TLB_ENTRIES
 #define MS_TLB_ENTRIES 4096
+#endif
 
 /* Paging-structure cache (the SDM's name, vol. 3A 4.10.3): for a level below
  * the root, which table translates an address prefix, and the permissions
@@ -38,7 +43,9 @@ struct ms_psc_entry {
     uint32_t perms;
 };
 
+#ifndef MS_PSC_ENTRIES
 #define MS_PSC_ENTRIES 256 /* per level */
+#endif
 
 struct ms_space_stats {
     uint64_t hits, misses, walks, table_reads;

@@ -495,6 +495,71 @@ int ms_symtab_addr(const struct ms_symtab *st, uint64_t addr, const struct ms_sy
     return 0;
 }
 
+/* scripts/kallsyms.c's may_be_linker_script_provide_symbol (6.1). */
+static bool linker_provided(const char *name)
+{
+    size_t len = strlen(name);
+    if (len < 8 || name[0] != '_' || name[1] != '_')
+        return false;
+    return !strncmp(name + 2, "start_", 6) || !strncmp(name + 2, "stop_", 5) ||
+           !strncmp(name + 2, "end_", 4) || !strcmp(name + len - 6, "_start") ||
+           !strcmp(name + len - 4, "_end");
+}
+
+/* kallsyms' order among symbols at one address (scripts/kallsyms.c
+ * compare_symbols): strong before weak, then not linker-provided, then
+ * fewer leading underscores, then nm's order (by name). Its lookups name
+ * the first. */
+static bool kallsyms_before(const struct ms_symbol *a, const struct ms_symbol *b)
+{
+    bool wa = a->type == 'W' || a->type == 'w', wb = b->type == 'W' || b->type == 'w';
+    if (wa != wb)
+        return wb;
+    bool la = linker_provided(a->name), lb = linker_provided(b->name);
+    if (la != lb)
+        return lb;
+    size_t ua = strspn(a->name, "_"), ub = strspn(b->name, "_");
+    if (ua != ub)
+        return ua < ub;
+    return strcmp(a->name, b->name) < 0;
+}
+
+/* The first index of by_addr whose runtime address is above addr. */
+static size_t first_above(const struct ms_symtab *st, uint64_t addr)
+{
+    size_t lo = 0, hi = st->naddr;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ms_symtab_runtime(st, st->syms[st->by_addr[mid]].addr) <= addr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+int ms_symtab_addr_extent(const struct ms_symtab *st, uint64_t addr, const struct ms_symbol **sym,
+                          uint64_t *offset, uint64_t *size, struct ms_err *err)
+{
+    int rc = ms_symtab_addr(st, addr, sym, offset, err);
+    if (rc < 0)
+        return rc;
+    uint64_t start = addr - *offset;
+    size_t next = first_above(st, start);
+    for (size_t i = next; i-- > 0;) {
+        const struct ms_symbol *s = &st->syms[st->by_addr[i]];
+        if (ms_symtab_runtime(st, s->addr) != start)
+            break;
+        if (kallsyms_before(s, *sym))
+            *sym = s;
+    }
+    if (next < st->naddr)
+        *size = ms_symtab_runtime(st, st->syms[st->by_addr[next]].addr) - start;
+    else
+        *size = (*sym)->size > *offset ? (*sym)->size : *offset + 1;
+    return 0;
+}
+
 int ms_symtab_read_image(const struct ms_symtab *st, uint64_t vaddr, void *buf, size_t len,
                          struct ms_err *err)
 {

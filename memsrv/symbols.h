@@ -47,6 +47,11 @@ const struct ms_symbol *ms_symtab_find(const struct ms_symtab *st, const char *n
  * than 1 MiB past the last. */
 int ms_symtab_addr(const struct ms_symtab *st, uint64_t addr, const struct ms_symbol **sym,
                    uint64_t *offset, struct ms_err *err);
+/* ms_symtab_addr as the kernel's kallsyms answers it (its %pS): of the
+ * symbols at one address the one kallsyms names, and the extent as the
+ * distance to the next higher symbol address, whatever the ELF size says. */
+int ms_symtab_addr_extent(const struct ms_symtab *st, uint64_t addr, const struct ms_symbol **sym,
+                          uint64_t *offset, uint64_t *size, struct ms_err *err);
 /* Applies the slide to an address as linked. */
 uint64_t ms_symtab_runtime(const struct ms_symtab *st, uint64_t linked);
 

@@ -355,6 +355,26 @@ int ms_target_addrsym(struct ms_target *t, ms_handle h, uint64_t addr, struct ms
     return t->ops->addrsym(t, h, addr, name, offset, err);
 }
 
+int ms_target_types_source(struct ms_target *t, ms_handle h, struct ms_strbuf *out,
+                           struct ms_err *err)
+{
+    SCRATCH(err);
+    return t->ops->types(t, h, MS_TYPES_SOURCE, "", "", out, err);
+}
+
+int ms_target_ptype(struct ms_target *t, ms_handle h, const char *flags, const char *type,
+                    struct ms_strbuf *out, struct ms_err *err)
+{
+    SCRATCH(err);
+    if (!flags)
+        flags = "";
+    if (strspn(flags, "o") != strlen(flags))
+        return ms_err_set(err, MS_EINVAL, "ptype/%s: only /o (offsets) is known", flags);
+    if (!type || !type[0])
+        return ms_err_set(err, MS_EINVAL, "ptype needs a type name");
+    return t->ops->types(t, h, MS_TYPES_PTYPE, flags, type, out, err);
+}
+
 int ms_target_tasks(struct ms_target *t, ms_handle h, struct ms_task **tasks, size_t *count,
                     uint64_t *bad, struct ms_err *err)
 {
@@ -366,6 +386,21 @@ int ms_target_tasks(struct ms_target *t, ms_handle h, struct ms_task **tasks, si
         bad = &scratch_bad;
     *bad = 0;
     return t->ops->tasks(t, h, tasks, count, bad, err);
+}
+
+int ms_target_backtrace(struct ms_target *t, ms_handle h, const int32_t *pids, size_t npids,
+                        struct ms_strbuf *out, struct ms_err *err)
+{
+    SCRATCH(err);
+    if (npids && !pids)
+        return ms_err_set(err, MS_EINVAL, "%zu pids but no array", npids);
+    for (size_t i = 0; i < npids; i++)
+        if (pids[i] < 0)
+            return ms_err_set(err, MS_EINVAL, "pid %d is negative", pids[i]);
+    if (!t->ops->backtrace)
+        return ms_err_set(err, MS_EINVAL,
+                          "backtraces are not offered over a server yet: run bt on the RAM file");
+    return t->ops->backtrace(t, h, pids, npids, out, err);
 }
 
 int ms_target_set_symbols(struct ms_target *t, const char *path, struct ms_err *err)

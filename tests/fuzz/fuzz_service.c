@@ -1,7 +1,7 @@
 /* Fuzzes the server's request handler: the input is a stream of frames
  * (headers and payloads as a client could send them) run against a target
  * over a small RAM image holding 4-level page tables and a VMCOREINFO, as
- * the server does per client. The RAM is 1 MiB so that a kernel search
+ * the server does per client. The RAM is 256 KiB so that a kernel search
  * (DMESG, SYMBOL) scans it in microseconds; the targets (one per mode) are
  * opened once and flushed after each input, as a server's would be. */
 #include <stdint.h>
@@ -15,7 +15,7 @@
 #include "service.h"
 #include "wire.h"
 
-#define RAM_SIZE (1u << 20)
+#define RAM_SIZE (256u << 10)
 
 static char ram_path[64], map_path[64]; /* the RAM; a System.map for the kernel below */
 static struct ms_target *targets[4];      /* [writable | symbols << 1] */
@@ -39,7 +39,7 @@ static void make_ram(void)
     for (unsigned i = 0; i < 4; i++)
         if (pwrite(fd, &e[i], 8, 0x1000 * (i + 1)) != 8)
             abort();
-    if (pwrite(fd, vmcoreinfo, sizeof(vmcoreinfo) - 1, 0x80000) != sizeof(vmcoreinfo) - 1)
+    if (pwrite(fd, vmcoreinfo, sizeof(vmcoreinfo) - 1, 0x30000) != sizeof(vmcoreinfo) - 1)
         abort();
     snprintf(ram_path, sizeof(ram_path), "/proc/self/fd/%d", fd);
     static const char map[] = "0000000000000000 D prb\n"

@@ -127,9 +127,8 @@ except M.MemsrvError as e:
     print("err", e.code == M.E_UNMAPPED, e.code_name, e.done, str(e))
 rngs, bad = sp.enumerate(gi.KBASE, gi.KBASE + 0xffff)
 print("enum", sum(r[1] for r in rngs), bad, rngs[0][0] == gi.KBASE, len(sp.enumerate(gi.KBASE, gi.KBASE + 0xffff, merge=False)[0]))
-v = sp.view(gi.KBASE, 0x10)
-print("view", bytes(v).hex())
-del v
+b = bytearray(0x10)
+print("into", sp.read_into(gi.KBASE, b), bytes(b).hex())
 m.close()
 """ % (
         HERE,
@@ -153,7 +152,7 @@ m.close()
     assert lines["err"].startswith("True unmapped 0 ")
     assert lines["enum"] == "%d 0 True %d" % (gi.K_PAGES * 0x1000, gi.K_PAGES)
     k = im.k_phys(gi.KBASE)
-    assert lines["view"] == bytes(im.ram[k : k + 16]).hex()
+    assert lines["into"] == "16 " + bytes(im.ram[k : k + 16]).hex()
 
 
 def test_module_missing_message(tmp_path):

@@ -243,8 +243,41 @@ static void test_symbols(void)
     }
 }
 
+/* Names and sizes the way the kernel's %pS prints them. */
+static void test_kallsyms_extent(void)
+{
+    static const char map[] = "ffffffff810ad400 T __x64_sys_getpid\n"
+                              "ffffffff810ad410 t __do_sys_pause\n"
+                              "ffffffff810ad410 T __ia32_sys_pause\n"
+                              "ffffffff810ad410 T __x64_sys_pause\n"
+                              "ffffffff810ad460 W weak_fn\n"
+                              "ffffffff810ad460 T strong_fn\n"
+                              "ffffffff810ad470 T __start_things\n"
+                              "ffffffff810ad470 T ___plain\n"
+                              "ffffffff810ad480 T last\n";
+    struct ms_symtab *st = NULL;
+    struct ms_err err;
+    CHECK(ms_symtab_parse_map(&st, map, strlen(map), &err) == 0, "map: %s", err.msg);
+    if (!st)
+        return;
+    const struct ms_symbol *s;
+    uint64_t off, size;
+    CHECK(ms_symtab_addr_extent(st, 0xffffffff810ad434ULL, &s, &off, &size, &err) == 0 &&
+              !strcmp(s->name, "__do_sys_pause") && off == 0x24 && size == 0x50,
+          "aliases: kallsyms names the first by name: %s+%#llx/%#llx", s->name,
+          (unsigned long long)off, (unsigned long long)size);
+    CHECK(ms_symtab_addr_extent(st, 0xffffffff810ad460ULL, &s, &off, &size, &err) == 0 &&
+              !strcmp(s->name, "strong_fn") && size == 0x10,
+          "strong before weak: %s", s->name);
+    CHECK(ms_symtab_addr_extent(st, 0xffffffff810ad471ULL, &s, &off, &size, &err) == 0 &&
+              !strcmp(s->name, "___plain"),
+          "not linker-provided before fewer underscores: %s", s->name);
+    ms_symtab_free(st);
+}
+
 int main(void)
 {
+    test_kallsyms_extent();
     test_parse();
     test_hostile();
     test_scan();

@@ -1,0 +1,404 @@
+#include "backtrace.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "array.h"
+#include "tasks.h"
+
+#define ORC_ENTRIES_MAX (4u << 20) /* a 6.1 distribution kernel has ~370k */
+#define THREAD_SIZE_DEFAULT (16u << 10)
+#define THREAD_SIZE_KASAN (32u << 10) /* KASAN doubles x86-64 stacks (KASAN_STACK_ORDER) */
+
+const char *const ms_bt_structs[] = {"task_struct", "thread_struct", "thread_info",
+                                     "inactive_task_frame", NULL};
+
+int ms_bt_layout_from_typedb(struct ms_bt_layout *l, const struct ms_typedb *db, struct ms_err *err)
+{
+    memset(l, 0, sizeof(*l));
+    uint64_t thread, sp;
+    int rc = ms_typedb_offset(db, "task_struct", "stack", &l->task_stack, err);
+    if (rc == 0)
+        rc = ms_typedb_offset(db, "task_struct", "thread", &thread, err);
+    if (rc == 0)
+        rc = ms_typedb_offset(db, "thread_struct", "sp", &sp, err);
+    if (rc == 0)
+        rc = ms_typedb_offset(db, "task_struct", "on_cpu", &l->task_on_cpu, err);
+    if (rc == 0)
+        rc = ms_typedb_size(db, "inactive_task_frame", &l->frame_size, err);
+    if (rc == 0)
+        rc = ms_typedb_offset(db, "inactive_task_frame", "bp", &l->frame_bp, err);
+    if (rc == 0)
+        rc = ms_typedb_offset(db, "inactive_task_frame", "ret_addr", &l->frame_ret_addr, err);
+    if (rc < 0)
+        return rc;
+    l->task_thread_sp = thread + sp;
+    /* 5.16 moved the CPU number into thread_info (the first member) */
+    uint64_t ti, cpu;
+    if (ms_typedb_offset(db, "task_struct", "thread_info", &ti, NULL) == 0 &&
+        ms_typedb_offset(db, "thread_info", "cpu", &cpu, NULL) == 0)
+        l->task_cpu = ti + cpu;
+    else if ((rc = ms_typedb_offset(db, "task_struct", "cpu", &l->task_cpu, err)) < 0)
+        return rc;
+    if (l->frame_size < 16 || l->frame_size > 256 || l->frame_bp + 8 > l->frame_size ||
+        l->frame_ret_addr + 8 > l->frame_size)
+        return ms_err_set(err, MS_EFORMAT, "inactive_task_frame of %llu bytes: not 6.1's",
+                          (unsigned long long)l->frame_size);
+    l->thread_size = THREAD_SIZE_DEFAULT;
+    return 0;
+}
+
+void ms_backtracer_free(struct ms_backtracer *b)
+{
+    if (!b)
+        return;
+    ms_orc_table_free(&b->orc);
+    free(b);
+}
+
+/* Reads len bytes at addr from the vmlinux (link-time addresses) or from
+ * the kernel's memory (runtime ones). */
+static void *read_table(struct ms_kernel *k, bool file, uint64_t addr, size_t len, const char *what,
+                        struct ms_err *err)
+{
+    void *p = malloc(len ? len : 1);
+    if (!p) {
+        ms_err_set(err, MS_ENOMEM, "out of memory for %s (%zu bytes)", what, len);
+        return NULL;
+    }
+    int rc = file ? ms_symtab_read_image(k->syms, addr, p, len, err)
+                  : ms_space_read(k->space, addr, p, len, NULL, err);
+    if (rc < 0) {
+        ms_err_prefix(err, "reading %s at 0x%llx: ", what, (unsigned long long)addr);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* The vmlinux's .orc_unwind_ip/.orc_unwind: from the file when it is an
+ * ELF (no guest read can disturb it), else from memory through the
+ * symbols; ips end up at runtime addresses either way. */
+static int load_orc(struct ms_kernel *k, struct ms_backtracer *b, struct ms_err *err)
+{
+    bool file = ms_symtab_is_elf(k->syms);
+    uint64_t start_ip, stop_ip, start_orc;
+    int rc = 0;
+    if (file) {
+        const struct ms_symbol *s1 = ms_symtab_find(k->syms, "__start_orc_unwind_ip");
+        const struct ms_symbol *s2 = ms_symtab_find(k->syms, "__stop_orc_unwind_ip");
+        const struct ms_symbol *s3 = ms_symtab_find(k->syms, "__start_orc_unwind");
+        if (!s1 || !s2 || !s3)
+            return ms_err_set(err, MS_ENOTFOUND,
+                              "%s has no __start_orc_unwind_ip/__stop_orc_unwind_ip/"
+                              "__start_orc_unwind: not an ORC kernel (CONFIG_UNWINDER_ORC)",
+                              ms_symtab_path(k->syms));
+        start_ip = s1->addr;
+        stop_ip = s2->addr;
+        start_orc = s3->addr;
+    } else {
+        rc = ms_kernel_symbol(k, "__start_orc_unwind_ip", &start_ip, err);
+        if (rc == 0)
+            rc = ms_kernel_symbol(k, "__stop_orc_unwind_ip", &stop_ip, err);
+        if (rc == 0)
+            rc = ms_kernel_symbol(k, "__start_orc_unwind", &start_orc, err);
+        if (rc < 0)
+            return ms_err_prefix(err, "the kernel's ORC tables (CONFIG_UNWINDER_ORC): ");
+    }
+    if (stop_ip <= start_ip || stop_ip - start_ip > 4ull * ORC_ENTRIES_MAX)
+        return ms_err_set(err, MS_EFORMAT,
+                          "__start_orc_unwind_ip 0x%llx .. __stop_orc_unwind_ip 0x%llx: not a "
+                          "plausible ORC table",
+                          (unsigned long long)start_ip, (unsigned long long)stop_ip);
+    size_t n = (size_t)(stop_ip - start_ip) / 4;
+    uint8_t *ips = read_table(k, file, start_ip, n * 4, ".orc_unwind_ip", err);
+    uint8_t *orc =
+        ips ? read_table(k, file, start_orc, n * MS_ORC_ENTRY_SIZE, ".orc_unwind", err) : NULL;
+    rc = orc ? ms_orc_table_decode(&b->orc, start_ip, ips, n * 4, orc, n * MS_ORC_ENTRY_SIZE,
+                                   ORC_ENTRIES_MAX, err)
+             : (err ? err->code : MS_EIO);
+    free(ips);
+    free(orc);
+    if (rc < 0)
+        return rc;
+    if (file)
+        ms_orc_table_slide(&b->orc, k->slide);
+    /* only code between _stext and _etext may hold a return address:
+     * init text is gone once the kernel runs */
+    uint64_t stext, etext;
+    if (ms_kernel_symbol(k, "_stext", &stext, NULL) == 0 &&
+        ms_kernel_symbol(k, "_etext", &etext, NULL) == 0 && stext < etext) {
+        b->orc.text_start = stext;
+        b->orc.text_end = etext;
+    }
+    snprintf(b->orc_source, sizeof(b->orc_source), "%s", file ? "vmlinux" : "guest memory");
+    return 0;
+}
+
+int ms_kernel_backtracer(struct ms_kernel *k, struct ms_err *err)
+{
+    if (k->bt)
+        return 0;
+    if (!k->syms)
+        return ms_err_set(err, MS_ENOTFOUND,
+                          "backtraces need the kernel's symbols (a vmlinux, a System.map or "
+                          "its kallsyms)");
+    struct ms_backtracer *b = calloc(1, sizeof(*b));
+    if (!b)
+        return ms_err_set(err, MS_ENOMEM, "out of memory");
+    int rc = ms_kernel_need_types(k, ms_bt_structs, err);
+    if (rc < 0)
+        ms_err_prefix(err, "backtraces need task_struct's layout: ");
+    if (rc == 0)
+        rc = ms_bt_layout_from_typedb(&b->layout, &k->types, err);
+    uint64_t kasan;
+    if (rc == 0 && ms_kernel_symbol(k, "kasan_early_init", &kasan, NULL) == 0)
+        b->layout.thread_size = THREAD_SIZE_KASAN;
+    if (rc == 0)
+        rc = ms_kernel_symbol(k, "ret_from_fork", &b->ret_from_fork, err);
+    if (rc == 0)
+        rc = load_orc(k, b, err);
+    if (rc < 0) {
+        ms_backtracer_free(b);
+        return rc;
+    }
+    k->bt = b;
+    return 0;
+}
+
+void ms_backtrace_free(struct ms_backtrace *bt)
+{
+    free(bt->frames);
+    memset(bt, 0, sizeof(*bt));
+}
+
+static int push(struct ms_backtrace *bt, const struct ms_bt_frame *f, struct ms_err *err)
+{
+    if (!MS_ARRAY_RESERVE(&bt->frames, &bt->cap, bt->count + 1, 32))
+        return ms_err_set(err, MS_ENOMEM, "out of memory for frames");
+    bt->frames[bt->count++] = *f;
+    return 0;
+}
+
+/* The task's stack, read once: the unwinder's reads come from here. */
+struct stack_copy {
+    uint64_t lo;
+    size_t len;
+    uint8_t *bytes;
+};
+
+static int read_copy(void *arg, uint64_t addr, void *buf, size_t len, struct ms_err *err)
+{
+    const struct stack_copy *c = arg;
+    if (addr < c->lo || addr - c->lo > c->len || len > c->len - (addr - c->lo))
+        return ms_err_set(err, MS_EOUTSIDE, "0x%llx is not on the stack read",
+                          (unsigned long long)addr);
+    memcpy(buf, c->bytes + (addr - c->lo), len);
+    return 0;
+}
+
+static void stop(struct ms_backtrace *bt, int code, const char *msg)
+{
+    bt->end = code;
+    snprintf(bt->why, sizeof(bt->why), "%s", msg);
+}
+
+static int unwind(struct ms_kernel *k, const struct ms_backtracer *b, uint64_t thread_sp,
+                  const struct stack_copy *c, struct ms_backtrace *bt, struct ms_err *err)
+{
+    const struct ms_bt_layout *l = &b->layout;
+    char msg[512];
+    if (thread_sp < c->lo || thread_sp - c->lo > c->len - l->frame_size) {
+        snprintf(msg, sizeof(msg), "thread.sp 0x%llx is not on the task's stack 0x%llx-0x%llx",
+                 (unsigned long long)thread_sp, (unsigned long long)c->lo,
+                 (unsigned long long)(c->lo + c->len));
+        stop(bt, MS_EFORMAT, msg);
+        return 0;
+    }
+    uint64_t bp, ret;
+    memcpy(&bp, c->bytes + (thread_sp - c->lo) + l->frame_bp, 8);
+    memcpy(&ret, c->bytes + (thread_sp - c->lo) + l->frame_ret_addr, 8);
+    struct ms_orc_unwinder u = {0};
+    u.tables = &b->orc;
+    u.ntables = 1;
+    u.stacks[0] = (struct ms_orc_stack){c->lo, c->lo + c->len};
+    u.nstacks = 1;
+    u.read = read_copy;
+    u.arg = (void *)c;
+    struct ms_orc_state s;
+    ms_orc_state_init(&s, ret, thread_sp + l->frame_size, bp, ret == b->ret_from_fork);
+    if (ret < b->orc.text_start || ret >= b->orc.text_end) {
+        snprintf(msg, sizeof(msg),
+                 "the switched-out frame's return address 0x%llx is not kernel "
+                 "text",
+                 (unsigned long long)ret);
+        stop(bt, MS_EFORMAT, msg);
+        return 0;
+    }
+    struct ms_bt_frame f = {MS_BT_CALL, ret, s.sp, 0, 0, 0};
+    int rc = push(bt, &f, err);
+    struct ms_err e2;
+    ms_err_clear(&e2);
+    while (rc == 0 && (rc = ms_orc_step(&u, &s, &e2)) == 1) {
+        memset(&f, 0, sizeof(f));
+        f.ip = s.ip;
+        f.sp = s.sp;
+        if (s.has_regs) {
+            f.kind = ms_orc_regs_user(&s.regs) ? MS_BT_USER_REGS : MS_BT_KERNEL_REGS;
+            f.cs = s.regs.cs;
+            f.ss = s.regs.ss;
+            f.flags = s.regs.flags;
+        }
+        rc = push(bt, &f, err);
+    }
+    if (rc == MS_ENOMEM)
+        return rc;
+    if (rc < 0)
+        stop(bt, rc, e2.msg);
+    (void)k;
+    return 0;
+}
+
+int ms_kernel_backtrace(struct ms_kernel *k, const struct ms_task *task, struct ms_backtrace *out,
+                        struct ms_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    out->task = task->addr;
+    out->pid = task->pid;
+    memcpy(out->comm, task->comm, sizeof(out->comm));
+    int rc = ms_kernel_backtracer(k, err);
+    if (rc < 0)
+        return rc;
+    const struct ms_backtracer *b = k->bt;
+    const struct ms_bt_layout *l = &b->layout;
+    uint64_t stack = 0, thread_sp = 0;
+    uint32_t on_cpu = 0;
+    struct ms_err e2;
+    if (ms_space_read(k->space, task->addr + l->task_cpu, &out->cpu, 4, NULL, &e2) < 0 ||
+        ms_space_read(k->space, task->addr + l->task_on_cpu, &on_cpu, 4, NULL, &e2) < 0 ||
+        ms_space_read(k->space, task->addr + l->task_stack, &stack, 8, NULL, &e2) < 0 ||
+        ms_space_read(k->space, task->addr + l->task_thread_sp, &thread_sp, 8, NULL, &e2) < 0) {
+        stop(out, e2.code, e2.msg);
+        return 0;
+    }
+    if (on_cpu) {
+        out->running = true;
+        return 0;
+    }
+    if (!stack || stack % l->thread_size) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "task->stack 0x%llx is not a kernel stack",
+                 (unsigned long long)stack);
+        stop(out, MS_EFORMAT, msg);
+        return 0;
+    }
+    struct stack_copy c = {stack, l->thread_size, malloc(l->thread_size)};
+    if (!c.bytes)
+        return ms_err_set(err, MS_ENOMEM, "out of memory for a stack");
+    if (ms_space_read(k->space, stack, c.bytes, c.len, NULL, &e2) < 0) {
+        ms_err_prefix(&e2, "reading the stack at 0x%llx: ", (unsigned long long)stack);
+        stop(out, e2.code, e2.msg);
+        rc = 0;
+    } else {
+        rc = unwind(k, b, thread_sp, &c, out, err);
+    }
+    free(c.bytes);
+    if (rc < 0)
+        ms_backtrace_free(out);
+    return rc;
+}
+
+/* The kernel's %pS (exact) or %pB (a return address: the symbol of the
+ * call before it): "func+0xoff/0xsize", or the bare address. */
+static void put_symbol(const struct ms_kernel *k, uint64_t addr, bool ret, struct ms_strbuf *sb)
+{
+    const struct ms_symbol *s;
+    uint64_t off, size;
+    uint64_t at = ret ? addr - 1 : addr;
+    if (k->syms && ms_symtab_addr_extent(k->syms, at, &s, &off, &size, NULL) == 0 && off < size) {
+        ms_strbuf_printf(sb, "%s+%#llx/%#llx", s->name, (unsigned long long)(off + (ret ? 1 : 0)),
+                         (unsigned long long)size);
+        return;
+    }
+    ms_strbuf_printf(sb, "0x%llx", (unsigned long long)addr);
+}
+
+void ms_backtrace_format(const struct ms_kernel *k, const struct ms_backtrace *bt,
+                         struct ms_strbuf *sb)
+{
+    char comm[17 * 4];
+    size_t o = 0;
+    for (size_t j = 0; j < 16 && bt->comm[j]; j++) {
+        unsigned char ch = (unsigned char)bt->comm[j];
+        o += (size_t)snprintf(comm + o, sizeof(comm) - o,
+                              ch >= 0x20 && ch < 0x7f && ch != '"' ? "%c" : "\\x%02x", ch);
+    }
+    comm[o] = '\0';
+    ms_strbuf_printf(sb, "PID: %-7d  TASK: %llx  CPU: %-3u  COMMAND: \"%s\"\n", bt->pid,
+                     (unsigned long long)bt->task, bt->cpu, comm);
+    if (bt->running)
+        ms_strbuf_printf(sb, "    (running on CPU %u: its saved frame is stale)\n", bt->cpu);
+    unsigned n = 0;
+    for (size_t i = 0; i < bt->count; i++) {
+        const struct ms_bt_frame *f = &bt->frames[i];
+        if (f->kind == MS_BT_CALL) {
+            ms_strbuf_printf(sb, "%s#%u ", n < 10 ? " " : "", n);
+            put_symbol(k, f->ip, true, sb);
+            ms_strbuf_printf(sb, "\n");
+            n++;
+            continue;
+        }
+        /* pt_regs: shown as the kernel shows them, not as a trace line */
+        ms_strbuf_printf(sb, "    RIP: %04llx:", (unsigned long long)(f->cs & 0xffff));
+        if (f->kind == MS_BT_KERNEL_REGS)
+            put_symbol(k, f->ip, false, sb);
+        else
+            ms_strbuf_printf(sb, "0x%llx", (unsigned long long)f->ip);
+        ms_strbuf_printf(sb, "\n    RSP: %04llx:%016llx EFLAGS: %08llx\n",
+                         (unsigned long long)(f->ss & 0xffff), (unsigned long long)f->sp,
+                         (unsigned long long)f->flags);
+    }
+    if (bt->end)
+        ms_strbuf_printf(sb, "    bt: %s\n", bt->why);
+}
+
+int ms_kernel_bt_report(struct ms_kernel *k, const int32_t *pids, size_t npids,
+                        struct ms_strbuf *out, struct ms_err *err)
+{
+    int rc = ms_kernel_backtracer(k, err);
+    if (rc < 0)
+        return rc;
+    struct ms_task_list list;
+    rc = ms_tasks_list(k, 0, &list, err);
+    if (rc < 0)
+        return rc;
+    size_t shown = 0;
+    int32_t missing = -1;
+    for (size_t p = 0; p < (npids ? npids : 1) && rc == 0; p++) {
+        bool found = false;
+        for (size_t i = 0; i < list.count && rc == 0; i++) {
+            if (npids && list.tasks[i].pid != pids[p])
+                continue;
+            found = true;
+            struct ms_backtrace bt;
+            rc = ms_kernel_backtrace(k, &list.tasks[i], &bt, err);
+            if (rc < 0)
+                break;
+            if (shown++)
+                ms_strbuf_printf(out, "\n");
+            ms_backtrace_format(k, &bt, out);
+            ms_backtrace_free(&bt);
+            if (npids)
+                break; /* a pid names one task (its thread-group leader first) */
+        }
+        if (npids && !found && missing < 0)
+            missing = pids[p];
+    }
+    ms_task_list_free(&list);
+    if (rc == 0 && out->failed)
+        rc = ms_err_set(err, MS_ENOMEM, "out of memory for the report");
+    if (rc == 0 && missing >= 0)
+        rc = ms_err_set(err, MS_ENOTFOUND, "no task with pid %d", missing);
+    return rc;
+}
