@@ -269,3 +269,23 @@ def test_qemu_dies(guest_svm):
     assert "memsrv: QEMU's gdbstub closed the connection (did QEMU exit?)" in out, out
     assert re.search(r"Remote connection closed|Remote communication error", out), out
     assert took < 20, took
+
+
+def test_nested_proxy_from_gdbext(guest_svm):
+    """`nested proxy`: a session connected to QEMU, with the RAM file and the
+    second stage found by gdbext (nested attach, nested scan), reconnects
+    through the proxy; stock x then reads L2, also with GDB's data cache on
+    (the default), and equals the uncached read."""
+    g = guest_svm
+    l2 = g.l2
+    gdbext = os.path.join(os.path.dirname(oracle.MEMSRV), "..", "gdbext", "nested.gdb")
+    cmds = ["source " + gdbext, "nested attach", "nested scan", "nested proxy",
+            f"x/s {MARKER_GVA:#x}", f"x/64gx {MARKER_GVA:#x}", "info mem",
+            "mem delete", f"x/64gx {MARKER_GVA:#x}"]
+    r = gdb(g, cmds)
+    out = r.stdout + r.stderr
+    assert "through memsrv gdbproxy" in out, out
+    assert f"{MARKER_GVA:#x}:\t\"{l2['marker']}\"" in r.stdout, out
+    dumps = re.findall(r"((?:^0x5a5a00042\S+:\s+0x.*\n)+)", r.stdout, re.M)
+    assert len(dumps) == 2 and dumps[0] == dumps[1] and len(dumps[0].splitlines()) == 32, out
+    assert "cache" in r.stdout, out  # the region `nested proxy` made cacheable
