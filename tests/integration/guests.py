@@ -100,6 +100,7 @@ def parse_l2linux(log):
             tagged.setdefault(m.group(1), []).append(m.group(2))
     out = {"lines": tagged}
     out["marker"] = tagged["marker"][0] if "marker" in tagged else None
+    out["version"] = tagged["version"][0] if "version" in tagged else None
     out["kallsyms"] = {}
     for ln in tagged.get("kallsyms", []):
         addr, _kind, name = ln.split()
@@ -244,6 +245,10 @@ class Guest:
             if pid and qmplib.pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
             self.proc.wait(30)
+
+    def running_qemu(self):
+        pid = getattr(self, "qemu_pid", None)
+        return bool(pid) and qmplib.pid_alive(pid)
 
     def _read_registers(self):
         self.registers_text = self.hmp("info registers")
