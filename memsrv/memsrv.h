@@ -327,7 +327,8 @@ enum ms_cand_kind {
 struct ms_candidate {
     enum ms_cand_kind kind;
     uint64_t gpa;         /* the page it was found in */
-    uint64_t root;        /* nCR3, EPTP, or (MS_CAND_EPT) a WB 4-level EPTP for gpa */
+    uint64_t root;        /* nCR3, EPTP, or (MS_CAND_EPT) a WB EPTP for gpa (4-level
+                           * when its depth is not known) */
     unsigned root_levels; /* NPT/EPT depth; 0 when it could not be told */
     uint64_t cr0, cr3, cr4, efer, rip, rsp; /* L2's (HSAVE: L1's) saved state */
     uint32_t asid;                          /* VMCB ASID or vmcs12 VPID */
