@@ -1,5 +1,7 @@
 #include "dwarf.h"
 
+#include "file.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <gelf.h>
@@ -44,9 +46,9 @@ static int check_compression(const char *path, bool *zlib, struct ms_err *err)
 {
     *zlib = false;
     elf_version(EV_CURRENT);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = ms_file_open(path, O_RDONLY, NULL, err);
     if (fd < 0)
-        return ms_err_set(err, MS_EIO, "cannot open %s: %s", path, strerror(errno));
+        return fd;
     Elf *e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
     int rc = 0;
     size_t shstr;
@@ -160,9 +162,9 @@ static void obj_close(struct obj *ob)
 static int obj_open(struct obj *ob, const char *path, struct ms_err *err)
 {
     memset(ob, 0, sizeof(*ob));
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = ms_file_open(path, O_RDONLY, NULL, err);
     if (fd < 0)
-        return ms_err_set(err, MS_EIO, "cannot open %s: %s", path, strerror(errno));
+        return fd;
     struct stat sb;
     if (fstat(fd, &sb) < 0 || sb.st_size < (off_t)sizeof(Elf64_Ehdr)) {
         close(fd);

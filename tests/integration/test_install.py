@@ -68,8 +68,8 @@ def installed(tmp_path_factory):
     shutil.rmtree(dest, ignore_errors=True)
 
 
-def run(args, **kw):
-    return subprocess.run(args, capture_output=True, text=True, timeout=120, **kw)
+def run(args, timeout=120, **kw):
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kw)
 
 
 def test_installed_files(installed):
@@ -182,3 +182,26 @@ def test_uninstall_leaves_nothing(tmp_path):
                   for d, dirs, _ in os.walk(dest) for x in dirs)
     # Only the shared directories install created (bin, lib, ...) may stay.
     assert not [d for d in left if "nested" in d or "memsrv" in d], left
+
+
+@pytest.mark.parametrize("option", ["--ram", "--dump", "--vmlinux", "--system-map"])
+def test_cli_refuses_non_regular_inputs(tmp_path, option):
+    """A FIFO (nobody writing), a directory, a socket or a device given as an
+    input is refused at once (a FIFO used to block memsrv forever)."""
+    import socket
+    memsrv = os.path.join(ROOT, "build/memsrv")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "sock"))
+    ram = tmp_path / "ram"
+    ram.write_bytes(bytes(0x100000))
+    for path, kind in [(fifo, "a FIFO"), (tmp_path, "a directory"),
+                       (tmp_path / "sock", "a socket"), ("/dev/zero", "a character device")]:
+        args = [option, str(path)]
+        if option in ("--vmlinux", "--system-map"):
+            args += ["--ram", str(ram), "--map", "0:0x100000@0"]
+        r = run([memsrv, *args, "sym", "linux_banner"], timeout=10)
+        assert r.returncode == 1, r
+        assert f"memsrv: {path} is {kind}, not a regular file" in r.stderr, r.stderr
+    sock.close()
