@@ -22,6 +22,7 @@ struct cli {
     const char *token_file; /* --token-file F: its shared secret */
     bool no_vmcoreinfo;     /* a command's --no-vmcoreinfo */
     bool help, version;     /* --help/-h, --version anywhere */
+    bool nested_auto;       /* --nested auto: the stages from discover's best */
     /* Built by cli_open(). */
     struct ms_target *t;
     ms_handle h; /* the address space the options describe */

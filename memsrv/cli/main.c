@@ -1,4 +1,5 @@
 /* memsrv: read nested-guest memory from QEMU's file-backed RAM or an ELF dump. */
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -320,6 +321,12 @@ static int parse_options(struct cli *cli, int argc, char **argv)
         } else if (!strcmp(a, "--npt-levels")) {
             if (option_levels(cli, a, v, &cli->npt_levels))
                 return -1;
+        } else if (!strcmp(a, "--nested")) {
+            if (v && strcmp(v, "auto") != 0) {
+                ms_err_set(&cli->err, MS_EINVAL, "--nested takes auto (not %s)", v);
+                return -1;
+            }
+            cli->nested_auto = true;
         } else if (!strcmp(a, "--cpu")) {
             if (option_number(cli, a, v, &n))
                 return -1;
@@ -391,6 +398,100 @@ static const char *cache_dir(char *buf, size_t size)
     return buf;
 }
 
+static bool same_guest(const struct ms_candidate *a, const struct ms_candidate *b)
+{
+    return a->kind == b->kind && a->root == b->root && a->cr3 == b->cr3;
+}
+
+static void describe_candidates(struct ms_strbuf *sb, const struct ms_candidate *c, unsigned n)
+{
+    char line[256];
+    for (unsigned i = 0; i < n; i++) {
+        int len = snprintf(line, sizeof(line),
+                           "\n  %s at 0x%" PRIx64 ", score %d: root 0x%" PRIx64 ", CR3 0x%" PRIx64,
+                           ms_cand_kind_name(c[i].kind), c[i].gpa, c[i].score, c[i].root, c[i].cr3);
+        ms_strbuf_append(sb, line, len > 0 && (size_t)len < sizeof(line) ? (size_t)len : 0);
+    }
+}
+
+/* --nested auto: the second stage, the nested guest's CR3 and the depths of
+ * discover's best VMCB or vmcs12, when it is clearly the best; explicit
+ * --cr3/--levels still win. Says on stderr what it took. */
+static int nested_auto(struct cli *cli)
+{
+    enum { MAX = 32 };
+    struct ms_candidate c[MAX];
+    unsigned n = 0;
+    int rc = ms_target_discover(cli->t, c, MAX, &n, &cli->err);
+    if (rc)
+        return ms_err_prefix(&cli->err, "--nested auto: ");
+    if (n > MAX)
+        n = MAX;
+    const struct ms_candidate *best = NULL, *rival = NULL;
+    for (unsigned i = 0; i < n; i++) {
+        if (c[i].kind != MS_CAND_VMCB && c[i].kind != MS_CAND_VMCS12)
+            continue; /* HSAVE is L1 itself; a bare EPT tree has no CR3 or depth */
+        if (!best)
+            best = &c[i];
+        else if (!rival && !same_guest(best, &c[i]))
+            rival = &c[i];
+    }
+    struct ms_strbuf sb;
+    ms_strbuf_init(&sb);
+    describe_candidates(&sb, c, n);
+    if (!best)
+        rc = ms_err_set(&cli->err, MS_ENOTFOUND,
+                        "--nested auto: discover found no VMCB or vmcs12 (%u candidates)%s", n,
+                        ms_strbuf_str(&sb));
+    else if (rival && rival->score >= best->score)
+        rc = ms_err_set(&cli->err, MS_EINVAL,
+                        "--nested auto: no clear best candidate (scores %d and %d); choose "
+                        "with `memsrv discover` and --eptp/--ncr3 --cr3:%s",
+                        best->score, rival->score, ms_strbuf_str(&sb));
+    else if (best->kind == MS_CAND_VMCB && !best->root_levels)
+        rc = ms_err_set(&cli->err, MS_EINVAL,
+                        "--nested auto: the VMCB at 0x%" PRIx64 " has nCR3 0x%" PRIx64
+                        " but its NPT depth is unknown: give --ncr3 0x%" PRIx64
+                        " --npt-levels 4 or 5",
+                        best->gpa, best->root, best->root);
+    ms_strbuf_free(&sb);
+    if (rc)
+        return rc;
+    bool vmcb = best->kind == MS_CAND_VMCB;
+    cli->has_ncr3 = vmcb;
+    cli->has_eptp = !vmcb;
+    if (vmcb) {
+        cli->ncr3 = best->root;
+        cli->npt_levels = best->root_levels;
+    } else {
+        cli->eptp = best->root;
+    }
+    /* L2 with paging off: its physical space, no first stage. */
+    bool paging = best->cr0 & (1ULL << 31);
+    if (!cli->has_cr3 && paging) {
+        cli->cr3 = best->cr3;
+        cli->has_cr3 = true;
+        if (!cli->levels_set && !cli->has_cr4) {
+            cli->cr4 = best->cr4;
+            cli->has_cr4 = true;
+        }
+    }
+    fprintf(stderr, "memsrv: --nested auto: %s at GPA 0x%" PRIx64 " (score %d",
+            ms_cand_kind_name(best->kind), best->gpa, best->score);
+    if (rival)
+        fprintf(stderr, "; next %d", rival->score);
+    fprintf(stderr, "): --%s 0x%" PRIx64, vmcb ? "ncr3" : "eptp", best->root);
+    if (vmcb)
+        fprintf(stderr, " --npt-levels %u", best->root_levels);
+    if (paging)
+        fprintf(stderr, " --cr3 0x%" PRIx64 " --levels %u", best->cr3,
+                (best->cr4 & (1ULL << 12)) ? 5 : 4);
+    else
+        fprintf(stderr, " (L2 paging off: nested-guest physical)");
+    fprintf(stderr, "\n");
+    return 0;
+}
+
 int cli_open(struct cli *cli)
 {
     struct ms_err *err = &cli->err;
@@ -400,6 +501,9 @@ int cli_open(struct cli *cli)
         return ms_err_set(err, MS_EINVAL, "give --vmlinux or --system-map, not both");
     if (cli->has_eptp && cli->has_ncr3)
         return ms_err_set(err, MS_EINVAL, "give --eptp or --ncr3, not both");
+    if (cli->nested_auto && (cli->has_eptp || cli->has_ncr3))
+        return ms_err_set(err, MS_EINVAL, "--nested auto finds the second stage: drop --%s",
+                          cli->has_eptp ? "eptp" : "ncr3");
     char token[256], cache[4096];
     int rc = cli_read_token(cli, token, sizeof(token));
     if (rc)
@@ -435,6 +539,8 @@ int cli_open(struct cli *cli)
             cli->has_cr4 = true;
         }
     }
+    if (cli->nested_auto && (rc = nested_auto(cli)) != 0)
+        return rc;
     if (cli->has_cr4 && !cli->levels_set)
         cli->levels = (cli->cr4 & (1ULL << 12)) ? 5 : 4; /* CR4.LA57 */
     struct ms_stack *s = &cli->stack;

@@ -115,7 +115,7 @@ def test_manual_page_documents_every_command_and_option(installed):
     for f in os.listdir(os.path.join(ROOT, "memsrv/cli")):
         src += open(os.path.join(ROOT, "memsrv/cli", f)).read()
     options = set(re.findall(r'strcmp\((?:a|argv\[\w+\]), "(--?[a-z][a-z0-9-]*)"\)', src))
-    assert {"--ram", "--brief", "--all", "--no-vmcoreinfo"} <= options, options
+    assert {"--ram", "--nested", "--brief", "--all", "--no-vmcoreinfo"} <= options, options
     for opt in sorted(options):
         assert re.search(rf"\\fB{re.escape(opt)}\\fR", text.replace("\\-", "-")), opt
     # man renders it without warnings.
