@@ -23,6 +23,10 @@ struct cli {
     bool no_vmcoreinfo;     /* a command's --no-vmcoreinfo */
     bool help, version;     /* --help/-h, --version anywhere */
     bool nested_auto;       /* --nested auto: the stages from discover's best */
+    /* Progress drawn on stderr (a terminal only): when the work began, and
+     * whether a line is on screen to erase. */
+    double progress_began;
+    bool progress_shown;
     /* Built by cli_open(). */
     struct ms_target *t;
     ms_handle h; /* the address space the options describe */

@@ -9,6 +9,8 @@
 
 #include <errno.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 /* The one source of the program's documentation: `memsrv --help`, `memsrv
  * help CMD` and the manual page (scripts/gen-manpage renders these texts to
@@ -398,6 +400,35 @@ static const char *cache_dir(char *buf, size_t size)
     return buf;
 }
 
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* The library's progress, drawn on one stderr line (a terminal's) once the
+ * work has run half a second, and erased when it ends. */
+static void draw_progress(void *arg, const char *what, uint64_t done, uint64_t total)
+{
+    struct cli *cli = arg;
+    if (done == 0) {
+        cli->progress_began = now();
+        return;
+    }
+    if (done >= total) {
+        if (cli->progress_shown)
+            fprintf(stderr, "\r\033[K");
+        cli->progress_shown = false;
+        return;
+    }
+    if (now() - cli->progress_began < 0.5)
+        return;
+    fprintf(stderr, "\rmemsrv: %s %3u%% (%" PRIu64 " of %" PRIu64 " MiB)\033[K", what,
+            (unsigned)(done * 100 / total), done >> 20, total >> 20);
+    cli->progress_shown = true;
+}
+
 static bool same_guest(const struct ms_candidate *a, const struct ms_candidate *b)
 {
     return a->kind == b->kind && a->root == b->root && a->cr3 == b->cr3;
@@ -519,6 +550,10 @@ int cli_open(struct cli *cli)
     o.token = token[0] ? token : NULL;
     o.cache_dir = cli->connect ? NULL : cache_dir(cache, sizeof(cache));
     o.no_vmcoreinfo = cli->no_vmcoreinfo;
+    if (isatty(STDERR_FILENO)) {
+        o.progress = draw_progress;
+        o.progress_arg = cli;
+    }
     if (!o.ram && !o.dump && !o.connect)
         return ms_err_set(err, MS_EINVAL, "no memory given: use --ram FILE or --dump FILE");
     rc = ms_target_open(&cli->t, &o, err);

@@ -205,3 +205,38 @@ def test_cli_refuses_non_regular_inputs(tmp_path, option):
         assert r.returncode == 1, r
         assert f"memsrv: {path} is {kind}, not a regular file" in r.stderr, r.stderr
     sock.close()
+
+
+def test_progress_on_terminal_only(tmp_path):
+    """discover over a large RAM file shows progress on stderr when stderr is
+    a terminal (then erases it), and nothing when it is not."""
+    import pty
+    memsrv = os.path.join(ROOT, "build/memsrv")
+    ram = tmp_path / "big.ram"
+    size = 2 << 30
+    with open(ram, "wb") as f:
+        f.truncate(size)  # sparse: reading it costs page walks, not disk
+    args = [memsrv, "--ram", str(ram), "--map", f"0:{size:#x}@0", "discover"]
+    piped = run(args, timeout=300)
+    assert piped.returncode == 0 and "(nothing found)" in piped.stdout, piped
+    assert piped.stderr == "", piped.stderr
+
+    main, sub = pty.openpty()
+    p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=sub)
+    os.close(sub)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:
+            break  # EIO: the child closed its side
+        if not chunk:
+            break
+        seen += chunk
+    out, _ = p.communicate(timeout=300)
+    os.close(main)
+    assert p.returncode == 0 and b"(nothing found)" in out
+    text = seen.decode()
+    steps = [int(m) for m in re.findall(r"memsrv: discover +(\d+)% \(\d+ of 2048 MiB\)", text)]
+    assert steps and steps == sorted(steps) and steps[-1] < 100, text[-500:]
+    assert text.endswith("\r\x1b[K"), repr(text[-100:])  # the line is erased at the end
