@@ -213,7 +213,7 @@ def test_progress_on_terminal_only(tmp_path):
     import pty
     memsrv = os.path.join(ROOT, "build/memsrv")
     ram = tmp_path / "big.ram"
-    size = 2 << 30
+    size = 8 << 30
     with open(ram, "wb") as f:
         f.truncate(size)  # sparse: reading it costs page walks, not disk
     args = [memsrv, "--ram", str(ram), "--map", f"0:{size:#x}@0", "discover"]
@@ -237,6 +237,6 @@ def test_progress_on_terminal_only(tmp_path):
     os.close(main)
     assert p.returncode == 0 and b"(nothing found)" in out
     text = seen.decode()
-    steps = [int(m) for m in re.findall(r"memsrv: discover +(\d+)% \(\d+ of 2048 MiB\)", text)]
+    steps = [int(m) for m in re.findall(r"memsrv: discover +(\d+)% \(\d+ of 8192 MiB\)", text)]
     assert steps and steps == sorted(steps) and steps[-1] < 100, text[-500:]
     assert text.endswith("\r\x1b[K"), repr(text[-100:])  # the line is erased at the end
