@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backtrace.h"
 #include "dwarf.h"
@@ -10,6 +11,7 @@
 
 #define KERNEL_IMAGE_MAX (1ULL << 30) /* KASLR moves the image within 1 GiB */
 #define KASLR_ALIGN (2ULL << 20)      /* CONFIG_PHYSICAL_ALIGN */
+#define BTF_SIZE_MAX (64ULL << 20)    /* a 6.1 distribution kernel's .BTF is ~4 MiB */
 
 void ms_kernel_close(struct ms_kernel *k)
 {
@@ -20,6 +22,7 @@ void ms_kernel_close(struct ms_kernel *k)
     ms_vmcoreinfo_free(k->vmcoreinfo);
     ms_symtab_free(k->syms);
     ms_typedb_free(&k->types);
+    ms_btf_free(k->btf);
     ms_backtracer_free(k->bt);
     free(k);
 }
@@ -230,19 +233,82 @@ fail:
     return rc;
 }
 
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+int ms_kernel_load_btf(struct ms_kernel *k, struct ms_err *err)
+{
+    if (k->btf)
+        return 0;
+    int rc = 0;
+    if (!k->syms)
+        rc = ms_kernel_load_kallsyms(k, 0, err);
+    double t0 = now_ms();
+    uint64_t start = 0, stop = 0;
+    if (rc == 0)
+        rc = ms_kernel_symbol(k, "__start_BTF", &start, err);
+    if (rc == 0)
+        rc = ms_kernel_symbol(k, "__stop_BTF", &stop, err);
+    if (rc < 0)
+        return ms_err_prefix(err, "the kernel's BTF (CONFIG_DEBUG_INFO_BTF): ");
+    if (stop <= start || stop - start > BTF_SIZE_MAX)
+        return ms_err_set(err, MS_EFORMAT,
+                          "__start_BTF 0x%llx .. __stop_BTF 0x%llx: not a plausible .BTF section",
+                          (unsigned long long)start, (unsigned long long)stop);
+    size_t len = (size_t)(stop - start);
+    void *raw = malloc(len);
+    if (!raw)
+        return ms_err_set(err, MS_ENOMEM, "out of memory for %zu bytes of BTF", len);
+    rc = ms_space_read(k->space, start, raw, len, NULL, err);
+    if (rc < 0)
+        ms_err_prefix(err, "reading the kernel's BTF at 0x%llx: ", (unsigned long long)start);
+    else
+        rc = ms_btf_parse(&k->btf, raw, len, err);
+    free(raw);
+    if (rc < 0)
+        return rc;
+    k->btf_load_ms = now_ms() - t0;
+    return 0;
+}
+
+static int need_btf_types(struct ms_kernel *k, const char *const *structs, struct ms_err *err)
+{
+    int rc = ms_kernel_load_btf(k, err);
+    if (rc == 0)
+        rc = ms_btf_load_types(&k->types, k->btf, structs, err);
+    if (rc == 0)
+        snprintf(k->types.source, sizeof(k->types.source), "BTF (guest memory, %u types)",
+                 ms_btf_count(k->btf) - 1);
+    return rc;
+}
+
 int ms_kernel_need_types(struct ms_kernel *k, const char *const *structs, struct ms_err *err)
 {
     if (!k->syms || !ms_symtab_is_elf(k->syms)) {
-        int rc = ms_err_set(err, MS_ENOTFOUND,
-                            "struct layouts beyond VMCOREINFO's need DWARF (a "
-                            "vmlinux with debug info)");
-        ms_err_hint(err, MS_HINT_DWARF);
+        int rc = need_btf_types(k, structs, err);
+        if (rc < 0) {
+            ms_err_prefix(err, "struct layouts beyond VMCOREINFO's: ");
+            ms_err_hint(err, MS_HINT_DWARF);
+        }
         return rc;
     }
+    struct ms_err dwarf_err;
     int rc = ms_dwarf_load_types(&k->types, ms_symtab_path(k->syms), structs, k->cache_dir,
-                                 k->progress, k->progress_arg, err);
-    if (rc == 0)
+                                 k->progress, k->progress_arg, &dwarf_err);
+    if (rc == 0) {
         k->dwarf_loaded = true;
+        return 0;
+    }
+    /* a vmlinux without debug info: the kernel may still carry its own types */
+    struct ms_err btf_err;
+    if (need_btf_types(k, structs, &btf_err) == 0)
+        return 0;
+    ms_err_set(err, rc, "%s; and %s", dwarf_err.msg, btf_err.msg);
+    ms_err_hint(err, MS_HINT_DWARF);
     return rc;
 }
 

@@ -52,6 +52,15 @@ struct ms_target_ops {
     /* NULL: not offered by the backend */
     int (*backtrace)(struct ms_target *t, ms_handle h, const int32_t *pids, size_t npids,
                      struct ms_strbuf *out, struct ms_err *err);
+    /* The kernel's types: what (ms_types_what) with flags and a type name. */
+    int (*types)(struct ms_target *t, ms_handle h, unsigned what, const char *flags,
+                 const char *name, struct ms_strbuf *out, struct ms_err *err);
+};
+
+/* The questions the types operation answers. */
+enum ms_types_what {
+    MS_TYPES_SOURCE = 0, /* where the layouts came from */
+    MS_TYPES_PTYPE = 1,  /* GDB's ptype[/flags] NAME */
 };
 
 struct ms_target {

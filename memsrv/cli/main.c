@@ -85,16 +85,18 @@ static const struct cli_command commands[] = {
      "area that gives the NPT depth), KVM vmcs12 pages and EPT-shaped tables.\n"
      "Prints up to N (default 20) candidates, best first, with their evidence and\n"
      "the options that select each. --nested auto takes the best one.\n"},
-    {"ps", cmd_ps, "ps [--no-vmcoreinfo]", "the guest's tasks",
+    {"ps", cmd_ps, "ps [--stats] [--no-vmcoreinfo]", "the guest's tasks",
      "Lists the guest kernel's tasks (pid, parent, state, task_struct, comm).\n"
-     "Needs the task_struct layout: --vmlinux with debug info.\n"
+     "The task_struct layout comes from --vmlinux's DWARF, else the kernel's own BTF.\n"
      "\n"
      "Options:\n"
+     "  --stats          say on stderr how many tasks and where the types came from\n"
      "  --no-vmcoreinfo  find the kernel from the symbol file alone\n"},
     {"bt", cmd_bt, "bt PID...|--all", "kernel stacks of the guest's tasks (ORC unwinder)",
      "Prints the kernel stacks of the given tasks (or of every task), unwound\n"
      "with the kernel's ORC tables; names come from the kernel's kallsyms when\n"
-     "no symbol file is given. Needs the task_struct layout (--vmlinux).\n"
+     "no symbol file is given; the task_struct layout from --vmlinux's DWARF,\n"
+     "else the kernel's own BTF.\n"
      "\n"
      "Options:\n"
      "  --all            every task\n"},
@@ -107,6 +109,13 @@ static const struct cli_command commands[] = {
      "\n"
      "Options:\n"
      "  --no-vmcoreinfo  find the kernel from the symbol file alone\n"},
+    {"ptype", cmd_ptype, "ptype[/o] TYPE", "GDB's ptype from the kernel's own BTF",
+     "Prints a type as GDB's ptype does, from the BTF the guest kernel carries\n"
+     "(no vmlinux needed). TYPE is struct NAME, union NAME, enum NAME or a\n"
+     "typedef; its words may be separate arguments.\n"
+     "\n"
+     "Options:\n"
+     "  /o               offsets, sizes and holes, as GDB's ptype/o\n"},
     {"help", cmd_help, "help [COMMAND]", "this text, or a command's usage and options",
      "Prints the usage of memsrv, or of one command with its options (also\n"
      "`memsrv COMMAND --help`).\n"},

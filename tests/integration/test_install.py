@@ -104,7 +104,7 @@ def test_manual_page_documents_every_command_and_option(installed):
     page = (installed / PREFIX.lstrip("/") / "share/man/man1/memsrv.1").read_text()
     text = page.replace("\\-", "-")
     usage = run([os.path.join(ROOT, "build/memsrv"), "--help"]).stdout
-    commands = re.findall(r"^  ([a-z]+)[/ \n]", usage.split("Commands:\n")[1].split("\n\n")[0],
+    commands = re.findall(r"^  ([a-z]+)[/ \n[]", usage.split("Commands:\n")[1].split("\n\n")[0],
                           re.M)
     assert len(commands) >= 10, commands
     for c in commands:
