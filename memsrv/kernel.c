@@ -7,6 +7,7 @@
 
 #include "backtrace.h"
 #include "dwarf.h"
+#include "kallsyms.h"
 #include "physscan.h"
 
 #define KERNEL_IMAGE_MAX (1ULL << 30) /* KASLR moves the image within 1 GiB */
@@ -356,26 +357,29 @@ int ms_kernel_dmesg(struct ms_kernel *k, struct ms_printk_log *log, struct ms_er
     return ms_plog_read(k->space, &l, &s, log, err);
 }
 
-static void *read_kmem(struct ms_kernel *k, uint64_t addr, uint64_t len, const char *what,
-                       struct ms_err *err)
+/* Reads len bytes of kernel memory into a new buffer. */
+static uint8_t *read_kmem(struct ms_kernel *k, uint64_t addr, size_t len, const char *what,
+                          struct ms_err *err)
 {
-    void *p = malloc(len ? (size_t)len : 1);
+    uint8_t *p = malloc(len ? len : 1);
     if (!p) {
-        ms_err_set(err, MS_ENOMEM, "out of memory for %s", what);
+        ms_err_set(err, MS_ENOMEM, "out of memory for %s (%zu bytes)", what, len);
         return NULL;
     }
-    if (ms_space_read(k->space, addr, p, (size_t)len, NULL, err) < 0) {
-        ms_err_prefix(err, "reading %s: ", what);
+    if (ms_space_read(k->space, addr, p, len, NULL, err) < 0) {
+        ms_err_prefix(err, "reading %s at 0x%llx: ", what, (unsigned long long)addr);
         free(p);
         return NULL;
     }
     return p;
 }
 
+#define KALLSYMS_NAMES_MAX (64u << 20)
+
 int ms_kernel_load_kallsyms(struct ms_kernel *k, size_t max_syms, struct ms_err *err)
 {
     if (!max_syms)
-        max_syms = 1u << 20;
+        max_syms = MS_KALLSYMS_MAX_DEFAULT;
     uint64_t a_num, a_names, a_tt, a_ti, a_off, a_base;
     int rc = 0;
     const char *names[] = {"kallsyms_num_syms",    "kallsyms_names",   "kallsyms_token_table",
@@ -386,85 +390,47 @@ int ms_kernel_load_kallsyms(struct ms_kernel *k, size_t max_syms, struct ms_err 
                            : ms_err_set(err, MS_ENOTFOUND, "no VMCOREINFO");
     if (rc < 0)
         return ms_err_prefix(err, "kallsyms: ");
-    uint32_t num;
-    uint64_t base;
-    if (ms_space_read(k->space, a_num, &num, 4, NULL, err) < 0 ||
-        ms_space_read(k->space, a_base, &base, 8, NULL, err) < 0)
+    struct ms_kallsyms_tables t = {0};
+    if (ms_space_read(k->space, a_num, &t.num_syms, 4, NULL, err) < 0 ||
+        ms_space_read(k->space, a_base, &t.relative_base, 8, NULL, err) < 0)
         return ms_err_prefix(err, "kallsyms: ");
-    if (num == 0 || num > max_syms)
-        return ms_err_set(err, MS_EFORMAT, "kallsyms_num_syms %u implausible", num);
-    /* the tables are laid out names < token_table < token_index */
-    if (a_tt <= a_names || a_tt - a_names > (64u << 20) || a_ti <= a_tt || a_ti - a_tt > 65536)
-        return ms_err_set(err, MS_EFORMAT, "kallsyms tables out of order");
-    uint64_t nlen = a_tt - a_names, tlen = a_ti - a_tt;
-    uint8_t *nm = read_kmem(k, a_names, nlen, "kallsyms_names", err);
-    char *tt = nm ? read_kmem(k, a_tt, tlen + 1, "kallsyms_token_table", err) : NULL;
-    uint16_t *ti = tt ? read_kmem(k, a_ti, 512, "kallsyms_token_index", err) : NULL;
-    int32_t *off = ti ? read_kmem(k, a_off, (uint64_t)num * 4, "kallsyms_offsets", err) : NULL;
-    struct ms_strbuf map;
-    ms_strbuf_init(&map);
+    if (t.num_syms == 0 || t.num_syms > max_syms)
+        return ms_err_set(err, MS_EFORMAT, "kallsyms: kallsyms_num_syms %u implausible",
+                          t.num_syms);
+    /* scripts/kallsyms.c lays out names < token_table < token_index; each
+     * table ends where the next begins */
+    if (a_tt <= a_names || a_tt - a_names > KALLSYMS_NAMES_MAX || a_ti <= a_tt ||
+        a_ti - a_tt > 65536)
+        return ms_err_set(err, MS_EFORMAT,
+                          "kallsyms: tables out of order (names 0x%llx, token_table 0x%llx, "
+                          "token_index 0x%llx)",
+                          (unsigned long long)a_names, (unsigned long long)a_tt,
+                          (unsigned long long)a_ti);
+    t.names_len = (size_t)(a_tt - a_names);
+    t.token_table_len = (size_t)(a_ti - a_tt);
+    t.token_index_len = MS_KALLSYMS_TOKEN_INDEX_LEN;
+    t.offsets_len = (size_t)t.num_syms * 4;
+    uint8_t *nm = read_kmem(k, a_names, t.names_len, "kallsyms_names", err);
+    uint8_t *tt = nm ? read_kmem(k, a_tt, t.token_table_len, "kallsyms_token_table", err) : NULL;
+    uint8_t *ti = tt ? read_kmem(k, a_ti, t.token_index_len, "kallsyms_token_index", err) : NULL;
+    uint8_t *off = ti ? read_kmem(k, a_off, t.offsets_len, "kallsyms_offsets", err) : NULL;
+    struct ms_kallsyms ks = {0};
     rc = off ? 0 : (err ? err->code : MS_EIO);
-    if (tt)
-        tt[tlen] = '\0';
-    uint64_t pos = 0;
-    for (uint32_t i = 0; rc == 0 && i < num; i++) {
-        if (pos >= nlen) {
-            rc = ms_err_set(err, MS_EFORMAT, "kallsyms_names ends at symbol %u of %u", i, num);
-            break;
-        }
-        unsigned len = nm[pos++];
-        if (len & 0x80) { /* "big" symbol (6.1+): two-byte length */
-            if (pos >= nlen) {
-                rc = ms_err_set(err, MS_EFORMAT, "kallsyms_names truncated");
-                break;
-            }
-            len = (len & 0x7f) | (unsigned)nm[pos++] << 7;
-        }
-        if (len == 0 || len > nlen - pos) {
-            rc = ms_err_set(err, MS_EFORMAT, "kallsyms_names: bad length at symbol %u", i);
-            break;
-        }
-        char name[1024];
-        size_t n = 0;
-        for (unsigned j = 0; j < len; j++) {
-            unsigned t = ti[nm[pos + j]];
-            if (t >= tlen) {
-                rc = ms_err_set(err, MS_EFORMAT, "kallsyms token index out of range");
-                break;
-            }
-            for (const char *c = tt + t; *c && n < sizeof(name) - 1; c++)
-                name[n++] = *c;
-        }
-        pos += len;
-        name[n] = '\0';
-        if (rc < 0)
-            break;
-        /* the first character is the nm type letter */
-        char type = name[0];
-        bool ok_name = n >= 2 && ((type >= 'a' && type <= 'z') || (type >= 'A' && type <= 'Z'));
-        for (size_t j = 1; ok_name && j < n; j++)
-            if (name[j] <= ' ' || name[j] >= 0x7f)
-                ok_name = false;
-        if (!ok_name)
-            continue; /* keep what is decodable; a map line cannot hold it */
-        /* CONFIG_KALLSYMS_ABSOLUTE_PERCPU (x86-64): >= 0 absolute, else relative */
-        uint64_t addr =
-            off[i] >= 0 ? (uint64_t)(int64_t)off[i] : base - 1 - (uint64_t)(int64_t)off[i];
-        ms_strbuf_printf(&map, "%016llx %c %s\n", (unsigned long long)addr, type, name + 1);
-    }
-    if (rc == 0 && map.failed)
-        rc = ms_err_set(err, MS_ENOMEM, "out of memory for kallsyms");
-    struct ms_symtab *st = NULL;
-    if (rc == 0)
-        rc = ms_symtab_parse_map(&st, ms_strbuf_str(&map), map.len, err);
     if (rc == 0) {
-        ms_symtab_set_slide(st, 0); /* runtime addresses already */
-        k->syms = st;
+        t.names = nm;
+        t.token_table = tt;
+        t.token_index = ti;
+        t.offsets = off;
+        rc = ms_kallsyms_decode(&t, max_syms, &ks, err);
     }
-    ms_strbuf_free(&map);
     free(nm);
     free(tt);
     free(ti);
     free(off);
+    if (rc == 0) {
+        rc = ms_symtab_adopt(&k->syms, "the kernel's kallsyms", ks.syms, ks.count, ks.strings, err);
+        if (rc == 0)
+            ms_symtab_set_slide(k->syms, 0); /* runtime addresses already */
+    }
     return rc < 0 ? ms_err_prefix(err, "kallsyms: ") : 0;
 }

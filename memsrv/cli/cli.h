@@ -69,6 +69,7 @@ int cmd_ps(struct cli *cli, int argc, char **argv);
 int cmd_ptype(struct cli *cli, int argc, char **argv);
 int cmd_discover(struct cli *cli, int argc, char **argv);
 int cmd_sym(struct cli *cli, int argc, char **argv);
+int cmd_gdbproxy(struct cli *cli, int argc, char **argv);
 int cmd_bt(struct cli *cli, int argc, char **argv);
 int cmd_help(struct cli *cli, int argc, char **argv);
 

@@ -109,6 +109,17 @@ static const struct cli_command commands[] = {
      "\n"
      "Options:\n"
      "  --no-vmcoreinfo  find the kernel from the symbol file alone\n"},
+    {"gdbproxy", cmd_gdbproxy, "gdbproxy --qemu HOST:PORT (--listen HOST:PORT | --stdio)",
+     "GDB's remote protocol to QEMU's gdbstub, nested memory from the RAM file",
+     "Sits between GDB and QEMU's gdbstub: registers, run control and\n"
+     "breakpoints go to QEMU, memory reads and writes are served from the RAM\n"
+     "file through the nested guest's second stage (--eptp or --ncr3, with the\n"
+     "vCPU's CR3 read at each stop). Needs --ram; writes need --writable.\n"
+     "\n"
+     "Options:\n"
+     "  --qemu HOST:PORT  QEMU's gdbstub (-gdb tcp::PORT)\n"
+     "  --listen HOST:PORT  wait for GDB there (target remote HOST:PORT)\n"
+     "  --stdio          talk to GDB on stdin/stdout (target remote | memsrv ...)\n"},
     {"ptype", cmd_ptype, "ptype[/o] TYPE", "GDB's ptype from the kernel's own BTF",
      "Prints a type as GDB's ptype does, from the BTF the guest kernel carries\n"
      "(no vmlinux needed). TYPE is struct NAME, union NAME, enum NAME or a\n"
