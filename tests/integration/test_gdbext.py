@@ -384,6 +384,7 @@ def test_break_commands_without_target(image):
     assert "hw breakpoint" not in info
     assert "hardware" in r["nested hw"]["out"]
     assert r["complete nested mode l"]["out"] == "nested mode l1\nnested mode l2\n"
+    assert r["complete nested proxy --n"]["out"] == "nested proxy --no-cache\n"
     assert r["complete nested ptdump --k"]["out"] == "nested ptdump --kernel\n"
     assert r["complete b kmid"]["out"] == "b kmiddle\n"
     assert r["complete nested attach %s/guest.r" % image["dir"]]["out"] == (
@@ -615,13 +616,14 @@ def test_help_and_tab_completion(image):
     cmds = ["source %s/nested.gdb" % GDBEXT, "help nested", "complete nested a",
             "complete nested attach --m", "complete nested vtop --", "complete nested scan -",
             "complete nested ncr3 --l", "complete nested eptp no", "complete nested ptdump --k",
-            "complete nested mode l", "complete nested attach %s/cmd" % image["dir"]]
+            "complete nested mode l", "complete nested proxy --n",
+            "complete nested attach %s/cmd" % image["dir"]]
     _, res = run_gdb(cmds, image["dir"])
     check_ok(res, len(res))
     r = by_cmd(res)
     # Every command class registered under `nested` (eptp, ncr3 and cr3
     # through _Value, whose __init__ adds the prefix).
-    src = open(os.path.join(GDBEXT, "nested", "commands.py")).read()
+    src = "".join(open(f).read() for f in glob.glob(os.path.join(GDBEXT, "nested", "*.py")))
     subs = sorted(set(re.findall(r'__init__\(\s*"nested (\w+)"', src) +
                       re.findall(r'super\(\).__init__\("(\w+)"\)', src)))
     assert len(subs) >= 16 and "attach" in subs and "vtop" in subs, subs
@@ -636,6 +638,7 @@ def test_help_and_tab_completion(image):
     assert r["complete nested eptp no"]["out"] == "nested eptp none\n"
     assert r["complete nested ptdump --k"]["out"] == "nested ptdump --kernel\n"
     assert r["complete nested mode l"]["out"] == "nested mode l1\nnested mode l2\n"
+    assert r["complete nested proxy --n"]["out"] == "nested proxy --no-cache\n"
     # Not an option: file names, as before.
     assert r["complete nested attach %s/cmd" % image["dir"]]["out"] == \
         "nested attach %s/cmds.json\n" % image["dir"]
