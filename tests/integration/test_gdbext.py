@@ -384,7 +384,6 @@ def test_break_commands_without_target(image):
     assert "hw breakpoint" not in info
     assert "hardware" in r["nested hw"]["out"]
     assert r["complete nested mode l"]["out"] == "nested mode l1\nnested mode l2\n"
-    assert r["complete nested proxy --n"]["out"] == "nested proxy --no-cache\n"
     assert r["complete nested ptdump --k"]["out"] == "nested ptdump --kernel\n"
     assert r["complete b kmid"]["out"] == "b kmiddle\n"
     assert r["complete nested attach %s/guest.r" % image["dir"]]["out"] == (
