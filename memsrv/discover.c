@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "progress.h"
 #include "pte.h"
 #include "space.h"
 #include "symbols.h"
@@ -527,16 +528,22 @@ static int by_score(const void *a, const void *b)
 }
 
 int ms_discover(struct ms_ram *ram, struct ms_candidate *out, unsigned max, unsigned *count,
-                struct ms_err *err)
+                ms_progress_fn progress, void *progress_arg, struct ms_err *err)
 {
     struct found f = {0};
     uint8_t page[4096];
     int rc = 0;
     *count = 0;
+    uint64_t total = 0, done = 0;
+    for (unsigned r = 0; r < ram->layout.count; r++)
+        total += ram->layout.regions[r].len;
+    struct ms_progress pr;
+    ms_progress_start(&pr, progress, progress_arg, "discover", total);
     for (unsigned r = 0; r < ram->layout.count && !rc; r++) {
         const struct ms_region *reg = &ram->layout.regions[r];
         uint64_t first = (reg->gpa + 4095) & ~4095ULL;
         for (uint64_t a = first; a + 4096 <= reg->gpa + reg->len && !rc; a += 4096) {
+            ms_progress_update(&pr, done + (a - reg->gpa));
             if (ms_ram_read(ram, a, page, sizeof(page), NULL, err))
                 break; /* a file that shrank: keep what was found */
             rc = check_vmcb(ram, a, page, &f, err);
@@ -548,7 +555,9 @@ int ms_discover(struct ms_ram *ram, struct ms_candidate *out, unsigned max, unsi
                 rc = check_ept_tree(ram, a, page, &f, err);
             note_kernel(&f, page);
         }
+        done += reg->len;
     }
+    ms_progress_end(&pr);
     if (rc) {
         free(f.v);
         return rc;

@@ -31,6 +31,26 @@ static void put32(uint64_t gpa, uint32_t v)
     memcpy(mem + gpa, &v, 4);
 }
 
+/* What a progress callback saw: calls, order, the end. */
+struct seen_progress {
+    unsigned calls, backwards;
+    uint64_t first, last, total;
+    char what[32];
+};
+
+static void on_progress(void *arg, const char *what, uint64_t done, uint64_t total)
+{
+    struct seen_progress *s = arg;
+    if (s->calls == 0)
+        s->first = done;
+    else if (done < s->last)
+        s->backwards++;
+    s->calls++;
+    s->last = done;
+    s->total = total;
+    snprintf(s->what, sizeof(s->what), "%s", what);
+}
+
 static void classic(void)
 {
     mem = calloc(1, RAM_SIZE);
@@ -100,7 +120,15 @@ static void classic(void)
     CHECK(ms_ram_open_file(&ram, path, &layout, NULL, 0, &err) == 0, "open: %s", err.msg);
     struct ms_candidate c[16];
     unsigned n = 0;
-    CHECK(ms_discover(ram, c, 16, &n, &err) == 0, "discover: %s", err.msg);
+    struct seen_progress sp = {0};
+    CHECK(ms_discover(ram, c, 16, &n, on_progress, &sp, &err) == 0, "discover: %s", err.msg);
+    /* Progress over the RAM's bytes: from 0 to the end, never backwards,
+     * a bounded number of calls however large the RAM. */
+    CHECK(sp.calls >= 3 && sp.calls <= 258 && sp.first == 0 && sp.backwards == 0 &&
+              sp.last == RAM_SIZE && sp.total == RAM_SIZE && !strcmp(sp.what, "discover"),
+          "progress: %u calls, %llu..%llu of %llu, %u backwards, %s", sp.calls,
+          (unsigned long long)sp.first, (unsigned long long)sp.last, (unsigned long long)sp.total,
+          sp.backwards, sp.what);
     const struct ms_candidate *vmcb = NULL, *decoy = NULL, *hsave = NULL, *v12 = NULL, *ept = NULL;
     for (unsigned i = 0; i < n && i < 16; i++) {
         if (c[i].kind == MS_CAND_VMCB && c[i].gpa == 0x200000)
@@ -218,7 +246,7 @@ static void nested_linux(void)
     struct ms_err err;
     struct ms_candidate c[64];
     unsigned n = 0;
-    CHECK(ms_discover(im.ram, c, 64, &n, &err) == 0, "discover: %s", err.msg);
+    CHECK(ms_discover(im.ram, c, 64, &n, NULL, NULL, &err) == 0, "discover: %s", err.msg);
     if (n > 64)
         n = 64;
     const struct ms_candidate *vt = find(c, n, MS_CAND_VMCB, v_true);
