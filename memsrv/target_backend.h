@@ -56,6 +56,15 @@ struct ms_target_ops {
                      struct ms_err *err);
     int (*unwind_step)(struct ms_target *t, ms_handle h, const struct ms_frame *in,
                        struct ms_frame *out, struct ms_err *err);
+    /* The kernel's types: what (ms_types_what) with flags and a type name. */
+    int (*types)(struct ms_target *t, ms_handle h, unsigned what, const char *flags,
+                 const char *name, struct ms_strbuf *out, struct ms_err *err);
+};
+
+/* The questions the types operation answers. */
+enum ms_types_what {
+    MS_TYPES_SOURCE = 0, /* where the layouts came from */
+    MS_TYPES_PTYPE = 1,  /* GDB's ptype[/flags] NAME */
 };
 
 struct ms_target {

@@ -342,6 +342,41 @@ static void op_discover(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbu
     free(c);
 }
 
+static void op_types(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                     struct ms_err *item)
+{
+    uint32_t handle = 0, fn = 0, nn = 0;
+    uint8_t what = 0;
+    const char *ftext = NULL, *ntext = NULL;
+    ms_rbuf_u32(r, &handle);
+    ms_rbuf_u8(r, &what);
+    ms_rbuf_str(r, &ftext, &fn);
+    ms_rbuf_str(r, &ntext, &nn);
+    if (r->bad)
+        return;
+    char flags[MAX_FORMAT] = "", name[MAX_NAME] = "";
+    struct ms_strbuf sb;
+    ms_strbuf_init(&sb);
+    int rc = 0;
+    if (fn >= sizeof(flags) || memchr(ftext, '\0', fn))
+        rc = ms_err_set(item, MS_EINVAL, "flags too long");
+    else
+        memcpy(flags, ftext, fn);
+    if (!rc && what == MS_WIRE_TYPES_PTYPE)
+        rc = get_name(ntext, nn, name, sizeof(name), item) ? 0 : item->code;
+    if (!rc && what == MS_WIRE_TYPES_PTYPE)
+        rc = ms_target_ptype(svc->target, handle, flags, name, &sb, item);
+    else if (!rc && what == MS_WIRE_TYPES_SOURCE)
+        rc = ms_target_types_source(svc->target, handle, &sb, item);
+    else if (!rc)
+        rc = ms_err_set(item, MS_EINVAL, "unknown types question %u", what);
+    if (!rc && sb.len > MS_WIRE_MAX_RESPONSE)
+        rc = ms_err_set(item, MS_ELIMIT, "the answer (%zu bytes) exceeds %u bytes", sb.len,
+                        MS_WIRE_MAX_RESPONSE);
+    put_text(out, rc, &sb, item);
+    ms_strbuf_free(&sb);
+}
+
 static void op_tasks(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
                      struct ms_err *item)
 {
@@ -439,7 +474,7 @@ static const op_fn ops[] = {
     [MS_OP_X] = op_x,         [MS_OP_VTOP] = op_vtop,         [MS_OP_PTDUMP] = op_ptdump,
     [MS_OP_DMESG] = op_dmesg, [MS_OP_SYMBOL] = op_symbol,     [MS_OP_ADDRSYM] = op_addrsym,
     [MS_OP_INFO] = op_info,   [MS_OP_DISCOVER] = op_discover, [MS_OP_TASKS] = op_tasks,
-    [MS_OP_STACK] = op_stack,
+    [MS_OP_STACK] = op_stack, [MS_OP_TYPES] = op_types,
 };
 
 int ms_service_request(struct ms_service *svc, struct ms_service_conn *conn,
