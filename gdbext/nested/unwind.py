@@ -45,6 +45,20 @@ class OrcUnwinder(Unwinder):
         # is where the code was interrupted, not a return address
         self.exact = set()
         self.problem = None  # why the last claimed frame has no caller
+        self.checked, self.ok = None, False  # the last Space asked about, and the answer
+
+    def usable(self, space):
+        """Whether the space holds a kernel with ORC tables: asked once per
+        Space (a new one at every stop), so memory with no Linux in it is
+        not searched again for every frame."""
+        if self.checked is not space:
+            self.checked, self.ok = space, False
+            try:
+                space.symbol("__start_orc_unwind_ip")
+                self.ok = True
+            except Exception as e:  # no kernel, no symbols: GDB's unwinders only
+                self.problem = "no kernel with ORC tables: %s" % e
+        return self.ok
 
     def claims(self, pc):
         if pc < KERNEL_HALF:
@@ -71,6 +85,8 @@ class OrcUnwinder(Unwinder):
             space = self.space()
         except gdb.GdbError as e:
             self.problem = str(e)
+            return None
+        if not self.usable(space):
             return None
         exact = pending.level() == 0 or (sp, pc) in self.exact
         regs = None

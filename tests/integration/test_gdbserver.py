@@ -66,6 +66,8 @@ def gdb(g, *commands, unwinder=True, server_args=None, timeout=300):
     if unwinder:
         cmd += ["-ex", "source %s/nested.gdb" % GDBEXT, "-ex", "nested symbols %s" % vmlinux(g),
                 "-ex", "nested attach %s" % g.ram]
+        if unwinder == "all":
+            cmd += ["-ex", "nested unwinder all"]
     for c in commands:
         cmd += ["-ex", c]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -182,6 +184,15 @@ def test_thread_apply_all_bt_matches_sysrq(guest):
     assert len(stops) <= 1 and all("not enough registers" in r for r in stops), stops
     print(f"{guest.name}: gdb thread apply all bt over gdbserver: {len(ours)} threads, "
           f"{n} compared with sysrq t, {secs:.2f} s")
+
+
+def test_orc_for_every_frame(guest5):
+    """nested unwinder all: every kernel frame from ORC, as the kernel walks."""
+    out, err = gdb(guest5, "python exec(open(%r).read())" % os.path.join(HERE, "gdb_frames.py"),
+                   unwinder="all")
+    ours = gdb_frames(out)
+    assert compare(guest5, sysrq_traces(guest5.serial()), ours, tasks(guest5)) >= 25, err
+    assert real_frames(ours[2])[-1][1] == "ret_from_fork", ours[2]
 
 
 def test_without_the_orc_unwinder_gdb_runs_past_entry_code(guest5):
