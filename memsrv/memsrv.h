@@ -409,6 +409,33 @@ const char *ms_task_state_name(uint32_t state, uint32_t exit_state);
 /* "    PID    PPID  ST  TASK              COMM" table, as `memsrv ps` prints it. */
 void ms_tasks_format(const struct ms_task *tasks, size_t count, struct ms_strbuf *sb);
 
+/* ------------------------------------------------------------ vmcore export */
+
+/* Progress of a long operation: bytes done of total. */
+typedef void (*ms_progress_fn)(void *arg, uint64_t done, uint64_t total);
+
+struct ms_vmcore_info {
+    uint64_t loads;      /* PT_LOADs of guest-physical memory (the kernel image's not counted) */
+    uint64_t phys_bytes; /* guest-physical bytes they cover */
+    uint64_t data_bytes; /* bytes written: the pages that are not all zero */
+    uint64_t unreadable; /* bytes inside the ranges that could not be read: holes, as zeros */
+    uint64_t file_size;
+    unsigned ncpus;      /* NT_PRSTATUS notes */
+    unsigned pids_known; /* CPUs whose running task's pid was read */
+    char how[200];       /* where the running tasks came from, or why they are unknown */
+};
+
+/* Writes a kdump-style ELF vmcore of the guest-physical space of the
+ * handle's level (its second stage, so a nested guest's memory with the
+ * pages it does not map as holes; else RAM) with the kernel found there:
+ * its VMCOREINFO, the kernel image at its virtual address, RAM at the
+ * direct map, the running task per CPU. crash and drgn open it as they
+ * open /proc/vmcore. Zero pages are not written (sparse). progress (may be
+ * NULL) is called as the bytes go. In-process targets only. */
+int ms_target_export_vmcore(struct ms_target *t, ms_handle h, const char *path,
+                            ms_progress_fn progress, void *progress_arg,
+                            struct ms_vmcore_info *info, struct ms_err *err);
+
 /* Numbers as memsrv reads them; names resolve through fn when given. */
 typedef int (*ms_name_fn)(void *arg, const char *name, uint64_t *value);
 int ms_parse_expr(const char *text, ms_name_fn resolve, void *arg, uint64_t *value,

@@ -383,6 +383,24 @@ int ms_target_backtrace(struct ms_target *t, ms_handle h, const int32_t *pids, s
     return t->ops->backtrace(t, h, pids, npids, out, err);
 }
 
+int ms_target_export_vmcore(struct ms_target *t, ms_handle h, const char *path,
+                            ms_progress_fn progress, void *progress_arg,
+                            struct ms_vmcore_info *info, struct ms_err *err)
+{
+    SCRATCH(err);
+    struct ms_vmcore_info scratch_info;
+    if (!info)
+        info = &scratch_info;
+    memset(info, 0, sizeof(*info));
+    if (!path || !path[0])
+        return ms_err_set(err, MS_EINVAL, "no output file for the vmcore");
+    if (!t->ops->export_vmcore)
+        return ms_err_set(err, MS_EINVAL,
+                          "vmcore export is not offered over a server yet: run it on the RAM "
+                          "file");
+    return t->ops->export_vmcore(t, h, path, progress, progress_arg, info, err);
+}
+
 int ms_target_set_symbols(struct ms_target *t, const char *path, struct ms_err *err)
 {
     SCRATCH(err);

@@ -52,6 +52,10 @@ struct ms_target_ops {
     /* NULL: not offered by the backend */
     int (*backtrace)(struct ms_target *t, ms_handle h, const int32_t *pids, size_t npids,
                      struct ms_strbuf *out, struct ms_err *err);
+    /* NULL: not offered by the backend */
+    int (*export_vmcore)(struct ms_target *t, ms_handle h, const char *path,
+                         ms_progress_fn progress, void *progress_arg, struct ms_vmcore_info *info,
+                         struct ms_err *err);
 };
 
 struct ms_target {

@@ -20,6 +20,7 @@
 #include "symbols.h"
 #include "target_backend.h"
 #include "tasks.h"
+#include "vmcore.h"
 
 #define MAX_STACKS 256
 #define CHECK_MAX 4096   /* bytes compared to tell a rebooted guest */
@@ -563,6 +564,25 @@ static int local_backtrace(struct ms_target *t, ms_handle h, const int32_t *pids
     return ms_kernel_bt_report(k, pids, npids, out, err);
 }
 
+/* A dump's CPU notes are the registers of the guest it holds, never of one
+ * nested in it. */
+static int local_export_vmcore(struct ms_target *t, ms_handle h, const char *path,
+                               ms_progress_fn progress, void *progress_arg,
+                               struct ms_vmcore_info *info, struct ms_err *err)
+{
+    struct local *l = L(t);
+    struct ms_kernel *k;
+    const struct local_stack *st = NULL;
+    int rc = stack_of(l, h, &st, err);
+    if (!rc)
+        rc = kernel_syms(l, h, &k, err);
+    if (rc < 0)
+        return rc;
+    bool outer = st->desc.second == MS_SECOND_NONE;
+    return ms_vmcore_export(k, outer ? l->ram->cpus : NULL, outer ? l->ram->ncpus : 0, path,
+                            progress, progress_arg, info, err);
+}
+
 static int set_string(char **dst, const char *src, struct ms_err *err)
 {
     char *copy = src ? strdup(src) : NULL;
@@ -635,6 +655,7 @@ static const struct ms_target_ops local_ops = {
     .tasks = local_tasks,
     .set_symbols = local_set_symbols,
     .backtrace = local_backtrace,
+    .export_vmcore = local_export_vmcore,
 };
 
 int ms_target_open_local(struct ms_target **out, const struct ms_target_opts *o,

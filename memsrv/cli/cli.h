@@ -61,5 +61,6 @@ int cmd_ps(struct cli *cli, int argc, char **argv);
 int cmd_discover(struct cli *cli, int argc, char **argv);
 int cmd_sym(struct cli *cli, int argc, char **argv);
 int cmd_bt(struct cli *cli, int argc, char **argv);
+int cmd_export(struct cli *cli, int argc, char **argv);
 
 #endif

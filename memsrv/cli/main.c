@@ -22,6 +22,8 @@ static const struct cli_command commands[] = {
      "discover [N]        scan RAM for nested guests (VMCB, vmcs12, EPT)"},
     {"ps", cmd_ps, "ps                  the guest's tasks (needs --vmlinux)"},
     {"bt", cmd_bt, "bt PID...|--all     kernel stacks of the guest's tasks (ORC unwinder)"},
+    {"export-vmcore", cmd_export,
+     "export-vmcore -o OUT [-q]  a kdump-style vmcore for crash and drgn (nested: --eptp/--ncr3)"},
     {"sym", cmd_sym, "sym NAME|ADDR...    kernel symbol <-> address (KASLR applied)"},
 };
 
