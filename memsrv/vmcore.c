@@ -9,12 +9,12 @@
 #include <unistd.h>
 
 #define PAGE 4096ULL
-#define CHUNK (1ULL << 20)     /* bytes read and scanned for zero pages at a time */
-#define MAX_CPUS 8192          /* CONFIG_NR_CPUS's largest x86-64 value */
-#define PRSTATUS_SIZE 336      /* struct elf_prstatus, x86-64 */
-#define PRSTATUS_PID 32        /* its pr_pid */
-#define PRSTATUS_REG 112       /* its pr_reg: 27 registers, user_regs_struct's order */
-#define KERNEL_CS 0x10         /* __KERNEL_CS, __KERNEL_DS: a kernel-mode frame */
+#define CHUNK (1ULL << 20) /* bytes read and scanned for zero pages at a time */
+#define MAX_CPUS 8192      /* CONFIG_NR_CPUS's largest x86-64 value */
+#define PRSTATUS_SIZE 336  /* struct elf_prstatus, x86-64 */
+#define PRSTATUS_PID 32    /* its pr_pid */
+#define PRSTATUS_REG 112   /* its pr_reg: 27 registers, user_regs_struct's order */
+#define KERNEL_CS 0x10     /* __KERNEL_CS, __KERNEL_DS: a kernel-mode frame */
 #define KERNEL_DS 0x18
 #define USER_CS 0x33
 #define USER_DS 0x2b
@@ -87,12 +87,33 @@ static void fill_prstatus(uint8_t out[PRSTATUS_SIZE], const struct ms_vmcore_cpu
         return;
     bool kernel = r->rip >> 63;
     uint64_t regs[27] = {
-        r->r15, r->r14, r->r13, r->r12, r->rbp, r->rbx, r->r11, r->r10, r->r9,
-        r->r8,  r->rax, r->rcx, r->rdx, r->rsi, r->rdi,
+        r->r15,
+        r->r14,
+        r->r13,
+        r->r12,
+        r->rbp,
+        r->rbx,
+        r->r11,
+        r->r10,
+        r->r9,
+        r->r8,
+        r->rax,
+        r->rcx,
+        r->rdx,
+        r->rsi,
+        r->rdi,
         0, /* orig_rax */
-        r->rip, kernel ? KERNEL_CS : USER_CS, r->rflags, r->rsp, kernel ? KERNEL_DS : USER_DS,
-        r->fs_base, r->gs_base,
-        0, 0, 0, 0, /* ds es fs gs */
+        r->rip,
+        kernel ? KERNEL_CS : USER_CS,
+        r->rflags,
+        r->rsp,
+        kernel ? KERNEL_DS : USER_DS,
+        r->fs_base,
+        r->gs_base,
+        0,
+        0,
+        0,
+        0, /* ds es fs gs */
     };
     memcpy(out + PRSTATUS_REG, regs, sizeof(regs));
 }
@@ -241,8 +262,8 @@ int ms_vmcore_write(const struct ms_vmcore_spec *s, const char *path, ms_progres
     eh->e_phnum = (Elf64_Half)nph;
     Elf64_Phdr *ph = (Elf64_Phdr *)(hdr + sizeof(Elf64_Ehdr));
     uint64_t notes_off = sizeof(Elf64_Ehdr) + nph * sizeof(Elf64_Phdr);
-    ph[0] = (Elf64_Phdr){.p_type = PT_NOTE, .p_offset = notes_off, .p_filesz = notes,
-                         .p_memsz = notes};
+    ph[0] =
+        (Elf64_Phdr){.p_type = PT_NOTE, .p_offset = notes_off, .p_filesz = notes, .p_memsz = notes};
     uint8_t *p = hdr + notes_off;
     for (unsigned i = 0; i < s->ncpus; i++) {
         uint8_t pr[PRSTATUS_SIZE];
@@ -257,11 +278,15 @@ int ms_vmcore_write(const struct ms_vmcore_spec *s, const char *path, ms_progres
     Elf64_Phdr *loads = ph + 1 + (image ? 1 : 0);
     for (size_t i = 0; i < s->nranges; i++) {
         const struct ms_phys_range *r = &s->ranges[i];
-        loads[i] = (Elf64_Phdr){.p_type = PT_LOAD, .p_flags = PF_R | PF_W | PF_X, .p_offset = off,
-                                .p_vaddr = s->page_offset + r->start, .p_paddr = r->start,
-                                .p_filesz = r->len, .p_memsz = r->len};
-        if (image && !image_off && s->image_pa >= r->start &&
-            s->image_pa - r->start <= r->len && s->image_len <= r->len - (s->image_pa - r->start))
+        loads[i] = (Elf64_Phdr){.p_type = PT_LOAD,
+                                .p_flags = PF_R | PF_W | PF_X,
+                                .p_offset = off,
+                                .p_vaddr = s->page_offset + r->start,
+                                .p_paddr = r->start,
+                                .p_filesz = r->len,
+                                .p_memsz = r->len};
+        if (image && !image_off && s->image_pa >= r->start && s->image_pa - r->start <= r->len &&
+            s->image_len <= r->len - (s->image_pa - r->start))
             image_off = off + (s->image_pa - r->start);
         off += r->len;
     }
@@ -273,9 +298,12 @@ int ms_vmcore_write(const struct ms_vmcore_spec *s, const char *path, ms_progres
         total += s->image_len;
     }
     if (image)
-        ph[1] = (Elf64_Phdr){.p_type = PT_LOAD, .p_flags = PF_R | PF_W | PF_X,
-                             .p_offset = image_off, .p_vaddr = s->image_va,
-                             .p_paddr = s->image_pa, .p_filesz = s->image_len,
+        ph[1] = (Elf64_Phdr){.p_type = PT_LOAD,
+                             .p_flags = PF_R | PF_W | PF_X,
+                             .p_offset = image_off,
+                             .p_vaddr = s->image_va,
+                             .p_paddr = s->image_pa,
+                             .p_filesz = s->image_len,
                              .p_memsz = s->image_len};
 
     memset(info, 0, sizeof(*info));
@@ -294,8 +322,8 @@ int ms_vmcore_write(const struct ms_vmcore_spec *s, const char *path, ms_progres
     if (!rc)
         rc = write_all(&w, 0, hdr, (size_t)hdr_len, err);
     for (size_t i = 0; !rc && i < s->nranges; i++)
-        rc = copy_range(&w, s->phys, s->ranges[i].start, s->ranges[i].len, loads[i].p_offset,
-                        buf, err);
+        rc = copy_range(&w, s->phys, s->ranges[i].start, s->ranges[i].len, loads[i].p_offset, buf,
+                        err);
     if (!rc && image_own)
         rc = copy_range(&w, s->phys, s->image_pa, s->image_len, image_off, buf, err);
     if (w.fd >= 0 && close(w.fd) < 0 && !rc)
@@ -422,7 +450,8 @@ int ms_vmcore_export(struct ms_kernel *k, const struct ms_cpu_state *regs, unsig
         return ms_err_prefix(err, "the kernel image's bounds: ");
     struct ms_xlat x;
     if (end <= text || end - text > (1ULL << 30))
-        return ms_err_set(err, MS_EFORMAT, "the kernel image _text %#llx.._end %#llx is implausible",
+        return ms_err_set(err, MS_EFORMAT,
+                          "the kernel image _text %#llx.._end %#llx is implausible",
                           (unsigned long long)text, (unsigned long long)end);
     if ((rc = ms_space_translate(k->space, text, &x, NULL, err)) < 0)
         return ms_err_prefix(err, "the kernel image's physical address: ");

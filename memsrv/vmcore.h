@@ -30,8 +30,8 @@ struct ms_vmcore_cpu {
 struct ms_vmcore_spec {
     struct ms_space *phys; /* guest-physical: every PT_LOAD's bytes come from here */
     const struct ms_phys_range *ranges;
-    size_t nranges;        /* sorted, not overlapping, page-aligned */
-    uint64_t page_offset;  /* the direct map's base (page_offset_base) */
+    size_t nranges;                         /* sorted, not overlapping, page-aligned */
+    uint64_t page_offset;                   /* the direct map's base (page_offset_base) */
     uint64_t image_va, image_pa, image_len; /* the kernel image (_text.._end); len 0: none */
     const char *vmcoreinfo;
     size_t vmcoreinfo_len;

@@ -73,8 +73,7 @@ int cmd_export(struct cli *cli, int argc, char **argv)
                 "%llu MiB written (the rest zero pages, left as holes), %llu bytes unreadable; "
                 "%u CPUs (%s); %.2f s\n",
                 out, (unsigned long long)info.loads, (unsigned long long)(info.phys_bytes >> 20),
-                (unsigned long long)(info.data_bytes >> 20),
-                (unsigned long long)info.unreadable, info.ncpus, info.how,
-                seconds_between(&p.start, &now));
+                (unsigned long long)(info.data_bytes >> 20), (unsigned long long)info.unreadable,
+                info.ncpus, info.how, seconds_between(&p.start, &now));
     return 0;
 }
