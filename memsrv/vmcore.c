@@ -417,8 +417,8 @@ static int running_tasks(struct ms_kernel *k, const struct ms_cpu_state *regs, u
                  why.msg);
     else
         snprintf(info->how, sizeof(info->how),
-                 "%u online CPUs, running task pids from per-CPU current_task: %u read", n,
-                 info->pids_known);
+                 "%u online CPUs, running task pids from per-CPU current_task: %u of %u read", n,
+                 info->pids_known, n);
     free(offsets);
     *out = cpus;
     *count = n;
