@@ -366,6 +366,26 @@ struct ms_dmesg_info {
 int ms_target_dmesg(struct ms_target *t, ms_handle h, const struct ms_dmesg_opts *opts,
                     struct ms_strbuf *text, struct ms_dmesg_info *info, struct ms_err *err);
 
+/* Where a reader following a live log stands. Zero it to start: the first
+ * call returns every record in the ring. */
+struct ms_dmesg_cursor {
+    uint64_t next_seq; /* the first record not yet returned */
+    bool started;
+    uint64_t stall_seq; /* a missing record waited for (a writer still on it) */
+    unsigned stalls;    /* calls it has been missing; then it counts as lost */
+};
+
+/* The records after the cursor, formatted as ms_target_dmesg formats them,
+ * and the cursor moved past them; call ms_target_flush first when the
+ * guest runs. Records the ring dropped before they could be read (it
+ * wrapped, or overwrote them while they were copied: they are never
+ * returned torn) are added to *lost and marked where they were by a line
+ * "-- N records lost --". A record missing between two present ones is
+ * waited for a few calls (a CPU may still be writing it). */
+int ms_target_dmesg_next(struct ms_target *t, ms_handle h, const struct ms_dmesg_opts *opts,
+                         struct ms_dmesg_cursor *cursor, struct ms_strbuf *text, uint64_t *lost,
+                         struct ms_err *err);
+
 /* Symbols, KASLR applied: the symbol file's, else the kernel's kallsyms.
  * name -> runtime address; address -> the symbol at or below it (appended
  * to *name) and the offset. */

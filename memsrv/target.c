@@ -339,6 +339,27 @@ int ms_target_dmesg(struct ms_target *t, ms_handle h, const struct ms_dmesg_opts
     return t->ops->dmesg(t, h, opts, text, info ? info : &scratch_info, err);
 }
 
+int ms_target_dmesg_next(struct ms_target *t, ms_handle h, const struct ms_dmesg_opts *opts,
+                         struct ms_dmesg_cursor *cursor, struct ms_strbuf *text, uint64_t *lost,
+                         struct ms_err *err)
+{
+    SCRATCH(err);
+    if (opts->style > MS_DMESG_CRASH)
+        return ms_err_set(err, MS_EINVAL, "unknown dmesg style %d", (int)opts->style);
+    if (opts->max_level < -1 || opts->max_level > 7)
+        return ms_err_set(err, MS_EINVAL, "dmesg level %d out of range (-1 or 0..7)",
+                          opts->max_level);
+    uint64_t scratch_lost;
+    if (!lost)
+        lost = &scratch_lost;
+    *lost = 0;
+    if (!t->ops->dmesg_next)
+        return ms_err_set(err, MS_EINVAL,
+                          "following the log is not offered over a server yet: run it on the RAM "
+                          "file");
+    return t->ops->dmesg_next(t, h, opts, cursor, text, lost, err);
+}
+
 int ms_target_symbol(struct ms_target *t, ms_handle h, const char *name, uint64_t *addr,
                      struct ms_err *err)
 {

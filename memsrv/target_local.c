@@ -517,6 +517,34 @@ static int local_dmesg(struct ms_target *t, ms_handle h, const struct ms_dmesg_o
     return rc;
 }
 
+static int local_dmesg_next(struct ms_target *t, ms_handle h, const struct ms_dmesg_opts *opts,
+                            struct ms_dmesg_cursor *cursor, struct ms_strbuf *text,
+                            uint64_t *lost, struct ms_err *err)
+{
+    struct local_kernel *e;
+    int rc = kernel_of(L(t), h, &e, err);
+    if (rc < 0)
+        return rc;
+    struct ms_printk_log log;
+    ms_printk_log_init(&log);
+    rc = ms_kernel_dmesg(e->k, &log, err);
+    if (rc >= 0) {
+        rc = 0;
+        size_t first, end;
+        ms_dmesg_follow_step(&log, cursor, &first, &end, lost);
+        if (*lost)
+            ms_strbuf_printf(text, "-- %llu records lost --\n", (unsigned long long)*lost);
+        struct ms_printk_log run = log;
+        run.recs = log.recs + first;
+        run.count = end - first;
+        ms_dmesg_format(&run, opts, text);
+        if (text->failed)
+            rc = ms_err_set(err, MS_ENOMEM, "out of memory formatting the log");
+    }
+    ms_printk_log_free(&log);
+    return rc;
+}
+
 static int local_symbol(struct ms_target *t, ms_handle h, const char *name, uint64_t *addr,
                         struct ms_err *err)
 {
@@ -650,6 +678,7 @@ static const struct ms_target_ops local_ops = {
     .enumerate = local_enumerate,
     .discover = local_discover,
     .dmesg = local_dmesg,
+    .dmesg_next = local_dmesg_next,
     .symbol = local_symbol,
     .addrsym = local_addrsym,
     .tasks = local_tasks,

@@ -17,7 +17,8 @@ static const struct cli_command commands[] = {
     {"serve", cmd_serve,
      "serve [--socket PATH | --listen HOST:PORT] [--token-file F]  serve clients (GDB, scripts);\n"
      "                      --vmlinux/--system-map: the kernel's symbols for dmesg and sym"},
-    {"dmesg", cmd_dmesg, "dmesg [--raw|--crash] [--level N] [--stats]  the guest kernel's log"},
+    {"dmesg", cmd_dmesg,
+     "dmesg [--raw|--crash] [--level N] [--stats] [--follow]  the guest kernel's log"},
     {"discover", cmd_discover,
      "discover [N]        scan RAM for nested guests (VMCB, vmcs12, EPT)"},
     {"ps", cmd_ps, "ps                  the guest's tasks (needs --vmlinux)"},

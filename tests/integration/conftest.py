@@ -68,3 +68,19 @@ def guest_svm():
     g = _guest("guest_svm")
     yield g
     g.close()
+
+
+@pytest.fixture(scope="session")
+def guest_flood():
+    """A running guest: booted and stopped at READY like the others, then
+    resumed, its flood 3 s (guest time) ahead. Not in _booted: running is
+    what it is for."""
+    g = guests.Guest("guest_flood", **guests.SCENARIOS["guest_flood"])
+    try:
+        g.boot()
+    except BaseException:
+        g.close()
+        raise
+    g.qmp.cmd("cont")
+    yield g
+    g.close()
