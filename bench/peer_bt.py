@@ -98,19 +98,6 @@ def timed(argv, rounds, check):
     return statistics.median(secs), rss
 
 
-def paging_dump(g):
-    path = g.ram + ".paging.elf"
-    g.qmp.cmd("dump-guest-memory", paging=True, protocol=f"file:{path}")
-    deadline = time.monotonic() + 300
-    while True:
-        st = g.qmp.cmd("query-dump")
-        if st.get("status") == "completed":
-            return path
-        if st.get("status") == "failed" or time.monotonic() > deadline:
-            raise RuntimeError(f"{g.name}: dump-guest-memory paging=true: {st}")
-        time.sleep(0.05)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
@@ -130,7 +117,7 @@ def main():
     try:
         g.boot()
         vm = os.path.join(g.kernel_dir, "vmlinux")
-        dump = paging_dump(g)
+        dump = g.dump(paging=True)
         kernel = test_bt.sysrq_traces(g.serial())
         counts = {}
 

@@ -221,19 +221,6 @@ def drgn_check(recs, raw):
 
 # -- the guest ----------------------------------------------------------------
 
-def paging_dump(g):
-    path = g.ram + ".paging.elf"
-    g.qmp.cmd("dump-guest-memory", paging=True, protocol=f"file:{path}")
-    deadline = time.monotonic() + 300
-    while True:
-        st = g.qmp.cmd("query-dump")
-        if st.get("status") == "completed":
-            return path
-        if st.get("status") == "failed" or time.monotonic() > deadline:
-            raise RuntimeError(f"{g.name}: dump-guest-memory paging=true: {st}")
-        time.sleep(0.05)
-
-
 def kernel_offset(dump):
     """KASLR's slide, from the dump's VMCOREINFO note (for gdb, which does not
     look for it; crash and drgn read the same note)."""
@@ -357,7 +344,7 @@ def measure_guest(g, label, args, lx_dir, fill, errors, warnings, with_startup):
     vm = os.path.join(g.kernel_dir, "vmlinux")
     smap = os.path.join(g.kernel_dir, "System.map")
     dump = g.dump()
-    pdump = paging_dump(g)
+    pdump = g.dump(paging=True)
     warm([vm, smap, g.ram, dump, pdump])
     fast = max(args.rounds, 5)
     print(f"-- {label}: booted in {g.boot_seconds:.1f} s ({g.append}); dumps "

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
 #include "tasks.h"
 
 #define ORC_ENTRIES_MAX (4u << 20) /* a 6.1 distribution kernel has ~370k */
@@ -174,14 +175,8 @@ void ms_backtrace_free(struct ms_backtrace *bt)
 
 static int push(struct ms_backtrace *bt, const struct ms_bt_frame *f, struct ms_err *err)
 {
-    if (bt->count == bt->cap) {
-        size_t cap = bt->cap ? bt->cap * 2 : 32;
-        struct ms_bt_frame *p = realloc(bt->frames, cap * sizeof(*p));
-        if (!p)
-            return ms_err_set(err, MS_ENOMEM, "out of memory for frames");
-        bt->frames = p;
-        bt->cap = cap;
-    }
+    if (!MS_ARRAY_RESERVE(&bt->frames, &bt->cap, bt->count + 1, 32))
+        return ms_err_set(err, MS_ENOMEM, "out of memory for frames");
     bt->frames[bt->count++] = *f;
     return 0;
 }

@@ -17,7 +17,6 @@
 #include <stdint.h>
 
 #include "error.h"
-#include "format.h"
 #include "strbuf.h"
 
 #define MS_DISASM_MAX_INSN 15 /* longest x86 instruction */

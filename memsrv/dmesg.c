@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
+
 /* kernel/printk/printk_ringbuffer.h, for 64-bit longs */
 #define DESC_FLAGS_SHIFT 62
 #define DESC_ID_MASK ((1ULL << DESC_FLAGS_SHIFT) - 1)
@@ -53,24 +55,10 @@ static void note_bad(struct ms_printk_log *log, const char *fmt, unsigned long l
 static int add_record(struct ms_printk_log *log, const struct ms_printk_record *r,
                       const uint8_t *text, size_t len, struct ms_err *err)
 {
-    if (log->count == log->cap) {
-        size_t cap = log->cap ? log->cap * 2 : 256;
-        struct ms_printk_record *p = realloc(log->recs, cap * sizeof(*p));
-        if (!p)
-            return ms_err_set(err, MS_ENOMEM, "out of memory for log records");
-        log->recs = p;
-        log->cap = cap;
-    }
-    if (log->text_len + len + 1 > log->text_cap) {
-        size_t cap = log->text_cap ? log->text_cap : 65536;
-        while (cap < log->text_len + len + 1)
-            cap *= 2;
-        char *p = realloc(log->text, cap);
-        if (!p)
-            return ms_err_set(err, MS_ENOMEM, "out of memory for log text");
-        log->text = p;
-        log->text_cap = cap;
-    }
+    if (!MS_ARRAY_RESERVE(&log->recs, &log->cap, log->count + 1, 256))
+        return ms_err_set(err, MS_ENOMEM, "out of memory for log records");
+    if (!MS_ARRAY_RESERVE(&log->text, &log->text_cap, log->text_len + len + 1, 65536))
+        return ms_err_set(err, MS_ENOMEM, "out of memory for log text");
     struct ms_printk_record *d = &log->recs[log->count++];
     *d = *r;
     d->text_off = log->text_len;

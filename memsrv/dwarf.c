@@ -289,6 +289,8 @@ static uint64_t type_size(Dwarf_Debug dbg, Dwarf_Die t)
                 n = c;
             else if (udata_attr(sub, DW_AT_upper_bound, &ub))
                 n = ub + 1;
+            else
+                n = 0; /* a flexible array member ("long x[];") has no bound and no size */
             dwarf_dealloc_die(sub);
         }
         return es * n;
@@ -575,7 +577,7 @@ int ms_dwarf_load_types(struct ms_typedb *db, const char *vmlinux, const char *c
     if (stat(vmlinux, &sb) < 0)
         return ms_err_set(err, MS_EIO, "cannot stat %s: %s", vmlinux, strerror(errno));
     char header[160], path[4096];
-    snprintf(header, sizeof(header), "# memsrv-types 1 size=%lld mtime=%lld\n",
+    snprintf(header, sizeof(header), "# memsrv-types 2 size=%lld mtime=%lld\n",
              (long long)sb.st_size, (long long)sb.st_mtime);
     const char *base = strrchr(vmlinux, '/');
     base = base ? base + 1 : vmlinux;

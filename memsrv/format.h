@@ -16,9 +16,6 @@ struct ms_xfmt {
     char size;      /* b h w g */
 };
 
-/* Reads memory for the formatter; same contract as ms_space_read. */
-typedef int (*ms_read_fn)(void *arg, uint64_t addr, void *buf, size_t len, size_t *done,
-                          struct ms_err *err);
 
 /* Parses "16gx", "s", "3i" (the text after '/'), starting from *fmt, which
  * holds GDB's sticky defaults (last format and size); updates it. */

@@ -3,13 +3,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backtrace.h"
 #include "dwarf.h"
+#include "kallsyms.h"
 #include "physscan.h"
 
 #define KERNEL_IMAGE_MAX (1ULL << 30) /* KASLR moves the image within 1 GiB */
 #define KASLR_ALIGN (2ULL << 20)      /* CONFIG_PHYSICAL_ALIGN */
+#define BTF_SIZE_MAX (64ULL << 20)    /* a 6.1 distribution kernel's .BTF is ~4 MiB */
 
 void ms_kernel_close(struct ms_kernel *k)
 {
@@ -20,6 +23,7 @@ void ms_kernel_close(struct ms_kernel *k)
     ms_vmcoreinfo_free(k->vmcoreinfo);
     ms_symtab_free(k->syms);
     ms_typedb_free(&k->types);
+    ms_btf_free(k->btf);
     ms_backtracer_free(k->bt);
     free(k);
 }
@@ -228,18 +232,82 @@ fail:
     return rc;
 }
 
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+int ms_kernel_load_btf(struct ms_kernel *k, struct ms_err *err)
+{
+    if (k->btf)
+        return 0;
+    int rc = 0;
+    if (!k->syms)
+        rc = ms_kernel_load_kallsyms(k, 0, err);
+    double t0 = now_ms();
+    uint64_t start = 0, stop = 0;
+    if (rc == 0)
+        rc = ms_kernel_symbol(k, "__start_BTF", &start, err);
+    if (rc == 0)
+        rc = ms_kernel_symbol(k, "__stop_BTF", &stop, err);
+    if (rc < 0)
+        return ms_err_prefix(err, "the kernel's BTF (CONFIG_DEBUG_INFO_BTF): ");
+    if (stop <= start || stop - start > BTF_SIZE_MAX)
+        return ms_err_set(err, MS_EFORMAT,
+                          "__start_BTF 0x%llx .. __stop_BTF 0x%llx: not a plausible .BTF section",
+                          (unsigned long long)start, (unsigned long long)stop);
+    size_t len = (size_t)(stop - start);
+    void *raw = malloc(len);
+    if (!raw)
+        return ms_err_set(err, MS_ENOMEM, "out of memory for %zu bytes of BTF", len);
+    rc = ms_space_read(k->space, start, raw, len, NULL, err);
+    if (rc < 0)
+        ms_err_prefix(err, "reading the kernel's BTF at 0x%llx: ", (unsigned long long)start);
+    else
+        rc = ms_btf_parse(&k->btf, raw, len, err);
+    free(raw);
+    if (rc < 0)
+        return rc;
+    k->btf_load_ms = now_ms() - t0;
+    return 0;
+}
+
+static int need_btf_types(struct ms_kernel *k, const char *const *structs, struct ms_err *err)
+{
+    int rc = ms_kernel_load_btf(k, err);
+    if (rc == 0)
+        rc = ms_btf_load_types(&k->types, k->btf, structs, err);
+    if (rc == 0)
+        snprintf(k->types.source, sizeof(k->types.source), "BTF (guest memory, %u types)",
+                 ms_btf_count(k->btf) - 1);
+    return rc;
+}
+
 int ms_kernel_need_types(struct ms_kernel *k, const char *const *structs, struct ms_err *err)
 {
     if (!k->syms || !ms_symtab_is_elf(k->syms)) {
-        int rc = ms_err_set(err, MS_ENOTFOUND,
-                            "struct layouts beyond VMCOREINFO's need DWARF (a "
-                            "vmlinux with debug info)");
-        ms_err_hint(err, MS_HINT_DWARF);
+        int rc = need_btf_types(k, structs, err);
+        if (rc < 0) {
+            ms_err_prefix(err, "struct layouts beyond VMCOREINFO's: ");
+            ms_err_hint(err, MS_HINT_DWARF);
+        }
         return rc;
     }
-    int rc = ms_dwarf_load_types(&k->types, ms_symtab_path(k->syms), structs, k->cache_dir, err);
-    if (rc == 0)
+    struct ms_err dwarf_err;
+    int rc =
+        ms_dwarf_load_types(&k->types, ms_symtab_path(k->syms), structs, k->cache_dir, &dwarf_err);
+    if (rc == 0) {
         k->dwarf_loaded = true;
+        return 0;
+    }
+    /* a vmlinux without debug info: the kernel may still carry its own types */
+    struct ms_err btf_err;
+    if (need_btf_types(k, structs, &btf_err) == 0)
+        return 0;
+    ms_err_set(err, rc, "%s; and %s", dwarf_err.msg, btf_err.msg);
+    ms_err_hint(err, MS_HINT_DWARF);
     return rc;
 }
 
@@ -287,26 +355,29 @@ int ms_kernel_dmesg(struct ms_kernel *k, struct ms_printk_log *log, struct ms_er
     return ms_plog_read(k->space, &l, &s, log, err);
 }
 
-static void *read_kmem(struct ms_kernel *k, uint64_t addr, uint64_t len, const char *what,
-                       struct ms_err *err)
+/* Reads len bytes of kernel memory into a new buffer. */
+static uint8_t *read_kmem(struct ms_kernel *k, uint64_t addr, size_t len, const char *what,
+                          struct ms_err *err)
 {
-    void *p = malloc(len ? (size_t)len : 1);
+    uint8_t *p = malloc(len ? len : 1);
     if (!p) {
-        ms_err_set(err, MS_ENOMEM, "out of memory for %s", what);
+        ms_err_set(err, MS_ENOMEM, "out of memory for %s (%zu bytes)", what, len);
         return NULL;
     }
-    if (ms_space_read(k->space, addr, p, (size_t)len, NULL, err) < 0) {
-        ms_err_prefix(err, "reading %s: ", what);
+    if (ms_space_read(k->space, addr, p, len, NULL, err) < 0) {
+        ms_err_prefix(err, "reading %s at 0x%llx: ", what, (unsigned long long)addr);
         free(p);
         return NULL;
     }
     return p;
 }
 
+#define KALLSYMS_NAMES_MAX (64u << 20)
+
 int ms_kernel_load_kallsyms(struct ms_kernel *k, size_t max_syms, struct ms_err *err)
 {
     if (!max_syms)
-        max_syms = 1u << 20;
+        max_syms = MS_KALLSYMS_MAX_DEFAULT;
     uint64_t a_num, a_names, a_tt, a_ti, a_off, a_base;
     int rc = 0;
     const char *names[] = {"kallsyms_num_syms",    "kallsyms_names",   "kallsyms_token_table",
@@ -317,85 +388,47 @@ int ms_kernel_load_kallsyms(struct ms_kernel *k, size_t max_syms, struct ms_err 
                            : ms_err_set(err, MS_ENOTFOUND, "no VMCOREINFO");
     if (rc < 0)
         return ms_err_prefix(err, "kallsyms: ");
-    uint32_t num;
-    uint64_t base;
-    if (ms_space_read(k->space, a_num, &num, 4, NULL, err) < 0 ||
-        ms_space_read(k->space, a_base, &base, 8, NULL, err) < 0)
+    struct ms_kallsyms_tables t = {0};
+    if (ms_space_read(k->space, a_num, &t.num_syms, 4, NULL, err) < 0 ||
+        ms_space_read(k->space, a_base, &t.relative_base, 8, NULL, err) < 0)
         return ms_err_prefix(err, "kallsyms: ");
-    if (num == 0 || num > max_syms)
-        return ms_err_set(err, MS_EFORMAT, "kallsyms_num_syms %u implausible", num);
-    /* the tables are laid out names < token_table < token_index */
-    if (a_tt <= a_names || a_tt - a_names > (64u << 20) || a_ti <= a_tt || a_ti - a_tt > 65536)
-        return ms_err_set(err, MS_EFORMAT, "kallsyms tables out of order");
-    uint64_t nlen = a_tt - a_names, tlen = a_ti - a_tt;
-    uint8_t *nm = read_kmem(k, a_names, nlen, "kallsyms_names", err);
-    char *tt = nm ? read_kmem(k, a_tt, tlen + 1, "kallsyms_token_table", err) : NULL;
-    uint16_t *ti = tt ? read_kmem(k, a_ti, 512, "kallsyms_token_index", err) : NULL;
-    int32_t *off = ti ? read_kmem(k, a_off, (uint64_t)num * 4, "kallsyms_offsets", err) : NULL;
-    struct ms_strbuf map;
-    ms_strbuf_init(&map);
+    if (t.num_syms == 0 || t.num_syms > max_syms)
+        return ms_err_set(err, MS_EFORMAT, "kallsyms: kallsyms_num_syms %u implausible",
+                          t.num_syms);
+    /* scripts/kallsyms.c lays out names < token_table < token_index; each
+     * table ends where the next begins */
+    if (a_tt <= a_names || a_tt - a_names > KALLSYMS_NAMES_MAX || a_ti <= a_tt ||
+        a_ti - a_tt > 65536)
+        return ms_err_set(err, MS_EFORMAT,
+                          "kallsyms: tables out of order (names 0x%llx, token_table 0x%llx, "
+                          "token_index 0x%llx)",
+                          (unsigned long long)a_names, (unsigned long long)a_tt,
+                          (unsigned long long)a_ti);
+    t.names_len = (size_t)(a_tt - a_names);
+    t.token_table_len = (size_t)(a_ti - a_tt);
+    t.token_index_len = MS_KALLSYMS_TOKEN_INDEX_LEN;
+    t.offsets_len = (size_t)t.num_syms * 4;
+    uint8_t *nm = read_kmem(k, a_names, t.names_len, "kallsyms_names", err);
+    uint8_t *tt = nm ? read_kmem(k, a_tt, t.token_table_len, "kallsyms_token_table", err) : NULL;
+    uint8_t *ti = tt ? read_kmem(k, a_ti, t.token_index_len, "kallsyms_token_index", err) : NULL;
+    uint8_t *off = ti ? read_kmem(k, a_off, t.offsets_len, "kallsyms_offsets", err) : NULL;
+    struct ms_kallsyms ks = {0};
     rc = off ? 0 : (err ? err->code : MS_EIO);
-    if (tt)
-        tt[tlen] = '\0';
-    uint64_t pos = 0;
-    for (uint32_t i = 0; rc == 0 && i < num; i++) {
-        if (pos >= nlen) {
-            rc = ms_err_set(err, MS_EFORMAT, "kallsyms_names ends at symbol %u of %u", i, num);
-            break;
-        }
-        unsigned len = nm[pos++];
-        if (len & 0x80) { /* "big" symbol (6.1+): two-byte length */
-            if (pos >= nlen) {
-                rc = ms_err_set(err, MS_EFORMAT, "kallsyms_names truncated");
-                break;
-            }
-            len = (len & 0x7f) | (unsigned)nm[pos++] << 7;
-        }
-        if (len == 0 || len > nlen - pos) {
-            rc = ms_err_set(err, MS_EFORMAT, "kallsyms_names: bad length at symbol %u", i);
-            break;
-        }
-        char name[1024];
-        size_t n = 0;
-        for (unsigned j = 0; j < len; j++) {
-            unsigned t = ti[nm[pos + j]];
-            if (t >= tlen) {
-                rc = ms_err_set(err, MS_EFORMAT, "kallsyms token index out of range");
-                break;
-            }
-            for (const char *c = tt + t; *c && n < sizeof(name) - 1; c++)
-                name[n++] = *c;
-        }
-        pos += len;
-        name[n] = '\0';
-        if (rc < 0)
-            break;
-        /* the first character is the nm type letter */
-        char type = name[0];
-        bool ok_name = n >= 2 && ((type >= 'a' && type <= 'z') || (type >= 'A' && type <= 'Z'));
-        for (size_t j = 1; ok_name && j < n; j++)
-            if (name[j] <= ' ' || name[j] >= 0x7f)
-                ok_name = false;
-        if (!ok_name)
-            continue; /* keep what is decodable; a map line cannot hold it */
-        /* CONFIG_KALLSYMS_ABSOLUTE_PERCPU (x86-64): >= 0 absolute, else relative */
-        uint64_t addr =
-            off[i] >= 0 ? (uint64_t)(int64_t)off[i] : base - 1 - (uint64_t)(int64_t)off[i];
-        ms_strbuf_printf(&map, "%016llx %c %s\n", (unsigned long long)addr, type, name + 1);
-    }
-    if (rc == 0 && map.failed)
-        rc = ms_err_set(err, MS_ENOMEM, "out of memory for kallsyms");
-    struct ms_symtab *st = NULL;
-    if (rc == 0)
-        rc = ms_symtab_parse_map(&st, ms_strbuf_str(&map), map.len, err);
     if (rc == 0) {
-        ms_symtab_set_slide(st, 0); /* runtime addresses already */
-        k->syms = st;
+        t.names = nm;
+        t.token_table = tt;
+        t.token_index = ti;
+        t.offsets = off;
+        rc = ms_kallsyms_decode(&t, max_syms, &ks, err);
     }
-    ms_strbuf_free(&map);
     free(nm);
     free(tt);
     free(ti);
     free(off);
+    if (rc == 0) {
+        rc = ms_symtab_adopt(&k->syms, "the kernel's kallsyms", ks.syms, ks.count, ks.strings, err);
+        if (rc == 0)
+            ms_symtab_set_slide(k->syms, 0); /* runtime addresses already */
+    }
     return rc < 0 ? ms_err_prefix(err, "kallsyms: ") : 0;
 }

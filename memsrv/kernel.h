@@ -1,14 +1,15 @@
 /* The kernel view: a Linux kernel found in guest(-physical) memory. Brings
  * together VMCOREINFO (from a dump note or a RAM scan), symbols (vmlinux or
  * System.map), the KASLR slide and phys_base, struct layouts (VMCOREINFO,
- * DWARF) and the kernel's own address space rooted at init_top_pgt, so no
- * CR3 is needed after a crash. */
+ * DWARF, or the kernel's own BTF) and the kernel's own address space rooted
+ * at init_top_pgt, so no CR3 is needed after a crash. */
 #ifndef MEMSRV_KERNEL_H
 #define MEMSRV_KERNEL_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "btf.h"
 #include "dmesg.h"
 #include "error.h"
 #include "space.h"
@@ -31,9 +32,11 @@ struct ms_kernel {
     struct ms_space *space; /* kernel virtual addresses (init_top_pgt) */
     struct ms_vmcoreinfo *vmcoreinfo; /* NULL when none found */
     struct ms_symtab *syms;           /* NULL without a symbol file */
-    struct ms_typedb types;           /* VMCOREINFO first, DWARF added on demand */
+    struct ms_typedb types;           /* VMCOREINFO first, DWARF or BTF added on demand */
     bool dwarf_loaded;
     char *cache_dir;
+    struct ms_btf *btf; /* the kernel's own BTF once read (ms_kernel_load_btf), else NULL */
+    double btf_load_ms; /* how long reading and parsing it took (kallsyms apart) */
     uint64_t slide;     /* KASLR: runtime - link-time address */
     uint64_t phys_base; /* PA of the kernel image = VA - __START_KERNEL_map + phys_base */
     uint64_t root;      /* kernel page-table root (guest-physical) */
@@ -57,9 +60,17 @@ int ms_kernel_symbol(const struct ms_kernel *k, const char *name, uint64_t *addr
  * 1M) symbols; malformed tables are an error. */
 int ms_kernel_load_kallsyms(struct ms_kernel *k, size_t max_syms, struct ms_err *err);
 
-/* Adds DWARF layouts of the named structs (dwarf.h) from the vmlinux;
- * an error when there is no vmlinux ELF. */
+/* Adds the layouts of the named structs to k->types: from the vmlinux's
+ * DWARF when one with debug info was given, else from the kernel's own BTF
+ * (ms_kernel_load_btf). An error naming both when neither has them. */
 int ms_kernel_need_types(struct ms_kernel *k, const char *const *structs, struct ms_err *err);
+
+/* Reads the kernel's BTF (CONFIG_DEBUG_INFO_BTF keeps .BTF in memory
+ * between __start_BTF and __stop_BTF) in one read through the kernel's
+ * address space and parses it into k->btf. The two symbols come from the
+ * symbol file, else from kallsyms (loaded here when k has no symbols).
+ * Once loaded, later calls return at once. */
+int ms_kernel_load_btf(struct ms_kernel *k, struct ms_err *err);
 
 /* The kernel log (lockless ring or old log_buf, whichever the kernel has). */
 int ms_kernel_dmesg(struct ms_kernel *k, struct ms_printk_log *log, struct ms_err *err);

@@ -210,6 +210,10 @@ int ms_target_translate(struct ms_target *t, ms_handle h, unsigned count, const 
                         struct ms_xlat *out, int *statuses, struct ms_trace *trace,
                         struct ms_err *err);
 
+/* Reads memory for a formatter or decoder; the contract of ms_target_read. */
+typedef int (*ms_read_fn)(void *arg, uint64_t addr, void *buf, size_t len, size_t *done,
+                          struct ms_err *err);
+
 /* Reports, as text (the same from a file and from a server). */
 
 /* Writes "sym+off" (no brackets) for addr into out; returns 0 when found. */
@@ -428,6 +432,21 @@ int ms_target_backtrace(struct ms_target *t, ms_handle h, const int32_t *pids, s
 const char *ms_task_state_name(uint32_t state, uint32_t exit_state);
 /* "    PID    PPID  ST  TASK              COMM" table, as `memsrv ps` prints it. */
 void ms_tasks_format(const struct ms_task *tasks, size_t count, struct ms_strbuf *sb);
+
+/* The kernel's types. The walks' struct layouts come from the symbol
+ * file's DWARF when it has debug info, else from the kernel's own BTF
+ * (CONFIG_DEBUG_INFO_BTF keeps it in memory), else from VMCOREINFO's
+ * OFFSET/SIZE lines. */
+
+/* Where the layouts used so far came from, as a line: "DWARF (cached)",
+ * "BTF (guest memory, 95265 types), read and parsed in 7.3 ms", "VMCOREINFO". */
+int ms_target_types_source(struct ms_target *t, ms_handle h, struct ms_strbuf *out,
+                           struct ms_err *err);
+/* GDB's ptype of a type name ("struct task_struct", "pid_t", "unsigned
+ * long") from the kernel's own BTF; flags as after '/' ("o": offsets,
+ * sizes, holes and padding, like ptype/o). */
+int ms_target_ptype(struct ms_target *t, ms_handle h, const char *flags, const char *type,
+                    struct ms_strbuf *out, struct ms_err *err);
 
 /* ------------------------------------------------------------ vmcore export */
 

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
+
 struct range_acc {
     struct ms_phys_range *v;
     size_t n, cap;
@@ -18,15 +20,9 @@ static int add_range(struct range_acc *acc, uint64_t start, uint64_t len)
         acc->v[acc->n - 1].len += len;
         return 0;
     }
-    if (acc->n == acc->cap) {
-        size_t cap = acc->cap ? acc->cap * 2 : 64;
-        struct ms_phys_range *p = realloc(acc->v, cap * sizeof(*p));
-        if (!p) {
-            acc->oom = 1;
-            return 1;
-        }
-        acc->v = p;
-        acc->cap = cap;
+    if (!MS_ARRAY_RESERVE(&acc->v, &acc->cap, acc->n + 1, 64)) {
+        acc->oom = 1;
+        return 1;
     }
     acc->v[acc->n].start = start;
     acc->v[acc->n].len = len;

@@ -3,7 +3,14 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "space.h"
+#include "memsrv.h"
+
+/* The SDM's names for the entries of each level (pte.h's level numbers). */
+const char *ms_level_name(unsigned level)
+{
+    static const char *const names[] = {"?", "PTE", "PDE", "PDPTE", "PML4E", "PML5E"};
+    return level <= 5 ? names[level] : "?";
+}
 
 static const char *memtype_name(unsigned mt)
 {

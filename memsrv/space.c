@@ -26,12 +26,6 @@ const char *ms_space_kind_name(enum ms_space_kind kind)
     return "?";
 }
 
-const char *ms_level_name(unsigned level)
-{
-    static const char *const names[] = {"?", "PTE", "PDE", "PDPTE", "PML4E", "PML5E"};
-    return level <= 5 ? names[level] : "?";
-}
-
 static enum ms_pte_format format_of(const struct ms_space *s)
 {
     return s->kind == MS_SPACE_EPT ? MS_PTE_EPT : MS_PTE_X86;

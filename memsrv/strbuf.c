@@ -1,9 +1,12 @@
 #include "strbuf.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "array.h"
 
 void ms_strbuf_init(struct ms_strbuf *sb)
 {
@@ -27,23 +30,11 @@ static bool reserve(struct ms_strbuf *sb, size_t extra)
 {
     if (sb->failed)
         return false;
-    if (sb->len + extra + 1 <= sb->cap)
-        return true;
-    size_t cap = sb->cap ? sb->cap : 256;
-    while (cap < sb->len + extra + 1) {
-        if (cap > ((size_t)-1) / 2) {
-            sb->failed = true;
-            return false;
-        }
-        cap *= 2;
-    }
-    char *p = realloc(sb->data, cap);
-    if (!p) {
+    if (extra > SIZE_MAX - sb->len - 1 ||
+        !MS_ARRAY_RESERVE(&sb->data, &sb->cap, sb->len + extra + 1, 256)) {
         sb->failed = true;
         return false;
     }
-    sb->data = p;
-    sb->cap = cap;
     return true;
 }
 

@@ -203,6 +203,30 @@ int ms_symtab_parse_map(struct ms_symtab **out, const char *text, size_t len, st
     return 0;
 }
 
+int ms_symtab_adopt(struct ms_symtab **out, const char *what, struct ms_symbol *syms, size_t count,
+                    char *strings, struct ms_err *err)
+{
+    *out = NULL;
+    struct ms_symtab *st = new_symtab(what);
+    if (!st) {
+        free(syms);
+        free(strings);
+        return ms_err_set(err, MS_ENOMEM, "out of memory");
+    }
+    st->syms = syms;
+    st->count = count;
+    st->strings = strings;
+    int rc = count > UINT32_MAX - 1
+                 ? ms_err_set(err, MS_ELIMIT, "%s: too many symbols (%zu)", st->path, count)
+                 : index_symbols(st, err);
+    if (rc < 0) {
+        ms_symtab_free(st);
+        return rc;
+    }
+    *out = st;
+    return 0;
+}
+
 static int read_whole(const char *path, char **out, size_t *len, struct ms_err *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -28,6 +28,11 @@ int ms_symtab_load_elf(struct ms_symtab **out, const char *path, struct ms_err *
 int ms_symtab_load_map(struct ms_symtab **out, const char *path, struct ms_err *err);
 /* System.map text held in memory (tests, fuzzing). */
 int ms_symtab_parse_map(struct ms_symtab **out, const char *text, size_t len, struct ms_err *err);
+/* A table of symbols decoded elsewhere (kallsyms): takes ownership of syms
+ * and of strings (what their names point into), also on failure. what
+ * names the source in messages. */
+int ms_symtab_adopt(struct ms_symtab **out, const char *what, struct ms_symbol *syms, size_t count,
+                    char *strings, struct ms_err *err);
 void ms_symtab_free(struct ms_symtab *st);
 
 void ms_symtab_set_slide(struct ms_symtab *st, uint64_t slide);

@@ -376,6 +376,26 @@ int ms_target_addrsym(struct ms_target *t, ms_handle h, uint64_t addr, struct ms
     return t->ops->addrsym(t, h, addr, name, offset, err);
 }
 
+int ms_target_types_source(struct ms_target *t, ms_handle h, struct ms_strbuf *out,
+                           struct ms_err *err)
+{
+    SCRATCH(err);
+    return t->ops->types(t, h, MS_TYPES_SOURCE, "", "", out, err);
+}
+
+int ms_target_ptype(struct ms_target *t, ms_handle h, const char *flags, const char *type,
+                    struct ms_strbuf *out, struct ms_err *err)
+{
+    SCRATCH(err);
+    if (!flags)
+        flags = "";
+    if (strspn(flags, "o") != strlen(flags))
+        return ms_err_set(err, MS_EINVAL, "ptype/%s: only /o (offsets) is known", flags);
+    if (!type || !type[0])
+        return ms_err_set(err, MS_EINVAL, "ptype needs a type name");
+    return t->ops->types(t, h, MS_TYPES_PTYPE, flags, type, out, err);
+}
+
 int ms_target_tasks(struct ms_target *t, ms_handle h, struct ms_task **tasks, size_t *count,
                     uint64_t *bad, struct ms_err *err)
 {

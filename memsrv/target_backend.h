@@ -60,6 +60,15 @@ struct ms_target_ops {
     int (*export_vmcore)(struct ms_target *t, ms_handle h, const char *path,
                          ms_progress_fn progress, void *progress_arg, struct ms_vmcore_info *info,
                          struct ms_err *err);
+    /* The kernel's types: what (ms_types_what) with flags and a type name. */
+    int (*types)(struct ms_target *t, ms_handle h, unsigned what, const char *flags,
+                 const char *name, struct ms_strbuf *out, struct ms_err *err);
+};
+
+/* The questions the types operation answers. */
+enum ms_types_what {
+    MS_TYPES_SOURCE = 0, /* where the layouts came from */
+    MS_TYPES_PTYPE = 1,  /* GDB's ptype[/flags] NAME */
 };
 
 struct ms_target {

@@ -12,6 +12,7 @@
 #include "error.h"
 #include "format.h"
 #include "kernel.h"
+#include "ptype.h"
 #include "layout.h"
 #include "ram.h"
 #include "report.h"
@@ -582,6 +583,32 @@ static int local_tasks(struct ms_target *t, ms_handle h, struct ms_task **tasks,
     return rc < 0 ? rc : 0;
 }
 
+static int local_types(struct ms_target *t, ms_handle h, unsigned what, const char *flags,
+                       const char *name, struct ms_strbuf *out, struct ms_err *err)
+{
+    struct local_kernel *e;
+    int rc = kernel_of(L(t), h, &e, err);
+    if (rc < 0)
+        return rc;
+    struct ms_kernel *k = e->k;
+    if (what == MS_TYPES_SOURCE) {
+        ms_strbuf_printf(out, "%s", k->types.source[0] ? k->types.source : "none yet");
+        if (k->btf && strncmp(k->types.source, "BTF", 3) == 0)
+            ms_strbuf_printf(out, ", read and parsed in %.1f ms", k->btf_load_ms);
+        return 0;
+    }
+    if (what != MS_TYPES_PTYPE)
+        return ms_err_set(err, MS_EINVAL, "unknown types question %u", what);
+    rc = ms_kernel_load_btf(k, err);
+    if (rc < 0) {
+        ms_err_hint(err, MS_HINT_DWARF);
+        return ms_err_prefix(err, "ptype reads the kernel's own types: ");
+    }
+    uint32_t id;
+    rc = ms_ptype_lookup(k->btf, name, &id, err);
+    return rc < 0 ? rc : ms_ptype_format(k->btf, id, strchr(flags, 'o') != NULL, out, err);
+}
+
 static int local_backtrace(struct ms_target *t, ms_handle h, const int32_t *pids, size_t npids,
                            struct ms_strbuf *out, struct ms_err *err)
 {
@@ -682,6 +709,7 @@ static const struct ms_target_ops local_ops = {
     .symbol = local_symbol,
     .addrsym = local_addrsym,
     .tasks = local_tasks,
+    .types = local_types,
     .set_symbols = local_set_symbols,
     .backtrace = local_backtrace,
     .export_vmcore = local_export_vmcore,

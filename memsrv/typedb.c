@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
+
 void ms_typedb_init(struct ms_typedb *db)
 {
     memset(db, 0, sizeof(*db));
@@ -44,14 +46,8 @@ int ms_typedb_put(struct ms_typedb *db, const struct ms_typedb_entry *e, struct 
         *old = *e;
         return 0;
     }
-    if (db->count == db->cap) {
-        size_t cap = db->cap ? db->cap * 2 : 64;
-        struct ms_typedb_entry *p = realloc(db->entries, cap * sizeof(*p));
-        if (!p)
-            return ms_err_set(err, MS_ENOMEM, "out of memory for type layouts");
-        db->entries = p;
-        db->cap = cap;
-    }
+    if (!MS_ARRAY_RESERVE(&db->entries, &db->cap, db->count + 1, 64))
+        return ms_err_set(err, MS_ENOMEM, "out of memory for type layouts");
     db->entries[db->count++] = *e;
     return 0;
 }

@@ -8,7 +8,7 @@ import shlex
 
 import gdb
 
-from . import breakargs, load_module, qemu
+from . import breakargs, load_module, proxy, qemu
 
 _memsrv = load_module()
 MemsrvError = _memsrv.MemsrvError
@@ -1162,6 +1162,7 @@ def register():
     for cls in (Nested, Attach, Detach, Eptp, Ncr3, Cr3, Mode, Info, Flush, Scan, Nx, Vtop,
                 Ptdump, Print, Break, Tbreak, Swbreak, Hw, Symbols, Dmesg):
         cls()
+    proxy.Proxy(S)
     if not _registered:
         gdb.events.stop.connect(_on_stop)
         # Short names for the frequent ones (nx is already short).

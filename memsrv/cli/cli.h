@@ -23,7 +23,7 @@ struct cli {
     bool no_vmcoreinfo;     /* a command's --no-vmcoreinfo */
     /* Built by cli_open(). */
     struct ms_target *t;
-    ms_handle h;         /* the address space the options describe */
+    ms_handle h; /* the address space the options describe */
     struct ms_stack stack;
     struct ms_err err;
 };
@@ -58,8 +58,10 @@ int cmd_info(struct cli *cli, int argc, char **argv);
 int cmd_serve(struct cli *cli, int argc, char **argv);
 int cmd_dmesg(struct cli *cli, int argc, char **argv);
 int cmd_ps(struct cli *cli, int argc, char **argv);
+int cmd_ptype(struct cli *cli, int argc, char **argv);
 int cmd_discover(struct cli *cli, int argc, char **argv);
 int cmd_sym(struct cli *cli, int argc, char **argv);
+int cmd_gdbproxy(struct cli *cli, int argc, char **argv);
 int cmd_bt(struct cli *cli, int argc, char **argv);
 int cmd_export(struct cli *cli, int argc, char **argv);
 

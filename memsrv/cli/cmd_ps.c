@@ -6,9 +6,15 @@
 
 int cmd_ps(struct cli *cli, int argc, char **argv)
 {
-    cli->no_vmcoreinfo = argc == 2 && !strcmp(argv[1], "--no-vmcoreinfo");
-    if (argc != 1 && !cli->no_vmcoreinfo)
-        return cli_usage("usage: ps [--no-vmcoreinfo]");
+    bool stats = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--no-vmcoreinfo"))
+            cli->no_vmcoreinfo = true;
+        else if (!strcmp(argv[i], "--stats"))
+            stats = true;
+        else
+            return cli_usage("usage: ps [--stats] [--no-vmcoreinfo]");
+    }
     if (cli_open(cli))
         return cli_fail(cli);
     struct ms_task *tasks;
@@ -20,9 +26,13 @@ int cmd_ps(struct cli *cli, int argc, char **argv)
     ms_strbuf_init(&sb);
     ms_tasks_format(tasks, n, &sb);
     fwrite(ms_strbuf_str(&sb), 1, sb.len, stdout);
-    ms_strbuf_free(&sb);
     free(tasks);
     if (bad)
         fprintf(stderr, "memsrv: ps: %llu tasks had unreadable fields\n", (unsigned long long)bad);
+    ms_strbuf_reset(&sb);
+    /* which struct layouts the walk used: DWARF, the kernel's BTF, VMCOREINFO */
+    if (stats && rc == 0 && ms_target_types_source(cli->t, cli->h, &sb, &cli->err) == 0)
+        fprintf(stderr, "memsrv: ps: %zu tasks (types: %s)\n", n, ms_strbuf_str(&sb));
+    ms_strbuf_free(&sb);
     return rc ? cli_fail(cli) : 0;
 }

@@ -21,11 +21,18 @@ static const struct cli_command commands[] = {
      "dmesg [--raw|--crash] [--level N] [--stats] [--follow]  the guest kernel's log"},
     {"discover", cmd_discover,
      "discover [N]        scan RAM for nested guests (VMCB, vmcs12, EPT)"},
-    {"ps", cmd_ps, "ps                  the guest's tasks (needs --vmlinux)"},
+    {"ps", cmd_ps,
+     "ps [--stats]        the guest's tasks (types: --vmlinux's DWARF, else the kernel's BTF)"},
     {"bt", cmd_bt, "bt PID...|--all     kernel stacks of the guest's tasks (ORC unwinder)"},
     {"export-vmcore", cmd_export,
      "export-vmcore -o OUT [-q]  a kdump-style vmcore for crash and drgn (nested: --eptp/--ncr3)"},
     {"sym", cmd_sym, "sym NAME|ADDR...    kernel symbol <-> address (KASLR applied)"},
+    {"gdbproxy", cmd_gdbproxy,
+     "gdbproxy --qemu HOST:PORT (--listen HOST:PORT | --stdio)  GDB's remote protocol to\n"
+     "                      QEMU's gdbstub, with the nested guest's memory from the RAM file\n"
+     "                      (its second stage: --eptp or --ncr3); writes with --writable"},
+    {"ptype", cmd_ptype,
+     "ptype[/o] TYPE      GDB's ptype (/o: offsets, sizes, holes) from the kernel's own BTF"},
 };
 
 static void usage(FILE *f)

@@ -614,6 +614,19 @@ static int remote_addrsym(struct ms_target *t, ms_handle h, uint64_t addr, struc
     return 0;
 }
 
+static int remote_types(struct ms_target *t, ms_handle h, unsigned what, const char *flags,
+                        const char *name, struct ms_strbuf *out, struct ms_err *err)
+{
+    struct ms_client *c = &R(t)->c;
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, h);
+    ms_wbuf_u8(&c->req, what == MS_TYPES_PTYPE ? MS_WIRE_TYPES_PTYPE : MS_WIRE_TYPES_SOURCE);
+    ms_wbuf_str(&c->req, flags, strlen(flags));
+    ms_wbuf_str(&c->req, name, strlen(name));
+    struct ms_rbuf r;
+    return text_op(c, f, MS_OP_TYPES, out, &r, err);
+}
+
 static int remote_tasks(struct ms_target *t, ms_handle h, struct ms_task **tasks, size_t *count,
                         uint64_t *bad, struct ms_err *err)
 {
@@ -763,6 +776,7 @@ static const struct ms_target_ops remote_ops = {
     .symbol = remote_symbol,
     .addrsym = remote_addrsym,
     .tasks = remote_tasks,
+    .types = remote_types,
     .set_symbols = remote_set_symbols,
 };
 

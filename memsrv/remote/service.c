@@ -178,8 +178,8 @@ static void op_write(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *
     ms_wbuf_u32(out, (uint32_t)done);
 }
 
-static void op_report(struct ms_service *svc, uint16_t op, struct ms_rbuf *r,
-                      struct ms_wbuf *out, struct ms_err *item)
+static void op_report(struct ms_service *svc, uint16_t op, struct ms_rbuf *r, struct ms_wbuf *out,
+                      struct ms_err *item)
 {
     uint32_t handle = 0, n = 0;
     uint64_t a = 0, b = 0;
@@ -290,8 +290,10 @@ static void op_addrsym(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf
     ms_strbuf_free(&name);
 }
 
-static void op_info(struct ms_service *svc, struct ms_wbuf *out, struct ms_err *item)
+static void op_info(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                    struct ms_err *item)
 {
+    (void)r;
     const struct ms_target_info *in;
     ms_target_info(svc->target, &in, item);
     ms_wire_put_err(out, 0, item);
@@ -340,6 +342,41 @@ static void op_discover(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbu
     free(c);
 }
 
+static void op_types(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                     struct ms_err *item)
+{
+    uint32_t handle = 0, fn = 0, nn = 0;
+    uint8_t what = 0;
+    const char *ftext = NULL, *ntext = NULL;
+    ms_rbuf_u32(r, &handle);
+    ms_rbuf_u8(r, &what);
+    ms_rbuf_str(r, &ftext, &fn);
+    ms_rbuf_str(r, &ntext, &nn);
+    if (r->bad)
+        return;
+    char flags[MAX_FORMAT] = "", name[MAX_NAME] = "";
+    struct ms_strbuf sb;
+    ms_strbuf_init(&sb);
+    int rc = 0;
+    if (fn >= sizeof(flags) || memchr(ftext, '\0', fn))
+        rc = ms_err_set(item, MS_EINVAL, "flags too long");
+    else
+        memcpy(flags, ftext, fn);
+    if (!rc && what == MS_WIRE_TYPES_PTYPE)
+        rc = get_name(ntext, nn, name, sizeof(name), item) ? 0 : item->code;
+    if (!rc && what == MS_WIRE_TYPES_PTYPE)
+        rc = ms_target_ptype(svc->target, handle, flags, name, &sb, item);
+    else if (!rc && what == MS_WIRE_TYPES_SOURCE)
+        rc = ms_target_types_source(svc->target, handle, &sb, item);
+    else if (!rc)
+        rc = ms_err_set(item, MS_EINVAL, "unknown types question %u", what);
+    if (!rc && sb.len > MS_WIRE_MAX_RESPONSE)
+        rc = ms_err_set(item, MS_ELIMIT, "the answer (%zu bytes) exceeds %u bytes", sb.len,
+                        MS_WIRE_MAX_RESPONSE);
+    put_text(out, rc, &sb, item);
+    ms_strbuf_free(&sb);
+}
+
 static void op_tasks(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
                      struct ms_err *item)
 {
@@ -359,6 +396,86 @@ static void op_tasks(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *
         ms_wire_put_task(out, &tasks[i]);
     free(tasks);
 }
+
+static void op_space(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                     struct ms_err *item)
+{
+    struct ms_stack s;
+    if (!ms_wire_get_stack(r, &s))
+        return;
+    ms_handle handle = 0;
+    int rc = ms_target_space(svc->target, &s, &handle, item);
+    ms_wire_put_err(out, rc, item);
+    if (!rc)
+        ms_wbuf_u32(out, handle);
+}
+
+static void op_stack(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                     struct ms_err *item)
+{
+    uint32_t handle = 0;
+    if (!ms_rbuf_u32(r, &handle))
+        return;
+    struct ms_stack s;
+    int rc = ms_target_stack(svc->target, handle, &s, item);
+    ms_wire_put_err(out, rc, item);
+    if (!rc)
+        ms_wire_put_stack(out, &s);
+}
+
+static void op_flush(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                     struct ms_err *item)
+{
+    (void)r;
+    ms_wire_put_err(out, ms_target_flush(svc->target, item), item);
+}
+
+static void op_stats(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                     struct ms_err *item)
+{
+    (void)r;
+    struct ms_target_stats st;
+    ms_target_stats(svc->target, &st, item);
+    ms_wire_put_err(out, 0, item);
+    ms_wbuf_u64(out, svc->requests);
+    ms_wbuf_u64(out, svc->errors);
+    ms_wbuf_u64(out, st.generation);
+    ms_wbuf_u64(out, st.hits);
+    ms_wbuf_u64(out, st.misses);
+    ms_wbuf_u64(out, st.walks);
+    ms_wbuf_u64(out, st.table_reads);
+}
+
+static void op_x(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                 struct ms_err *item)
+{
+    op_report(svc, MS_OP_X, r, out, item);
+}
+
+static void op_vtop(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                    struct ms_err *item)
+{
+    op_report(svc, MS_OP_VTOP, r, out, item);
+}
+
+static void op_ptdump(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                      struct ms_err *item)
+{
+    op_report(svc, MS_OP_PTDUMP, r, out, item);
+}
+
+/* Every op but HELLO (which authenticates the connection): decode the
+ * payload, run it on the target, encode the answer. */
+typedef void (*op_fn)(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                      struct ms_err *item);
+static const op_fn ops[] = {
+    [MS_OP_SPACE] = op_space, [MS_OP_READ] = op_read,         [MS_OP_TRANSLATE] = op_translate,
+    [MS_OP_FLUSH] = op_flush, [MS_OP_STATS] = op_stats,       [MS_OP_WRITE] = op_write,
+    [MS_OP_X] = op_x,         [MS_OP_VTOP] = op_vtop,         [MS_OP_PTDUMP] = op_ptdump,
+    [MS_OP_DMESG] = op_dmesg, [MS_OP_SYMBOL] = op_symbol,     [MS_OP_ADDRSYM] = op_addrsym,
+    [MS_OP_INFO] = op_info,   [MS_OP_DISCOVER] = op_discover, [MS_OP_TASKS] = op_tasks,
+    [MS_OP_STACK] = op_stack, [MS_OP_TYPES] = op_types,
+};
 
 int ms_service_request(struct ms_service *svc, struct ms_service_conn *conn,
                        const struct ms_wire_header *h, const uint8_t *payload, struct ms_wbuf *out,
@@ -392,78 +509,11 @@ int ms_service_request(struct ms_service *svc, struct ms_service_conn *conn,
         ms_wbuf_u64(out, info->ram_size);
         break;
     }
-    case MS_OP_SPACE: {
-        struct ms_stack s;
-        if (!ms_wire_get_stack(&r, &s))
-            break;
-        ms_handle handle = 0;
-        int rc = ms_target_space(svc->target, &s, &handle, &item);
-        ms_wire_put_err(out, rc, &item);
-        if (!rc)
-            ms_wbuf_u32(out, handle);
-        break;
-    }
-    case MS_OP_STACK: {
-        uint32_t handle = 0;
-        ms_rbuf_u32(&r, &handle);
-        if (r.bad)
-            break;
-        struct ms_stack s;
-        int rc = ms_target_stack(svc->target, handle, &s, &item);
-        ms_wire_put_err(out, rc, &item);
-        if (!rc)
-            ms_wire_put_stack(out, &s);
-        break;
-    }
-    case MS_OP_READ:
-        op_read(svc, &r, out, &item);
-        break;
-    case MS_OP_TRANSLATE:
-        op_translate(svc, &r, out, &item);
-        break;
-    case MS_OP_FLUSH:
-        ms_wire_put_err(out, ms_target_flush(svc->target, &item), &item);
-        break;
-    case MS_OP_STATS: {
-        struct ms_target_stats st;
-        ms_target_stats(svc->target, &st, &item);
-        ms_wire_put_err(out, 0, &item);
-        ms_wbuf_u64(out, svc->requests);
-        ms_wbuf_u64(out, svc->errors);
-        ms_wbuf_u64(out, st.generation);
-        ms_wbuf_u64(out, st.hits);
-        ms_wbuf_u64(out, st.misses);
-        ms_wbuf_u64(out, st.walks);
-        ms_wbuf_u64(out, st.table_reads);
-        break;
-    }
-    case MS_OP_WRITE:
-        op_write(svc, &r, out, &item);
-        break;
-    case MS_OP_X:
-    case MS_OP_VTOP:
-    case MS_OP_PTDUMP:
-        op_report(svc, op, &r, out, &item);
-        break;
-    case MS_OP_DMESG:
-        op_dmesg(svc, &r, out, &item);
-        break;
-    case MS_OP_SYMBOL:
-        op_symbol(svc, &r, out, &item);
-        break;
-    case MS_OP_ADDRSYM:
-        op_addrsym(svc, &r, out, &item);
-        break;
-    case MS_OP_INFO:
-        op_info(svc, out, &item);
-        break;
-    case MS_OP_DISCOVER:
-        op_discover(svc, &r, out, &item);
-        break;
-    case MS_OP_TASKS:
-        op_tasks(svc, &r, out, &item);
-        break;
     default:
+        if (op < sizeof(ops) / sizeof(ops[0]) && ops[op]) {
+            ops[op](svc, &r, out, &item);
+            break;
+        }
         ms_err_set(&item, MS_EINVAL, "unknown operation %u (client newer than server?)", op);
         ms_wire_put_err(out, MS_EINVAL, &item);
         break;

@@ -1,5 +1,7 @@
-#include "error.h"
 #include "wire.h"
+
+#include "array.h"
+#include "error.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -17,17 +19,9 @@ uint8_t *ms_wbuf_grow(struct ms_wbuf *b, size_t n)
 {
     if (b->failed)
         return NULL;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n)
-            cap *= 2;
-        uint8_t *d = realloc(b->data, cap);
-        if (!d) {
-            b->failed = true;
-            return NULL;
-        }
-        b->data = d;
-        b->cap = cap;
+    if (n > SIZE_MAX - b->len || !MS_ARRAY_RESERVE(&b->data, &b->cap, b->len + n, 4096)) {
+        b->failed = true;
+        return NULL;
     }
     uint8_t *p = b->data + b->len;
     b->len += n;

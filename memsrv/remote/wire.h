@@ -37,6 +37,13 @@ enum ms_op {
     MS_OP_DISCOVER = 15, /* max -> nested-guest candidates */
     MS_OP_TASKS = 16,    /* handle -> the kernel's task list */
     MS_OP_STACK = 17,    /* handle -> its stack, a kernel root resolved */
+    MS_OP_TYPES = 18,    /* handle, question, "flags", "name" -> text (the kernel's types) */
+};
+
+/* MS_OP_TYPES' questions. */
+enum ms_wire_types {
+    MS_WIRE_TYPES_SOURCE = 0, /* -> where the struct layouts came from */
+    MS_WIRE_TYPES_PTYPE = 1,  /* flags, type name -> GDB's ptype text */
 };
 
 struct ms_wire_header {

@@ -87,7 +87,7 @@ class Guest:
         self.boot_timeout = boot_timeout
         self.proc = None
         self.qmp = None
-        self._dump = None
+        self._dumps = {}
         self.workdir = tempfile.mkdtemp(prefix=f"nested-{name}-")
         self.ram = os.path.join(self.workdir, "guest.ram")
         self.layout = self.ram + ".layout"
@@ -225,12 +225,13 @@ class Guest:
         except FileNotFoundError:
             return ""
 
-    def dump(self):
-        """A plain dump-guest-memory ELF of this stopped moment (made once)."""
-        if self._dump is None:
-            path = os.path.join(self.workdir, "guest.dump.elf")
+    def dump(self, paging=False):
+        """A dump-guest-memory ELF of this stopped moment (made once each):
+        plain, or with paging=True QEMU's -p (virtual addresses)."""
+        if self._dumps.get(paging) is None:
+            path = os.path.join(self.workdir, "guest.%s.elf" % ("paging" if paging else "dump"))
             t0 = time.monotonic()
-            self.qmp.cmd("dump-guest-memory", paging=False, protocol=f"file:{path}")
+            self.qmp.cmd("dump-guest-memory", paging=paging, protocol=f"file:{path}")
             deadline = time.monotonic() + 300
             while True:
                 st = self.qmp.cmd("query-dump")
@@ -243,8 +244,8 @@ class Guest:
                 time.sleep(0.05)
             report(f"dump {self.name}: {os.path.getsize(path)} bytes in "
                    f"{time.monotonic() - t0:.2f} s")
-            self._dump = path
-        return self._dump
+            self._dumps[paging] = path
+        return self._dumps[paging]
 
     def running(self):
         return bool(self.qmp.cmd("query-status").get("running"))

@@ -19,7 +19,8 @@ import time
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-MEMSRV = os.environ.get("MEMSRV", os.path.join(ROOT, "build", "memsrv"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_linux import memsrv, vmlinux  # noqa: E402
 GUESTS = ["guest5", "guest_kaslr"]
 FRAME_RE = re.compile(r"^ (\? )?(\S+\+0x[0-9a-f]+/0x[0-9a-f]+)( \[\w+\])?$")
 TASK_RE = re.compile(r"^task:(.{15}) state:(\S+)\s.*?\bpid:(\d+)")
@@ -30,19 +31,6 @@ GDBEXT = os.path.join(ROOT, "gdbext")
 @pytest.fixture(params=GUESTS)
 def guest(request):
     return request.getfixturevalue(request.param)
-
-
-def vmlinux(g):
-    return os.path.join(g.kernel_dir, "vmlinux")
-
-
-def memsrv(*args, check=True):
-    p = subprocess.run([MEMSRV, *args], capture_output=True, timeout=300)
-    out = p.stdout.decode("utf-8", "replace")
-    err = p.stderr.decode("utf-8", "replace")
-    if check:
-        assert p.returncode == 0, f"memsrv {' '.join(args)} failed ({p.returncode}): {err}"
-    return out, err, p.returncode
 
 
 def sysrq_traces(log):

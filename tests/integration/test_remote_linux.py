@@ -100,12 +100,8 @@ def test_python_connect_matches_in_process(servers):
         # The symbol file belongs to the server.
         with pytest.raises(M.MemsrvError, match=r"give the symbol file to `memsrv serve`"):
             remote.set_symbols(tl.vmlinux(g))
-        # Tasks need DWARF or BTF; both sides say the same when they lack it.
-        with pytest.raises(M.MemsrvError) as e:
-            rsp.tasks()
-        with pytest.raises(M.MemsrvError) as le:
-            lsp.tasks()
-        assert (str(e.value), e.value.hint) == (str(le.value), le.value.hint)
+        # Tasks with no symbol file: the guest's own kallsyms and BTF.
+        assert rsp.tasks() == lsp.tasks() and len(lsp.tasks()) > 20
     with M.open(g.ram, symbols=tl.vmlinux(g)) as local, \
             M.connect(srv["vmlinux"].sock) as remote:
         assert remote.space().dmesg() == local.space().dmesg()

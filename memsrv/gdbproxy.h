@@ -1,0 +1,58 @@
+/* A proxy in GDB's remote protocol between GDB and QEMU's gdbstub that
+ * makes GDB's own commands right on a nested guest. At every stop it reads
+ * the control registers of the vCPU GDB addresses and decides, from
+ * evidence, whether it runs L1 or L2 (which stack maps rip and rsp; the
+ * virtualization-enable bit when both do); in L2 it serves GDB's memory
+ * packets through the 2-D walk from the RAM file and turns software
+ * breakpoints into hardware ones (counted: 4 debug registers), since QEMU's
+ * own stub would translate with CR3 alone. Everything else passes through.
+ * GDB is offered no-ack mode and a large PacketSize; QEMU keeps acking.
+ *
+ * Driven by a poll loop over file descriptors (the caller opens them); the
+ * protocol is rsp.h. Nothing here prints: what a user should know goes to
+ * the log callback, and to GDB as console ('O') messages where GDB shows
+ * them. The caller should ignore SIGPIPE. */
+#ifndef MEMSRV_GDBPROXY_H
+#define MEMSRV_GDBPROXY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "memsrv.h"
+
+struct ms_gdbproxy;
+
+struct ms_gdbproxy_opts {
+    struct ms_target *target; /* the RAM file (not owned; outlives the proxy) */
+    /* The second stage of the nested guest (second, second_root,
+     * second_levels; the first stage is read from the vCPU at each stop).
+     * MS_SECOND_NONE: the vCPU is always taken to be in L1. */
+    struct ms_stack nested;
+    bool writable;       /* honour M/X (else GDB gets an error) */
+    unsigned debug_regs; /* hardware breakpoints/watchpoints per vCPU; 0: 4 */
+    unsigned timeout_ms; /* longest wait on QEMU for an ack or a reply; 0: 10 s */
+    void (*log)(void *arg, const char *msg); /* messages for the user; may be NULL */
+    void *log_arg;
+};
+
+/* qemu_fd: a connected socket to QEMU's gdbstub (owned by the caller). */
+int ms_gdbproxy_new(struct ms_gdbproxy **out, const struct ms_gdbproxy_opts *opts, int qemu_fd,
+                    struct ms_err *err);
+void ms_gdbproxy_free(struct ms_gdbproxy *p);
+
+/* Serves one GDB connection, reading gdb_in and writing gdb_out (a socket
+ * twice, or a pipe pair), until GDB goes away: 0. A negative code when QEMU
+ * went away, stopped answering, or broke the protocol (err says which): the
+ * QEMU connection is then unusable. Breakpoints the proxy inserted outlive
+ * a session, as they do in QEMU. */
+int ms_gdbproxy_session(struct ms_gdbproxy *p, int gdb_in, int gdb_out, struct ms_err *err);
+
+struct ms_gdbproxy_stats {
+    uint64_t gdb_packets, qemu_exchanges;
+    uint64_t mem_local, mem_forwarded; /* memory packets served from the file / by QEMU */
+    uint64_t hw_from_sw;               /* Z0 turned into Z1 */
+    uint64_t bad_from_gdb, bad_from_qemu;
+};
+void ms_gdbproxy_stats(const struct ms_gdbproxy *p, struct ms_gdbproxy_stats *out);
+
+#endif

@@ -1,0 +1,291 @@
+"""memsrv gdbproxy with real GDB and real QEMU: the nested SVM guest
+(tests/guest/l2kvm.c as L2, stopped while the vCPU runs L2). Through the
+proxy, stock GDB reads L2's marker at its L2 virtual address (QEMU's own
+stub cannot: the negative oracle), a `break` on L2 code is hit as a hardware
+breakpoint with the code bytes in the RAM file unchanged, the fifth such
+breakpoint is refused, an L1 stop reads L1's kernel as QEMU does, and bad
+input from GDB's side or QEMU dying ends in a clear error, not a hang.
+
+Tests that resume the guest stop it in L2 again before they end (the other
+nested tests want that moment)."""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+import oracle
+
+pytestmark = pytest.mark.skipif(shutil.which("gdb") is None, reason="gdb not installed")
+
+MARKER_GVA = 0x5a5a00042000
+LOOP = bytes.fromhex("48ff4740ebfa")  # l2kvm's L2 loop: inc qword [rdi+0x40]; jmp loop
+
+
+def nested_args(g):
+    """--ncr3/--npt-levels from the VMCB and host-save area found in RAM
+    (as test_real_nested does), never from the test's knowledge of L2."""
+    vmcbs, hsaves = oracle.scan_vmcbs(g.ram, g.layout_regions())
+    assert len(vmcbs) == 1, vmcbs
+    l1 = [h for h in hsaves if h["cr4"] & 0x20 and h["rip"] >> 47]
+    assert len(l1) == 1, hsaves
+    return ["--ncr3", hex(vmcbs[0]["ncr3"]),
+            "--npt-levels", "5" if l1[0]["cr4"] & (1 << 12) else "4"]
+
+
+def proxy_cmd(g, qemu=None, extra=()):
+    return [oracle.MEMSRV, "gdbproxy", "--stdio", "--qemu", qemu or g.gdb_address,
+            "--ram", g.ram, *nested_args(g), *extra]
+
+
+def gdb_cmd(g, commands, proxy=None, vmlinux=False):
+    cmd = ["gdb", "-batch", "-nx"]
+    if vmlinux:
+        cmd.append(os.path.join(g.kernel_dir, "vmlinux"))
+    else:
+        cmd += ["-ex", "set architecture i386:x86-64"]
+    target = f"target remote | {' '.join(proxy)}" if proxy else f"target remote {g.gdb_address}"
+    cmd += ["-ex", target]
+    for c in commands:
+        cmd += ["-ex", c]
+    # disconnect, never detach: a detach resumes QEMU.
+    return cmd + ["-ex", "disconnect"]
+
+
+def gdb(g, commands, proxy=None, vmlinux=False, timeout=60):
+    return subprocess.run(gdb_cmd(g, commands, proxy, vmlinux), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def code_bytes(g, l2):
+    """L2's code page as the RAM file holds it (at the L1-physical address
+    l2kvm read from /proc/self/pagemap)."""
+    ram = oracle.RamFile(g.ram, g.layout_regions())
+    try:
+        return ram.read(l2["code_l1phys"], 4096)
+    finally:
+        ram.close()
+
+
+def back_to_l2(g):
+    """Stops the guest in L2 again, as the fixture left it."""
+    g._settle()
+    assert g.in_wanted_place, "could not stop the guest in L2 again"
+
+
+def test_l2_memory_through_proxy(guest_svm):
+    g = guest_svm
+    l2 = g.l2
+    assert g.in_wanted_place and g.cr3 == l2["cr3"]
+    cmds = [f"x/s {MARKER_GVA:#x}", f"x/4gx {MARKER_GVA:#x}", "p/x $cr3",
+            f"x/s {MARKER_GVA + l2['preset_off']:#x}"]
+    r = gdb(g, cmds, proxy=proxy_cmd(g))
+    out = r.stdout + r.stderr
+    assert f"{MARKER_GVA:#x}:\t\"{l2['marker']}\"" in r.stdout, out
+    assert l2["preset"] in r.stdout, out
+    assert "the vCPU is in L2 (nested guest)" in r.stderr, out
+    assert f"$1 = {l2['cr3']:#x}" in r.stdout, out  # registers pass through
+    # The same bytes as QEMU's physical read at the L1 address pagemap gave.
+    words = [int(w, 16) for pair in re.findall(r"^0x5a5a000420[01]0:\s+(0x\S+)\s+(0x\S+)$",
+                                               r.stdout, re.M) for w in pair]
+    xp = oracle.qmplib.hmp_x_bytes(g.hmp(f"xp/4gx {l2['l1phys']:#x}"))
+    assert b"".join(w.to_bytes(8, "little") for w in words[:4]) == xp, (words, xp)
+
+    # The negative oracle: stock GDB on QEMU's stub translates with CR3 alone.
+    r = gdb(g, [f"x/s {MARKER_GVA:#x}"])
+    assert f"Cannot access memory at address {MARKER_GVA:#x}" in r.stdout + r.stderr, r.stdout
+    assert l2["marker"] not in r.stdout
+
+
+def test_break_in_l2_is_hardware(guest_svm):
+    g = guest_svm
+    l2 = g.l2
+    before = code_bytes(g, l2)
+    loop = 0x10000 + before.index(LOOP)  # l2kvm's GPA_CODE, identity-mapped in L2
+    try:
+        r = gdb(g, [f"break *{loop:#x}", "continue", "p/x $pc", "p/x $cr3", "continue",
+                    "p/x $pc", "delete"], proxy=proxy_cmd(g))
+        out = r.stdout + r.stderr
+        assert out.count(f"Breakpoint 1, {loop:#018x} in ?? ()") == 2, out
+        assert f"$1 = {loop:#x}" in r.stdout and f"$2 = {l2['cr3']:#x}" in r.stdout, out
+        assert f"memsrv: stopped in L2 (nested guest); CR3 {l2['cr3']:#x}: rip {loop + 4:#x} maps " \
+            "through NPT + CR3 only" in out, out  # GDB's step off the breakpoint
+        # Hardware, not 0xCC: the code page in RAM is unchanged.
+        assert code_bytes(g, l2) == before
+
+        # Four debug registers: the fifth breakpoint in L2 is refused. (None
+        # at the pc, where GDB would step off first with none inserted; the
+        # last one is hit at once should the refusal fail.)
+        addrs = [0x10000, 0x1000a, 0x10018, 0x10026, loop + 4]
+        r = gdb(g, [f"break *{a:#x}" for a in addrs] + ["continue", "delete"],
+                proxy=proxy_cmd(g))
+        out = r.stdout + r.stderr
+        assert re.search(r"Cannot insert breakpoint 5", out), out
+        assert re.search(r"no debug register left for a hardware breakpoint at 0x[0-9a-f]+ "
+                         r"\(4 in use\)", out), out
+        assert code_bytes(g, l2) == before
+    finally:
+        if g.running():
+            g.qmp.cmd("stop")
+        back_to_l2(g)
+
+
+def test_l1_stop_reads_l1(guest_svm):
+    """A hardware breakpoint on an L1 kernel function (the timer interrupt,
+    which runs whenever L1 takes L2's exits) stops the vCPU in L1; the proxy
+    says so and GDB reads L1's linux_banner, as over QEMU's stub."""
+    g = guest_svm
+    try:
+        r = gdb(g, ["break *hrtimer_interrupt", "continue", "delete", "p/x $cr3",
+                    "x/s &linux_banner"], proxy=proxy_cmd(g), vmlinux=True)
+        out = r.stdout + r.stderr
+        assert re.search(r"memsrv: stopped in L1; CR3 0x[0-9a-f]+: rip 0xffffffff8[0-9a-f]+ "
+                         r"maps through CR3 alone only", out), out
+        banner = re.search(r"<linux_banner>:\s+\"(Linux version [^\"]+)", r.stdout)
+        assert banner, out
+        cr3 = re.search(r"\$1 = (0x[0-9a-f]+)", r.stdout).group(1)
+        assert int(cr3, 16) != g.l2["cr3"], out
+        direct = gdb(g, ["p/x $cr3", "x/s &linux_banner"], vmlinux=True)
+        assert f"$1 = {cr3}" in direct.stdout, direct.stdout  # the same stop
+        assert banner.group(1) in direct.stdout, direct.stdout
+    finally:
+        if g.running():
+            g.qmp.cmd("stop")
+        back_to_l2(g)
+
+
+def test_interrupt(guest_svm):
+    """continue, then ^C: GDB's interrupt byte goes through; the stop names
+    its level."""
+    g = guest_svm
+    try:
+        p = subprocess.Popen(gdb_cmd(g, ["continue", "p/x $cr3"], proxy=proxy_cmd(g)),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+        assert "received signal SIGINT" in out, out + err
+        assert re.search(r"memsrv: stopped in L[12]", out + err), out + err
+    finally:
+        if g.running():
+            g.qmp.cmd("stop")
+        back_to_l2(g)
+
+
+def _packet(payload):
+    return b"$" + payload + b"#%02x" % (sum(payload) % 256)
+
+
+def _read_until(s, want, timeout=10):
+    """Bytes up to the end of the first frame ending in want ('#' also
+    takes the two checksum digits), or to want itself."""
+    s.settimeout(timeout)
+    data = b""
+    while True:
+        i = data.find(want)
+        if i >= 0 and (want != b"#" or len(data) >= i + 3):
+            return data
+        chunk = s.recv(1)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def test_bad_input_from_gdb(guest_svm, tmp_path):
+    """Raw packets from a client that is not GDB: no target description
+    read, bad checksums, a packet with no length, one over the PacketSize,
+    then a clean read; a second client after the first leaves."""
+    g = guest_svm
+    log = tmp_path / "proxy.log"
+    with open(log, "w") as f:
+        p = subprocess.Popen([oracle.MEMSRV, "gdbproxy", "--listen", "127.0.0.1:0", "--qemu",
+                              g.gdb_address, "--ram", g.ram, *nested_args(g)], stderr=f)
+    try:
+        deadline = time.monotonic() + 20
+        while not (m := re.search(r"listening on 127\.0\.0\.1:(\d+)", log.read_text())):
+            assert time.monotonic() < deadline and p.poll() is None, log.read_text()
+            time.sleep(0.05)
+        port = int(m.group(1))
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(_packet(b"qSupported:multiprocess+"))
+            got = _read_until(s, b"#")
+            assert got.startswith(b"+$") and b"PacketSize=10000;QStartNoAckMode+" in got, got
+            s.sendall(b"+$m1000,4#00")  # bad checksum: resend, please
+            assert _read_until(s, b"-") == b"-"
+            s.sendall(_packet(b"m1000"))  # no length
+            assert _read_until(s, b"#") == b"+$E01#a6"
+            s.sendall(b"+$" + b"a" * 70000 + b"#00")  # over the PacketSize offered
+            assert _read_until(s, b"-") == b"-"
+            s.sendall(_packet(b"QStartNoAckMode"))
+            assert _read_until(s, b"#") == b"+$OK#9a"
+            s.sendall(b"+" + _packet(f"m{MARKER_GVA:x},15".encode()))
+            got = _read_until(s, b"#")
+            assert got[1:got.index(b"#")] == g.l2["marker"].encode().hex().encode(), got
+        # That client went away; the next one is served.
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(_packet(b"?"))
+            got = _read_until(s, b"#")
+            assert got.startswith(b"+$T05"), got
+    finally:
+        p.terminate()
+        p.wait(10)
+    err = log.read_text()
+    assert "GDB sent a packet with a bad checksum: asked to resend" in err, err
+    assert "GDB sent a malformed memory packet 'm1000'" in err, err
+    assert "GDB sent a packet over the PacketSize offered" in err, err
+    assert "GDB disconnected; waiting for the next" in err, err
+    assert "the vCPU is in L2 (nested guest)" in err, err
+
+
+def test_qemu_dies(guest_svm):
+    """A gdbstub that answers qSupported, then dies mid-packet: GDB hears the
+    connection close, the proxy says why, nothing hangs."""
+    g = guest_svm
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+
+    def fake_qemu():
+        conn, _ = srv.accept()
+        with conn:
+            _read_until(conn, b"#", 20)
+            conn.sendall(b"+" + _packet(b"PacketSize=1000;qXfer:features:read+"))
+            _read_until(conn, b"#", 20)
+            conn.sendall(b"++$T05thr")  # the ack of qSupported's reply, ours, half a reply
+            time.sleep(0.2)
+
+    t = threading.Thread(target=fake_qemu, daemon=True)
+    t.start()
+    t0 = time.monotonic()
+    r = gdb(g, ["p 1"], proxy=proxy_cmd(g, qemu=f"127.0.0.1:{port}"), timeout=60)
+    took = time.monotonic() - t0
+    srv.close()
+    out = r.stdout + r.stderr
+    assert "memsrv: QEMU's gdbstub closed the connection (did QEMU exit?)" in out, out
+    assert re.search(r"Remote connection closed|Remote communication error", out), out
+    assert took < 20, took
+
+
+def test_nested_proxy_from_gdbext(guest_svm):
+    """`nested proxy`: a session connected to QEMU, with the RAM file and the
+    second stage found by gdbext (nested attach, nested scan), reconnects
+    through the proxy; stock x then reads L2, also with GDB's data cache on
+    (the default), and equals the uncached read."""
+    g = guest_svm
+    l2 = g.l2
+    gdbext = os.path.join(os.path.dirname(oracle.MEMSRV), "..", "gdbext", "nested.gdb")
+    cmds = ["source " + gdbext, "nested attach", "nested scan", "nested proxy",
+            f"x/s {MARKER_GVA:#x}", f"x/64gx {MARKER_GVA:#x}", "info mem",
+            "mem delete", f"x/64gx {MARKER_GVA:#x}"]
+    r = gdb(g, cmds)
+    out = r.stdout + r.stderr
+    assert "through memsrv gdbproxy" in out, out
+    assert f"{MARKER_GVA:#x}:\t\"{l2['marker']}\"" in r.stdout, out
+    dumps = re.findall(r"((?:^0x5a5a00042\S+:\s+0x.*\n)+)", r.stdout, re.M)
+    assert len(dumps) == 2 and dumps[0] == dumps[1] and len(dumps[0].splitlines()) == 32, out
+    assert "cache" in r.stdout, out  # the region `nested proxy` made cacheable
