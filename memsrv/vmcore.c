@@ -347,7 +347,7 @@ static int read_kvar(struct ms_kernel *k, const char *name, void *buf, size_t le
 
 /* The online CPUs and the task running on each: the per-CPU current_task
  * (6.1; pcpu_hot, whose first member it is, on 6.2+) and its pid through
- * task_struct's layout (DWARF). What cannot be read leaves one note per
+ * task_struct's layout (DWARF, else BTF). What cannot be read leaves one note per
  * CPU the registers name, or pid 0. Fills cpus[] (malloc'd); says how in
  * info->how. */
 static int running_tasks(struct ms_kernel *k, const struct ms_cpu_state *regs, unsigned nregs,

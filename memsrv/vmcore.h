@@ -48,7 +48,8 @@ int ms_vmcore_write(const struct ms_vmcore_spec *spec, const char *path, ms_prog
 
 /* The whole export from a kernel found in phys (k->phys): its VMCOREINFO,
  * symbols (a symbol file or its kallsyms, already loaded), the running
- * task per CPU (pids need task_struct's layout from a vmlinux; else 0),
+ * task per CPU (pids need task_struct's layout: DWARF, else the
+ * kernel's BTF; else 0),
  * registers from regs[0..nregs) when given (a dump's CPU notes). */
 int ms_vmcore_export(struct ms_kernel *k, const struct ms_cpu_state *regs, unsigned nregs,
                      const char *path, ms_progress_fn progress, void *progress_arg,
