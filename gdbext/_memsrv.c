@@ -11,6 +11,7 @@
  *   sp.translate(addr) -> (phys, lower, page_size, perms, trace)
  *   sp.x(fmt, addr, symbolizer=None) -> str
  *   sp.dmesg(style='plain', level=-1) -> str   # the kernel of sp's guest-physical level
+ *   sp.dmesg_next(cursor=None, style='plain', level=-1) -> (str, lost, cursor)  # following
  *   sp.symbol('name') -> addr    sp.symbol(addr) -> (name, offset)
  *   sp.tasks() -> [(pid, ppid, state, task, comm)]
  *   m.flush()
@@ -39,9 +40,8 @@ static PyObject *MemsrvError;
 static PyObject *raise_err(const struct ms_err *err)
 {
     static const char *const hints[] = {
-        [MS_HINT_SYMBOLS] = "symbols", [MS_HINT_DWARF] = "dwarf",
-        [MS_HINT_LAYOUT] = "layout",   [MS_HINT_WRITABLE] = "writable",
-        [MS_HINT_TOKEN] = "token",
+        [MS_HINT_SYMBOLS] = "symbols",   [MS_HINT_DWARF] = "dwarf", [MS_HINT_LAYOUT] = "layout",
+        [MS_HINT_WRITABLE] = "writable", [MS_HINT_TOKEN] = "token",
     };
     int code = err->code ? err->code : MS_EINVAL;
     const char *msg = err->msg[0] ? err->msg : ms_code_name(code);
@@ -50,10 +50,11 @@ static PyObject *raise_err(const struct ms_err *err)
         return NULL;
     PyObject *c = PyLong_FromLong(code);
     PyObject *n = PyUnicode_FromString(ms_code_name(code));
-    PyObject *h = err->hint > 0 && err->hint <= MS_HINT_TOKEN ? PyUnicode_FromString(hints[err->hint])
-                                                              : Py_NewRef(Py_None);
-    PyObject *f = err->has_fault ? PyLong_FromUnsignedLongLong(err->fault_addr)
-                                 : Py_NewRef(Py_None);
+    PyObject *h = err->hint > 0 && err->hint <= MS_HINT_TOKEN
+                      ? PyUnicode_FromString(hints[err->hint])
+                      : Py_NewRef(Py_None);
+    PyObject *f =
+        err->has_fault ? PyLong_FromUnsignedLongLong(err->fault_addr) : Py_NewRef(Py_None);
     if (c && n && h && f) {
         PyObject_SetAttrString(exc, "code", c);
         PyObject_SetAttrString(exc, "code_name", n);
@@ -615,8 +616,8 @@ static PyObject *mem_space(MemoryObject *m, PyObject *args, PyObject *kw)
     unsigned levels = 4, npt_levels = 4;
     int kernel = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|O&IO&O&Ip:space", kwlist, opt_u64_conv, &cr3,
-                                     &levels, opt_u64_conv, &eptp, opt_u64_conv, &ncr3,
-                                     &npt_levels, &kernel))
+                                     &levels, opt_u64_conv, &eptp, opt_u64_conv, &ncr3, &npt_levels,
+                                     &kernel))
         return NULL;
     if (mem_check(m))
         return NULL;
@@ -629,10 +630,14 @@ static PyObject *mem_space(MemoryObject *m, PyObject *args, PyObject *kw)
         return NULL;
     }
     struct ms_stack st = {
-        .second = eptp.given ? MS_SECOND_EPT : ncr3.given ? MS_SECOND_NPT : MS_SECOND_NONE,
+        .second = eptp.given   ? MS_SECOND_EPT
+                  : ncr3.given ? MS_SECOND_NPT
+                               : MS_SECOND_NONE,
         .second_root = eptp.given ? eptp.value : ncr3.value,
         .second_levels = npt_levels,
-        .first = kernel ? MS_FIRST_KERNEL : cr3.given ? MS_FIRST_CR3 : MS_FIRST_NONE,
+        .first = kernel      ? MS_FIRST_KERNEL
+                 : cr3.given ? MS_FIRST_CR3
+                             : MS_FIRST_NONE,
         .cr3 = cr3.value,
         .levels = levels,
     };
@@ -701,11 +706,11 @@ static PyObject *sp_transfer(SpaceObject *s, PyObject *args, bool write)
     size_t done = 0;
     int rc;
     if (write)
-        CALL(s->mem, rc, ms_target_write(s->mem->t, s->h, addr, buf.buf, (size_t)buf.len, &done,
-                                         &err));
+        CALL(s->mem, rc,
+             ms_target_write(s->mem->t, s->h, addr, buf.buf, (size_t)buf.len, &done, &err));
     else
-        CALL(s->mem, rc, ms_target_read(s->mem->t, s->h, addr, buf.buf, (size_t)buf.len, &done,
-                                        &err));
+        CALL(s->mem, rc,
+             ms_target_read(s->mem->t, s->h, addr, buf.buf, (size_t)buf.len, &done, &err));
     PyBuffer_Release(&buf);
     if (rc) {
         raise_err(&err);
@@ -841,8 +846,7 @@ static PyObject *sp_x(SpaceObject *s, PyObject *args, PyObject *kw)
     struct ms_x_state xs = {.format = 'x', .size = 'w'};
     int full = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "sO&|OO&O&p:x", kwlist, &text, u64_conv, &addr,
-                                     &symfn, letter_conv, &xs.format, letter_conv, &xs.size,
-                                     &full))
+                                     &symfn, letter_conv, &xs.format, letter_conv, &xs.size, &full))
         return NULL;
     if (sp_check(s))
         return NULL;
@@ -1063,6 +1067,55 @@ static PyObject *sp_dmesg(SpaceObject *s, PyObject *args, PyObject *kw)
     return report_result(&out, 0, NULL);
 }
 
+/* dmesg_next(cursor=None, style='plain', level=-1) -> (text, lost, cursor):
+ * the records after the cursor (None: every record in the ring), as
+ * ms_target_dmesg_next; the cursor is an opaque tuple to pass back. */
+static PyObject *sp_dmesg_next(SpaceObject *s, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"cursor", "style", "level", NULL};
+    static const char *const styles[] = {"plain", "raw", "crash"}; /* enum ms_dmesg_style */
+    PyObject *cursor = Py_None;
+    const char *style = "plain";
+    int level = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|Osi:dmesg_next", kwlist, &cursor, &style, &level))
+        return NULL;
+    struct ms_dmesg_opts o = {MS_DMESG_PLAIN, level};
+    while (o.style <= MS_DMESG_CRASH && strcmp(style, styles[o.style]) != 0)
+        o.style++;
+    if (o.style > MS_DMESG_CRASH || level < -1 || level > 7) {
+        PyErr_SetString(PyExc_ValueError, "style is 'plain', 'raw' or 'crash'; level -1 or 0..7");
+        return NULL;
+    }
+    struct ms_dmesg_cursor cur = {0};
+    unsigned long long next_seq = 0, stall_seq = 0;
+    int started = 0;
+    unsigned stalls = 0;
+    if (cursor != Py_None) {
+        if (!PyArg_ParseTuple(cursor, "KpKI:a dmesg_next cursor", &next_seq, &started, &stall_seq,
+                              &stalls))
+            return NULL;
+        cur = (struct ms_dmesg_cursor){next_seq, started, stall_seq, stalls};
+    }
+    if (sp_check(s))
+        return NULL;
+    struct ms_strbuf out;
+    struct ms_err err = {0};
+    uint64_t lost = 0;
+    ms_strbuf_init(&out);
+    int rc;
+    CALL(s->mem, rc, ms_target_dmesg_next(s->mem->t, s->h, &o, &cur, &out, &lost, &err));
+    if (rc) {
+        ms_strbuf_free(&out);
+        return raise_err(&err);
+    }
+    PyObject *text = report_result(&out, 0, NULL);
+    if (!text)
+        return NULL;
+    return Py_BuildValue("(NK(KOKI))", text, (unsigned long long)lost,
+                         (unsigned long long)cur.next_seq, cur.started ? Py_True : Py_False,
+                         (unsigned long long)cur.stall_seq, cur.stalls);
+}
+
 /* symbol(name_or_addr): a name -> its runtime address; an address ->
  * (name, offset). */
 static PyObject *sp_symbol(SpaceObject *s, PyObject *what)
@@ -1256,6 +1309,11 @@ static PyMethodDef sp_methods[] = {
      "merged: [(addr, size, lower, perms)], else [(addr, size, lower, perms, leaf)].\n"
      "In-process only (a server has ptdump())."},
     {"canonical", (PyCFunction)sp_canonical, METH_O, "canonical(addr) -> int"},
+    {"dmesg_next", (PyCFunction)(void (*)(void))sp_dmesg_next, METH_VARARGS | METH_KEYWORDS,
+     "dmesg_next(cursor=None, style='plain', level=-1) -> (text, lost, cursor): the log\n"
+     "records after the cursor (None: all in the ring), for following a running guest\n"
+     "(m.flush() first). lost counts records the ring dropped unread, marked in the text\n"
+     "by '-- N records lost --'. Pass the returned cursor to the next call."},
     {"dmesg", (PyCFunction)(void (*)(void))sp_dmesg, METH_VARARGS | METH_KEYWORDS,
      "dmesg(style='plain', level=-1) -> str: the Linux kernel log in this level's\n"
      "guest-physical memory, as `memsrv dmesg [--raw|--crash] [--level N]`. The kernel\n"
@@ -1441,16 +1499,26 @@ PyMODINIT_FUNC PyInit__memsrv(void)
         const char *name;
         long value;
     } consts[] = {
-        {"PERM_R", MS_PERM_R},         {"PERM_W", MS_PERM_W},
-        {"PERM_X", MS_PERM_X},         {"PERM_U", MS_PERM_U},
-        {"KIND_PHYS", MS_SPACE_PHYS},  {"KIND_PAGING", MS_SPACE_PAGING},
-        {"KIND_NPT", MS_SPACE_NPT},    {"KIND_EPT", MS_SPACE_EPT},
-        {"E_INVAL", MS_EINVAL},        {"E_NOMEM", MS_ENOMEM},
-        {"E_IO", MS_EIO},              {"E_FORMAT", MS_EFORMAT},
-        {"E_UNMAPPED", MS_EUNMAPPED},  {"E_OUTSIDE", MS_EOUTSIDE},
-        {"E_RESERVED", MS_ERESERVED},  {"E_NOTFOUND", MS_ENOTFOUND},
-        {"E_BUS", MS_EBUS},            {"E_PERM", MS_EPERM},
-        {"E_LIMIT", MS_ELIMIT},        {"E_PROTO", MS_EPROTO},
+        {"PERM_R", MS_PERM_R},
+        {"PERM_W", MS_PERM_W},
+        {"PERM_X", MS_PERM_X},
+        {"PERM_U", MS_PERM_U},
+        {"KIND_PHYS", MS_SPACE_PHYS},
+        {"KIND_PAGING", MS_SPACE_PAGING},
+        {"KIND_NPT", MS_SPACE_NPT},
+        {"KIND_EPT", MS_SPACE_EPT},
+        {"E_INVAL", MS_EINVAL},
+        {"E_NOMEM", MS_ENOMEM},
+        {"E_IO", MS_EIO},
+        {"E_FORMAT", MS_EFORMAT},
+        {"E_UNMAPPED", MS_EUNMAPPED},
+        {"E_OUTSIDE", MS_EOUTSIDE},
+        {"E_RESERVED", MS_ERESERVED},
+        {"E_NOTFOUND", MS_ENOTFOUND},
+        {"E_BUS", MS_EBUS},
+        {"E_PERM", MS_EPERM},
+        {"E_LIMIT", MS_ELIMIT},
+        {"E_PROTO", MS_EPROTO},
     };
     for (size_t i = 0; i < sizeof(consts) / sizeof(consts[0]); i++)
         if (PyModule_AddIntConstant(m, consts[i].name, consts[i].value) < 0)

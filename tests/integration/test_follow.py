@@ -81,3 +81,48 @@ def test_follow_flood(guest_flood):
     print(f"follow: {len(got)} of {n} flood lines printed, {lost_total} records reported lost, "
           f"{secs:.1f} s")
     assert len(got) + lost_total >= n
+
+
+def test_follow_module(guest_flood):
+    """The Python module's dmesg_next: the whole ring first (what memsrv
+    dmesg prints of the now quiet guest), then nothing new, the cursor
+    passed back and forth."""
+    import sys
+    sys.path.insert(0, os.path.join(ROOT, "gdbext"))
+    from nested import _memsrv
+    g = guest_flood
+    m = _memsrv.open(g.ram)
+    sp = m.space()
+    m.flush()
+    text, lost, cursor = sp.dmesg_next()
+    assert lost == 0 and "lab: flood done" in text
+    m.flush()
+    again, lost2, cursor2 = sp.dmesg_next(cursor)
+    assert (again, lost2) == ("", 0) and cursor2[0] == cursor[0]
+    out = subprocess.run([MEMSRV, "--ram", g.ram, "dmesg"], capture_output=True, text=True,
+                         errors="replace").stdout
+    assert text == out
+    try:
+        sp.dmesg_next((1, 2))
+        assert False, "a malformed cursor was taken"
+    except TypeError:
+        pass
+
+
+def test_follow_gdb(guest_flood, tmp_path):
+    """nested dmesg -f in GDB prints the log and stops at Ctrl-C (SIGINT)."""
+    from test_gdbext import GDBEXT, run_gdb
+    g = guest_flood
+    cmds = [
+        "target remote %s" % g.gdb_address,
+        "source %s/nested.gdb" % GDBEXT,
+        "nested attach",
+        "python import os, signal, threading; "
+        "threading.Timer(3, os.kill, (os.getpid(), signal.SIGINT)).start()",
+        "nested dmesg -f",
+        "nested dmesg",
+        "disconnect",
+    ]
+    _, res = run_gdb(cmds, str(tmp_path), timeout=120)
+    assert res[4]["err"] is None, res[4]
+    assert res[4]["out"] == res[5]["out"] and "lab: flood done" in res[4]["out"], res[4]
