@@ -1,6 +1,9 @@
 # nested: memsrv (library + CLI + server), the GDB extension, tests, benchmarks.
 # `make` builds build/; `make asan` builds build-asan/ with ASan+UBSan;
 # `make test` runs everything (see tests/run); `make demo` is the README's main job.
+# `make install PREFIX=/usr/local DESTDIR=` installs the program, its manual, the
+# library (header, static library, pkg-config file) and the GDB extension;
+# `make uninstall` (same PREFIX and DESTDIR) removes exactly those.
 
 CC      ?= cc
 BUILD   ?= build
@@ -12,6 +15,16 @@ CFLAGS  += -std=c11 $(OPT) -g -fPIC -Wall -Wextra -Werror -Wshadow -Wstrict-prot
            -Wno-missing-field-initializers $(SAN)
 LDLIBS  += $(shell pkg-config --libs $(PKGS)) -ldwarf -lz -lm -lpthread
 LDFLAGS += $(SAN)
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BINDIR  := $(PREFIX)/bin
+LIBDIR  := $(PREFIX)/lib
+INCDIR  := $(PREFIX)/include
+DATADIR := $(PREFIX)/share
+MANDIR  := $(DATADIR)/man
+GDBEXTDIR := $(DATADIR)/nested/gdbext
+VERSION := $(shell sed -n 's/^\#define MS_VERSION "\(.*\)"/\1/p' memsrv/target.c)
 
 LIB_SRCS  := $(sort $(wildcard memsrv/*.c memsrv/remote/*.c))
 CLI_SRCS  := $(sort $(wildcard memsrv/cli/*.c))
@@ -25,8 +38,9 @@ CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all asan test unit demo bench bench-deps clean format fuzz gdbext deps guest
-all: $(BUILD)/memsrv $(BUILD)/libmemsrv.a $(TEST_BINS) $(BENCH_BINS) gdbext
+.PHONY: all asan test unit demo bench bench-deps clean format fuzz gdbext deps guest install \
+        uninstall
+all: $(BUILD)/memsrv $(BUILD)/libmemsrv.a $(BUILD)/memsrv.1 $(TEST_BINS) $(BENCH_BINS) gdbext
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -38,6 +52,10 @@ $(BUILD)/libmemsrv.a: $(LIB_OBJS)
 
 $(BUILD)/memsrv: $(CLI_OBJS) $(BUILD)/libmemsrv.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libmemsrv.a $(LDLIBS)
+
+# The manual page is the program's own help, rendered (one source: main.c).
+$(BUILD)/memsrv.1: $(BUILD)/memsrv scripts/gen-manpage
+	scripts/gen-manpage $(BUILD)/memsrv > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(SUPPORT_OBJS) $(BUILD)/libmemsrv.a
 	@mkdir -p $(dir $@)
@@ -51,6 +69,24 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(SUPPORT_OBJS) $(BUILD)/libmemsrv.a
 # for its include directory and extension suffix).
 gdbext: $(BUILD)/libmemsrv.a
 	@if [ -f gdbext/Makefile ]; then $(MAKE) -C gdbext BUILD=$(abspath $(BUILD)) SAN="$(SAN)"; fi
+
+install: $(BUILD)/memsrv $(BUILD)/libmemsrv.a $(BUILD)/memsrv.1 gdbext
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)/memsrv \
+	    $(DESTDIR)$(MANDIR)/man1
+	install -m 755 $(BUILD)/memsrv $(DESTDIR)$(BINDIR)/memsrv
+	install -m 644 $(BUILD)/libmemsrv.a $(DESTDIR)$(LIBDIR)/libmemsrv.a
+	install -m 644 memsrv/memsrv.h $(DESTDIR)$(INCDIR)/memsrv/memsrv.h
+	install -m 644 $(BUILD)/memsrv.1 $(DESTDIR)$(MANDIR)/man1/memsrv.1
+	sed -e 's|@PREFIX@|$(PREFIX)|' \
+	    -e 's|@VERSION@|$(VERSION)|' memsrv/memsrv.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/memsrv.pc
+	$(MAKE) -C gdbext install BUILD=$(abspath $(BUILD)) DEST=$(DESTDIR)$(GDBEXTDIR)
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/memsrv $(DESTDIR)$(LIBDIR)/libmemsrv.a \
+	    $(DESTDIR)$(LIBDIR)/pkgconfig/memsrv.pc $(DESTDIR)$(INCDIR)/memsrv/memsrv.h \
+	    $(DESTDIR)$(MANDIR)/man1/memsrv.1
+	rm -rf $(DESTDIR)$(GDBEXTDIR)
+	-rmdir $(DESTDIR)$(INCDIR)/memsrv $(DESTDIR)$(DATADIR)/nested 2>/dev/null
 
 asan:
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"

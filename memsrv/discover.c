@@ -6,8 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "progress.h"
 #include "pte.h"
 #include "space.h"
+#include "symbols.h"
+#include "vmcoreinfo.h"
 
 /* AMD APM vol. 2, appendix B (VMCB layout); checked on a real KVM-on-TCG
  * VMCB (notes/qemu.md s.5): intercept word at 0x10 (bit 0 VMRUN), ASID at
@@ -27,8 +30,15 @@
 #define SAVE_RSP (VMCB_SAVE + 0x1d8)
 #define EFER_SVME (1ULL << 12)
 #define EFER_LMA (1ULL << 10)
+#define CR0_PE 1ULL
 #define CR0_PG (1ULL << 31)
+#define CR4_PAE (1ULL << 5)
 #define CR4_LA57 (1ULL << 12)
+/* EFER bits an x86-64 CPU defines (SCE, LME, LMA, NXE, SVME, LMSLE, FFXSR,
+ * TCE, AutoIBRS); others are reserved and must be zero. */
+#define EFER_KNOWN 0x20fd01ULL
+#define PHYS_LIMIT (1ULL << 52)
+#define MAX_ASID 0xffffu
 
 /* Linux arch/x86/kvm/vmx/vmcs12.h (VMCS12_REVISION and its CHECK_OFFSETs). */
 #define VMCS12_REVISION 0x11e57ed0u
@@ -59,9 +69,36 @@ const char *ms_cand_kind_name(enum ms_cand_kind kind)
     return "?";
 }
 
+/* What a candidate proves, in points (the score adds them to its
+ * signature's): its second stage maps the L2 CR3, then the L2 RIP through
+ * L2 paging, then reaches a Linux kernel (VMCOREINFO) whose own page tables
+ * read its OSRELEASE back from init_uts_ns. */
+enum {
+    PROOF_CR3 = 10,
+    PROOF_RIP = 5,
+    PROOF_KERNEL = 15,
+    HSAVE_AGREES = 2,
+    HSAVE_SCORE = 8,
+    /* EPT-shaped trees are common in RAM: only the best few are walked. */
+    MAX_EPT_TRIED = 8,
+    /* VMCOREINFO texts kept from the scan (L1's own, each L2's). */
+    MAX_KERNELS = 8,
+};
+
+/* A Linux kernel whose VMCOREINFO text lies somewhere in L1 RAM: where its
+ * page tables and init_uts_ns are, in its own guest-physical space. */
+struct kernel_hint {
+    char release[65];
+    uint64_t top_pa;   /* init_top_pgt */
+    unsigned levels;   /* 4 or 5 */
+    uint64_t uts_name; /* VA of init_uts_ns.name */
+};
+
 struct found {
     struct ms_candidate *v;
     unsigned n, cap;
+    struct kernel_hint kernels[MAX_KERNELS];
+    unsigned nkernels;
 };
 
 static uint64_t u64_at(const uint8_t *p, unsigned off)
@@ -76,6 +113,24 @@ static uint32_t u32_at(const uint8_t *p, unsigned off)
     uint32_t v;
     memcpy(&v, p + off, 4);
     return v;
+}
+
+/* A virtual address valid for the paging depth (sign-extended from bit 47,
+ * or 56 with LA57). */
+static bool canonical(uint64_t va, bool la57)
+{
+    unsigned bits = la57 ? 57 : 48;
+    uint64_t top = va >> (bits - 1);
+    return top == 0 || top == (~0ULL >> (bits - 1));
+}
+
+/* The long-mode state a CPU would accept: control registers with no bits
+ * above 31, PE and PAE with PG, known EFER bits, a CR3 that is a physical
+ * address, a canonical RIP. */
+static bool long_mode_state_ok(const struct ms_candidate *c)
+{
+    return (c->cr0 >> 32) == 0 && (c->cr4 >> 32) == 0 && (c->cr0 & CR0_PE) && (c->cr4 & CR4_PAE) &&
+           !(c->efer & ~EFER_KNOWN) && c->cr3 < PHYS_LIMIT && canonical(c->rip, c->cr4 & CR4_LA57);
 }
 
 static void ev_add(struct ms_candidate *c, const char *fmt, ...)
@@ -105,10 +160,76 @@ static int push(struct found *f, const struct ms_candidate *c, struct ms_err *er
     return 0;
 }
 
-/* Does the second stage (NPT or EPT at root) translate the L2 CR3, and
- * (with paging on) the L2 RIP through paging over it? Returns points. */
-static int try_root(struct ms_ram *ram, bool ept, uint64_t root, unsigned levels,
-                    struct ms_candidate *c)
+/* new_utsname: sysname[65], nodename[65], release[65]. */
+#define UTS_RELEASE_OFF 130
+#define UTS_LEN 65
+
+/* VMCOREINFO at a page start or after its ELF note header (where the
+ * kernel keeps it): keeps what the proof below needs, once per kernel. */
+static void note_kernel(struct found *f, const uint8_t *p)
+{
+    static const char key[] = "OSRELEASE=";
+    for (unsigned off = 0; off <= VMCOREINFO_NOTE_HDR && f->nkernels < MAX_KERNELS;
+         off += VMCOREINFO_NOTE_HDR) {
+        if (memcmp(p + off, key, sizeof(key) - 1) != 0)
+            continue;
+        struct ms_vmcoreinfo *vi = NULL;
+        if (ms_vmcoreinfo_parse(&vi, (const char *)p + off, 4096 - off, NULL))
+            continue;
+        struct kernel_hint k = {0};
+        const char *release = ms_vmcoreinfo_get(vi, "OSRELEASE");
+        uint64_t top = 0, uts = 0, name = 0;
+        int64_t phys_base = 0, l5 = 0;
+        if (release && ms_vmcoreinfo_symbol(vi, "init_top_pgt", &top, NULL) == 0 &&
+            ms_vmcoreinfo_number(vi, "phys_base", &phys_base, NULL) == 0 &&
+            ms_vmcoreinfo_symbol(vi, "init_uts_ns", &uts, NULL) == 0 &&
+            ms_vmcoreinfo_offset(vi, "uts_namespace", "name", &name, NULL) == 0) {
+            ms_vmcoreinfo_number(vi, "pgtable_l5_enabled", &l5, NULL);
+            snprintf(k.release, sizeof(k.release), "%s", release);
+            k.top_pa = top - MS_KERNEL_MAP_START + (uint64_t)phys_base;
+            k.levels = l5 ? 5 : 4;
+            k.uts_name = uts + name;
+            bool seen = false;
+            for (unsigned i = 0; i < f->nkernels; i++)
+                seen |= memcmp(&f->kernels[i], &k, sizeof(k)) == 0;
+            if (!seen)
+                f->kernels[f->nkernels++] = k;
+        }
+        ms_vmcoreinfo_free(vi);
+    }
+}
+
+/* Does second (a guest-physical space) hold one of the kernels whose
+ * VMCOREINFO is in RAM? Its page tables, read through second, must read
+ * its release back from init_uts_ns. */
+static int prove_kernel(const struct found *f, struct ms_space *second, struct ms_candidate *c)
+{
+    for (unsigned i = 0; i < f->nkernels; i++) {
+        const struct kernel_hint *k = &f->kernels[i];
+        struct ms_space *kspace = NULL;
+        char got[UTS_LEN + 1] = {0};
+        bool ok =
+            ms_space_paging(&kspace, second, k->top_pa, k->levels, NULL) == 0 &&
+            ms_space_read(kspace, k->uts_name + UTS_RELEASE_OFF, got, UTS_LEN, NULL, NULL) == 0 &&
+            strcmp(got, k->release) == 0;
+        ms_space_free(kspace);
+        if (ok) {
+            ev_add(c,
+                   "; reaches Linux %s: its init_top_pgt (PA 0x%llx) reads init_uts_ns's "
+                   "release back",
+                   k->release, (unsigned long long)k->top_pa);
+            return PROOF_KERNEL;
+        }
+    }
+    ev_add(c, "; reaches no kernel whose VMCOREINFO is in RAM");
+    return 0;
+}
+
+/* Does the second stage (NPT or EPT at root) translate the L2 CR3, (with
+ * paging on) the L2 RIP through paging over it, and reach L2's kernel?
+ * Without an L2 CR3 (a bare EPT tree: cr3_known false), only the kernel. */
+static int try_root(struct ms_ram *ram, const struct found *f, bool ept, uint64_t root,
+                    unsigned levels, bool cr3_known, struct ms_candidate *c)
 {
     struct ms_err err;
     struct ms_space *phys = NULL, *second = NULL, *pg = NULL;
@@ -121,26 +242,32 @@ static int try_root(struct ms_ram *ram, bool ept, uint64_t root, unsigned levels
         ev_add(c, "; root unusable: %s", err.msg);
         goto out;
     }
-    struct ms_xlat x;
-    if (ms_space_translate(second, c->cr3 & PTE_ADDR_MASK, &x, NULL, &err) == 0) {
-        points += 10;
-        ev_add(c, "; %u-level %s maps L2 CR3 0x%llx -> 0x%llx", second->levels, ept ? "EPT" : "NPT",
-               (unsigned long long)(c->cr3 & PTE_ADDR_MASK), (unsigned long long)x.phys);
-    } else {
-        ev_add(c, "; L2 CR3 does not translate: %s", err.msg);
-        goto out;
-    }
-    if ((c->cr0 & CR0_PG) && (c->efer & EFER_LMA)) {
-        unsigned l2levels = (c->cr4 & CR4_LA57) ? 5 : 4;
-        if (ms_space_paging(&pg, second, c->cr3, l2levels, &err) == 0 &&
-            ms_space_translate(pg, c->rip, &x, NULL, &err) == 0) {
-            points += 5;
-            ev_add(c, "; L2 RIP 0x%llx -> 0x%llx", (unsigned long long)c->rip,
+    if (cr3_known) {
+        struct ms_xlat x;
+        if (ms_space_translate(second, c->cr3 & PTE_ADDR_MASK, &x, NULL, &err) == 0) {
+            points += PROOF_CR3;
+            ev_add(c, "; %u-level %s maps L2 CR3 0x%llx -> 0x%llx", second->levels,
+                   ept ? "EPT" : "NPT", (unsigned long long)(c->cr3 & PTE_ADDR_MASK),
                    (unsigned long long)x.phys);
         } else {
-            ev_add(c, "; L2 RIP does not translate");
+            ev_add(c, "; %u-level: L2 CR3 does not translate: %s", second->levels, err.msg);
+            goto out;
         }
+        if ((c->cr0 & CR0_PG) && (c->efer & EFER_LMA)) {
+            unsigned l2levels = (c->cr4 & CR4_LA57) ? 5 : 4;
+            if (ms_space_paging(&pg, second, c->cr3, l2levels, &err) == 0 &&
+                ms_space_translate(pg, c->rip, &x, NULL, &err) == 0) {
+                points += PROOF_RIP;
+                ev_add(c, "; L2 RIP 0x%llx -> 0x%llx", (unsigned long long)c->rip,
+                       (unsigned long long)x.phys);
+            } else {
+                ev_add(c, "; L2 RIP does not translate");
+            }
+        }
+    } else {
+        ev_add(c, "; %u-level:", second->levels);
     }
+    points += prove_kernel(f, second, c);
 out:
     ms_space_free(pg);
     ms_space_free(second);
@@ -178,17 +305,25 @@ static struct ms_candidate candidate_at(enum ms_cand_kind kind, uint64_t gpa, co
     return c;
 }
 
+/* Control-area bits at 0x90: NP_ENABLE and the SEV/GMET/... flags in 7:0;
+ * bits 63:8 are reserved. A VMRUN needs a non-zero ASID and EFER.SVME. */
 static int check_vmcb(struct ms_ram *ram, uint64_t gpa, const uint8_t *p, struct found *f,
                       struct ms_err *err)
 {
     uint64_t ncr3 = u64_at(p, VMCB_NCR3), efer = u64_at(p, SAVE_EFER);
-    if (!(u32_at(p, VMCB_INTERCEPT_VMRUN) & 1) || !(u64_at(p, VMCB_NP_ENABLE) & 1) ||
-        !(efer & EFER_SVME) || (ncr3 & 0xfff & ~0x18ULL) || (ncr3 & PTE_ADDR_MASK) == 0 ||
+    uint64_t np = u64_at(p, VMCB_NP_ENABLE);
+    uint32_t asid = u32_at(p, VMCB_ASID);
+    if (!(u32_at(p, VMCB_INTERCEPT_VMRUN) & 1) || !(np & 1) || (np >> 8) || asid == 0 ||
+        asid > MAX_ASID || !(efer & EFER_SVME) || (efer & ~EFER_KNOWN) ||
+        (ncr3 & 0xfff & ~0x18ULL) || (ncr3 & PTE_ADDR_MASK) == 0 || ncr3 >= PHYS_LIMIT ||
         !in_ram(ram, ncr3 & PTE_ADDR_MASK))
         return 0;
     struct ms_candidate c = candidate_at(MS_CAND_VMCB, gpa, p, &vmcb_save);
+    /* L2 in long mode must hold a state VMRUN would have accepted. */
+    if ((c.efer & EFER_LMA) && (c.cr0 & CR0_PG) && !long_mode_state_ok(&c))
+        return 0;
     c.root = ncr3;
-    c.asid = u32_at(p, VMCB_ASID);
+    c.asid = asid;
     c.score = 10;
     snprintf(c.evidence, sizeof(c.evidence),
              "VMRUN intercepted, NP_ENABLE, EFER.SVME, nCR3 0x%llx in RAM, ASID %u",
@@ -196,25 +331,47 @@ static int check_vmcb(struct ms_ram *ram, uint64_t gpa, const uint8_t *p, struct
     return push(f, &c, err);
 }
 
-static int check_hsave(uint64_t gpa, const uint8_t *p, struct found *f, struct ms_err *err)
+/* L1's paging (its CR3, its depth) translates its own RIP: the HSAVE page
+ * is L1's state indeed, and its CR4.LA57 gives the NPT depth. */
+static int prove_hsave(struct ms_ram *ram, struct ms_candidate *c)
+{
+    struct ms_err err;
+    struct ms_space *phys = NULL, *pg = NULL;
+    struct ms_xlat x;
+    int ok = ms_space_phys(&phys, ram, &err) == 0 &&
+             ms_space_paging(&pg, phys, c->cr3, c->root_levels, &err) == 0 &&
+             ms_space_translate(pg, c->rip, &x, NULL, &err) == 0;
+    if (ok)
+        ev_add(c, "; its %u-level paging maps its RIP -> 0x%llx", c->root_levels,
+               (unsigned long long)x.phys);
+    else
+        ev_add(c, "; its paging does not map its RIP");
+    ms_space_free(pg);
+    ms_space_free(phys);
+    return ok ? PROOF_RIP : 0;
+}
+
+static int check_hsave(struct ms_ram *ram, uint64_t gpa, const uint8_t *p, struct found *f,
+                       struct ms_err *err)
 {
     /* QEMU's VMRUN saves the host into the save-area layout and leaves the
      * control area zero. */
     for (unsigned i = 0; i < 0x100; i += 8)
         if (u64_at(p, i))
             return 0;
-    uint64_t efer = u64_at(p, SAVE_EFER), cr0 = u64_at(p, SAVE_CR0);
-    uint64_t rip = u64_at(p, SAVE_RIP);
-    if (!(efer & EFER_SVME) || !(efer & EFER_LMA) || !(cr0 & CR0_PG) || (rip >> 47) != 0x1ffff)
-        return 0;
     struct ms_candidate c = candidate_at(MS_CAND_HSAVE, gpa, p, &vmcb_save);
+    /* L1's own state: a kernel RIP, a CR3 into RAM (L1-physical). */
+    if (!(c.efer & EFER_SVME) || !(c.efer & EFER_LMA) || !(c.cr0 & CR0_PG) ||
+        !long_mode_state_ok(&c) || !(c.rip >> 63) || !in_ram(ram, c.cr3 & PTE_ADDR_MASK))
+        return 0;
     c.root_levels = (c.cr4 & CR4_LA57) ? 5 : 4;
-    c.score = 8;
+    c.score = HSAVE_SCORE;
     snprintf(c.evidence, sizeof(c.evidence),
              "zero control area, EFER.SVME|LMA, paging on, kernel RIP 0x%llx: L1 state "
              "(CR3 0x%llx, CR4.LA57=%d -> NPT is %u-level)",
-             (unsigned long long)rip, (unsigned long long)c.cr3, !!(c.cr4 & CR4_LA57),
+             (unsigned long long)c.rip, (unsigned long long)c.cr3, !!(c.cr4 & CR4_LA57),
              c.root_levels);
+    c.score += prove_hsave(ram, &c);
     return push(f, &c, err);
 }
 
@@ -306,9 +463,60 @@ static int check_ept_tree(struct ms_ram *ram, uint64_t gpa, const uint8_t *p, st
     c.score = 3 + (int)good;
     snprintf(c.evidence, sizeof(c.evidence),
              "%d present entries all EPT-shaped (R/W/X, bits 7:3 clear), %u of %u children "
-             "EPT-shaped; depth unknown (4 assumed in root)",
+             "EPT-shaped",
              present, good, tried);
     return push(f, &c, err);
+}
+
+/* The NPT depth L1's CR4.LA57 gives, from the HSAVE pages whose paging
+ * maps their own RIP, when they all agree; else 0. */
+static unsigned hsave_depth(const struct found *f)
+{
+    unsigned levels = 0;
+    for (unsigned i = 0; i < f->n; i++) {
+        const struct ms_candidate *c = &f->v[i];
+        if (c->kind != MS_CAND_HSAVE || c->score < HSAVE_SCORE + PROOF_RIP)
+            continue;
+        if (levels && levels != c->root_levels)
+            return 0;
+        levels = c->root_levels;
+    }
+    return levels;
+}
+
+/* Tries the root at 4 and 5 levels and keeps the depth that proves more;
+ * on a tie, L1's HSAVE depth (hint) when known, else none (root_levels 0).
+ * An EPT root carries its depth in the EPTP (bits 5:3). */
+static void decide_depth(struct ms_ram *ram, const struct found *f, struct ms_candidate *c,
+                         bool ept, bool cr3_known, unsigned hint)
+{
+    struct ms_candidate t[2] = {*c, *c};
+    int p[2];
+    for (unsigned i = 0; i < 2; i++) {
+        if (ept)
+            t[i].root = (c->root & ~0x38ULL) | ((uint64_t)(4 + i - 1) << 3);
+        p[i] = try_root(ram, f, ept, t[i].root, 4 + i, cr3_known, &t[i]);
+    }
+    int best = p[0] != p[1] ? p[1] > p[0] : hint ? hint == 5 : -1;
+    if (best < 0) {
+        *c = t[0]; /* the 4-level reading, as the CLI's default depth */
+        c->score += p[0];
+        ev_add(c, "; depth not known: 4 and 5 levels prove as much (%d points)", p[0]);
+        return;
+    }
+    *c = t[best];
+    c->root_levels = 4 + (unsigned)best;
+    c->score += p[best];
+    if (p[0] != p[1])
+        ev_add(c, "; depth %u: it proves more than %u (%d vs %d points)", c->root_levels,
+               9 - c->root_levels, p[best], p[!best]);
+    else
+        ev_add(c, "; depth %u from L1's HSAVE (4 and 5 prove as much)", c->root_levels);
+    if (hint == c->root_levels) {
+        c->score += HSAVE_AGREES;
+        if (p[0] != p[1])
+            ev_add(c, ", as L1's HSAVE says");
+    }
 }
 
 static int by_score(const void *a, const void *b)
@@ -320,61 +528,55 @@ static int by_score(const void *a, const void *b)
 }
 
 int ms_discover(struct ms_ram *ram, struct ms_candidate *out, unsigned max, unsigned *count,
-                struct ms_err *err)
+                ms_progress_fn progress, void *progress_arg, struct ms_err *err)
 {
     struct found f = {0};
     uint8_t page[4096];
     int rc = 0;
     *count = 0;
+    uint64_t total = 0, done = 0;
+    for (unsigned r = 0; r < ram->layout.count; r++)
+        total += ram->layout.regions[r].len;
+    struct ms_progress pr;
+    ms_progress_start(&pr, progress, progress_arg, "discover", total);
     for (unsigned r = 0; r < ram->layout.count && !rc; r++) {
         const struct ms_region *reg = &ram->layout.regions[r];
         uint64_t first = (reg->gpa + 4095) & ~4095ULL;
         for (uint64_t a = first; a + 4096 <= reg->gpa + reg->len && !rc; a += 4096) {
+            ms_progress_update(&pr, done + (a - reg->gpa));
             if (ms_ram_read(ram, a, page, sizeof(page), NULL, err))
                 break; /* a file that shrank: keep what was found */
             rc = check_vmcb(ram, a, page, &f, err);
             if (!rc)
-                rc = check_hsave(a, page, &f, err);
+                rc = check_hsave(ram, a, page, &f, err);
             if (!rc)
                 rc = check_vmcs12(ram, a, page, &f, err);
             if (!rc)
                 rc = check_ept_tree(ram, a, page, &f, err);
+            note_kernel(&f, page);
         }
+        done += reg->len;
     }
+    ms_progress_end(&pr);
     if (rc) {
         free(f.v);
         return rc;
     }
-    /* NPT depth: from the HSAVE CR4.LA57 when there is one (a 5-level NPT
-     * walked as 4-level can give plausible wrong answers), else whichever
-     * depth translates the L2 CR3, else unknown. */
-    unsigned hsave_levels = 0;
-    for (unsigned i = 0; i < f.n; i++)
-        if (f.v[i].kind == MS_CAND_HSAVE)
-            hsave_levels = f.v[i].root_levels;
+    /* Ranked by what each proves: a second stage that maps the L2 CR3 and
+     * reaches L2's kernel, at the depth that does (signatures alone are
+     * found in stale and unrelated pages too). */
+    if (f.n)
+        qsort(f.v, f.n, sizeof(*f.v), by_score);
+    unsigned hint = hsave_depth(&f), ept_tried = 0;
     for (unsigned i = 0; i < f.n; i++) {
         struct ms_candidate *c = &f.v[i];
         if (c->kind == MS_CAND_VMCB) {
-            if (hsave_levels) {
-                c->root_levels = hsave_levels;
-                c->score += 3;
-                ev_add(c, "; depth %u from HSAVE", hsave_levels);
-                c->score += try_root(ram, false, c->root, hsave_levels, c);
-            } else {
-                struct ms_candidate t4 = *c, t5 = *c;
-                int p4 = try_root(ram, false, c->root, 4, &t4);
-                int p5 = try_root(ram, false, c->root, 5, &t5);
-                if (p4 > p5 || p5 > p4) {
-                    *c = p4 > p5 ? t4 : t5;
-                    c->root_levels = p4 > p5 ? 4 : 5;
-                    c->score += p4 > p5 ? p4 : p5;
-                } else {
-                    c->score += p4;
-                    ev_add(c, "; no HSAVE found and both NPT depths agree: depth unknown");
-                }
-            }
+            decide_depth(ram, &f, c, false, true, hint);
         } else if (c->kind == MS_CAND_VMCS12 && c->root_levels) {
-            c->score += try_root(ram, true, c->root, c->root_levels, c);
+            c->score += try_root(ram, &f, true, c->root, c->root_levels, true, c);
+        } else if (c->kind == MS_CAND_EPT && ept_tried < MAX_EPT_TRIED) {
+            ept_tried++;
+            decide_depth(ram, &f, c, true, false, 0);
         }
     }
     if (f.n)

@@ -1,5 +1,8 @@
 #include "dwarf.h"
 
+#include "file.h"
+#include "progress.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <gelf.h>
@@ -23,6 +26,7 @@ struct want {
 
 struct ctx {
     Dwarf_Debug dbg;
+    struct ms_progress progress; /* over .debug_info, in the full pass */
     struct ms_typedb *db;
     struct want w[MAX_WANT];
     unsigned nw, left;
@@ -44,9 +48,9 @@ static int check_compression(const char *path, bool *zlib, struct ms_err *err)
 {
     *zlib = false;
     elf_version(EV_CURRENT);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = ms_file_open(path, O_RDONLY, NULL, err);
     if (fd < 0)
-        return ms_err_set(err, MS_EIO, "cannot open %s: %s", path, strerror(errno));
+        return fd;
     Elf *e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
     int rc = 0;
     size_t shstr;
@@ -160,9 +164,9 @@ static void obj_close(struct obj *ob)
 static int obj_open(struct obj *ob, const char *path, struct ms_err *err)
 {
     memset(ob, 0, sizeof(*ob));
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = ms_file_open(path, O_RDONLY, NULL, err);
     if (fd < 0)
-        return ms_err_set(err, MS_EIO, "cannot open %s: %s", path, strerror(errno));
+        return fd;
     struct stat sb;
     if (fstat(fd, &sb) < 0 || sb.st_size < (off_t)sizeof(Elf64_Ehdr)) {
         close(fd);
@@ -435,6 +439,9 @@ static int pass(struct ctx *c, bool hints_only, struct ms_err *err)
                                         &typeoff, &next_off, &cu_type, &de);
         if (rc == DW_DLV_NO_ENTRY)
             return 0;
+        /* The hinted pass is quick; the full pass is the long one. */
+        if (!hints_only)
+            ms_progress_update(&c->progress, next_off);
         if (rc != DW_DLV_OK)
             return ms_err_set(err, MS_EFORMAT, "reading DWARF CU headers: %s",
                               de ? dwarf_errmsg(de) : "error");
@@ -454,7 +461,7 @@ static int pass(struct ctx *c, bool hints_only, struct ms_err *err)
 }
 
 int ms_dwarf_scan_types(struct ms_typedb *db, const char *vmlinux, const char *const *structs,
-                        struct ms_err *err)
+                        ms_progress_fn progress, void *progress_arg, struct ms_err *err)
 {
     bool zlib;
     int rc = check_compression(vmlinux, &zlib, err);
@@ -492,10 +499,15 @@ int ms_dwarf_scan_types(struct ms_typedb *db, const char *vmlinux, const char *c
                               de ? dwarf_errmsg(de) : "no DWARF");
         }
     }
+    Dwarf_Unsigned info_size = 0, unused;
+    dwarf_get_section_max_offsets(c.dbg, &info_size, &unused, &unused, &unused, &unused, &unused,
+                                  &unused, &unused, &unused, &unused, &unused);
     rc = pass(&c, true, err);
     if (rc == 0 && c.left) {
         /* the cursor restarts after reaching the end: a full pass for the rest */
+        ms_progress_start(&c.progress, progress, progress_arg, "DWARF types", info_size);
         rc = pass(&c, false, err);
+        ms_progress_end(&c.progress);
     }
     dwarf_finish(c.dbg, &de);
     obj_close(&ob);
@@ -571,7 +583,8 @@ static int merge(struct ms_typedb *dst, const struct ms_typedb *src, struct ms_e
 }
 
 int ms_dwarf_load_types(struct ms_typedb *db, const char *vmlinux, const char *const *structs,
-                        const char *cache_dir, struct ms_err *err)
+                        const char *cache_dir, ms_progress_fn progress, void *progress_arg,
+                        struct ms_err *err)
 {
     struct stat sb;
     if (stat(vmlinux, &sb) < 0)
@@ -593,7 +606,7 @@ int ms_dwarf_load_types(struct ms_typedb *db, const char *vmlinux, const char *c
     int rc = 0;
     if (!complete) {
         /* decode what is missing, then rewrite the cache with everything */
-        rc = ms_dwarf_scan_types(&cache, vmlinux, structs, err);
+        rc = ms_dwarf_scan_types(&cache, vmlinux, structs, progress, progress_arg, err);
         if (rc == 0 && cache_dir)
             cache_write(path, header, &cache); /* a cache that cannot be written is no error */
     }

@@ -11,15 +11,17 @@
 #include "typedb.h"
 
 /* cache_dir: where to keep decoded layouts, or NULL for no cache.
+ * progress (may be NULL) follows the decoding, over .debug_info's bytes.
  * Adds "S" (size) and "S.member" entries to db for each struct (or typedef
  * of a struct) named in the NULL-terminated list. MS_ENOTFOUND names the
  * structs no CU defines; MS_EFORMAT for zstd-compressed debug sections,
  * which libdwarf would silently read as empty. */
 int ms_dwarf_load_types(struct ms_typedb *db, const char *vmlinux, const char *const *structs,
-                        const char *cache_dir, struct ms_err *err);
+                        const char *cache_dir, ms_progress_fn progress, void *progress_arg,
+                        struct ms_err *err);
 
 /* Same, without the cache (tests and measurements). */
 int ms_dwarf_scan_types(struct ms_typedb *db, const char *vmlinux, const char *const *structs,
-                        struct ms_err *err);
+                        ms_progress_fn progress, void *progress_arg, struct ms_err *err);
 
 #endif

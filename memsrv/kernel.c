@@ -152,6 +152,8 @@ int ms_kernel_open(struct ms_kernel **out, struct ms_space *phys, const struct m
         return ms_err_set(err, MS_ENOMEM, "out of memory");
     ms_typedb_init(&k->types);
     k->phys = phys;
+    k->progress = o->progress;
+    k->progress_arg = o->progress_arg;
     int rc = 0;
     if (o->cache_dir && !(k->cache_dir = strdup(o->cache_dir))) {
         rc = ms_err_set(err, MS_ENOMEM, "out of memory");
@@ -296,8 +298,8 @@ int ms_kernel_need_types(struct ms_kernel *k, const char *const *structs, struct
         return rc;
     }
     struct ms_err dwarf_err;
-    int rc =
-        ms_dwarf_load_types(&k->types, ms_symtab_path(k->syms), structs, k->cache_dir, &dwarf_err);
+    int rc = ms_dwarf_load_types(&k->types, ms_symtab_path(k->syms), structs, k->cache_dir,
+                                 k->progress, k->progress_arg, &dwarf_err);
     if (rc == 0) {
         k->dwarf_loaded = true;
         return 0;

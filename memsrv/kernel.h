@@ -21,27 +21,31 @@ struct ms_kernel_opts {
     const char *symbols;    /* vmlinux or System.map path, or NULL */
     const char *vmcoreinfo; /* VMCOREINFO text from a dump note, or NULL (then scan) */
     size_t vmcoreinfo_len;
-    bool no_scan;          /* don't scan RAM for VMCOREINFO */
-    const char *cache_dir; /* where DWARF layouts may be cached, or NULL */
+    bool no_scan;            /* don't scan RAM for VMCOREINFO */
+    const char *cache_dir;   /* where DWARF layouts may be cached, or NULL */
+    ms_progress_fn progress; /* DWARF loads report here; NULL: nowhere */
+    void *progress_arg;
 };
 
 struct ms_backtracer; /* backtrace.h */
 
 struct ms_kernel {
-    struct ms_space *phys;  /* guest-physical: phys, or EPT/NPT for a nested guest */
-    struct ms_space *space; /* kernel virtual addresses (init_top_pgt) */
+    struct ms_space *phys;            /* guest-physical: phys, or EPT/NPT for a nested guest */
+    struct ms_space *space;           /* kernel virtual addresses (init_top_pgt) */
     struct ms_vmcoreinfo *vmcoreinfo; /* NULL when none found */
     struct ms_symtab *syms;           /* NULL without a symbol file */
     struct ms_typedb types;           /* VMCOREINFO first, DWARF or BTF added on demand */
     bool dwarf_loaded;
     char *cache_dir;
-    struct ms_btf *btf; /* the kernel's own BTF once read (ms_kernel_load_btf), else NULL */
-    double btf_load_ms; /* how long reading and parsing it took (kallsyms apart) */
-    uint64_t slide;     /* KASLR: runtime - link-time address */
-    uint64_t phys_base; /* PA of the kernel image = VA - __START_KERNEL_map + phys_base */
-    uint64_t root;      /* kernel page-table root (guest-physical) */
-    unsigned levels;    /* 4 or 5 */
-    char how[160];      /* where the slide and root came from */
+    ms_progress_fn progress; /* for the DWARF or BTF load */
+    void *progress_arg;
+    struct ms_btf *btf;       /* the kernel's own BTF once read (ms_kernel_load_btf), else NULL */
+    double btf_load_ms;       /* how long reading and parsing it took (kallsyms apart) */
+    uint64_t slide;           /* KASLR: runtime - link-time address */
+    uint64_t phys_base;       /* PA of the kernel image = VA - __START_KERNEL_map + phys_base */
+    uint64_t root;            /* kernel page-table root (guest-physical) */
+    unsigned levels;          /* 4 or 5 */
+    char how[160];            /* where the slide and root came from */
     struct ms_backtracer *bt; /* ORC tables and stack layout once loaded (backtrace.h) */
 };
 
@@ -82,8 +86,7 @@ int ms_kernel_dmesg(struct ms_kernel *k, struct ms_printk_log *log, struct ms_er
  * beside it (init_top_pgt, same image offset) for every 2 MiB slide.
  * levels: 4 or 5, or 0 to try both. */
 int ms_kernel_find_slide(struct ms_space *phys, const struct ms_symtab *syms, unsigned levels,
-                         uint64_t *slide,
-                         uint64_t *phys_base, uint64_t *root, unsigned *levels_out,
+                         uint64_t *slide, uint64_t *phys_base, uint64_t *root, unsigned *levels_out,
                          struct ms_err *err);
 
 #endif

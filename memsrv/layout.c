@@ -5,6 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "file.h"
 #include "number.h"
 
 #define GiB (1ULL << 30)
@@ -125,9 +129,14 @@ int ms_layout_parse_map(struct ms_layout *out, const char *spec, struct ms_err *
 int ms_layout_load(struct ms_layout *out, const char *path, struct ms_err *err)
 {
     memset(out, 0, sizeof(*out));
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return ms_err_set(err, MS_EIO, "cannot open layout file %s: %s", path, strerror(errno));
+    int fd = ms_file_open(path, O_RDONLY, NULL, err);
+    if (fd < 0)
+        return ms_err_prefix(err, "layout file: ");
+    FILE *f = fdopen(fd, "r");
+    if (!f) {
+        close(fd);
+        return ms_err_set(err, MS_EIO, "cannot read layout file %s: %s", path, strerror(errno));
+    }
     char line[512];
     unsigned lineno = 0;
     int rc = 0;

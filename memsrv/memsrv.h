@@ -50,8 +50,8 @@ enum ms_hint {
 
 struct ms_err {
     int code;
-    int hint;           /* enum ms_hint */
-    bool has_fault;     /* a memory access failed at fault_addr */
+    int hint;            /* enum ms_hint */
+    bool has_fault;      /* a memory access failed at fault_addr */
     uint64_t fault_addr; /* the first address that could not be read or written */
     char msg[512];
 };
@@ -140,6 +140,13 @@ struct ms_trace {
 
 /* ------------------------------------------------------------------ target */
 
+/* Long work (discover's scan of RAM, the first DWARF load of a vmlinux)
+ * says how far it is: `what` names it ("discover", "DWARF types"), done
+ * of total bytes. Called in the calling thread about every 1/256 of the
+ * work, and once more with done == total when it ends (also when it
+ * stopped early). Fronts draw it; the library never prints. */
+typedef void (*ms_progress_fn)(void *arg, const char *what, uint64_t done, uint64_t total);
+
 struct ms_target; /* opaque */
 
 struct ms_target_opts {
@@ -155,10 +162,12 @@ struct ms_target_opts {
      * NULL: VMCOREINFO and the kernel's own kallsyms. Not with connect: the
      * server has its own. */
     const char *symbols;
-    const char *token;     /* connect: the server's shared secret, or NULL */
-    unsigned timeout_ms;   /* connect: longest wait on a silent server; 0: 30 s */
-    const char *cache_dir; /* where derived data (DWARF layouts) may be kept; NULL: none */
-    bool no_vmcoreinfo;    /* find kernels from the symbol file alone (no VMCOREINFO) */
+    const char *token;       /* connect: the server's shared secret, or NULL */
+    unsigned timeout_ms;     /* connect: longest wait on a silent server; 0: 30 s */
+    const char *cache_dir;   /* where derived data (DWARF layouts) may be kept; NULL: none */
+    bool no_vmcoreinfo;      /* find kernels from the symbol file alone (no VMCOREINFO) */
+    ms_progress_fn progress; /* long work in this process (not a server's); NULL: none */
+    void *progress_arg;
 };
 
 int ms_target_open(struct ms_target **out, const struct ms_target_opts *opts, struct ms_err *err);
@@ -244,8 +253,7 @@ int ms_target_vtop(struct ms_target *t, ms_handle h, uint64_t addr, struct ms_st
 int ms_target_ptdump(struct ms_target *t, ms_handle h, uint64_t start, uint64_t end,
                      struct ms_strbuf *out, struct ms_err *err);
 /* "paging 5-level CR3 0x.. over NPT 4-level nCR3 0x.. over RAM". */
-int ms_target_describe(struct ms_target *t, ms_handle h, struct ms_strbuf *out,
-                       struct ms_err *err);
+int ms_target_describe(struct ms_target *t, ms_handle h, struct ms_strbuf *out, struct ms_err *err);
 
 /* The canonical form of a virtual address for the handle's paging depth
  * (sign extension from bit 47 or 56); other addresses come back as given. */
@@ -280,8 +288,8 @@ struct ms_target_info {
     bool remote;   /* behind a server */
     bool writable; /* writes are accepted */
     uint64_t ram_size, ram_end;
-    const char *where;             /* the file, or the server's address */
-    unsigned nregions;             /* guest-physical -> file offset */
+    const char *where; /* the file, or the server's address */
+    unsigned nregions; /* guest-physical -> file offset */
     const struct ms_target_region *regions;
     unsigned nsources;
     const char *const *sources; /* file paths (their sizes: source_sizes) */
@@ -327,7 +335,8 @@ enum ms_cand_kind {
 struct ms_candidate {
     enum ms_cand_kind kind;
     uint64_t gpa;         /* the page it was found in */
-    uint64_t root;        /* nCR3, EPTP, or (MS_CAND_EPT) a WB 4-level EPTP for gpa */
+    uint64_t root;        /* nCR3, EPTP, or (MS_CAND_EPT) a WB EPTP for gpa (4-level
+                           * when its depth is not known) */
     unsigned root_levels; /* NPT/EPT depth; 0 when it could not be told */
     uint64_t cr0, cr3, cr4, efer, rip, rsp; /* L2's (HSAVE: L1's) saved state */
     uint32_t asid;                          /* VMCB ASID or vmcs12 VPID */
@@ -337,8 +346,8 @@ struct ms_candidate {
 
 /* Scans L1's RAM for nested roots; up to max, best first; *count gets how
  * many were found (may exceed max). */
-int ms_target_discover(struct ms_target *t, struct ms_candidate *out, unsigned max,
-                       unsigned *count, struct ms_err *err);
+int ms_target_discover(struct ms_target *t, struct ms_candidate *out, unsigned max, unsigned *count,
+                       struct ms_err *err);
 const char *ms_cand_kind_name(enum ms_cand_kind kind);
 
 /* ------------------------------------------------------------ Linux kernel */
@@ -450,9 +459,6 @@ int ms_target_ptype(struct ms_target *t, ms_handle h, const char *flags, const c
 
 /* ------------------------------------------------------------ vmcore export */
 
-/* Progress of a long operation: bytes done of total. */
-typedef void (*ms_progress_fn)(void *arg, uint64_t done, uint64_t total);
-
 struct ms_vmcore_info {
     uint64_t loads;      /* PT_LOADs of guest-physical memory (the kernel image's not counted) */
     uint64_t phys_bytes; /* guest-physical bytes they cover */
@@ -469,8 +475,9 @@ struct ms_vmcore_info {
  * pages it does not map as holes; else RAM) with the kernel found there:
  * its VMCOREINFO, the kernel image at its virtual address, RAM at the
  * direct map, the running task per CPU. crash and drgn open it as they
- * open /proc/vmcore. Zero pages are not written (sparse). progress (may be
- * NULL) is called as the bytes go. In-process targets only. */
+ * open /proc/vmcore. Zero pages are not written (sparse). Progress
+ * ("export-vmcore", bytes of guest-physical memory) goes to progress, else
+ * (NULL) to the target's own (ms_target_opts). In-process targets only. */
 int ms_target_export_vmcore(struct ms_target *t, ms_handle h, const char *path,
                             ms_progress_fn progress, void *progress_arg,
                             struct ms_vmcore_info *info, struct ms_err *err);

@@ -1,5 +1,7 @@
 #include "ram.h"
 
+#include "file.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <gelf.h>
@@ -104,15 +106,11 @@ static int add_source(struct ms_ram *ram, const char *path, bool writable, struc
     if (!s->path)
         return ms_err_set(err, MS_ENOMEM, "out of memory");
     ram->nsources++;
-    s->fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-    if (s->fd < 0)
-        return ms_err_set(err, MS_EIO, "cannot open %s: %s%s", path, strerror(errno),
-                          writable && errno == EACCES ? " (writable access was asked)" : "");
     struct stat st;
-    if (fstat(s->fd, &st) != 0)
-        return ms_err_set(err, MS_EIO, "cannot stat %s: %s", path, strerror(errno));
-    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
-        return ms_err_set(err, MS_EINVAL, "%s is not a regular file", path);
+    int fd = ms_file_open(path, writable ? O_RDWR : O_RDONLY, &st, err);
+    if (fd < 0)
+        return fd;
+    s->fd = fd;
     if (st.st_size <= 0)
         return ms_err_set(err, MS_EFORMAT, "%s is empty", path);
     s->size = (uint64_t)st.st_size;

@@ -1,5 +1,7 @@
 #include "symbols.h"
 
+#include "file.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <gelf.h>
@@ -229,11 +231,11 @@ int ms_symtab_adopt(struct ms_symtab **out, const char *what, struct ms_symbol *
 
 static int read_whole(const char *path, char **out, size_t *len, struct ms_err *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return ms_err_set(err, MS_EIO, "cannot open %s: %s", path, strerror(errno));
     struct stat sb;
-    if (fstat(fd, &sb) < 0 || sb.st_size < 0 || (uint64_t)sb.st_size > (1ULL << 30)) {
+    int fd = ms_file_open(path, O_RDONLY, &sb, err);
+    if (fd < 0)
+        return fd;
+    if (sb.st_size < 0 || (uint64_t)sb.st_size > (1ULL << 30)) {
         close(fd);
         return ms_err_set(err, MS_EIO, "%s: cannot stat or too large", path);
     }
@@ -405,9 +407,9 @@ int ms_symtab_load_elf(struct ms_symtab **out, const char *path, struct ms_err *
 {
     *out = NULL;
     elf_version(EV_CURRENT);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = ms_file_open(path, O_RDONLY, NULL, err);
     if (fd < 0)
-        return ms_err_set(err, MS_EIO, "cannot open %s: %s", path, strerror(errno));
+        return fd;
     struct ms_symtab *st = new_symtab(path);
     if (!st) {
         close(fd);
@@ -427,9 +429,9 @@ int ms_symtab_load_elf(struct ms_symtab **out, const char *path, struct ms_err *
 int ms_symtab_load(struct ms_symtab **out, const char *path, struct ms_err *err)
 {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = ms_file_open(path, O_RDONLY, NULL, err);
     if (fd < 0)
-        return ms_err_set(err, MS_EIO, "cannot open %s: %s", path, strerror(errno));
+        return fd;
     char magic[4] = {0};
     ssize_t r = read(fd, magic, 4);
     close(fd);

@@ -24,7 +24,7 @@
 #include "vmcore.h"
 
 #define MAX_STACKS 256
-#define CHECK_MAX 4096   /* bytes compared to tell a rebooted guest */
+#define CHECK_MAX 4096  /* bytes compared to tell a rebooted guest */
 #define BANNER_CHECK 64 /* bytes of linux_banner compared when there is no VMCOREINFO */
 
 struct local_stack {
@@ -62,6 +62,8 @@ struct local {
     unsigned nkernels;
     char *symbols, *cache_dir, *where;
     bool no_vmcoreinfo;
+    ms_progress_fn progress; /* the opener's, for discover and DWARF loads */
+    void *progress_arg;
     /* ms_target_info's arrays */
     struct ms_target_region *regions;
     const char **sources;
@@ -182,6 +184,8 @@ static int kernel_for(struct local *l, const struct ms_stack *s, struct ms_space
         struct ms_kernel_opts o = {0};
         o.symbols = l->symbols;
         o.cache_dir = l->cache_dir;
+        o.progress = l->progress;
+        o.progress_arg = l->progress_arg;
         o.no_scan = l->no_vmcoreinfo;
         /* A dump's VMCOREINFO note is the outer guest's: never a nested one's. */
         if (s->second == MS_SECOND_NONE && l->ram->vmcoreinfo && !l->no_vmcoreinfo) {
@@ -355,17 +359,17 @@ static int local_readv(struct ms_target *t, ms_handle h, unsigned count, const u
     return 0;
 }
 
-static int local_write(struct ms_target *t, ms_handle h, uint64_t addr, const void *buf,
-                       size_t len, size_t *done, struct ms_err *err)
+static int local_write(struct ms_target *t, ms_handle h, uint64_t addr, const void *buf, size_t len,
+                       size_t *done, struct ms_err *err)
 {
     struct ms_space *sp;
     int rc = space_of(L(t), h, &sp, err);
     return rc ? rc : ms_space_write(sp, addr, buf, len, done, err);
 }
 
-static int local_translate(struct ms_target *t, ms_handle h, unsigned count,
-                           const uint64_t *addrs, struct ms_xlat *out, int *statuses,
-                           struct ms_trace *trace, struct ms_err *err)
+static int local_translate(struct ms_target *t, ms_handle h, unsigned count, const uint64_t *addrs,
+                           struct ms_xlat *out, int *statuses, struct ms_trace *trace,
+                           struct ms_err *err)
 {
     struct ms_space *sp;
     int rc = space_of(L(t), h, &sp, err);
@@ -373,8 +377,8 @@ static int local_translate(struct ms_target *t, ms_handle h, unsigned count,
         return rc;
     for (unsigned i = 0; i < count; i++) {
         /* The one traced translation keeps its message for the caller. */
-        statuses[i] = ms_space_translate(sp, addrs[i], &out[i], i == 0 ? trace : NULL,
-                                         i == 0 ? err : NULL);
+        statuses[i] =
+            ms_space_translate(sp, addrs[i], &out[i], i == 0 ? trace : NULL, i == 0 ? err : NULL);
     }
     return 0;
 }
@@ -411,8 +415,7 @@ static struct ms_kernel *naming_kernel(struct local *l, ms_handle h)
         return NULL;
     bool open = false;
     for (unsigned i = 0; i < l->nkernels; i++)
-        open |= same_space(l->kernels[i], &st->desc) && l->kernels[i]->k &&
-                l->kernels[i]->k->syms;
+        open |= same_space(l->kernels[i], &st->desc) && l->kernels[i]->k && l->kernels[i]->k->syms;
     if ((open || l->symbols) && kernel_syms(l, h, &k, NULL) == 0)
         return k;
     return NULL;
@@ -447,13 +450,12 @@ static int local_ptdump(struct ms_target *t, ms_handle h, uint64_t start, uint64
 }
 
 static int local_enumerate(struct ms_target *t, ms_handle h, uint64_t start, uint64_t end,
-                           ms_mapping_fn fn, void *arg, uint64_t max_tables,
-                           uint64_t *bad_tables, struct ms_err *err)
+                           ms_mapping_fn fn, void *arg, uint64_t max_tables, uint64_t *bad_tables,
+                           struct ms_err *err)
 {
     struct ms_space *sp;
     int rc = space_of(L(t), h, &sp, err);
-    return rc ? rc
-              : ms_space_enumerate(sp, start, end, fn, arg, max_tables, bad_tables, err);
+    return rc ? rc : ms_space_enumerate(sp, start, end, fn, arg, max_tables, bad_tables, err);
 }
 
 static int local_flush(struct ms_target *t, struct ms_err *err)
@@ -486,7 +488,7 @@ static int local_stats(struct ms_target *t, struct ms_target_stats *st, struct m
 static int local_discover(struct ms_target *t, struct ms_candidate *out, unsigned max,
                           unsigned *count, struct ms_err *err)
 {
-    return ms_discover(L(t)->ram, out, max, count, err);
+    return ms_discover(L(t)->ram, out, max, count, L(t)->progress, L(t)->progress_arg, err);
 }
 
 static int local_dmesg(struct ms_target *t, ms_handle h, const struct ms_dmesg_opts *opts,
@@ -633,6 +635,10 @@ static int local_export_vmcore(struct ms_target *t, ms_handle h, const char *pat
         rc = kernel_syms(l, h, &k, err);
     if (rc < 0)
         return rc;
+    if (!progress) {
+        progress = l->progress;
+        progress_arg = l->progress_arg;
+    }
     bool outer = st->desc.second == MS_SECOND_NONE;
     return ms_vmcore_export(k, outer ? l->ram->cpus : NULL, outer ? l->ram->ncpus : 0, path,
                             progress, progress_arg, info, err);
@@ -715,14 +721,15 @@ static const struct ms_target_ops local_ops = {
     .export_vmcore = local_export_vmcore,
 };
 
-int ms_target_open_local(struct ms_target **out, const struct ms_target_opts *o,
-                         struct ms_err *err)
+int ms_target_open_local(struct ms_target **out, const struct ms_target_opts *o, struct ms_err *err)
 {
     struct local *l = calloc(1, sizeof(*l));
     if (!l)
         return ms_err_set(err, MS_ENOMEM, "out of memory");
     l->base.ops = &local_ops;
     l->no_vmcoreinfo = o->no_vmcoreinfo;
+    l->progress = o->progress;
+    l->progress_arg = o->progress_arg;
     unsigned flags = o->writable ? MS_RAM_WRITABLE : 0;
     int rc = 0;
     if (o->dump) {

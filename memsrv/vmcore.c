@@ -123,7 +123,7 @@ static void fill_prstatus(uint8_t out[PRSTATUS_SIZE], const struct ms_vmcore_cpu
 struct writer {
     int fd;
     const char *path;
-    uint64_t done, total;
+    uint64_t done, total, next_report;
     ms_progress_fn progress;
     void *progress_arg;
     struct ms_vmcore_info *info;
@@ -214,8 +214,10 @@ static int copy_range(struct writer *w, struct ms_space *phys, uint64_t pa, uint
         }
         at += step;
         w->done += step;
-        if (w->progress)
-            w->progress(w->progress_arg, w->done, w->total);
+        if (w->progress && w->done >= w->next_report && w->done < w->total) {
+            w->progress(w->progress_arg, "export-vmcore", w->done, w->total);
+            w->next_report = w->done + w->total / 256;
+        }
     }
     return 0;
 }
@@ -311,7 +313,9 @@ int ms_vmcore_write(const struct ms_vmcore_spec *s, const char *path, ms_progres
     info->phys_bytes = off - data - (image_own ? s->image_len : 0);
     info->ncpus = s->ncpus;
     info->file_size = off;
-    struct writer w = {-1, path, 0, total, progress, progress_arg, info};
+    struct writer w = {-1, path, 0, total, 0, progress, progress_arg, info};
+    if (progress)
+        progress(progress_arg, "export-vmcore", 0, total);
     int rc = 0;
     w.fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (w.fd < 0)
@@ -328,6 +332,8 @@ int ms_vmcore_write(const struct ms_vmcore_spec *s, const char *path, ms_progres
         rc = copy_range(&w, s->phys, s->image_pa, s->image_len, image_off, buf, err);
     if (w.fd >= 0 && close(w.fd) < 0 && !rc)
         rc = ms_err_set(err, MS_EIO, "closing %s: %s", path, strerror(errno));
+    if (progress) /* the end, also of a failed export */
+        progress(progress_arg, "export-vmcore", total, total);
     free(hdr);
     free(buf);
     return rc;

@@ -244,8 +244,6 @@ int ms_vmcoreinfo_kerneloffset(const struct ms_vmcoreinfo *vi, uint64_t *slide, 
 
 /* ---- scanning ---- */
 
-#define NOTE_HDR 0x18 /* Elf64_Nhdr (12) + "VMCOREINFO\0" padded to 4 */
-
 /* Reads the candidate block at addr: after a note header (descsz bounds it)
  * or at a page start (a NUL ends it). Returns 0 and a parsed block, or < 0. */
 static int try_at(struct ms_space *phys, uint64_t addr, struct ms_vmcoreinfo **out)
@@ -254,9 +252,9 @@ static int try_at(struct ms_space *phys, uint64_t addr, struct ms_vmcoreinfo **o
     if (!buf)
         return MS_ENOMEM;
     size_t limit = 4096;
-    if (addr >= NOTE_HDR) {
-        uint8_t hdr[NOTE_HDR];
-        if (ms_space_read(phys, addr - NOTE_HDR, hdr, sizeof(hdr), NULL, NULL) == 0) {
+    if (addr >= VMCOREINFO_NOTE_HDR) {
+        uint8_t hdr[VMCOREINFO_NOTE_HDR];
+        if (ms_space_read(phys, addr - VMCOREINFO_NOTE_HDR, hdr, sizeof(hdr), NULL, NULL) == 0) {
             uint32_t namesz, descsz;
             memcpy(&namesz, hdr, 4);
             memcpy(&descsz, hdr + 4, 4);
@@ -341,8 +339,8 @@ int ms_vmcoreinfo_scan(struct ms_vmcoreinfo **out, struct ms_space *phys, bool f
         for (size_t pg = 0; pg < done / 4096; pg++) {
             const uint8_t *b = chunk + pg * 4096;
             uint64_t at = UINT64_MAX;
-            if (memcmp(b + NOTE_HDR, key, sizeof(key) - 1) == 0)
-                at = starts[c] + pg * 4096 + NOTE_HDR;
+            if (memcmp(b + VMCOREINFO_NOTE_HDR, key, sizeof(key) - 1) == 0)
+                at = starts[c] + pg * 4096 + VMCOREINFO_NOTE_HDR;
             else if (memcmp(b, key, sizeof(key) - 1) == 0)
                 at = starts[c] + pg * 4096;
             if (at != UINT64_MAX && try_at(phys, at, out) == 0)

@@ -53,6 +53,10 @@ int ms_vmcoreinfo_length(const struct ms_vmcoreinfo *vi, const char *name, uint6
 /* KERNELOFFSET=hex (the KASLR slide). */
 int ms_vmcoreinfo_kerneloffset(const struct ms_vmcoreinfo *vi, uint64_t *slide, struct ms_err *err);
 
+/* Where the text starts in the kernel's note buffer: Elf64_Nhdr (12) +
+ * "VMCOREINFO\0" padded to 4. */
+#define VMCOREINFO_NOTE_HDR 0x18
+
 /* Finds VMCOREINFO in guest-physical memory: space is physical, or an
  * EPT/NPT space for a nested guest (its mapped pages are enumerated). First
  * probes page offsets 0 and 0x18 (the kernel's page-allocated data and note

@@ -59,6 +59,35 @@ def _reg(name):
         return None
 
 
+# A command with a complete method must not name a completer class: GDB
+# would use the class and never call the method.
+def _complete(text, word, options, rest=gdb.COMPLETE_NONE):
+    """Tab completion: the typed token completes from `options` (flags and
+    keywords such as none/auto) when it is a flag or a keyword matches;
+    anything else goes to GDB's `rest` completer (files, expressions)."""
+    token = "" if not text or text[-1].isspace() else text.split()[-1]
+    # GDB breaks words at '-': complete the whole token, return the part
+    # after `word`.
+    cut = len(token) - len(word or "")
+    found = [o[cut:] for o in options if o.startswith(token)]
+    if token.startswith("-") or found or rest == gdb.COMPLETE_NONE:
+        return found
+    return rest
+
+
+def _history_count():
+    """How many lines the user has typed (GDB's command history), or None
+    when there is no history to go by. Enter on an empty line repeats the
+    last command without adding a line: that is how a repeat is told from
+    the same command typed again."""
+    try:
+        out = gdb.execute("show commands", to_string=True)
+    except gdb.error:
+        return None
+    numbers = re.findall(r"^\s*(\d+)\s", out, re.M)
+    return int(numbers[-1]) if numbers else None
+
+
 def _split(arg):
     try:
         return shlex.split(arg)
@@ -347,7 +376,10 @@ give the second stage (`nested eptp EXPR` for Intel EPT, `nested ncr3 EXPR`
 for AMD NPT), then use `nx/FMT ADDR` like `x`, `nested vtop`, `nested ptdump`,
 `nested p`. At every stop caches are flushed and the level the vCPU shows
 (L1 or L2) is worked out and printed; `nested mode` overrides it.
-`break`/`tbreak` (and b, br, ...) make hardware breakpoints; see `nested hw`."""
+`break`/`tbreak` (and b, br, ...) make hardware breakpoints; see `nested hw`.
+
+Also: nx (help nx), and the short names nvtop, nptdump, np. Subcommands and
+their options complete with Tab."""
 
     def __init__(self):
         super().__init__("nested", gdb.COMMAND_DATA, gdb.COMPLETE_COMMAND, True)
@@ -375,7 +407,11 @@ allowed and the kernel symbols (`memsrv serve --vmlinux F`). nested scan needs
 the file itself."""
 
     def __init__(self):
-        super().__init__("nested attach", gdb.COMMAND_DATA, gdb.COMPLETE_FILENAME)
+        super().__init__("nested attach", gdb.COMMAND_DATA)
+
+    def complete(self, text, word):
+        return _complete(text, word, ("--machine", "--map", "--writable", "--connect",
+                                      "--token-file"), gdb.COMPLETE_FILENAME)
 
     def invoke(self, arg, from_tty):
         self.dont_repeat()
@@ -526,7 +562,7 @@ class _Value(gdb.Command):
     """Base for eptp/ncr3/cr3: a value from any GDB expression, or `none`."""
 
     def __init__(self, name):
-        super().__init__("nested " + name, gdb.COMMAND_DATA, gdb.COMPLETE_EXPRESSION)
+        super().__init__("nested " + name, gdb.COMMAND_DATA)
 
     @staticmethod
     def levels_opt(words):
@@ -550,6 +586,9 @@ length (4 or 5) comes from EPTP bits 5:3."""
     def __init__(self):
         super().__init__("eptp")
 
+    def complete(self, text, word):
+        return _complete(text, word, ("none",), gdb.COMPLETE_EXPRESSION)
+
     def invoke(self, arg, from_tty):
         arg = arg.strip()
         if not arg:
@@ -571,6 +610,9 @@ vCPU's CR4 at a stop in L1 (4 is assumed until then)."""
 
     def __init__(self):
         super().__init__("ncr3")
+
+    def complete(self, text, word):
+        return _complete(text, word, ("--levels", "none"), gdb.COMPLETE_EXPRESSION)
 
     def invoke(self, arg, from_tty):
         words = arg.split()
@@ -606,6 +648,9 @@ every stop; with a dump file and no live target, the dump's first vCPU."""
     def __init__(self):
         super().__init__("cr3")
 
+    def complete(self, text, word):
+        return _complete(text, word, ("--levels", "auto"), gdb.COMPLETE_EXPRESSION)
+
     def invoke(self, arg, from_tty):
         words = arg.split()
         levels = self.levels_opt(words)
@@ -633,7 +678,7 @@ walking $pc and $sp through both; l1/l2 force it."""
         super().__init__("nested mode", gdb.COMMAND_DATA)
 
     def complete(self, text, word):
-        return [m for m in ("auto", "l1", "l2") if m.startswith(word or "")]
+        return _complete(text, word, ("auto", "l1", "l2"))
 
     def invoke(self, arg, from_tty):
         arg = arg.strip().lower()
@@ -706,7 +751,10 @@ does not show. A VMCB holds the state of the last #VMEXIT, a host-save area
 that of the last VMRUN. --all lists every candidate (default: the top 8)."""
 
     def __init__(self):
-        super().__init__("nested scan", gdb.COMMAND_DATA, gdb.COMPLETE_NONE)
+        super().__init__("nested scan", gdb.COMMAND_DATA)
+
+    def complete(self, text, word):
+        return _complete(text, word, ("--all",))
 
     def invoke(self, arg, from_tty):
         self.dont_repeat()
@@ -763,7 +811,10 @@ nested dmesg finds the kernel through VMCOREINFO in its memory). Not with
 `nested attach --connect`: the server has its own (`memsrv serve --vmlinux F`)."""
 
     def __init__(self):
-        super().__init__("nested symbols", gdb.COMMAND_DATA, gdb.COMPLETE_FILENAME)
+        super().__init__("nested symbols", gdb.COMMAND_DATA)
+
+    def complete(self, text, word):
+        return _complete(text, word, ("none",), gdb.COMPLETE_FILENAME)
 
     def invoke(self, arg, from_tty):
         arg = arg.strip()
@@ -794,7 +845,10 @@ VMCOREINFO, or through `nested symbols FILE`); -n N prints the last N lines;
 printing "-- N records lost --" where the ring dropped records unread."""
 
     def __init__(self):
-        super().__init__("nested dmesg", gdb.COMMAND_DATA, gdb.COMPLETE_NONE)
+        super().__init__("nested dmesg", gdb.COMMAND_DATA)
+
+    def complete(self, text, word):
+        return _complete(text, word, ("-n",))
 
     def invoke(self, arg, from_tty):
         self.dont_repeat()
@@ -850,13 +904,21 @@ class Nx(gdb.Command):
 FMT is GDB's: count, format letter (x d u o t a c f s i z) and size letter
 (b h w g), sticky like x's. ADDRESS is any GDB expression; the bytes come from
 the RAM file through the level viewed (nested info), not from the target.
-With no ADDRESS, continues after the last address shown."""
+With no ADDRESS, or on Enter after nx (as x), continues after the last
+address shown."""
 
     def __init__(self):
         super().__init__("nx", gdb.COMMAND_DATA, gdb.COMPLETE_EXPRESSION)
+        self.typed = None  # (arg, history count) of the last nx typed at a terminal
 
     def invoke(self, arg, from_tty):
-        self.dont_repeat()
+        # GDB repeats a command on Enter with its arguments; x continues
+        # instead: so does nx, when the line is the repeat (no new history).
+        count = _history_count() if from_tty else None
+        repeat = count is not None and self.typed == (arg, count)
+        self.typed = (arg, count) if count is not None else None
+        if repeat:
+            arg = ""
         m = re.match(r"\s*/(\S*)\s*(.*)$", arg, re.S)
         fmt, expr = (m.group(1), m.group(2)) if m else ("", arg)
         expr = expr.strip()
@@ -898,7 +960,10 @@ every table entry read (L2's page tables, each through EPT/NPT, then the
 address itself through EPT/NPT), decoded."""
 
     def __init__(self):
-        super().__init__("nested vtop", gdb.COMMAND_DATA, gdb.COMPLETE_EXPRESSION)
+        super().__init__("nested vtop", gdb.COMMAND_DATA)
+
+    def complete(self, text, word):
+        return _complete(text, word, ("--l1", "--l2"), gdb.COMPLETE_EXPRESSION)
 
     def invoke(self, arg, from_tty):
         words = arg.split()
@@ -928,12 +993,8 @@ addresses, same permissions): VA range, size, lower range, r/w/x/u."""
         super().__init__("nested ptdump", gdb.COMMAND_DATA)
 
     def complete(self, text, word):
-        # GDB breaks words at '-': complete the whole typed token, return the
-        # part after `word`.
-        token = "" if not text or text[-1].isspace() else text.split()[-1]
-        word = word or ""
-        cut = len(token) - len(word)
-        return [o[cut:] for o in ("--user", "--kernel", "--l1", "--l2") if o.startswith(token)]
+        return _complete(text, word, ("--user", "--kernel", "--l1", "--l2"),
+                         gdb.COMPLETE_EXPRESSION)
 
     def invoke(self, arg, from_tty):
         self.dont_repeat()
@@ -1163,7 +1224,7 @@ itself stays hidden); `hbreak`/`thbreak` are always available."""
         super().__init__("nested hw", gdb.COMMAND_BREAKPOINTS)
 
     def complete(self, text, word):
-        return [m for m in ("on", "off") if m.startswith(word or "")]
+        return _complete(text, word, ("on", "off"))
 
     def invoke(self, arg, from_tty):
         arg = arg.strip()

@@ -71,8 +71,13 @@ packet instead of an item per packet; it is dropped at every resume.
 --no-cache leaves it off (needed to watch MMIO)."""
 
     def __init__(self, state):
-        super().__init__("nested proxy", gdb.COMMAND_RUNNING, gdb.COMPLETE_NONE)
+        super().__init__("nested proxy", gdb.COMMAND_RUNNING)
         self.state = state
+
+    def complete(self, text, word):
+        from .commands import _complete  # commands imports this module
+
+        return _complete(text, word, ("--writable", "--no-cache"))
 
     def invoke(self, arg, from_tty):
         self.dont_repeat()

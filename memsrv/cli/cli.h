@@ -21,6 +21,12 @@ struct cli {
     const char *connect;    /* --connect ADDRESS: work through a memsrv server */
     const char *token_file; /* --token-file F: its shared secret */
     bool no_vmcoreinfo;     /* a command's --no-vmcoreinfo */
+    bool help, version;     /* --help/-h, --version anywhere */
+    bool nested_auto;       /* --nested auto: the stages from discover's best */
+    /* Progress drawn on stderr (a terminal only): when the work began, and
+     * whether a line is on screen to erase. */
+    double progress_began;
+    bool progress_shown;
     /* Built by cli_open(). */
     struct ms_target *t;
     ms_handle h; /* the address space the options describe */
@@ -31,7 +37,9 @@ struct cli {
 struct cli_command {
     const char *name;
     int (*run)(struct cli *cli, int argc, char **argv);
-    const char *usage;
+    const char *synopsis; /* "vtop [--brief] ADDR...|-" */
+    const char *summary;  /* one line for the command list */
+    const char *help;     /* what `memsrv help NAME` adds: text, then option lines */
 };
 
 /* Opens the target (memory, or a server) and the space the options name. */
@@ -64,5 +72,6 @@ int cmd_sym(struct cli *cli, int argc, char **argv);
 int cmd_gdbproxy(struct cli *cli, int argc, char **argv);
 int cmd_bt(struct cli *cli, int argc, char **argv);
 int cmd_export(struct cli *cli, int argc, char **argv);
+int cmd_help(struct cli *cli, int argc, char **argv);
 
 #endif

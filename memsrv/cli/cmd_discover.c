@@ -47,7 +47,8 @@ int cmd_discover(struct cli *cli, int argc, char **argv)
                    l2levels, k->rip);
             break;
         case MS_CAND_EPT:
-            printf("--eptp 0x%" PRIx64 "   (depth not known: try 4 and 5)\n", k->root);
+            printf("--eptp 0x%" PRIx64 "%s\n", k->root,
+                   k->root_levels ? "" : "   (depth not known: try 4 and 5)");
             break;
         }
         printf("    %s\n", k->evidence);

@@ -2,35 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "cli.h"
-
-struct progress {
-    struct timespec start, last;
-};
-
-static double seconds_between(const struct timespec *a, const struct timespec *b)
-{
-    return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
-}
-
-/* A line on the terminal, redrawn at most ten times a second. */
-static void show_progress(void *arg, uint64_t done, uint64_t total)
-{
-    struct progress *p = arg;
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (done < total && seconds_between(&p->last, &now) < 0.1)
-        return;
-    p->last = now;
-    double secs = seconds_between(&p->start, &now);
-    fprintf(stderr, "\rmemsrv: export-vmcore: %llu of %llu MiB (%3.0f%%), %.0f MiB/s ",
-            (unsigned long long)(done >> 20), (unsigned long long)(total >> 20),
-            total ? 100.0 * (double)done / (double)total : 100.0,
-            secs > 0 ? (double)(done >> 20) / secs : 0.0);
-    fflush(stderr);
-}
 
 /* export-vmcore -o OUT: a kdump-style vmcore of the guest-physical space the
  * options name (RAM, or a nested guest's through --eptp/--ncr3) that crash
@@ -52,20 +25,15 @@ int cmd_export(struct cli *cli, int argc, char **argv)
     if (cli->has_cr3)
         return cli_usage("export-vmcore writes guest-physical memory with the kernel's own page "
                          "tables: no --cr3 (a nested guest: --eptp or --ncr3)");
-    struct progress p;
-    clock_gettime(CLOCK_MONOTONIC, &p.start);
-    p.last = p.start;
-    bool tty = !quiet && isatty(STDERR_FILENO);
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
     struct ms_vmcore_info info;
+    /* progress: the target's own, drawn on a terminal (main.c) */
     int rc = cli_open(cli);
     if (!rc)
-        rc = ms_target_export_vmcore(cli->t, cli->h, out, tty ? show_progress : NULL, &p, &info,
-                                     &cli->err);
-    if (tty)
-        fputc('\n', stderr);
+        rc = ms_target_export_vmcore(cli->t, cli->h, out, NULL, NULL, &info, &cli->err);
     if (rc)
         return cli_fail(cli);
-    struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     if (!quiet)
         fprintf(stderr,
@@ -74,6 +42,7 @@ int cmd_export(struct cli *cli, int argc, char **argv)
                 "%u CPUs (%s); %.2f s\n",
                 out, (unsigned long long)info.loads, (unsigned long long)(info.phys_bytes >> 20),
                 (unsigned long long)(info.data_bytes >> 20), (unsigned long long)info.unreadable,
-                info.ncpus, info.how, seconds_between(&p.start, &now));
+                info.ncpus, info.how,
+                (double)(now.tv_sec - start.tv_sec) + (double)(now.tv_nsec - start.tv_nsec) / 1e9);
     return 0;
 }

@@ -1,4 +1,5 @@
 /* memsrv: read nested-guest memory from QEMU's file-backed RAM or an ELF dump. */
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,32 +9,182 @@
 
 #include <errno.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
+/* The one source of the program's documentation: `memsrv --help`, `memsrv
+ * help CMD` and the manual page (scripts/gen-manpage renders these texts to
+ * troff at build time). Option lines are "  OPTION  text" (two spaces or
+ * more between); deeper-indented lines continue the one above. */
 static const struct cli_command commands[] = {
-    {"x", cmd_x, "x/FMT ADDR          examine memory like GDB's x (FMT: count, xduotacfsiz, bhwg)"},
-    {"vtop", cmd_vtop, "vtop [--brief] ADDR...|-   translate, showing every table entry"},
-    {"ptdump", cmd_ptdump, "ptdump [--user|--kernel] [START [END]]  mapped ranges, merged"},
-    {"info", cmd_info, "info                RAM regions, dump registers, VMCOREINFO"},
-    {"serve", cmd_serve,
-     "serve [--socket PATH | --listen HOST:PORT] [--token-file F]  serve clients (GDB, scripts);\n"
-     "                      --vmlinux/--system-map: the kernel's symbols for dmesg and sym"},
+    {"x", cmd_x, "x/FMT ADDR", "examine memory like GDB's x",
+     "Prints memory at ADDR the way GDB's x command does, in the same layout.\n"
+     "FMT is GDB's: a count, a format letter and a size letter, in any order.\n"
+     "\n"
+     "Formats:\n"
+     "  x d u o t        hex, signed decimal, unsigned decimal, octal, binary\n"
+     "  a c f            address (with the symbol), character, float\n"
+     "  s                NUL-terminated string\n"
+     "  i                x86-64 instructions (Capstone, AT&T syntax as GDB)\n"
+     "  z                zero-padded hex\n"
+     "Sizes:\n"
+     "  b h w g          1, 2, 4, 8 bytes (default w)\n"
+     "\n"
+     "ADDR is a number or an expression (NAME+0x10): without --cr3, a symbol is\n"
+     "a kernel-virtual address read through the kernel's own page tables.\n"
+     "Examples:\n"
+     "  x/16gx 0x1000    sixteen 8-byte words, guest-physical (no --cr3)\n"
+     "  x/s linux_banner  the kernel's banner (no symbol file needed)\n"},
+    {"vtop", cmd_vtop, "vtop [--brief] ADDR...|-", "translate, showing every table entry",
+     "Translates each ADDR through the address space the options name, down to\n"
+     "guest-physical (RAM), showing every table entry read (both dimensions of a\n"
+     "nested walk). With -, addresses are read from standard input, one a line,\n"
+     "and each is answered at once (usable as a co-process).\n"
+     "\n"
+     "Options:\n"
+     "  --brief          one line per address: \"0xADDR 0xPHYS\" or \"ADDR error: ...\"\n"},
+    {"ptdump", cmd_ptdump, "ptdump [--user|--kernel] [START [END]]", "mapped ranges, merged",
+     "Lists the mapped ranges of the address space, merging neighbours with the\n"
+     "same permissions (r w x u). Without --cr3, a symbol file selects the\n"
+     "kernel's own page tables.\n"
+     "\n"
+     "Options:\n"
+     "  --user           only the lower half (user addresses)\n"
+     "  --kernel         only the upper half (kernel addresses)\n"
+     "  START [END]      only this range (numbers or symbols)\n"},
+    {"info", cmd_info, "info", "RAM regions, dump registers, VMCOREINFO",
+     "Shows the memory source: files and sizes, the guest-physical regions and\n"
+     "their file offsets, a dump's CPU registers and VMCOREINFO, and the address\n"
+     "space the options name.\n"},
+    {"serve", cmd_serve, "serve [--socket PATH | --listen HOST:PORT]",
+     "serve clients (GDB, scripts)",
+     "Serves the memory source to clients (memsrv --connect, the GDB extension's\n"
+     "`nested attach --connect`, scripts) until SIGINT or SIGTERM. --vmlinux or\n"
+     "--system-map give the kernel's symbols for the clients' dmesg and sym.\n"
+     "Without --socket or --listen, the socket is $XDG_RUNTIME_DIR/memsrv-NAME.sock\n"
+     "(else FILE.sock beside the memory file).\n"
+     "\n"
+     "Options:\n"
+     "  --socket PATH    listen on a UNIX socket (mode 0600)\n"
+     "  --listen HOST:PORT  listen on TCP (needs --token-file; port 0: any)\n"
+     "  --token-file F   the shared secret clients must give\n"
+     "  --writable       accept writes\n"},
     {"dmesg", cmd_dmesg,
-     "dmesg [--raw|--crash] [--level N] [--stats] [--follow]  the guest kernel's log"},
-    {"discover", cmd_discover,
-     "discover [N]        scan RAM for nested guests (VMCB, vmcs12, EPT)"},
-    {"ps", cmd_ps,
-     "ps [--stats]        the guest's tasks (types: --vmlinux's DWARF, else the kernel's BTF)"},
-    {"bt", cmd_bt, "bt PID...|--all     kernel stacks of the guest's tasks (ORC unwinder)"},
-    {"export-vmcore", cmd_export,
-     "export-vmcore -o OUT [-q]  a kdump-style vmcore for crash and drgn (nested: --eptp/--ncr3)"},
-    {"sym", cmd_sym, "sym NAME|ADDR...    kernel symbol <-> address (KASLR applied)"},
-    {"gdbproxy", cmd_gdbproxy,
-     "gdbproxy --qemu HOST:PORT (--listen HOST:PORT | --stdio)  GDB's remote protocol to\n"
-     "                      QEMU's gdbstub, with the nested guest's memory from the RAM file\n"
-     "                      (its second stage: --eptp or --ncr3); writes with --writable"},
-    {"ptype", cmd_ptype,
-     "ptype[/o] TYPE      GDB's ptype (/o: offsets, sizes, holes) from the kernel's own BTF"},
+     "dmesg [--raw|--crash] [--level N] [--stats] [--no-vmcoreinfo] [--follow [--interval MS]]",
+     "the guest kernel's log",
+     "Prints the guest kernel's log ring, found from VMCOREINFO or the kernel's\n"
+     "own symbols: no symbol file needed.\n"
+     "\n"
+     "Options:\n"
+     "  --raw, -r        syslog prefix on each record (<6>[    1.234567] text)\n"
+     "  --crash          crash's log layout\n"
+     "  --level N        only records at level N (0..7) or more urgent\n"
+     "  --stats          report the ring's health on stderr\n"
+     "  --no-vmcoreinfo  find the kernel from the symbol file alone\n"
+     "  --follow, -w     then print new records as the running guest logs them, until\n"
+     "                   interrupted; records the ring dropped before they could be read\n"
+     "                   show as \"-- N records lost --\" where they were\n"
+     "  --interval MS    between two reads of the ring when following (default 100)\n"},
+    {"discover", cmd_discover, "discover [N]", "scan RAM for nested guests (VMCB, vmcs12, EPT)",
+     "Scans every page of RAM for nested-guest roots: AMD VMCBs (and the HSAVE\n"
+     "area that gives the NPT depth), KVM vmcs12 pages and EPT-shaped tables.\n"
+     "Prints up to N (default 20) candidates, best first, with their evidence and\n"
+     "the options that select each. --nested auto takes the best one.\n"},
+    {"ps", cmd_ps, "ps [--stats] [--no-vmcoreinfo]", "the guest's tasks",
+     "Lists the guest kernel's tasks (pid, parent, state, task_struct, comm).\n"
+     "The task_struct layout comes from --vmlinux's DWARF, else the kernel's own BTF.\n"
+     "\n"
+     "Options:\n"
+     "  --stats          say on stderr how many tasks and where the types came from\n"
+     "  --no-vmcoreinfo  find the kernel from the symbol file alone\n"},
+    {"bt", cmd_bt, "bt PID...|--all", "kernel stacks of the guest's tasks (ORC unwinder)",
+     "Prints the kernel stacks of the given tasks (or of every task), unwound\n"
+     "with the kernel's ORC tables; names come from the kernel's kallsyms when\n"
+     "no symbol file is given; the task_struct layout from --vmlinux's DWARF,\n"
+     "else the kernel's own BTF.\n"
+     "\n"
+     "Options:\n"
+     "  --all            every task\n"},
+    {"export-vmcore", cmd_export, "export-vmcore -o OUT [-q]",
+     "a kdump-style vmcore for crash and drgn",
+     "Writes OUT, an ELF vmcore of the guest-physical memory the options name (RAM,\n"
+     "or a nested guest's through --eptp or --ncr3, whose unmapped pages are holes)\n"
+     "with the kernel found there, laid out as the kernel's own /proc/vmcore: crash\n"
+     "and drgn open it unpatched (crash vmlinux OUT; drgn -c OUT -s vmlinux). It\n"
+     "holds the guest's VMCOREINFO, the kernel image at its virtual address, RAM at\n"
+     "the direct map, and per CPU the pid of the task running there (task_struct\n"
+     "from --vmlinux's DWARF, else the kernel's BTF). Zero pages are not written:\n"
+     "the file is sparse.\n"
+     "\n"
+     "Options:\n"
+     "  -o, --output OUT  the vmcore to write\n"
+     "  -q, --quiet       no summary line on stderr\n"},
+    {"sym", cmd_sym, "sym [--no-vmcoreinfo] NAME|ADDR...",
+     "kernel symbol <-> address (KASLR applied)",
+     "Turns names into runtime addresses and addresses into symbol+offset. With\n"
+     "memory (--ram, --dump, --connect) the KASLR slide is found and applied and\n"
+     "names come from the symbol file, else from the kernel's kallsyms; with only\n"
+     "a symbol file, the addresses are the link-time ones.\n"
+     "\n"
+     "Options:\n"
+     "  --no-vmcoreinfo  find the kernel from the symbol file alone\n"},
+    {"gdbproxy", cmd_gdbproxy, "gdbproxy --qemu HOST:PORT (--listen HOST:PORT | --stdio)",
+     "GDB's remote protocol to QEMU's gdbstub, nested memory from the RAM file",
+     "Sits between GDB and QEMU's gdbstub: registers, run control and\n"
+     "breakpoints go to QEMU, memory reads and writes are served from the RAM\n"
+     "file through the nested guest's second stage (--eptp or --ncr3, with the\n"
+     "vCPU's CR3 read at each stop). Needs --ram; writes need --writable.\n"
+     "\n"
+     "Options:\n"
+     "  --qemu HOST:PORT  QEMU's gdbstub (-gdb tcp::PORT)\n"
+     "  --listen HOST:PORT  wait for GDB there (target remote HOST:PORT)\n"
+     "  --stdio          talk to GDB on stdin/stdout (target remote | memsrv ...)\n"},
+    {"ptype", cmd_ptype, "ptype[/o] TYPE", "GDB's ptype from the kernel's own BTF",
+     "Prints a type as GDB's ptype does, from the BTF the guest kernel carries\n"
+     "(no vmlinux needed). TYPE is struct NAME, union NAME, enum NAME or a\n"
+     "typedef; its words may be separate arguments.\n"
+     "\n"
+     "Options:\n"
+     "  /o               offsets, sizes and holes, as GDB's ptype/o\n"},
+    {"help", cmd_help, "help [COMMAND]", "this text, or a command's usage and options",
+     "Prints the usage of memsrv, or of one command with its options (also\n"
+     "`memsrv COMMAND --help`).\n"},
 };
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const char global_options[] =
+    "Memory:\n"
+    "  --ram FILE       QEMU memory-backend-file (read-only unless --writable)\n"
+    "  --dump FILE      QEMU dump-guest-memory ELF file\n"
+    "  --machine q35|pc  RAM layout rule (default: FILE.layout if present, else q35)\n"
+    "  --map GPA:LEN@OFF[,...]  explicit RAM layout\n"
+    "  --writable       open RAM read-write\n"
+    "Address space (no --cr3 and no second stage: guest-physical):\n"
+    "  --cr3 V          first-stage paging root (guest, or nested guest with a\n"
+    "                   second stage)\n"
+    "  --levels 4|5     its paging depth (default 4)\n"
+    "  --cr4 V          sets --levels from CR4.LA57\n"
+    "  --cpu N          CR3 and CR4 of CPU N from the dump's notes\n"
+    "  --eptp E         Intel EPT second stage (walk length from EPTP)\n"
+    "  --ncr3 N         AMD NPT second stage rooted at nCR3\n"
+    "  --npt-levels 4|5  NPT depth (default 4)\n"
+    "  --nested auto    the second stage, nested CR3 and depths of the best\n"
+    "                   candidate of `discover` (said on stderr)\n"
+    "Kernel symbols (default: VMCOREINFO and the kernel's own kallsyms):\n"
+    "  --vmlinux FILE   the guest kernel's vmlinux (symbols; types if it has\n"
+    "                   debug info)\n"
+    "  --system-map FILE  the guest kernel's System.map\n"
+    "Server:\n"
+    "  --connect ADDR   use a running `memsrv serve` (socket path, or tcp:HOST:PORT)\n"
+    "  --token-file F   the server's token (needed over TCP)\n"
+    "Other:\n"
+    "  --help, -h       this text (COMMAND --help: that command's)\n"
+    "  --version        the version of memsrv\n"
+    "Numbers: 0x hex, 0 octal, decimal, with + and -.\n"
+    "Environment:\n"
+    "  NESTED_CACHE     where derived data (DWARF layouts) is kept (default\n"
+    "                   $XDG_CACHE_HOME/nested, else ~/.cache/nested)\n";
 
 static void usage(FILE *f)
 {
@@ -43,29 +194,51 @@ static void usage(FILE *f)
                "QEMU is gone) or from a QEMU dump-guest-memory ELF file.\n"
                "\n"
                "Commands:\n");
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        fprintf(f, "  %s\n", commands[i].usage);
-    fprintf(f,
-            "\n"
-            "Memory:\n"
-            "  --ram FILE          QEMU memory-backend-file (read-only unless --writable)\n"
-            "  --dump FILE         QEMU dump-guest-memory ELF file\n"
-            "  --machine q35|pc    RAM layout rule (default: FILE.layout if present, else q35)\n"
-            "  --map GPA:LEN@OFF[,...]  explicit RAM layout\n"
-            "  --writable          open RAM read-write\n"
-            "Address space (no --cr3 and no second stage: guest-physical):\n"
-            "  --cr3 V             first-stage paging root (guest, or nested guest with a "
-            "second stage)\n"
-            "  --levels 4|5        its paging depth (default 4)\n"
-            "  --cr4 V             sets --levels from CR4.LA57\n"
-            "  --cpu N             CR3 and CR4 of CPU N from the dump's notes\n"
-            "  --eptp E            Intel EPT second stage (walk length from EPTP)\n"
-            "  --ncr3 N            AMD NPT second stage rooted at nCR3\n"
-            "  --npt-levels 4|5    NPT depth (default 4)\n"
-            "Server:\n"
-            "  --connect ADDR      use a running `memsrv serve` (socket path, or tcp:HOST:PORT)\n"
-            "  --token-file F      the server's token (needed over TCP)\n"
-            "Numbers: 0x hex, 0 octal, decimal, with + and -.\n");
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        const struct cli_command *c = &commands[i];
+        if (strlen(c->synopsis) < 17)
+            fprintf(f, "  %-16s %s\n", c->synopsis, c->summary);
+        else
+            fprintf(f, "  %s\n  %-16s %s\n", c->synopsis, "", c->summary);
+    }
+    fprintf(f, "\n%s", global_options);
+}
+
+static const struct cli_command *find_command(const char *name)
+{
+    size_t len = strcspn(name, "/");
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strlen(commands[i].name) == len && !strncmp(commands[i].name, name, len))
+            return &commands[i];
+    return NULL;
+}
+
+static void command_help(const struct cli_command *c, FILE *f)
+{
+    fprintf(f, "usage: memsrv [OPTIONS] %s\n\n%s: %s\n\n%s", c->synopsis, c->name, c->summary,
+            c->help);
+    fprintf(f, "\n(memsrv --help for the global options)\n");
+}
+
+int cmd_help(struct cli *cli, int argc, char **argv)
+{
+    (void)cli;
+    if (argc == 1) {
+        usage(stdout);
+        return 0;
+    }
+    if (argc != 2)
+        return cli_usage("usage: help [COMMAND]");
+    const struct cli_command *c = find_command(argv[1]);
+    if (!c) {
+        fprintf(stderr, "memsrv: help: no command '%s'; the commands are:", argv[1]);
+        for (size_t i = 0; i < NCOMMANDS; i++)
+            fprintf(stderr, " %s", commands[i].name);
+        fprintf(stderr, "\n");
+        return 2;
+    }
+    command_help(c, stdout);
+    return 0;
 }
 
 int cli_usage(const char *fmt, ...)
@@ -189,12 +362,24 @@ static int parse_options(struct cli *cli, int argc, char **argv)
         } else if (!strcmp(a, "--npt-levels")) {
             if (option_levels(cli, a, v, &cli->npt_levels))
                 return -1;
+        } else if (!strcmp(a, "--nested")) {
+            if (v && strcmp(v, "auto") != 0) {
+                ms_err_set(&cli->err, MS_EINVAL, "--nested takes auto (not %s)", v);
+                return -1;
+            }
+            cli->nested_auto = true;
         } else if (!strcmp(a, "--cpu")) {
             if (option_number(cli, a, v, &n))
                 return -1;
             cli->cpu = (int)n;
         } else if (!strcmp(a, "--writable")) {
             cli->writable = true;
+            used = 0;
+        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            cli->help = true;
+            used = 0;
+        } else if (!strcmp(a, "--version")) {
+            cli->version = true;
             used = 0;
         } else {
             argv[out++] = argv[i];
@@ -254,6 +439,129 @@ static const char *cache_dir(char *buf, size_t size)
     return buf;
 }
 
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* The library's progress, drawn on one stderr line (a terminal's) once the
+ * work has run half a second, and erased when it ends. */
+static void draw_progress(void *arg, const char *what, uint64_t done, uint64_t total)
+{
+    struct cli *cli = arg;
+    if (done == 0) {
+        cli->progress_began = now();
+        return;
+    }
+    if (done >= total) {
+        if (cli->progress_shown)
+            fprintf(stderr, "\r\033[K");
+        cli->progress_shown = false;
+        return;
+    }
+    if (now() - cli->progress_began < 0.5)
+        return;
+    fprintf(stderr, "\rmemsrv: %s %3u%% (%" PRIu64 " of %" PRIu64 " MiB)\033[K", what,
+            (unsigned)(done * 100 / total), done >> 20, total >> 20);
+    cli->progress_shown = true;
+}
+
+static bool same_guest(const struct ms_candidate *a, const struct ms_candidate *b)
+{
+    return a->kind == b->kind && a->root == b->root && a->cr3 == b->cr3;
+}
+
+static void describe_candidates(struct ms_strbuf *sb, const struct ms_candidate *c, unsigned n)
+{
+    char line[256];
+    for (unsigned i = 0; i < n; i++) {
+        int len = snprintf(line, sizeof(line),
+                           "\n  %s at 0x%" PRIx64 ", score %d: root 0x%" PRIx64 ", CR3 0x%" PRIx64,
+                           ms_cand_kind_name(c[i].kind), c[i].gpa, c[i].score, c[i].root, c[i].cr3);
+        ms_strbuf_append(sb, line, len > 0 && (size_t)len < sizeof(line) ? (size_t)len : 0);
+    }
+}
+
+/* --nested auto: the second stage, the nested guest's CR3 and the depths of
+ * discover's best VMCB or vmcs12, when it is clearly the best; explicit
+ * --cr3/--levels still win. Says on stderr what it took. */
+static int nested_auto(struct cli *cli)
+{
+    enum { MAX = 32 };
+    struct ms_candidate c[MAX];
+    unsigned n = 0;
+    int rc = ms_target_discover(cli->t, c, MAX, &n, &cli->err);
+    if (rc)
+        return ms_err_prefix(&cli->err, "--nested auto: ");
+    if (n > MAX)
+        n = MAX;
+    const struct ms_candidate *best = NULL, *rival = NULL;
+    for (unsigned i = 0; i < n; i++) {
+        if (c[i].kind != MS_CAND_VMCB && c[i].kind != MS_CAND_VMCS12)
+            continue; /* HSAVE is L1 itself; a bare EPT tree has no CR3 or depth */
+        if (!best)
+            best = &c[i];
+        else if (!rival && !same_guest(best, &c[i]))
+            rival = &c[i];
+    }
+    struct ms_strbuf sb;
+    ms_strbuf_init(&sb);
+    describe_candidates(&sb, c, n);
+    if (!best)
+        rc = ms_err_set(&cli->err, MS_ENOTFOUND,
+                        "--nested auto: discover found no VMCB or vmcs12 (%u candidates)%s", n,
+                        ms_strbuf_str(&sb));
+    else if (rival && rival->score >= best->score)
+        rc = ms_err_set(&cli->err, MS_EINVAL,
+                        "--nested auto: no clear best candidate (scores %d and %d); choose "
+                        "with `memsrv discover` and --eptp/--ncr3 --cr3:%s",
+                        best->score, rival->score, ms_strbuf_str(&sb));
+    else if (best->kind == MS_CAND_VMCB && !best->root_levels)
+        rc = ms_err_set(&cli->err, MS_EINVAL,
+                        "--nested auto: the VMCB at 0x%" PRIx64 " has nCR3 0x%" PRIx64
+                        " but its NPT depth is unknown: give --ncr3 0x%" PRIx64
+                        " --npt-levels 4 or 5",
+                        best->gpa, best->root, best->root);
+    ms_strbuf_free(&sb);
+    if (rc)
+        return rc;
+    bool vmcb = best->kind == MS_CAND_VMCB;
+    cli->has_ncr3 = vmcb;
+    cli->has_eptp = !vmcb;
+    if (vmcb) {
+        cli->ncr3 = best->root;
+        cli->npt_levels = best->root_levels;
+    } else {
+        cli->eptp = best->root;
+    }
+    /* L2 with paging off: its physical space, no first stage. */
+    bool paging = best->cr0 & (1ULL << 31);
+    if (!cli->has_cr3 && paging) {
+        cli->cr3 = best->cr3;
+        cli->has_cr3 = true;
+        if (!cli->levels_set && !cli->has_cr4) {
+            cli->cr4 = best->cr4;
+            cli->has_cr4 = true;
+        }
+    }
+    fprintf(stderr, "memsrv: --nested auto: %s at GPA 0x%" PRIx64 " (score %d",
+            ms_cand_kind_name(best->kind), best->gpa, best->score);
+    if (rival)
+        fprintf(stderr, "; next %d", rival->score);
+    fprintf(stderr, "): --%s 0x%" PRIx64, vmcb ? "ncr3" : "eptp", best->root);
+    if (vmcb)
+        fprintf(stderr, " --npt-levels %u", best->root_levels);
+    if (paging)
+        fprintf(stderr, " --cr3 0x%" PRIx64 " --levels %u", best->cr3,
+                (best->cr4 & (1ULL << 12)) ? 5 : 4);
+    else
+        fprintf(stderr, " (L2 paging off: nested-guest physical)");
+    fprintf(stderr, "\n");
+    return 0;
+}
+
 int cli_open(struct cli *cli)
 {
     struct ms_err *err = &cli->err;
@@ -263,6 +571,9 @@ int cli_open(struct cli *cli)
         return ms_err_set(err, MS_EINVAL, "give --vmlinux or --system-map, not both");
     if (cli->has_eptp && cli->has_ncr3)
         return ms_err_set(err, MS_EINVAL, "give --eptp or --ncr3, not both");
+    if (cli->nested_auto && (cli->has_eptp || cli->has_ncr3))
+        return ms_err_set(err, MS_EINVAL, "--nested auto finds the second stage: drop --%s",
+                          cli->has_eptp ? "eptp" : "ncr3");
     char token[256], cache[4096];
     int rc = cli_read_token(cli, token, sizeof(token));
     if (rc)
@@ -278,6 +589,10 @@ int cli_open(struct cli *cli)
     o.token = token[0] ? token : NULL;
     o.cache_dir = cli->connect ? NULL : cache_dir(cache, sizeof(cache));
     o.no_vmcoreinfo = cli->no_vmcoreinfo;
+    if (isatty(STDERR_FILENO)) {
+        o.progress = draw_progress;
+        o.progress_arg = cli;
+    }
     if (!o.ram && !o.dump && !o.connect)
         return ms_err_set(err, MS_EINVAL, "no memory given: use --ram FILE or --dump FILE");
     rc = ms_target_open(&cli->t, &o, err);
@@ -298,6 +613,8 @@ int cli_open(struct cli *cli)
             cli->has_cr4 = true;
         }
     }
+    if (cli->nested_auto && (rc = nested_auto(cli)) != 0)
+        return rc;
     if (cli->has_cr4 && !cli->levels_set)
         cli->levels = (cli->cr4 & (1ULL << 12)) ? 5 : 4; /* CR4.LA57 */
     struct ms_stack *s = &cli->stack;
@@ -337,28 +654,31 @@ int main(int argc, char **argv)
     cli.levels = 4;
     cli.npt_levels = 4;
     cli.cpu = -1;
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
-        !strcmp(argv[1], "help")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
     }
     int n = parse_options(&cli, argc - 1, argv + 1);
     if (n < 0)
         return cli_usage("%s", cli.err.msg);
+    if (cli.version) {
+        printf("memsrv %s\n", ms_version());
+        return 0;
+    }
+    char **args = argv + 1;
+    const struct cli_command *c = n ? find_command(args[0]) : NULL;
+    if (cli.help) {
+        if (c)
+            command_help(c, stdout);
+        else
+            usage(stdout);
+        return 0;
+    }
     if (n == 0)
         return cli_usage("no command given");
-    char **args = argv + 1;
-    const char *name = args[0];
-    size_t len = strcspn(name, "/");
-    int status = -1;
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-        if (strlen(commands[i].name) == len && !strncmp(commands[i].name, name, len)) {
-            status = commands[i].run(&cli, n, args);
-            break;
-        }
-    }
-    if (status < 0)
-        status = cli_usage("unknown command '%s'", name);
+    if (!c || (c->run == cmd_x && args[0][1] != '/' && args[0][1] != '\0'))
+        return cli_usage("unknown command '%s'", args[0]);
+    int status = c->run(&cli, n, args);
     ms_target_close(cli.t);
     return status;
 }

@@ -31,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (ms_ram_open_file(&ram, path, &layout, NULL, 0, &err) == 0) {
         struct ms_candidate c[8];
         unsigned n = 0;
-        if (ms_discover(ram, c, 8, &n, &err) == 0) {
+        if (ms_discover(ram, c, 8, &n, NULL, NULL, &err) == 0) {
             for (unsigned i = 0; i < n && i < 8; i++)
                 if (!memchr(c[i].evidence, '\0', sizeof(c[i].evidence)) ||
                     (i > 0 && c[i].score > c[i - 1].score))

@@ -19,6 +19,10 @@
 
 static char ram_path[64], map_path[64]; /* the RAM; a System.map for the kernel below */
 static struct ms_target *targets[4];      /* [writable | symbols << 1] */
+/* The RAM as built, put back after an input that could write: each input
+ * starts from the same memory, so a crash reproduces from its own file. */
+static int ram_fd = -1;
+static uint8_t pristine[RAM_SIZE];
 
 /* A kernel for DMESG/SYMBOL/ADDRSYM: init_top_pgt is the tree at 0x1000, and
  * `prb` is at VA 0 (PA 0x5000), where a WRITE can put a ring. */
@@ -42,6 +46,9 @@ static void make_ram(void)
     if (pwrite(fd, vmcoreinfo, sizeof(vmcoreinfo) - 1, 0x30000) != sizeof(vmcoreinfo) - 1)
         abort();
     snprintf(ram_path, sizeof(ram_path), "/proc/self/fd/%d", fd);
+    ram_fd = fd;
+    if (pread(fd, pristine, RAM_SIZE, 0) != RAM_SIZE)
+        abort();
     static const char map[] = "0000000000000000 D prb\n"
                               "ffffffff80000800 T _text\n"
                               "ffffffff80001000 D init_top_pgt\n";
@@ -106,6 +113,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             out.len = 0;
     }
     ms_wbuf_free(&out);
+    if (t == targets[1] || t == targets[3]) {
+        if (pwrite(ram_fd, pristine, RAM_SIZE, 0) != RAM_SIZE)
+            abort();
+    }
     ms_target_flush(t, NULL);
     return 0;
 }

@@ -70,6 +70,29 @@ def guest_svm():
     g.close()
 
 
+def _l2linux(name):
+    g = guests.boot_l2linux(name)
+    _booted.append(g)
+    return g
+
+
+@pytest.fixture(scope="session")
+def guest_l2linux():
+    """L1 (-cpu max: LA57, so KVM's NPT is 5-level) running a Debian Linux as
+    L2 under KVM; .l2linux holds what L2 printed (guests.parse_l2linux)."""
+    g = _l2linux("guest_l2linux")
+    yield g
+    g.close()
+
+
+@pytest.fixture(scope="session")
+def guest_l2linux4():
+    """The same with L1 at -cpu max,la57=off: 4-level NPT."""
+    g = _l2linux("guest_l2linux4")
+    yield g
+    g.close()
+
+
 @pytest.fixture(scope="session")
 def guest_flood():
     """A running guest: booted and stopped at READY like the others, then

@@ -3,7 +3,9 @@ Debian kernel from scripts/fetch-kernel with the initramfs of
 scripts/build-guest, on file-backed RAM, through scripts/qemu-launch.
 
 A Guest is booted once, waits for "LAB: READY" on its serial log, is stopped
-(QMP `stop`) and stays stopped until close(). QEMU dies with the launcher and
+(QMP `stop`) and stays stopped until close(). The l2linux guests (a Debian
+Linux nested under KVM inside the Debian L1, `build-guest l2linux`) wait for
+L2's "l2lab: READY" instead, and parse L2's oracles into .l2linux. QEMU dies with the launcher and
 the launcher with this process (PR_SET_PDEATHSIG), so a crashed pytest leaves
 no guest behind; close() is also registered with atexit.
 """
@@ -43,6 +45,11 @@ SCENARIOS = {
                         append="nokaslr lab.user=none lab.kmsgflood=20000"),
     "guest_svm": dict(machine="q35", mem=1 * GiB, cpu="max",
                       append="nokaslr lab.kvm=1 lab.run=l2kvm lab.user=sleep"),
+    # L1 with LA57 (KVM's NPT is 5-level), and without (4-level NPT).
+    "guest_l2linux": dict(machine="q35", mem=3 * GiB, cpu="max", image="l2linux",
+                          append="nokaslr lab.kvm=1 lab.run=l2linux lab.user=none"),
+    "guest_l2linux4": dict(machine="q35", mem=3 * GiB, cpu="max,la57=off", image="l2linux",
+                           append="nokaslr lab.kvm=1 lab.run=l2linux lab.user=none"),
 }
 BASE_APPEND = "console=ttyS0 panic=-1"
 
@@ -58,10 +65,11 @@ def _pdeathsig():
     ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)
 
 
-def build_guest():
-    """Runs scripts/build-guest; returns (guest dir, kernel dir)."""
-    out = subprocess.run([os.path.join(ROOT, "scripts", "build-guest")], check=True,
-                         capture_output=True, text=True).stdout.strip().splitlines()[-1]
+def build_guest(image=None):
+    """Runs scripts/build-guest [image]; returns (guest dir, kernel dir)."""
+    cmd = [os.path.join(ROOT, "scripts", "build-guest")] + ([image] if image else [])
+    out = subprocess.run(cmd, check=True, capture_output=True,
+                         text=True).stdout.strip().splitlines()[-1]
     return out, os.path.realpath(os.path.join(out, "kernel-dir"))
 
 
@@ -77,9 +85,48 @@ def _parse_kv(text):
     return d
 
 
+class L2Died(RuntimeError):
+    """The nested Linux died (its QEMU exited, or it panicked): worth one retry
+    (notes/qemu.md s.7: L2 under KVM in a TCG L1 sometimes loses its GS base)."""
+
+
+# What a dead L2 leaves on L1's console.
+L2_DEATH = re.compile(r"lab: l2 qemu exited rc=\d+|Kernel panic - not syncing.*")
+
+
+def parse_l2linux(log):
+    """The "l2lab: " lines of tests/guest/l2init from L1's serial log."""
+    lines = [ln.rstrip("\r") for ln in log.split("\n")]
+    tagged = {}
+    for ln in lines:
+        m = re.match(r"l2lab: (\w+) ?(.*)", ln)
+        if m:
+            tagged.setdefault(m.group(1), []).append(m.group(2))
+    out = {"lines": tagged}
+    out["marker"] = tagged["marker"][0] if "marker" in tagged else None
+    out["version"] = tagged["version"][0] if "version" in tagged else None
+    out["kallsyms"] = {}
+    for ln in tagged.get("kallsyms", []):
+        addr, _kind, name = ln.split()
+        out["kallsyms"][name] = int(addr, 16)
+    out["modules"] = tagged.get("modules", [])
+    out["ps"] = tagged.get("ps", [])
+    out["maps"] = tagged.get("maps", [])
+    out["sysrq"] = tagged.get("sysrq", [])
+    out["dmesg"] = tagged.get("dmesg", [])
+    out["file"] = _parse_kv(tagged["file"][0]) if "file" in tagged else None
+    if out["file"]:
+        out["file"]["path"] = tagged["file"][0].split()[0]
+    out["user"] = _parse_kv(tagged["user"][0]) if "user" in tagged else None
+    return out
+
+
 class Guest:
-    def __init__(self, name, machine, mem, cpu, append, boot_timeout=180):
+    def __init__(self, name, machine, mem, cpu, append, image=None, boot_timeout=180):
         self.name = name
+        self.image = image
+        self.ready_line = "l2lab: READY" if image == "l2linux" else "LAB: READY"
+        self.frozen = False
         self.machine = machine
         self.mem_size = mem
         self.cpu = cpu
@@ -96,7 +143,7 @@ class Guest:
 
     # -- life cycle ---------------------------------------------------------
     def boot(self):
-        guest_dir, self.kernel_dir = build_guest()
+        guest_dir, self.kernel_dir = build_guest(self.image)
         cmd = [sys.executable, os.path.join(ROOT, "scripts", "qemu-launch"),
                "--ram", self.ram, "--mem", str(self.mem_size), "--machine", self.machine,
                "--cpu", self.cpu, "--accel", "tcg", "--gdb", "tcp::auto",
@@ -117,19 +164,18 @@ class Guest:
         self.qemu_pid = self.info["pid"]
         self.qmp = qmplib.QMP(self.info["qmp"], timeout=300)
         deadline = t0 + self.boot_timeout
-        while "LAB: READY" not in self.serial():
+        while self.ready_line not in self.serial():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name}: QEMU exited during boot; serial log:\n"
                                    + self.serial()[-3000:])
+            self._check_l2_alive()
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name}: no 'LAB: READY' within {self.boot_timeout} s;"
-                                   " serial log:\n" + self.serial()[-3000:])
+                raise RuntimeError(f"{self.name}: no {self.ready_line!r} within "
+                                   f"{self.boot_timeout} s; serial log:\n" + self.serial()[-3000:])
             time.sleep(0.05)
         self.boot_seconds = time.monotonic() - t0
-        self.qmp.cmd("stop")
-        status = self.qmp.cmd("query-status")
-        if status.get("running"):
-            raise RuntimeError(f"{self.name}: VM still running after stop: {status}")
+        self._stop()
+        self._check_l2_alive()
         log = self.serial()
         errors = re.findall(r"lab: error .*", log)
         if errors:
@@ -147,12 +193,66 @@ class Guest:
             self.l2 = _parse_kv(m.group(1))
             self.l2["tables"] = {int(g, 16): int(p, 16) for g, p in re.findall(
                 r"lab: l2 table l2gpa=0x([0-9a-f]+) l1phys=0x([0-9a-f]+)", log)}
-        self.stop_attempts = self._settle()
-        report(f"boot {self.name}: {self.boot_seconds:.2f} s to LAB: READY "
+        self.l2linux = parse_l2linux(log) if self.image == "l2linux" else None
+        if self.frozen:
+            self.stop_attempts = 0
+            self.in_wanted_place = False
+            self.cr3 = self.cr4 = self.levels = None
+        else:
+            self.stop_attempts = self._settle()
+        cr = (f"CR3={self.cr3:#x} CR4={self.cr4:#x} levels={self.levels}" if not self.frozen
+              else "frozen with SIGSTOP: QMP stop hung")
+        report(f"boot {self.name}: {self.boot_seconds:.2f} s to {self.ready_line} "
                f"({self.machine}, {self.mem_size // MiB} MiB, -cpu {self.cpu}, "
-               f"CR3={self.cr3:#x} CR4={self.cr4:#x} levels={self.levels}, "
+               f"{cr}, "
                f"stopped where wanted after {self.stop_attempts} attempt(s))")
         return self
+
+    def _check_l2_alive(self):
+        if self.image != "l2linux":
+            return
+        m = L2_DEATH.search(self.serial())
+        if m:
+            raise L2Died(f"{self.name}: the nested Linux died ({m.group(0).strip()}); serial log:\n"
+                         + self.serial()[-3000:])
+
+    def _stop(self, timeout=30):
+        """QMP stop, bounded: with a Linux L2 running, QEMU's stop sometimes
+        never returns (its vCPU thread never pauses, notes/qemu.md s.7). Then
+        SIGSTOP freezes QEMU, and with it the RAM file; QMP is closed (QEMU
+        no longer answers) and .frozen says so."""
+        self.qmp.sock.settimeout(timeout)
+        try:
+            self.qmp.cmd("stop")
+            status = self.qmp.cmd("query-status")
+        except (OSError, qmplib.QMPError) as e:
+            report(f"stop {self.name}: QMP stop failed ({e!r}); SIGSTOP to QEMU {self.qemu_pid}")
+            os.kill(self.qemu_pid, signal.SIGSTOP)
+            self.qmp.close()
+            self.qmp = None
+            self.frozen = True
+            return
+        finally:
+            if self.qmp is not None:
+                self.qmp.sock.settimeout(300)
+        if status.get("running"):
+            raise RuntimeError(f"{self.name}: VM still running after stop: {status}")
+
+    def quit(self):
+        """Ends QEMU, keeping the RAM file and its layout (tests of the file
+        alone); the guest is closed as far as QMP and gdb go."""
+        if self.qmp is not None:
+            self.qmp.close()
+            self.qmp = None
+        if self.proc is not None and self.proc.poll() is None:
+            pid = getattr(self, "qemu_pid", None)
+            if pid and qmplib.pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+            self.proc.wait(30)
+
+    def running_qemu(self):
+        pid = getattr(self, "qemu_pid", None)
+        return bool(pid) and qmplib.pid_alive(pid)
 
     def _read_registers(self):
         self.registers_text = self.hmp("info registers")
@@ -191,6 +291,8 @@ class Guest:
         if self.qmp is not None:
             self.qmp.close()
             self.qmp = None
+        if self.frozen and qmplib.pid_alive(self.qemu_pid):
+            os.kill(self.qemu_pid, signal.SIGKILL)  # SIGTERM waits for a SIGCONT
         if self.proc is not None:
             if self.proc.poll() is None:
                 self.proc.terminate()
@@ -273,3 +375,19 @@ class Guest:
 
 def boot(name):
     return Guest(name, **SCENARIOS[name]).boot()
+
+
+def boot_l2linux(name):
+    """Boots an l2linux guest, once more if its nested Linux died."""
+    for attempt in (1, 2):
+        g = Guest(name, **SCENARIOS[name])
+        try:
+            return g.boot()
+        except L2Died as e:
+            g.close()
+            report(f"boot {name}: attempt {attempt}: {str(e).splitlines()[0]}")
+            if attempt == 2:
+                raise
+        except BaseException:
+            g.close()
+            raise

@@ -550,3 +550,94 @@ tryit("closed", lambda: sp.read(0, 8))
     if format_built():
         assert out["fmt"].startswith("MemsrvError"), out["fmt"]
         assert out["symraise"].startswith("ZeroDivisionError"), out["symraise"]
+
+
+def interactive_gdb(args, lines, cwd, timeout=60):
+    """GDB at a terminal (a pty), as a user types: each of `lines` is sent
+    after a prompt ("" is Enter on an empty line, which repeats). Returns
+    the output after each line, echo and prompt removed."""
+    import pty
+    import select
+    main, sub = pty.openpty()
+    env = dict(os.environ, TERM="dumb", LC_ALL="C", COLUMNS="200", LINES="50")
+    p = subprocess.Popen(["gdb", "-nx", "-q", "-iex", "set pagination off",
+                          "-iex", "set width 0", "-iex", "set style enabled off", *args],
+                         stdin=sub, stdout=sub, stderr=sub, cwd=cwd, env=env,
+                         start_new_session=True)
+    os.close(sub)
+
+    def until_prompt():
+        buf = b""
+        deadline = __import__("time").time() + timeout
+        while not buf.endswith(b"(gdb) "):
+            left = deadline - __import__("time").time()
+            assert left > 0, "no prompt; got %r" % buf[-500:]
+            if select.select([main], [], [], left)[0]:
+                buf += os.read(main, 65536)
+        return buf.decode(errors="replace").replace("\r", "")
+
+    outs = []
+    try:
+        until_prompt()
+        for line in lines:
+            os.write(main, line.encode() + b"\n")
+            text = until_prompt()[: -len("(gdb) ")]
+            outs.append(text.split("\n", 1)[1] if "\n" in text else "")
+        os.write(main, b"quit\n")
+        p.wait(timeout=timeout)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        os.close(main)
+    return outs
+
+
+def test_nx_repeats_on_enter_like_x(xfmt, image):
+    """At a terminal, Enter after nx continues after the last address shown,
+    as Enter after x does (GDB's x is the oracle); typing the same nx again
+    shows the same address again, as x does."""
+    setup = ["-ex", "source %s/nested.gdb" % GDBEXT, "-ex", "file " + image["elf"],
+             "-ex", "core-file " + image["core"],
+             "-ex", "nested attach %s --map 0:0x%x@0" % (image["ram"], gi.RAM_SIZE)]
+    seq = ["{}/2gx 0x100100", "", "", "{}/s 0x100100", "", "{}/3xb 0x100000",
+           "{}/3xb 0x100000", ""]
+    x = interactive_gdb(setup, [s.format("x") for s in seq], image["dir"])
+    nx = interactive_gdb(setup, [s.format("nx") for s in seq], image["dir"])
+    assert nx == x, (nx, x)
+    # The oracle moved on at each Enter and not when the line was typed again.
+    assert x[0].startswith("0x100100:") and x[1].startswith("0x100110:"), x
+    assert x[2].startswith("0x100120:") and x[5] == x[6] and x[7].startswith("0x100003:"), x
+
+
+def test_help_and_tab_completion(image):
+    """`help nested` lists every subcommand; subcommands and their options
+    complete as GDB's `complete` shows Tab would."""
+    cmds = ["source %s/nested.gdb" % GDBEXT, "help nested", "complete nested a",
+            "complete nested attach --m", "complete nested vtop --", "complete nested scan -",
+            "complete nested ncr3 --l", "complete nested eptp no", "complete nested ptdump --k",
+            "complete nested mode l", "complete nested proxy --n",
+            "complete nested attach %s/cmd" % image["dir"]]
+    _, res = run_gdb(cmds, image["dir"])
+    check_ok(res, len(res))
+    r = by_cmd(res)
+    # Every command class registered under `nested` (eptp, ncr3 and cr3
+    # through _Value, whose __init__ adds the prefix).
+    src = "".join(open(f).read() for f in glob.glob(os.path.join(GDBEXT, "nested", "*.py")))
+    subs = sorted(set(re.findall(r'__init__\(\s*"nested (\w+)"', src) +
+                      re.findall(r'super\(\).__init__\("(\w+)"\)', src)))
+    assert len(subs) >= 16 and "attach" in subs and "vtop" in subs, subs
+    listed = re.findall(r"^nested (\w+)", r["help nested"]["out"], re.M)
+    assert sorted(listed) == subs, (listed, subs)
+    assert "nx" in r["help nested"]["out"]
+    assert r["complete nested a"]["out"] == "nested attach\n"
+    assert r["complete nested attach --m"]["out"] == "nested attach --machine\nnested attach --map\n"
+    assert r["complete nested vtop --"]["out"] == "nested vtop --l1\nnested vtop --l2\n"
+    assert r["complete nested scan -"]["out"] == "nested scan --all\n"
+    assert r["complete nested ncr3 --l"]["out"] == "nested ncr3 --levels\n"
+    assert r["complete nested eptp no"]["out"] == "nested eptp none\n"
+    assert r["complete nested ptdump --k"]["out"] == "nested ptdump --kernel\n"
+    assert r["complete nested mode l"]["out"] == "nested mode l1\nnested mode l2\n"
+    assert r["complete nested proxy --n"]["out"] == "nested proxy --no-cache\n"
+    # Not an option: file names, as before.
+    assert r["complete nested attach %s/cmd" % image["dir"]]["out"] == \
+        "nested attach %s/cmds.json\n" % image["dir"]

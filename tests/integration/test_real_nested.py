@@ -7,6 +7,8 @@ L2's marker through L2 paging + the NPT, landing on the L1-physical page
 that /proc/self/pagemap reported inside L1. QEMU itself cannot: its
 gva2gpa says Unmapped (the negative oracle)."""
 
+import struct
+
 import guests
 import oracle
 import qmp as qmplib
@@ -119,3 +121,66 @@ def test_nested_walks_match_python_walker(guest_svm):
     # touched are mapped: its tables, code, stack and marker page.
     assert mapped >= 10, msg
     assert not bad, msg + "; " + oracle.fmt_bad(bad)
+
+
+def test_nested_auto(guest_svm, tmp_path):
+    """--nested auto takes discover's best candidate (the VMCB of the running
+    L2, NPT depth from the HSAVE), says so on stderr, and reads L2's marker
+    through L2 paging + the NPT; the choice matches the Python scan. On a
+    RAM file with two equally good VMCBs it refuses, naming both."""
+    g, l2 = guest_svm, guest_svm.l2
+    r = oracle.memsrv(["--ram", g.ram, "--nested", "auto", "x/s", hex(l2["gva"])])
+    assert r.returncode == 0 and l2["marker"] in r.stdout, (r.stdout, r.stderr)
+    vmcbs, _ = _find(g)
+    assert len(vmcbs) == 1
+    said = r.stderr.strip()
+    assert said.startswith("memsrv: --nested auto: VMCB at GPA"), said
+    for opt in [f"--ncr3 {vmcbs[0]['ncr3']:#x}", "--npt-levels 5", f"--cr3 {l2['cr3']:#x}",
+                "--levels 4"]:
+        assert opt in said, (opt, said)
+    # An explicit --cr3 wins over the candidate's; a conflicting stage is refused.
+    r = oracle.memsrv(["--ram", g.ram, "--nested", "auto", "--cr3", hex(l2["cr3"]), "vtop",
+                       "--brief", hex(l2["gva"])])
+    assert r.returncode == 0 and r.stdout.split()[1] == hex(l2["l1phys"]), (r.stdout, r.stderr)
+    r = oracle.memsrv(["--ram", g.ram, "--nested", "auto", "--eptp", "0x1000", "info"])
+    assert r.returncode == 1 and "drop --eptp" in r.stderr, r.stderr
+    r = oracle.memsrv(["--ram", g.ram, "--nested", "manual", "info"])
+    assert r.returncode == 2 and "--nested takes auto" in r.stderr, r.stderr
+
+    # A second VMCB as good as the first: a copy of the VMCB page whose nCR3
+    # points to a copy of the NPT root page (same tables below, so the same
+    # translations and score, but another root): no clear best.
+    regions = g.layout_regions()
+    vmcb, size = vmcbs[0], 1 << 30
+    copy = tmp_path / "two.ram"
+    with open(g.ram, "rb") as src, open(copy, "wb") as dst:
+        while chunk := src.read(1 << 24):
+            dst.write(chunk)
+    with open(copy, "r+b") as f:
+        def page(gpa):
+            f.seek(qmplib.gpa_to_offset(regions, gpa))
+            return bytearray(f.read(4096))
+        vmcb_page, root_page = page(vmcb["gpa"]), page(vmcb["ncr3"] & ~0xfff)
+        free = _free_pages(f, size, 2)
+        struct.pack_into("<Q", vmcb_page, 0xb0, free[1] | (vmcb["ncr3"] & 0xfff))
+        for off, data in ((free[0], vmcb_page), (free[1], root_page)):
+            f.seek(off)
+            f.write(data)
+    r = oracle.memsrv(["--ram", str(copy), "--map", f"0:{size:#x}@0", "discover"])
+    assert r.stdout.count("VMCB") == 2, r.stdout
+    r = oracle.memsrv(["--ram", str(copy), "--map", f"0:{size:#x}@0", "--nested", "auto", "info"])
+    assert r.returncode == 1 and "no clear best candidate" in r.stderr, (r.stdout, r.stderr)
+    assert f"VMCB at {vmcb['gpa']:#x}" in r.stderr and f"VMCB at {free[0]:#x}" in r.stderr, r.stderr
+
+
+def _free_pages(f, size, count):
+    """Zero pages high in RAM (the guest's RAM file maps GPA 0 at offset 0
+    below 2 GiB), far from what the guest used at boot."""
+    found = []
+    for off in range(size - (64 << 20), 16 << 20, -4096):
+        f.seek(off)
+        if f.read(4096) == bytes(4096):
+            found.append(off)
+            if len(found) == count:
+                return found
+    raise AssertionError("no free pages")

@@ -14,6 +14,7 @@
 #define OFF_DESCS 0x2000
 #define OFF_INFOS 0x3000
 #define OFF_DATA 0x4000
+#define OFF_UTS 0x5000 /* init_uts_ns: name.release at +130 */
 #define IMAGE_PAGES 8
 #define CBITS 4
 #define SBITS 8
@@ -21,6 +22,7 @@
 #define INFO_SZ 88
 
 static const char banner[] = "Linux version 6.1.0-memsrv-test (test@memsrv) #1 SMP\n";
+static const char release[] = "6.1.0-memsrv-test";
 
 uint64_t kimg_va(const struct kimg *k, uint64_t off)
 {
@@ -47,13 +49,14 @@ void kimg_write_vmcoreinfo(struct kimg *k, uint64_t kerneloffset)
 {
     char text[2048];
     uint64_t top_va = MS_KERNEL_MAP_START + k->root - (uint64_t)phys_base(k);
-    snprintf(
-        text, sizeof(text),
-        "OSRELEASE=6.1.0-memsrv-test\nPAGESIZE=4096\nSYMBOL(init_top_pgt)=%llx\n"
-        "SYMBOL(prb)=%llx\nNUMBER(phys_base)=%lld\nNUMBER(pgtable_l5_enabled)=0\n" KIMG_PRB_LAYOUT
-        "OFFSET(atomic_long_t.counter)=0\nKERNELOFFSET=%llx\n",
-        (unsigned long long)top_va, (unsigned long long)kimg_va(k, OFF_PRB),
-        (long long)phys_base(k), (unsigned long long)kerneloffset);
+    snprintf(text, sizeof(text),
+             "OSRELEASE=%s\nPAGESIZE=4096\nSYMBOL(init_uts_ns)=%llx\nOFFSET(uts_namespace.name)=0\n"
+             "SYMBOL(init_top_pgt)=%llx\nSYMBOL(prb)=%llx\nNUMBER(phys_base)=%lld\n"
+             "NUMBER(pgtable_l5_enabled)=0\n" KIMG_PRB_LAYOUT
+             "OFFSET(atomic_long_t.counter)=0\nKERNELOFFSET=%llx\n",
+             release, (unsigned long long)kimg_va(k, OFF_UTS), (unsigned long long)top_va,
+             (unsigned long long)kimg_va(k, OFF_PRB), (long long)phys_base(k),
+             (unsigned long long)kerneloffset);
     static const uint8_t zero[4096];
     ms_ram_write(k->im->ram, k->vmcoreinfo, zero, sizeof(zero), NULL, NULL);
     ms_ram_write(k->im->ram, k->vmcoreinfo, text, strlen(text), NULL, NULL);
@@ -73,6 +76,7 @@ void kimg_build(struct kimg *k, struct img *im, uint64_t slide)
     if (k->vmcoreinfo >= KIMG_TEXT_PA)
         abort(); /* the bump allocator ran into the image */
     put(k, OFF_BANNER, banner, sizeof(banner));
+    put(k, OFF_UTS + 130, release, sizeof(release));
     put64(k, OFF_PRB, kimg_va(k, OFF_RING));
     uint32_t bits = CBITS;
     put(k, OFF_RING, &bits, 4);

@@ -1,7 +1,8 @@
 /* A tiny Linux kernel in a RAM image (tests/support/image.h), enough for
  * memsrv's kernel view: VMCOREINFO at a page start (slide, phys_base,
- * init_top_pgt, the printk ring's layout), the kernel's 4-level page tables
- * mapping its image, linux_banner, and a lockless printk ring (16
+ * init_top_pgt, init_uts_ns, the printk ring's layout), the kernel's 4-level
+ * page tables mapping its image, linux_banner, init_uts_ns's release, and a
+ * lockless printk ring (16
  * descriptors, 256 bytes of text, records never wrap). */
 #ifndef TESTS_SUPPORT_KIMAGE_H
 #define TESTS_SUPPORT_KIMAGE_H

@@ -144,7 +144,7 @@ int main(void)
     rc = ms_btf_load_types(&from_btf, btf, structs, &err);
     CHECK(rc == 0, "BTF layouts: %s", err.msg);
     t0 = now();
-    rc = ms_dwarf_scan_types(&from_dwarf, vmlinux, structs, &err);
+    rc = ms_dwarf_scan_types(&from_dwarf, vmlinux, structs, NULL, NULL, &err);
     CHECK(rc == 0, "DWARF layouts: %s", err.msg);
     printf("# DWARF layouts in %.1f s\n", now() - t0);
     compare(&from_dwarf, &from_btf);

@@ -1,12 +1,19 @@
-/* ms_discover on a hand-built L1 RAM: a VMCB with its NPT, the HSAVE page
- * that gives the NPT depth, a KVM vmcs12 with its EPT, noise pages, and a
- * VMCB-shaped decoy whose nCR3 leads nowhere. */
+/* ms_discover on hand-built L1 RAM. First: a VMCB with its NPT, the HSAVE
+ * page that gives the NPT depth, a KVM vmcs12 with its EPT, noise pages, and
+ * a VMCB-shaped decoy whose nCR3 leads nowhere. Then (issue 16, seen on a
+ * real L1 with -cpu max,la57=off) an L2 Linux behind a 4-level NPT with a
+ * true HSAVE (LA57 clear) beside false ones that say LA57 (a kernel-virtual
+ * "CR3", a CR3 whose tables do not map the RIP), a stale VMCB copy, and
+ * bare EPT trees of 4 and 5 levels over the same L2 kernel. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "check.h"
 #include "discover.h"
+#include "../support/image.h"
+#include "../support/kimage.h"
+#include "pte.h"
 #include "ram.h"
 
 #define MiB (1024ULL * 1024)
@@ -24,7 +31,27 @@ static void put32(uint64_t gpa, uint32_t v)
     memcpy(mem + gpa, &v, 4);
 }
 
-int main(void)
+/* What a progress callback saw: calls, order, the end. */
+struct seen_progress {
+    unsigned calls, backwards;
+    uint64_t first, last, total;
+    char what[32];
+};
+
+static void on_progress(void *arg, const char *what, uint64_t done, uint64_t total)
+{
+    struct seen_progress *s = arg;
+    if (s->calls == 0)
+        s->first = done;
+    else if (done < s->last)
+        s->backwards++;
+    s->calls++;
+    s->last = done;
+    s->total = total;
+    snprintf(s->what, sizeof(s->what), "%s", what);
+}
+
+static void classic(void)
 {
     mem = calloc(1, RAM_SIZE);
     /* NPT at 0x100000: identity 2 MiB leaves over 0..8 MiB (4-level). */
@@ -52,6 +79,10 @@ int main(void)
     put64(0x200550, 0x300000);   /* CR3 */
     put64(0x200558, 0x80000011); /* CR0: PG */
     put64(0x200578, 0x400010);   /* RIP */
+    /* L1's page tables at 0x1000: 0xffffffffc0000000 -> 0 (2 MiB), for its RIP. */
+    put64(0x1000 + 8 * 511, 0x2000 | 0x3);
+    put64(0x2000 + 8 * 511, 0x3000 | 0x3);
+    put64(0x3000, 0x83);
     /* HSAVE at 0x210000: L1 state, LA57 off */
     put64(0x2104d0, 0x1d01);
     put64(0x210548, 0x6f0);
@@ -89,7 +120,15 @@ int main(void)
     CHECK(ms_ram_open_file(&ram, path, &layout, NULL, 0, &err) == 0, "open: %s", err.msg);
     struct ms_candidate c[16];
     unsigned n = 0;
-    CHECK(ms_discover(ram, c, 16, &n, &err) == 0, "discover: %s", err.msg);
+    struct seen_progress sp = {0};
+    CHECK(ms_discover(ram, c, 16, &n, on_progress, &sp, &err) == 0, "discover: %s", err.msg);
+    /* Progress over the RAM's bytes: from 0 to the end, never backwards,
+     * a bounded number of calls however large the RAM. */
+    CHECK(sp.calls >= 3 && sp.calls <= 258 && sp.first == 0 && sp.backwards == 0 &&
+              sp.last == RAM_SIZE && sp.total == RAM_SIZE && !strcmp(sp.what, "discover"),
+          "progress: %u calls, %llu..%llu of %llu, %u backwards, %s", sp.calls,
+          (unsigned long long)sp.first, (unsigned long long)sp.last, (unsigned long long)sp.total,
+          sp.backwards, sp.what);
     const struct ms_candidate *vmcb = NULL, *decoy = NULL, *hsave = NULL, *v12 = NULL, *ept = NULL;
     for (unsigned i = 0; i < n && i < 16; i++) {
         if (c[i].kind == MS_CAND_VMCB && c[i].gpa == 0x200000)
@@ -134,5 +173,118 @@ int main(void)
     if (!getenv("KEEP"))
         unlink(path);
     free(mem);
+}
+
+/* The VMCB save area (APM vol. 2 appendix B) at page p. */
+static void save_area(struct img *im, uint64_t p, uint64_t efer, uint64_t cr0, uint64_t cr3,
+                      uint64_t cr4, uint64_t rip)
+{
+    img_put64(im, p + 0x4d0, efer);
+    img_put64(im, p + 0x548, cr4);
+    img_put64(im, p + 0x550, cr3);
+    img_put64(im, p + 0x558, cr0);
+    img_put64(im, p + 0x578, rip);
+}
+
+static void vmcb(struct img *im, uint64_t p, uint64_t ncr3, const struct kimg *k)
+{
+    img_put64(im, p + 0x10, 1);    /* VMRUN intercepted */
+    img_put64(im, p + 0x58, 1);    /* ASID */
+    img_put64(im, p + 0x90, 1);    /* NP_ENABLE */
+    img_put64(im, p + 0xb0, ncr3); /* nCR3 */
+    save_area(im, p, 0x1d01, 0x80050033, k->root, 0x6f0, kimg_va(k, 0));
+}
+
+static const struct ms_candidate *find(const struct ms_candidate *c, unsigned n,
+                                       enum ms_cand_kind kind, uint64_t gpa)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (c[i].kind == kind && c[i].gpa == gpa)
+            return &c[i];
+    return NULL;
+}
+
+static void nested_linux(void)
+{
+    struct img im;
+    img_open(&im, 64 * MiB);
+    /* L2's kernel: L2-physical [0, 0x210000) is L1-physical (identity NPT
+     * of 4 KiB leaves, as KVM builds them: a walk at the wrong depth does
+     * not alias onto the same pages). */
+    struct kimg k;
+    kimg_build(&k, &im, 0x4000000);
+    const uint64_t l2_end = 0x210000;
+    struct img_tree npt, ept4, ept5, l1pt;
+    img_tree_init(&npt, &im, false, 4, NULL, 0);
+    img_tree_init(&ept4, &im, true, 4, NULL, 0);
+    img_tree_init(&ept5, &im, true, 5, NULL, 0);
+    for (uint64_t a = 0; a < l2_end; a += 4096) {
+        img_map(&npt, a, a, 1, PTE_P | PTE_RW | PTE_US);
+        img_map(&ept4, a, a, 1, EPT_READ | EPT_WRITE | EPT_EXEC | (6 << 3));
+        img_map(&ept5, a, a, 1, EPT_READ | EPT_WRITE | EPT_EXEC | (6 << 3));
+    }
+    /* L1's own kernel: 4-level paging mapping its RIP. */
+    const uint64_t l1_rip = 0xffffffff81234567ULL;
+    img_tree_init(&l1pt, &im, false, 4, NULL, 0);
+    uint64_t l1_text = img_alloc_page(&im);
+    img_map(&l1pt, l1_rip & ~0xfffULL, l1_text, 1, PTE_P | PTE_RW);
+    uint64_t zero_table = img_alloc_page(&im);
+
+    const uint64_t base = 0x1000000; /* the structures, away from the bump allocator */
+    const uint64_t v_true = base, v_stale = base + 0x10000;
+    const uint64_t h_true = base + 0x20000, h_kva = base + 0x30000, h_unproven = base + 0x40000;
+    vmcb(&im, v_true, npt.root, &k);
+    /* A stale copy whose nCR3 is a zeroed table. */
+    vmcb(&im, v_stale, zero_table, &k);
+    /* The true HSAVE: L1 at LA57 off. */
+    save_area(&im, h_true, 0x1d01, 0x80050033, l1pt.root, 0x6f0, l1_rip);
+    /* False: "CR3" is a kernel virtual address (seen on the real guest). */
+    save_area(&im, h_kva, 0x1d01, 0x80050033, 0xffff888100055680ULL, 0x6f0 | (1 << 12), l1_rip);
+    /* False: LA57, a CR3 in RAM whose tables do not map the RIP. */
+    save_area(&im, h_unproven, 0x1d01, 0x80050033, zero_table, 0x6f0 | (1 << 12), l1_rip);
+
+    struct ms_err err;
+    struct ms_candidate c[64];
+    unsigned n = 0;
+    CHECK(ms_discover(im.ram, c, 64, &n, NULL, NULL, &err) == 0, "discover: %s", err.msg);
+    if (n > 64)
+        n = 64;
+    const struct ms_candidate *vt = find(c, n, MS_CAND_VMCB, v_true);
+    const struct ms_candidate *vs = find(c, n, MS_CAND_VMCB, v_stale);
+    const struct ms_candidate *ht = find(c, n, MS_CAND_HSAVE, h_true);
+    const struct ms_candidate *hu = find(c, n, MS_CAND_HSAVE, h_unproven);
+    const struct ms_candidate *e4 = find(c, n, MS_CAND_EPT, ept4.root);
+    const struct ms_candidate *e5 = find(c, n, MS_CAND_EPT, ept5.root);
+    CHECK(vt && vs && ht && hu && e4 && e5, "all found (%p %p %p %p %p %p)", (void *)vt, (void *)vs,
+          (void *)ht, (void *)hu, (void *)e4, (void *)e5);
+    CHECK(!find(c, n, MS_CAND_HSAVE, h_kva), "a kernel-virtual CR3 is no HSAVE");
+    CHECK(c[0].kind == MS_CAND_VMCB && c[0].gpa == v_true, "the true VMCB first, not %s at 0x%llx",
+          ms_cand_kind_name(c[0].kind), (unsigned long long)c[0].gpa);
+    if (vt) {
+        CHECK_EQ_U64(vt->root_levels, 4, "NPT depth");
+        CHECK(strstr(vt->evidence, "reads init_uts_ns's release back") != NULL, "%s", vt->evidence);
+        CHECK(strstr(vt->evidence, "as L1's HSAVE says") != NULL, "%s", vt->evidence);
+    }
+    if (vt && vs)
+        CHECK(vs->score < vt->score, "the stale copy below (%d vs %d)", vs->score, vt->score);
+    if (ht && hu)
+        CHECK(ht->score > hu->score, "the proven HSAVE above (%d vs %d): %s", ht->score, hu->score,
+              ht->evidence);
+    if (e4) {
+        CHECK_EQ_U64(e4->root_levels, 4, "bare 4-level EPT depth");
+        CHECK_EQ_U64(e4->root, img_eptp(&ept4) & ~EPTP_AD_ENABLE, "its EPTP");
+    }
+    if (e5) {
+        CHECK_EQ_U64(e5->root_levels, 5, "bare 5-level EPT depth");
+        CHECK_EQ_U64(e5->root, img_eptp(&ept5) & ~EPTP_AD_ENABLE, "its EPTP");
+        CHECK(strstr(e5->evidence, "release back") != NULL, "%s", e5->evidence);
+    }
+    img_close(&im);
+}
+
+int main(void)
+{
+    classic();
+    nested_linux();
     return check_done("test_discover");
 }

@@ -1,0 +1,161 @@
+"""A real Linux nested under real KVM: L0 = QEMU TCG, L1 = the Debian kernel
+with kvm-amd running Debian's QEMU with -accel kvm, L2 = the same Debian
+kernel (KASLR on) with its own busybox /init (tests/guest/l2init), which
+printed its own oracles on L1's console before the stop (guests.parse_l2linux).
+
+Everything is read from L1's RAM file. The truth about the VMCB comes from a
+Python scan and walker (oracle.scan_vmcbs, oracle.nested_walker): the VMCB
+whose nCR3 and L2 CR3 map L2's linux_banner (at the address L2's own
+/proc/kallsyms gave) to "Linux version" bytes, at the NPT depth L1's -cpu
+implies (LA57 in L1: 5-level NPT)."""
+
+import re
+
+import pytest
+
+import oracle
+
+FIXTURES = ["guest_l2linux", "guest_l2linux4"]
+
+
+def _npt_levels(g):
+    return 4 if "la57=off" in g.cpu else 5
+
+
+def _truth(g):
+    """(VMCB dict, NPT depth) of the one VMCB that reaches L2's banner."""
+    if getattr(g, "_l2truth", None):
+        return g._l2truth
+    l2 = g.l2linux
+    banner = l2["kallsyms"]["linux_banner"]
+    levels = _npt_levels(g)
+    regions = g.layout_regions()
+    vmcbs, _hsaves = oracle.scan_vmcbs(g.ram, regions)
+    ram = oracle.RamFile(g.ram, regions)
+    try:
+        hits = []
+        for v in vmcbs:
+            _npt, walk2d = oracle.nested_walker(ram, v["ncr3"], levels)
+            phys = walk2d(v["cr3"], banner, 4)
+            if phys is not None and ram.read(phys, 14) == b"Linux version ":
+                hits.append(v)
+    finally:
+        ram.close()
+    assert len(hits) == 1, f"VMCBs reaching L2's banner: {hits} (all: {vmcbs})"
+    g._l2truth = (hits[0], levels)
+    return g._l2truth
+
+
+def _nested(g, paging=False):
+    v, levels = _truth(g)
+    args = ["--ram", g.ram, "--ncr3", hex(v["ncr3"]), "--npt-levels", str(levels)]
+    return args + (["--cr3", hex(v["cr3"]), "--levels", "4"] if paging else [])
+
+
+def _discover_first(g):
+    r = oracle.memsrv(["discover", "--ram", g.ram, "5"], check=True)
+    rows = re.findall(r"^1\s+(VMCB|HSAVE|vmcs12|EPT tree)\s+0x([0-9a-f]+)\s+(-?\d+)\s+(.*)$",
+                      r.stdout, re.M)
+    assert rows, r.stdout
+    kind, page, _score, use = rows[0]
+    opts = dict(re.findall(r"--([\w-]+) (0x[0-9a-f]+|\d+)", use))
+    return kind, int(page, 16), opts, r.stdout
+
+
+def _check_discover(g):
+    v, levels = _truth(g)
+    kind, page, opts, out = _discover_first(g)
+    assert (kind, page) == ("VMCB", v["gpa"]), out
+    assert int(opts["ncr3"], 16) == v["ncr3"], out
+    assert opts.get("npt-levels") == str(levels), out
+    assert int(opts["cr3"], 16) == v["cr3"] and opts["levels"] == "4", out
+
+
+@pytest.fixture(params=FIXTURES)
+def l2g(request):
+    return request.getfixturevalue(request.param)
+
+
+def test_l2_printed_its_oracles(l2g):
+    l2 = l2g.l2linux
+    assert l2["marker"] == "L2-LINUX-41234", l2l_tail(l2g)
+    assert set(l2["kallsyms"]) == {"_text", "linux_banner", "init_task"}, l2["kallsyms"]
+    # KASLR on in L2: its text is not at the default address.
+    assert l2["kallsyms"]["_text"] != oracle.TEXT_NOKASLR
+    assert l2["version"].startswith("Linux version "), l2["version"]
+    assert l2["user"] and l2["maps"] and l2["sysrq"] and l2["ps"] and l2["modules"]
+
+
+def l2l_tail(g):
+    return g.serial()[-3000:]
+
+
+def test_discover_ranks_the_true_vmcb_first(l2g):
+    _check_discover(l2g)
+
+
+def test_dmesg_through_the_npt(l2g):
+    l2 = l2g.l2linux
+    r = oracle.memsrv(_nested(l2g) + ["dmesg"], check=True)
+    lines = [ln.rstrip() for ln in r.stdout.splitlines()]
+    # The kernel's own "l2lab:" lines, as L2's dmesg printed them (no timestamps).
+    ours = [re.sub(r"^\[[^]]*\] ", "", ln) for ln in lines if "l2lab:" in ln]
+    assert ours == l2["dmesg"], (ours, l2["dmesg"])
+    assert f"l2lab: marker {l2['marker']}" in ours
+    # The user process's sysrq-t trace, timestamps and all, as L2 printed it.
+    missing = [s for s in l2["sysrq"] if s.rstrip() not in lines]
+    assert not missing, (missing, lines[-40:])
+
+
+def test_sym_is_l2_kallsyms(l2g):
+    ks = l2g.l2linux["kallsyms"]
+    names = sorted(ks)
+    r = oracle.memsrv(_nested(l2g) + ["sym"] + names, check=True)
+    got = {name: int(a, 16) for a, name in re.findall(r"^(0x[0-9a-f]+) (\S+)$", r.stdout, re.M)}
+    assert got == ks, (r.stdout, ks)
+
+
+def test_x_reads_l2_banner(guest_l2linux):
+    g = guest_l2linux
+    r = oracle.memsrv(_nested(g, paging=True) + ["x/s", "linux_banner"], check=True)
+    # x/s shows the first 200 characters, escaped; /proc/version is the banner.
+    m = re.search(r'<linux_banner>:\s+"(.*?)"', r.stdout)
+    assert m and g.l2linux["version"].startswith(m.group(1)), (r.stdout, g.l2linux["version"])
+
+
+def test_ps_and_bt(guest_l2linux):
+    g = guest_l2linux
+    l2 = g.l2linux
+    vmlinux = ["--vmlinux", f"{g.kernel_dir}/vmlinux"]
+    r = oracle.memsrv(_nested(g) + vmlinux + ["ps"], check=True)
+    tasks = {int(p): comm for p, comm in re.findall(r"^\s*(\d+)\s+\d+\s+\S+\s+\S+\s+(\S+)$",
+                                                     r.stdout, re.M)}
+    # Kernel threads and the user process, as L2's ps listed them (its own
+    # short-lived ps/sed pipeline aside); kworker names change with their work.
+    for ln in l2["ps"][1:]:
+        pid, _user, cmd = ln.split(None, 2)
+        m = re.fullmatch(r"\[([^]]+)\]", cmd)
+        if m and not m.group(1).startswith("kworker"):
+            assert tasks.get(int(pid)) == m.group(1), (ln, r.stdout)
+    user = l2["user"]
+    assert tasks.get(user["pid"]) == user["comm"], r.stdout
+    # Its stack: the sysrq-t trace's reliable frames, in order.
+    want = [re.sub(r"^\[[^]]*\]\s+", "", s) for s in l2["sysrq"]]
+    want = [f for f in want if re.fullmatch(r"\w+\+0x[0-9a-f]+/0x[0-9a-f]+", f)]
+    r = oracle.memsrv(_nested(g) + vmlinux + ["bt", str(user["pid"])], check=True)
+    got = re.findall(r"^\s*#\d+\s+(\S+)", r.stdout, re.M)
+    assert got == want, (r.stdout, want)
+
+
+def test_the_ram_file_alone_after_qemu_quit(guest_l2linux):
+    """Last in this file: it ends the L0 QEMU (the fixture is not used by
+    other files)."""
+    g = guest_l2linux
+    _truth(g)
+    g.quit()
+    assert not g.running_qemu()
+    _check_discover(g)
+    r = oracle.memsrv(_nested(g) + ["dmesg"], check=True)
+    assert f"l2lab: marker {g.l2linux['marker']}" in r.stdout
+    r = oracle.memsrv(_nested(g, paging=True) + ["x/s", "linux_banner"], check=True)
+    assert "Linux version " in r.stdout
