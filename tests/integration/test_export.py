@@ -178,6 +178,41 @@ def test_export_nested_ept(guest5, tmp_path):
     assert rc == 1 and "not present" in err, err
 
 
+def drgn_tasks(core, vml):
+    p = subprocess.run(["/usr/bin/python3", "-c", DRGN_SCRIPT, core, vml],
+                       capture_output=True, timeout=300)
+    assert p.returncode == 0, p.stderr.decode()[-2000:]
+    lines = p.stdout.decode().splitlines()
+    tasks = sorted((int(pid), int(addr, 16), comm) for _, pid, addr, comm in
+                   (l.split(" ", 3) for l in lines[2:]))
+    return lines[0].split(" ", 1)[1], tasks
+
+
+def ps_tasks(*args):
+    ps, _, _ = memsrv(*args, "ps")
+    return sorted((int(r.split()[0]), int(r.split()[3], 16), r.split(None, 4)[4])
+                  for r in ps.splitlines()[1:] if int(r.split()[0]) != 0)
+
+
+def test_export_l2linux(guest_l2linux, tmp_path):
+    """The real nested Linux (L2 under KVM in L1, KASLR on): its memory
+    through the NPT, with holes where L1's KVM has mapped nothing."""
+    import test_l2linux
+    g = guest_l2linux
+    args = test_l2linux._nested(g) + ["--vmlinux", vmlinux(g)]
+    core, err = export(tmp_path, "l2.vmcore", *args)
+    print(err.strip())
+    holes = re.search(r"(\d+) ranges", err)
+    assert holes and int(holes.group(1)) > 1, err
+    mine, _, _ = memsrv(*args, "dmesg", "--crash")
+    assert log_lines(crash(vmlinux(g), core, "log\n")) == mine.splitlines()
+    assert f"l2lab: marker {g.l2linux['marker']}" in mine
+    banner, tasks = drgn_tasks(core, vmlinux(g))
+    assert g.l2linux["version"].startswith(banner[:60]), (banner, g.l2linux["version"])
+    want = ps_tasks(*args)
+    assert len(want) > 20 and tasks == want
+
+
 def test_export_errors(guest5, tmp_path):
     g = guest5
     _, err, rc = memsrv("--ram", g.ram, "--cr3", hex(g.cr3), "export-vmcore", "-o",
