@@ -11,6 +11,7 @@
  *   sp.translate(addr) -> (phys, lower, page_size, perms, trace)
  *   sp.x(fmt, addr, symbolizer=None) -> str
  *   sp.dmesg(style='plain', level=-1) -> str   # the kernel of sp's guest-physical level
+ *   sp.dmesg_next(cursor=None, style='plain', level=-1) -> (str, lost, cursor)  # following
  *   sp.symbol('name') -> addr    sp.symbol(addr) -> (name, offset)
  *   sp.tasks() -> [(pid, ppid, state, task, comm)]
  *   m.flush()
@@ -1063,6 +1064,56 @@ static PyObject *sp_dmesg(SpaceObject *s, PyObject *args, PyObject *kw)
     return report_result(&out, 0, NULL);
 }
 
+/* dmesg_next(cursor=None, style='plain', level=-1) -> (text, lost, cursor):
+ * the records after the cursor (None: every record in the ring), as
+ * ms_target_dmesg_next; the cursor is an opaque tuple to pass back. */
+static PyObject *sp_dmesg_next(SpaceObject *s, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"cursor", "style", "level", NULL};
+    static const char *const styles[] = {"plain", "raw", "crash"}; /* enum ms_dmesg_style */
+    PyObject *cursor = Py_None;
+    const char *style = "plain";
+    int level = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|Osi:dmesg_next", kwlist, &cursor, &style,
+                                     &level))
+        return NULL;
+    struct ms_dmesg_opts o = {MS_DMESG_PLAIN, level};
+    while (o.style <= MS_DMESG_CRASH && strcmp(style, styles[o.style]) != 0)
+        o.style++;
+    if (o.style > MS_DMESG_CRASH || level < -1 || level > 7) {
+        PyErr_SetString(PyExc_ValueError, "style is 'plain', 'raw' or 'crash'; level -1 or 0..7");
+        return NULL;
+    }
+    struct ms_dmesg_cursor cur = {0};
+    unsigned long long next_seq = 0, stall_seq = 0;
+    int started = 0;
+    unsigned stalls = 0;
+    if (cursor != Py_None) {
+        if (!PyArg_ParseTuple(cursor, "KpKI:a dmesg_next cursor", &next_seq, &started, &stall_seq,
+                              &stalls))
+            return NULL;
+        cur = (struct ms_dmesg_cursor){next_seq, started, stall_seq, stalls};
+    }
+    if (sp_check(s))
+        return NULL;
+    struct ms_strbuf out;
+    struct ms_err err = {0};
+    uint64_t lost = 0;
+    ms_strbuf_init(&out);
+    int rc;
+    CALL(s->mem, rc, ms_target_dmesg_next(s->mem->t, s->h, &o, &cur, &out, &lost, &err));
+    if (rc) {
+        ms_strbuf_free(&out);
+        return raise_err(&err);
+    }
+    PyObject *text = report_result(&out, 0, NULL);
+    if (!text)
+        return NULL;
+    return Py_BuildValue("(NK(KOKI))", text, (unsigned long long)lost,
+                         (unsigned long long)cur.next_seq, cur.started ? Py_True : Py_False,
+                         (unsigned long long)cur.stall_seq, cur.stalls);
+}
+
 /* symbol(name_or_addr): a name -> its runtime address; an address ->
  * (name, offset). */
 static PyObject *sp_symbol(SpaceObject *s, PyObject *what)
@@ -1327,6 +1378,11 @@ static PyMethodDef sp_methods[] = {
      "merged: [(addr, size, lower, perms)], else [(addr, size, lower, perms, leaf)].\n"
      "In-process only (a server has ptdump())."},
     {"canonical", (PyCFunction)sp_canonical, METH_O, "canonical(addr) -> int"},
+    {"dmesg_next", (PyCFunction)(void (*)(void))sp_dmesg_next, METH_VARARGS | METH_KEYWORDS,
+     "dmesg_next(cursor=None, style='plain', level=-1) -> (text, lost, cursor): the log\n"
+     "records after the cursor (None: all in the ring), for following a running guest\n"
+     "(m.flush() first). lost counts records the ring dropped unread, marked in the text\n"
+     "by '-- N records lost --'. Pass the returned cursor to the next call."},
     {"dmesg", (PyCFunction)(void (*)(void))sp_dmesg, METH_VARARGS | METH_KEYWORDS,
      "dmesg(style='plain', level=-1) -> str: the Linux kernel log in this level's\n"
      "guest-physical memory, as `memsrv dmesg [--raw|--crash] [--level N]`. The kernel\n"

@@ -115,6 +115,17 @@ int ms_prb_decode(const struct ms_prb_image *img, struct ms_printk_log *log, str
             log->incomplete++; /* recycled since, or never written */
             continue;
         }
+        if (n == 0 && !log->has_tail_seq) {
+            /* the oldest record's seq, even when its text is gone: every
+             * record before it has left the ring */
+            bool seq_ok = true;
+            uint64_t seq =
+                field(img->infos, img->infos_len, idx * l->info_size, l->info_seq, 8, &seq_ok);
+            if (seq_ok && (seq & (count - 1)) == idx) {
+                log->tail_seq = seq;
+                log->has_tail_seq = true;
+            }
+        }
         unsigned state = (unsigned)DESC_STATE(sv);
         if (state != desc_committed && state != desc_finalized) {
             log->incomplete++;
@@ -174,6 +185,10 @@ int ms_prb_decode(const struct ms_prb_image *img, struct ms_printk_log *log, str
             if ((begin | next) & 7 || avail < 8 || blk + avail > dsize) {
                 note_bad(log, "block lpos %#llx..%#llx misaligned or too small",
                          (unsigned long long)begin, (unsigned long long)next);
+                continue;
+            }
+            if (img->check_data_tail && begin - img->data_tail_lpos >= dsize) {
+                log->incomplete++; /* the text ring's tail passed it during the copy */
                 continue;
             }
             if (rd(img->data + blk, 8) != id) {
@@ -453,20 +468,27 @@ int ms_prb_read(struct ms_space *space, const struct ms_prb_layout *l, uint64_t 
         bool same = rc == 0 && h.head_id == h2.head_id && h.tail_id == h2.tail_id &&
                     h.head_lpos == h2.head_lpos && h.tail_lpos == h2.tail_lpos;
         if (same || attempt + 1 >= max_retries) {
+            /* Records from the later tail to the earlier head: the newer
+             * ones were not all copied, the older may have been reused. */
+            uint64_t tail = rc == 0 ? h2.tail_id : h.tail_id;
+            bool lapped = (((h.head_id - tail) & DESC_ID_MASK) >= count);
             struct ms_prb_image img = {
                 .layout = l,
                 .count_bits = (unsigned)h.count_bits,
                 .size_bits = (unsigned)h.size_bits,
                 .head_id = h.head_id,
-                .tail_id = h.tail_id,
+                .tail_id = tail,
                 .descs = descs,
                 .descs_len = (size_t)(count * l->desc_size),
                 .infos = infos,
                 .infos_len = (size_t)(count * l->info_size),
                 .data = data,
                 .data_len = (size_t)(1ULL << h.size_bits),
+                .check_data_tail = rc == 0,
+                .data_tail_lpos = h2.tail_lpos,
             };
-            rc = ms_prb_decode(&img, log, err);
+            /* a tail that passed the head: the whole copy may be reused */
+            rc = lapped && !same ? 0 : ms_prb_decode(&img, log, err);
             log->consistent = same;
             log->retries = attempt;
             free(descs);
@@ -565,4 +587,44 @@ void ms_dmesg_format(const struct ms_printk_log *log, const struct ms_dmesg_opts
         }
         ms_strbuf_putc(sb, '\n');
     }
+}
+
+void ms_dmesg_follow_step(const struct ms_printk_log *log, struct ms_dmesg_cursor *c, size_t *first,
+                          size_t *end, uint64_t *lost)
+{
+    *first = *end = 0;
+    *lost = 0;
+    size_t n = log->count;
+    if (c->started && n && log->recs[n - 1].seq + 1 < c->next_seq)
+        c->started = false; /* a new boot numbers from 0 again */
+    if (!c->started) {
+        c->started = true;
+        c->stalls = 0;
+        c->next_seq = n ? log->recs[0].seq : log->has_tail_seq ? log->tail_seq : 0;
+    }
+    size_t i = 0;
+    while (i < n && log->recs[i].seq < c->next_seq)
+        i++;
+    if (log->has_tail_seq && c->next_seq < log->tail_seq) {
+        *lost = log->tail_seq - c->next_seq; /* overwritten before it was read */
+        c->next_seq = log->tail_seq;
+    }
+    if (i < n && log->recs[i].seq > c->next_seq) {
+        if (c->stall_seq != c->next_seq) {
+            c->stall_seq = c->next_seq;
+            c->stalls = 0;
+        }
+        if (++c->stalls <= MS_DMESG_STALL_MAX) {
+            *first = *end = i;
+            return;
+        }
+        *lost += log->recs[i].seq - c->next_seq;
+        c->next_seq = log->recs[i].seq;
+    }
+    *first = i;
+    while (i < n && log->recs[i].seq == c->next_seq) {
+        c->next_seq++;
+        i++;
+    }
+    *end = i;
 }

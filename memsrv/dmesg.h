@@ -59,8 +59,10 @@ struct ms_printk_log {
     uint64_t incomplete; /* reserved (being written) or recycled descriptors skipped */
     uint64_t truncated;  /* text_len larger than its block: text cut, kept */
     char first_bad[160]; /* why the first bad record was rejected */
-    unsigned retries;    /* re-reads because head/tail moved (live guest) */
-    bool consistent;     /* head/tail unchanged across the final read */
+    uint64_t tail_seq;   /* seq of the ring's oldest record (has_tail_seq): older ones are gone */
+    bool has_tail_seq;
+    unsigned retries; /* re-reads because head/tail moved (live guest) */
+    bool consistent;  /* head/tail unchanged across the final read */
 };
 
 void ms_printk_log_init(struct ms_printk_log *log);
@@ -78,6 +80,11 @@ struct ms_prb_image {
     size_t infos_len;
     const uint8_t *data;
     size_t data_len;
+    /* The text ring's tail read after the copy (check_data_tail): a block
+     * that begins before it may have been overwritten while it was copied,
+     * and is skipped, not decoded torn. */
+    bool check_data_tail;
+    uint64_t data_tail_lpos;
 };
 
 #define MS_PRB_MAX_COUNT_BITS 24 /* 16M descriptors */
@@ -96,7 +103,10 @@ int ms_plog_decode(const struct ms_plog_layout *l, const uint8_t *buf, size_t bu
 
 /* Reads the lockless ring whose struct printk_ringbuffer is at rb_addr (the
  * value of the kernel's `prb` pointer) through space. Re-reads when the
- * head or tail moved during the read (up to max_retries, 0 = 3). */
+ * head or tail moved during the read (up to max_retries, 0 = 3). A live
+ * ring never yields a torn record: only records the tails read after the
+ * copy still cover are decoded (the kernel moves a tail past a record
+ * before it reuses the record's descriptor or text). */
 int ms_prb_read(struct ms_space *space, const struct ms_prb_layout *l, uint64_t rb_addr,
                 unsigned max_retries, struct ms_printk_log *log, struct ms_err *err);
 
@@ -108,8 +118,19 @@ struct ms_plog_symbols {
 int ms_plog_read(struct ms_space *space, const struct ms_plog_layout *l,
                  const struct ms_plog_symbols *syms, struct ms_printk_log *log, struct ms_err *err);
 
-
 void ms_dmesg_format(const struct ms_printk_log *log, const struct ms_dmesg_opts *opts,
                      struct ms_strbuf *sb);
+
+/* Calls a missing record is waited for before it counts as lost. */
+#define MS_DMESG_STALL_MAX 3
+
+/* A follower's next step over a fresh snapshot (log, sorted by seq): the
+ * records [*first, *end) of log->recs come next, after *lost records that
+ * left the ring unread (the cursor moves past both). Stops before a record
+ * missing between present ones, until it has been missing more than
+ * MS_DMESG_STALL_MAX steps. A ring whose newest record is older than the
+ * cursor (the guest rebooted) starts over. */
+void ms_dmesg_follow_step(const struct ms_printk_log *log, struct ms_dmesg_cursor *c, size_t *first,
+                          size_t *end, uint64_t *lost);
 
 #endif

@@ -379,6 +379,26 @@ struct ms_dmesg_info {
 int ms_target_dmesg(struct ms_target *t, ms_handle h, const struct ms_dmesg_opts *opts,
                     struct ms_strbuf *text, struct ms_dmesg_info *info, struct ms_err *err);
 
+/* Where a reader following a live log stands. Zero it to start: the first
+ * call returns every record in the ring. */
+struct ms_dmesg_cursor {
+    uint64_t next_seq; /* the first record not yet returned */
+    bool started;
+    uint64_t stall_seq; /* a missing record waited for (a writer still on it) */
+    unsigned stalls;    /* calls it has been missing; then it counts as lost */
+};
+
+/* The records after the cursor, formatted as ms_target_dmesg formats them,
+ * and the cursor moved past them; call ms_target_flush first when the
+ * guest runs. Records the ring dropped before they could be read (it
+ * wrapped, or overwrote them while they were copied: they are never
+ * returned torn) are added to *lost and marked where they were by a line
+ * "-- N records lost --". A record missing between two present ones is
+ * waited for a few calls (a CPU may still be writing it). */
+int ms_target_dmesg_next(struct ms_target *t, ms_handle h, const struct ms_dmesg_opts *opts,
+                         struct ms_dmesg_cursor *cursor, struct ms_strbuf *text, uint64_t *lost,
+                         struct ms_err *err);
+
 /* Symbols, KASLR applied: the symbol file's, else the kernel's kallsyms.
  * name -> runtime address; address -> the symbol at or below it (appended
  * to *name) and the offset. */
@@ -527,6 +547,31 @@ int ms_target_types_source(struct ms_target *t, ms_handle h, struct ms_strbuf *o
  * sizes, holes and padding, like ptype/o). */
 int ms_target_ptype(struct ms_target *t, ms_handle h, const char *flags, const char *type,
                     struct ms_strbuf *out, struct ms_err *err);
+
+/* ------------------------------------------------------------ vmcore export */
+
+struct ms_vmcore_info {
+    uint64_t loads;      /* PT_LOADs of guest-physical memory (the kernel image's not counted) */
+    uint64_t phys_bytes; /* guest-physical bytes they cover */
+    uint64_t data_bytes; /* bytes written: the pages that are not all zero */
+    uint64_t unreadable; /* bytes inside the ranges that could not be read: holes, as zeros */
+    uint64_t file_size;
+    unsigned ncpus;      /* NT_PRSTATUS notes */
+    unsigned pids_known; /* CPUs whose running task's pid was read */
+    char how[200];       /* where the running tasks came from, or why they are unknown */
+};
+
+/* Writes a kdump-style ELF vmcore of the guest-physical space of the
+ * handle's level (its second stage, so a nested guest's memory with the
+ * pages it does not map as holes; else RAM) with the kernel found there:
+ * its VMCOREINFO, the kernel image at its virtual address, RAM at the
+ * direct map, the running task per CPU. crash and drgn open it as they
+ * open /proc/vmcore. Zero pages are not written (sparse). Progress
+ * ("export-vmcore", bytes of guest-physical memory) goes to progress, else
+ * (NULL) to the target's own (ms_target_opts). In-process targets only. */
+int ms_target_export_vmcore(struct ms_target *t, ms_handle h, const char *path,
+                            ms_progress_fn progress, void *progress_arg,
+                            struct ms_vmcore_info *info, struct ms_err *err);
 
 /* Numbers as memsrv reads them; names resolve through fn when given. */
 typedef int (*ms_name_fn)(void *arg, const char *name, uint64_t *value);

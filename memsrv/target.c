@@ -339,6 +339,27 @@ int ms_target_dmesg(struct ms_target *t, ms_handle h, const struct ms_dmesg_opts
     return t->ops->dmesg(t, h, opts, text, info ? info : &scratch_info, err);
 }
 
+int ms_target_dmesg_next(struct ms_target *t, ms_handle h, const struct ms_dmesg_opts *opts,
+                         struct ms_dmesg_cursor *cursor, struct ms_strbuf *text, uint64_t *lost,
+                         struct ms_err *err)
+{
+    SCRATCH(err);
+    if (opts->style > MS_DMESG_CRASH)
+        return ms_err_set(err, MS_EINVAL, "unknown dmesg style %d", (int)opts->style);
+    if (opts->max_level < -1 || opts->max_level > 7)
+        return ms_err_set(err, MS_EINVAL, "dmesg level %d out of range (-1 or 0..7)",
+                          opts->max_level);
+    uint64_t scratch_lost;
+    if (!lost)
+        lost = &scratch_lost;
+    *lost = 0;
+    if (!t->ops->dmesg_next)
+        return ms_err_set(err, MS_EINVAL,
+                          "following the log is not offered over a server yet: run it on the RAM "
+                          "file");
+    return t->ops->dmesg_next(t, h, opts, cursor, text, lost, err);
+}
+
 int ms_target_symbol(struct ms_target *t, ms_handle h, const char *name, uint64_t *addr,
                      struct ms_err *err)
 {
@@ -423,6 +444,24 @@ int ms_target_unwind_step(struct ms_target *t, ms_handle h, const struct ms_fram
         return ms_err_set(err, MS_EINVAL,
                           "unwinding is not offered over a server yet: use the RAM file");
     return t->ops->unwind_step(t, h, in, out, err);
+}
+
+int ms_target_export_vmcore(struct ms_target *t, ms_handle h, const char *path,
+                            ms_progress_fn progress, void *progress_arg,
+                            struct ms_vmcore_info *info, struct ms_err *err)
+{
+    SCRATCH(err);
+    struct ms_vmcore_info scratch_info;
+    if (!info)
+        info = &scratch_info;
+    memset(info, 0, sizeof(*info));
+    if (!path || !path[0])
+        return ms_err_set(err, MS_EINVAL, "no output file for the vmcore");
+    if (!t->ops->export_vmcore)
+        return ms_err_set(err, MS_EINVAL,
+                          "vmcore export is not offered over a server yet: run it on the RAM "
+                          "file");
+    return t->ops->export_vmcore(t, h, path, progress, progress_arg, info, err);
 }
 
 int ms_target_set_symbols(struct ms_target *t, const char *path, struct ms_err *err)

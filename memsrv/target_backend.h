@@ -42,6 +42,10 @@ struct ms_target_ops {
                     struct ms_err *err);
     int (*dmesg)(struct ms_target *t, ms_handle h, const struct ms_dmesg_opts *opts,
                  struct ms_strbuf *text, struct ms_dmesg_info *info, struct ms_err *err);
+    /* NULL: not offered by the backend */
+    int (*dmesg_next)(struct ms_target *t, ms_handle h, const struct ms_dmesg_opts *opts,
+                      struct ms_dmesg_cursor *cursor, struct ms_strbuf *text, uint64_t *lost,
+                      struct ms_err *err);
     int (*symbol)(struct ms_target *t, ms_handle h, const char *name, uint64_t *addr,
                   struct ms_err *err);
     int (*addrsym)(struct ms_target *t, ms_handle h, uint64_t addr, struct ms_strbuf *name,
@@ -56,6 +60,10 @@ struct ms_target_ops {
                      struct ms_err *err);
     int (*unwind_step)(struct ms_target *t, ms_handle h, const struct ms_frame *in,
                        struct ms_frame *out, struct ms_err *err);
+    /* NULL: not offered by the backend */
+    int (*export_vmcore)(struct ms_target *t, ms_handle h, const char *path,
+                         ms_progress_fn progress, void *progress_arg, struct ms_vmcore_info *info,
+                         struct ms_err *err);
     /* The kernel's types: what (ms_types_what) with flags and a type name. */
     int (*types)(struct ms_target *t, ms_handle h, unsigned what, const char *flags,
                  const char *name, struct ms_strbuf *out, struct ms_err *err);

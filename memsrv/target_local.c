@@ -21,6 +21,7 @@
 #include "symbols.h"
 #include "target_backend.h"
 #include "tasks.h"
+#include "vmcore.h"
 
 #define MAX_STACKS 256
 #define CHECK_MAX 4096  /* bytes compared to tell a rebooted guest */
@@ -519,6 +520,34 @@ static int local_dmesg(struct ms_target *t, ms_handle h, const struct ms_dmesg_o
     return rc;
 }
 
+static int local_dmesg_next(struct ms_target *t, ms_handle h, const struct ms_dmesg_opts *opts,
+                            struct ms_dmesg_cursor *cursor, struct ms_strbuf *text,
+                            uint64_t *lost, struct ms_err *err)
+{
+    struct local_kernel *e;
+    int rc = kernel_of(L(t), h, &e, err);
+    if (rc < 0)
+        return rc;
+    struct ms_printk_log log;
+    ms_printk_log_init(&log);
+    rc = ms_kernel_dmesg(e->k, &log, err);
+    if (rc >= 0) {
+        rc = 0;
+        size_t first, end;
+        ms_dmesg_follow_step(&log, cursor, &first, &end, lost);
+        if (*lost)
+            ms_strbuf_printf(text, "-- %llu records lost --\n", (unsigned long long)*lost);
+        struct ms_printk_log run = log;
+        run.recs = log.recs + first;
+        run.count = end - first;
+        ms_dmesg_format(&run, opts, text);
+        if (text->failed)
+            rc = ms_err_set(err, MS_ENOMEM, "out of memory formatting the log");
+    }
+    ms_printk_log_free(&log);
+    return rc;
+}
+
 static int local_symbol(struct ms_target *t, ms_handle h, const char *name, uint64_t *addr,
                         struct ms_err *err)
 {
@@ -621,6 +650,29 @@ static int local_unwind_step(struct ms_target *t, ms_handle h, const struct ms_f
     return rc < 0 ? rc : ms_kernel_unwind_step(k, sp, in, out, err);
 }
 
+/* A dump's CPU notes are the registers of the guest it holds, never of one
+ * nested in it. */
+static int local_export_vmcore(struct ms_target *t, ms_handle h, const char *path,
+                               ms_progress_fn progress, void *progress_arg,
+                               struct ms_vmcore_info *info, struct ms_err *err)
+{
+    struct local *l = L(t);
+    struct ms_kernel *k;
+    const struct local_stack *st = NULL;
+    int rc = stack_of(l, h, &st, err);
+    if (!rc)
+        rc = kernel_syms(l, h, &k, err);
+    if (rc < 0)
+        return rc;
+    if (!progress) {
+        progress = l->progress;
+        progress_arg = l->progress_arg;
+    }
+    bool outer = st->desc.second == MS_SECOND_NONE;
+    return ms_vmcore_export(k, outer ? l->ram->cpus : NULL, outer ? l->ram->ncpus : 0, path,
+                            progress, progress_arg, info, err);
+}
+
 static int set_string(char **dst, const char *src, struct ms_err *err)
 {
     char *copy = src ? strdup(src) : NULL;
@@ -688,6 +740,7 @@ static const struct ms_target_ops local_ops = {
     .enumerate = local_enumerate,
     .discover = local_discover,
     .dmesg = local_dmesg,
+    .dmesg_next = local_dmesg_next,
     .symbol = local_symbol,
     .addrsym = local_addrsym,
     .tasks = local_tasks,
@@ -696,6 +749,7 @@ static const struct ms_target_ops local_ops = {
     .backtrace = local_backtrace,
     .task_regs = local_task_regs,
     .unwind_step = local_unwind_step,
+    .export_vmcore = local_export_vmcore,
 };
 
 int ms_target_open_local(struct ms_target **out, const struct ms_target_opts *o, struct ms_err *err)

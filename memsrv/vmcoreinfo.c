@@ -74,6 +74,7 @@ void ms_vmcoreinfo_free(struct ms_vmcoreinfo *vi)
     if (!vi)
         return;
     free(vi->text);
+    free(vi->raw);
     free(vi->entries);
     free(vi);
 }
@@ -96,14 +97,16 @@ int ms_vmcoreinfo_parse(struct ms_vmcoreinfo **out, const char *text, size_t len
         lines += text[i] == '\n';
     if (vi) {
         vi->text = malloc(len + 1);
+        vi->raw = malloc(len + 1);
         vi->entries = calloc(lines, sizeof(*vi->entries));
     }
-    if (!vi || !vi->text || !vi->entries) {
+    if (!vi || !vi->text || !vi->raw || !vi->entries) {
         ms_vmcoreinfo_free(vi);
         return ms_err_set(err, MS_ENOMEM, "out of memory parsing VMCOREINFO");
     }
     memcpy(vi->text, text, len);
     vi->text[len] = '\0';
+    memcpy(vi->raw, vi->text, len + 1);
     vi->len = len;
     vi->found_at = UINT64_MAX;
     char *p = vi->text, *end = vi->text + len;

@@ -23,6 +23,7 @@ struct ms_vmcoreinfo_entry {
 struct ms_vmcoreinfo {
     char *text; /* private copy, lines NUL-split */
     size_t len;
+    char *raw; /* the text as the kernel wrote it (len bytes + NUL): a vmcore's note */
     struct ms_vmcoreinfo_entry *entries;
     size_t count;
     /* Where it was found (scan): guest-physical address of the text, or ~0. */

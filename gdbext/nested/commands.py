@@ -5,6 +5,7 @@ from the C module."""
 import os
 import re
 import shlex
+import time
 
 import gdb
 
@@ -893,10 +894,12 @@ nested dmesg finds the kernel through VMCOREINFO in its memory). Not with
 
 
 class Dmesg(gdb.Command):
-    """Print the kernel log of the Linux in the level viewed: nested dmesg [-n N]
+    """Print the kernel log of the Linux in the level viewed: nested dmesg [-n N | -f]
 
 Read from nested memory by the library (the printk ring found through
-VMCOREINFO, or through `nested symbols FILE`); -n N prints the last N lines."""
+VMCOREINFO, or through `nested symbols FILE`); -n N prints the last N lines;
+-f follows the log of a running guest (`continue &` first) until Ctrl-C,
+printing "-- N records lost --" where the ring dropped records unread."""
 
     def __init__(self):
         super().__init__("nested dmesg", gdb.COMMAND_DATA)
@@ -908,10 +911,12 @@ VMCOREINFO, or through `nested symbols FILE`); -n N prints the last N lines."""
         self.dont_repeat()
         words = arg.split()
         last = None
+        if words == ["-f"]:
+            return self.follow()
         if words[:1] == ["-n"] and len(words) == 2 and words[1].isdigit():
             last = int(words[1])
         elif words:
-            raise gdb.GdbError("nested dmesg [-n N]")
+            raise gdb.GdbError("nested dmesg [-n N | -f]")
         sp = S.space()
         try:
             text = sp.dmesg()
@@ -921,6 +926,23 @@ VMCOREINFO, or through `nested symbols FILE`); -n N prints the last N lines."""
             lines = text.splitlines(True)
             text = "".join(lines[-last:]) if last else ""
         gdb.write(text)
+
+    def follow(self, interval=0.1):
+        sp = S.space()
+        cursor = None
+        try:
+            while True:
+                try:
+                    S.mem.flush()
+                    text, _lost, cursor = sp.dmesg_next(cursor)
+                except MemsrvError as e:
+                    raise _fail(e)
+                if text:
+                    gdb.write(text)
+                    gdb.flush()
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            return
 
 
 class Flush(gdb.Command):

@@ -72,6 +72,7 @@ int cmd_sym(struct cli *cli, int argc, char **argv);
 int cmd_gdbproxy(struct cli *cli, int argc, char **argv);
 int cmd_bt(struct cli *cli, int argc, char **argv);
 int cmd_gdbserver(struct cli *cli, int argc, char **argv);
+int cmd_export(struct cli *cli, int argc, char **argv);
 int cmd_help(struct cli *cli, int argc, char **argv);
 
 #endif

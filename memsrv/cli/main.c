@@ -69,7 +69,8 @@ static const struct cli_command commands[] = {
      "  --listen HOST:PORT  listen on TCP (needs --token-file; port 0: any)\n"
      "  --token-file F   the shared secret clients must give\n"
      "  --writable       accept writes\n"},
-    {"dmesg", cmd_dmesg, "dmesg [--raw|--crash] [--level N] [--stats] [--no-vmcoreinfo]",
+    {"dmesg", cmd_dmesg,
+     "dmesg [--raw|--crash] [--level N] [--stats] [--no-vmcoreinfo] [--follow [--interval MS]]",
      "the guest kernel's log",
      "Prints the guest kernel's log ring, found from VMCOREINFO or the kernel's\n"
      "own symbols: no symbol file needed.\n"
@@ -79,7 +80,11 @@ static const struct cli_command commands[] = {
      "  --crash          crash's log layout\n"
      "  --level N        only records at level N (0..7) or more urgent\n"
      "  --stats          report the ring's health on stderr\n"
-     "  --no-vmcoreinfo  find the kernel from the symbol file alone\n"},
+     "  --no-vmcoreinfo  find the kernel from the symbol file alone\n"
+     "  --follow, -w     then print new records as the running guest logs them, until\n"
+     "                   interrupted; records the ring dropped before they could be read\n"
+     "                   show as \"-- N records lost --\" where they were\n"
+     "  --interval MS    between two reads of the ring when following (default 100)\n"},
     {"discover", cmd_discover, "discover [N]", "scan RAM for nested guests (VMCB, vmcs12, EPT)",
      "Scans every page of RAM for nested-guest roots: AMD VMCBs (and the HSAVE\n"
      "area that gives the NPT depth), KVM vmcs12 pages and EPT-shaped tables.\n"
@@ -100,6 +105,20 @@ static const struct cli_command commands[] = {
      "\n"
      "Options:\n"
      "  --all            every task\n"},
+    {"export-vmcore", cmd_export, "export-vmcore -o OUT [-q]",
+     "a kdump-style vmcore for crash and drgn",
+     "Writes OUT, an ELF vmcore of the guest-physical memory the options name (RAM,\n"
+     "or a nested guest's through --eptp or --ncr3, whose unmapped pages are holes)\n"
+     "with the kernel found there, laid out as the kernel's own /proc/vmcore: crash\n"
+     "and drgn open it unpatched (crash vmlinux OUT; drgn -c OUT -s vmlinux). It\n"
+     "holds the guest's VMCOREINFO, the kernel image at its virtual address, RAM at\n"
+     "the direct map, and per CPU the pid of the task running there (task_struct\n"
+     "from --vmlinux's DWARF, else the kernel's BTF). Zero pages are not written:\n"
+     "the file is sparse.\n"
+     "\n"
+     "Options:\n"
+     "  -o, --output OUT  the vmcore to write\n"
+     "  -q, --quiet       no summary line on stderr\n"},
     {"sym", cmd_sym, "sym [--no-vmcoreinfo] NAME|ADDR...",
      "kernel symbol <-> address (KASLR applied)",
      "Turns names into runtime addresses and addresses into symbol+offset. With\n"

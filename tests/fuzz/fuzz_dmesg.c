@@ -2,7 +2,9 @@
  * count_bits (mod 7), byte 1: size_bits (3 + mod 10), bytes 2..17: head and
  * tail ids; the rest is split into the descriptor array, the info array and
  * the text ring (zero-padded when short). The same bytes also feed the old
- * log_buf decoder. Every decoded record must lie inside the snapshot. */
+ * log_buf decoder. Every decoded record must lie inside the snapshot. Byte
+ * 1's top bit turns on the text tail check (tail lpos: head ^ tail), and a
+ * follower steps over the records from a seq taken from the tail id. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,11 +39,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     memcpy(buf, rest, n < dl + il + tl ? n : dl + il + tl);
     struct ms_prb_image img = {&l, cb, sb, head, tail, buf, dl, buf + dl, il, buf + dl + il, tl};
+    img.check_data_tail = data[1] & 0x80;
+    img.data_tail_lpos = head ^ tail;
     struct ms_printk_log log;
     ms_printk_log_init(&log);
     struct ms_err err;
     ms_prb_decode(&img, &log, &err);
     if (log.count > ((size_t)1 << cb))
+        abort();
+    struct ms_dmesg_cursor cur = {tail & 0xff, data[0] & 0x40, 0, 0};
+    size_t first, end;
+    uint64_t lost;
+    ms_dmesg_follow_step(&log, &cur, &first, &end, &lost);
+    if (first > end || end > log.count)
         abort();
     struct ms_strbuf sb_out;
     ms_strbuf_init(&sb_out);

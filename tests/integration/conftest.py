@@ -91,3 +91,19 @@ def guest_l2linux4():
     g = _l2linux("guest_l2linux4")
     yield g
     g.close()
+
+
+@pytest.fixture(scope="session")
+def guest_flood():
+    """A running guest: booted and stopped at READY like the others, then
+    resumed, its flood 3 s (guest time) ahead. Not in _booted: running is
+    what it is for."""
+    g = guests.Guest("guest_flood", **guests.SCENARIOS["guest_flood"])
+    try:
+        g.boot()
+    except BaseException:
+        g.close()
+        raise
+    g.qmp.cmd("cont")
+    yield g
+    g.close()

@@ -39,6 +39,10 @@ SCENARIOS = {
                       append="nokaslr lab.user=spin"),
     "guest_kaslr": dict(machine="q35", mem=512 * MiB, cpu="max",
                         append="lab.user=spin lab.sysrq=t"),
+    # Runs (not stopped) for memsrv dmesg --follow: 3 s after READY it floods
+    # /dev/kmsg with numbered lines, so the ring wraps under the reader.
+    "guest_flood": dict(machine="q35", mem=512 * MiB, cpu="max",
+                        append="nokaslr lab.user=none lab.kmsgflood=20000"),
     "guest_svm": dict(machine="q35", mem=1 * GiB, cpu="max",
                       append="nokaslr lab.kvm=1 lab.run=l2kvm lab.user=sleep"),
     # L1 with LA57 (KVM's NPT is 5-level), and without (4-level NPT).

@@ -197,6 +197,79 @@ static void test_wrap(void)
     ms_printk_log_free(&log);
 }
 
+/* A live ring read with the text tail as it was after the copy: blocks it
+ * passed may have been overwritten meanwhile and are skipped, never torn. */
+static void test_data_tail(void)
+{
+    struct ring r;
+    ring_init(&r);
+    for (int i = 0; i < 40; i++)
+        ring_add(&r, "a record of some length", 6, 0, (uint64_t)i);
+    uint64_t keep = r.tail_id + 2;
+    struct ms_prb_image img = image(&r);
+    img.check_data_tail = true;
+    img.data_tail_lpos = r.begin[keep];
+    struct ms_printk_log log;
+    ms_printk_log_init(&log);
+    struct ms_err err;
+    CHECK(ms_prb_decode(&img, &log, &err) == 0, "decode: %s", err.msg);
+    CHECK(log.count == r.head_id - keep + 1 && log.count && log.recs[0].seq == keep,
+          "%zu records from %llu", log.count, log.count ? (unsigned long long)log.recs[0].seq : 0);
+    CHECK(log.incomplete == 2 && log.bad == 0, "incomplete %llu bad %llu",
+          (unsigned long long)log.incomplete, (unsigned long long)log.bad);
+    CHECK(log.has_tail_seq && log.tail_seq == r.tail_id, "tail seq %llu want %llu",
+          (unsigned long long)log.tail_seq, (unsigned long long)r.tail_id);
+    ms_printk_log_free(&log);
+}
+
+/* A follower's steps over snapshots given by their seqs. */
+static void snapshot(struct ms_printk_log *log, struct ms_printk_record *recs, uint64_t tail,
+                     const uint64_t *seqs, size_t n)
+{
+    memset(log, 0, sizeof(*log));
+    for (size_t i = 0; i < n; i++)
+        recs[i] = (struct ms_printk_record){.seq = seqs[i]};
+    log->recs = recs;
+    log->count = n;
+    log->tail_seq = tail;
+    log->has_tail_seq = true;
+}
+
+static void step(struct ms_printk_log *log, struct ms_dmesg_cursor *c, uint64_t want_first,
+                 size_t want_n, uint64_t want_lost, const char *what)
+{
+    size_t first, end;
+    uint64_t lost;
+    ms_dmesg_follow_step(log, c, &first, &end, &lost);
+    CHECK(end - first == want_n && (!want_n || log->recs[first].seq == want_first) &&
+              lost == want_lost,
+          "%s: %zu records from %llu, %llu lost; want %zu from %llu, %llu lost", what,
+          end - first, end > first ? (unsigned long long)log->recs[first].seq : 0,
+          (unsigned long long)lost, want_n, (unsigned long long)want_first,
+          (unsigned long long)want_lost);
+}
+
+static void test_follow_step(void)
+{
+    struct ms_printk_record recs[8];
+    struct ms_printk_log log;
+    struct ms_dmesg_cursor c = {0};
+    snapshot(&log, recs, 3, (uint64_t[]){3, 4, 5}, 3);
+    step(&log, &c, 3, 3, 0, "first call: the whole ring, nothing lost");
+    step(&log, &c, 0, 0, 0, "nothing new");
+    snapshot(&log, recs, 4, (uint64_t[]){4, 5, 6, 7}, 4);
+    step(&log, &c, 6, 2, 0, "the new ones");
+    snapshot(&log, recs, 20, (uint64_t[]){20, 21}, 2);
+    step(&log, &c, 20, 2, 12, "8..19 overwritten unread");
+    snapshot(&log, recs, 20, (uint64_t[]){21, 22, 24, 25}, 4);
+    step(&log, &c, 22, 1, 0, "up to the gap");
+    for (int i = 0; i < MS_DMESG_STALL_MAX; i++)
+        step(&log, &c, 0, 0, 0, "23 may still be being written");
+    step(&log, &c, 24, 2, 1, "23 waited for long enough");
+    snapshot(&log, recs, 0, (uint64_t[]){0, 1}, 2);
+    step(&log, &c, 0, 2, 0, "a new boot starts over");
+}
+
 static void test_garbage(void)
 {
     struct ring r;
@@ -351,6 +424,8 @@ static void test_plog(void)
 
 int main(void)
 {
+    test_data_tail();
+    test_follow_step();
     test_simple();
     test_wrap();
     test_garbage();
