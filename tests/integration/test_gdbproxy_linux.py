@@ -1,14 +1,16 @@
-"""Stock GDB on a real Linux nested under KVM (the guest_l2linux fixture,
-5-level NPT), through `memsrv gdbproxy`, stopped while the vCPU runs L2 (the
-fixture makes sure; L2 spins a shell, tests/guest/l2init). The proxy's nCR3
-and depth come from `memsrv discover`, L2's KASLR slide from `memsrv sym
-_text` against the vmlinux's own _text; GDB loads L2's vmlinux (the same
-Debian kernel as L1) at that slide. Then `p linux_banner` is L2's
-/proc/version, as L2 printed it; a `break` on L2's scheduler_tick is hit in
-L2 (the spinning shell's timer tick), as a hardware breakpoint: the code
-bytes in the RAM file stay as they were; `bt` walks L2's timer interrupt.
-The same `p linux_banner` over QEMU's own stub does not read L2's banner
-(the negative oracle). The guest is left stopped (in L2's kernel)."""
+"""Stock GDB on a real Linux nested under KVM (the guest_l2linux and
+guest_l2linux4 fixtures: 5- and 4-level NPT), through `memsrv gdbproxy`,
+stopped while the vCPU runs L2 (the fixture makes sure; L2 spins a shell,
+tests/guest/l2init). The proxy's nCR3 and depth come from `memsrv discover`,
+L2's KASLR slide from `memsrv sym _text` against the vmlinux's own _text; GDB
+loads L2's vmlinux (the same Debian kernel as L1) at that slide. Then
+`p linux_banner` is L2's /proc/version, as L2 printed it; a `break` on L2's
+scheduler_tick is hit in L2 (the spinning shell's timer tick), as a hardware
+breakpoint: the code bytes in the RAM file stay as they were; `bt` walks L2's
+timer interrupt. The same `p linux_banner` over QEMU's own stub does not read
+L2's banner (the negative oracle). The guest is left stopped (in L2's
+kernel). Linux's lx-* scripts are not tried: scripts/fetch-lx-gdb needs
+linux-source-6.1 (139 MB)."""
 
 import os
 import re
@@ -22,6 +24,11 @@ import oracle
 pytestmark = pytest.mark.skipif(shutil.which("gdb") is None, reason="gdb not installed")
 
 BREAK_FUNC = "scheduler_tick"  # L2's timer tick runs it while the shell spins
+
+
+@pytest.fixture(params=["guest_l2linux", "guest_l2linux4"])
+def l2g(request):
+    return request.getfixturevalue(request.param)
 
 
 def _setup(g):
@@ -78,8 +85,8 @@ def _l2_code(g, addr, n=16):
         ram.close()
 
 
-def test_linux_banner_through_proxy(guest_l2linux):
-    g = guest_l2linux
+def test_linux_banner_through_proxy(l2g):
+    g = l2g
     assert g.in_wanted_place, "the fixture could not stop the vCPU in L2"
     version = g.l2linux["version"]
     banner = oracle.symbol(g, "linux_banner") + _setup(g)["slide"]
@@ -97,8 +104,8 @@ def test_linux_banner_through_proxy(guest_l2linux):
     assert f"Cannot access memory at address {banner:#x}" in out, out
 
 
-def test_break_in_l2_kernel_is_hardware(guest_l2linux):
-    g = guest_l2linux
+def test_break_in_l2_kernel_is_hardware(l2g):
+    g = l2g
     assert g.in_wanted_place, "the fixture could not stop the vCPU in L2"
     func = oracle.symbol(g, BREAK_FUNC) + _setup(g)["slide"]
     before = _l2_code(g, func)
