@@ -30,6 +30,7 @@ CACHE = os.environ.get("NESTED_CACHE", os.path.expanduser("~/.cache/nested"))
 REPORT_DIR = os.path.join(CACHE, "test-reports")
 MiB = 1 << 20
 GiB = 1 << 30
+BANNER = b"Linux version "
 
 # The fixtures of tests/integration/conftest.py (see tests/integration/README.md).
 SCENARIOS = {
@@ -118,6 +119,7 @@ def parse_l2linux(log):
     if out["file"]:
         out["file"]["path"] = tagged["file"][0].split()[0]
     out["user"] = _parse_kv(tagged["user"][0]) if "user" in tagged else None
+    out["spin"] = _parse_kv(tagged["spin"][0]) if "spin" in tagged else None
     return out
 
 
@@ -204,8 +206,8 @@ class Guest:
               else "frozen with SIGSTOP: QMP stop hung")
         report(f"boot {self.name}: {self.boot_seconds:.2f} s to {self.ready_line} "
                f"({self.machine}, {self.mem_size // MiB} MiB, -cpu {self.cpu}, "
-               f"{cr}, "
-               f"stopped where wanted after {self.stop_attempts} attempt(s))")
+               f"{cr}, stopped {'' if self.in_wanted_place else 'NOT '}where wanted "
+               f"after {self.stop_attempts} attempt(s))")
         return self
 
     def _check_l2_alive(self):
@@ -261,6 +263,53 @@ class Guest:
         self.cr4 = self.regs["CR4"]
         self.levels = 5 if self.cr4 & (1 << 12) else 4
 
+    def _l2linux_walkers(self):
+        """(walk through L2, walk through L1, L2's banner, L1's banner), made
+        once: L2's from the VMCB (oracle.scan_vmcbs) whose nCR3 and saved CR3
+        reach L2's linux_banner (where L2's kallsyms put it) at the NPT depth
+        L1's -cpu implies; L1's from its own System.map (nokaslr)."""
+        if getattr(self, "_l2walk", None):
+            return self._l2walk
+        import oracle  # it imports this module
+        regions = self.layout_regions()
+        vmcbs, _hsaves = oracle.scan_vmcbs(self.ram, regions)
+        ram = oracle.RamFile(self.ram, regions)
+        l1_levels = 4 if "la57=off" in self.cpu else 5
+        banner2 = self.l2linux["kallsyms"]["linux_banner"]
+        walk2d = None
+        for v in vmcbs:
+            _npt, w = oracle.nested_walker(ram, v["ncr3"], l1_levels)
+            phys = w(v["cr3"], banner2, 4)
+            if phys is not None and ram.read(phys, len(BANNER)) == BANNER:
+                walk2d = w
+                break
+        if walk2d is None:
+            ram.close()
+            raise RuntimeError(f"{self.name}: no VMCB reaches L2's linux_banner: {vmcbs}")
+
+        def l1_u64(gpa):
+            b = ram.read(gpa, 8)
+            return None if b is None else int.from_bytes(b, "little")
+
+        def walk1(cr3, va):
+            return oracle.walk(l1_u64, cr3, va, l1_levels)
+
+        self._l2walk = (walk2d, walk1, banner2, oracle.symbol(self, "linux_banner"), ram)
+        return self._l2walk
+
+    def in_l2linux(self):
+        """The vCPU runs the nested Linux: its CR3 maps L2's linux_banner
+        through the NPT and not L1's through L1's tables. (Not EFER.SVME:
+        KVM sets it in L2's VMCB too, as VMRUN requires; not CR3 against the
+        VMCB's copy: that is from the last #VMEXIT, and L2's CR3 changes
+        with its processes.)"""
+        walk2d, walk1, banner2, banner1, ram = self._l2linux_walkers()
+        levels = 5 if self.cr4 & (1 << 12) else 4
+
+        def reads(phys):
+            return phys is not None and ram.read(phys, len(BANNER)) == BANNER
+        return reads(walk2d(self.cr3, banner2, levels)) and not reads(walk1(self.cr3, banner1))
+
     def _where_wanted(self):
         """The stop should catch the vCPU where the tests want it: inside
         userpat (its CR3 loaded, so user pages translate) for a spinning
@@ -268,6 +317,8 @@ class Guest:
         with no sign of it, which is the case the tools must handle)."""
         if self.l2:
             return self.cr3 == self.l2["cr3"] and not self.cr4 & (1 << 12)
+        if self.l2linux:
+            return self.in_l2linux()
         if self.user and self.user.get("mode") == "spin":
             gpa = qmplib.hmp_gva2gpa(self.hmp(f"gva2gpa {self.user['va']:#x}"))
             return gpa == self.user["phys"][0]
@@ -275,7 +326,9 @@ class Guest:
 
     def _settle(self, attempts=40):
         """Reads the registers; when the vCPU is not where wanted, lets the
-        guest run a few ms and stops it again. Returns the attempts used."""
+        guest run a few ms and stops it again. Returns the attempts used.
+        A stop that hangs freezes QEMU (_stop): then it gives up, not where
+        wanted."""
         for i in range(1, attempts + 1):
             self._read_registers()
             if self._where_wanted():
@@ -283,11 +336,17 @@ class Guest:
                 return i
             self.qmp.cmd("cont")
             time.sleep(0.02)
-            self.qmp.cmd("stop")
+            self._stop()
+            if self.frozen:
+                self.in_wanted_place = False
+                return i
         self.in_wanted_place = False
         return attempts
 
     def close(self):
+        if getattr(self, "_l2walk", None):
+            self._l2walk[4].close()
+            self._l2walk = None
         if self.qmp is not None:
             self.qmp.close()
             self.qmp = None
