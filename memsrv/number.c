@@ -90,6 +90,17 @@ int ms_parse_expr(const char *text, ms_name_fn resolve, void *arg, uint64_t *val
     return 0;
 }
 
+int ms_hex_digit(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 int ms_parse_size(const char *text, uint64_t *value, struct ms_err *err)
 {
     const char *end;

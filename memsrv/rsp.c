@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "rsp.h"
+#include "number.h"
 
 enum {
     ST_IDLE,
@@ -20,17 +21,6 @@ enum {
 /* '*' count c repeats the previous byte c - 29 more times (GDB: "0* " is
  * "0000"); '#' and '$' are not counts, nor anything past '~'. */
 #define RLE_BASE 29
-
-static int hex_digit(uint8_t c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 void ms_rsp_decoder_init(struct ms_rsp_decoder *d, uint8_t *buf, size_t max)
 {
@@ -143,7 +133,7 @@ size_t ms_rsp_decode(struct ms_rsp_decoder *d, const uint8_t *in, size_t len, en
                 *ev = MS_RSP_MALFORMED;
                 return i + 1;
             }
-            v = hex_digit(c);
+            v = ms_hex_digit(c);
             if (v < 0)
                 d->bad = true;
             else
@@ -231,7 +221,7 @@ int ms_rsp_hex_decode(void *out, const char *in, size_t nchars)
     if (nchars % 2)
         return -1;
     for (size_t i = 0; i < nchars; i += 2) {
-        int hi = hex_digit((uint8_t)in[i]), lo = hex_digit((uint8_t)in[i + 1]);
+        int hi = ms_hex_digit((uint8_t)in[i]), lo = ms_hex_digit((uint8_t)in[i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         o[i / 2] = (uint8_t)(hi << 4 | lo);
@@ -245,7 +235,7 @@ int ms_rsp_hex_u64(const char **p, const char *end, uint64_t *value)
     uint64_t v = 0;
     unsigned n = 0;
     int d;
-    while (s < end && (d = hex_digit((uint8_t)*s)) >= 0) {
+    while (s < end && (d = ms_hex_digit((uint8_t)*s)) >= 0) {
         if (++n > 16)
             return -1;
         v = v << 4 | (uint64_t)d;

@@ -5,17 +5,7 @@
 #include <string.h>
 
 #include "physscan.h"
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+#include "number.h"
 
 int ms_parse_hex_u64(const char *s, uint64_t *out)
 {
@@ -25,7 +15,7 @@ int ms_parse_hex_u64(const char *s, uint64_t *out)
         return MS_EFORMAT;
     uint64_t v = 0;
     for (; *s; s++) {
-        int d = hexval(*s);
+        int d = ms_hex_digit(*s);
         if (d < 0 || v >> 60)
             return MS_EFORMAT;
         v = v << 4 | (uint64_t)d;

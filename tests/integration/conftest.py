@@ -42,32 +42,20 @@ def _guest(name):
     return g
 
 
-@pytest.fixture(scope="session")
-def guest5():
-    g = _guest("guest5")
-    yield g
-    g.close()
+def _session_guest(name, boot):
+    """A session fixture named `name`: booted by boot(name) on first use."""
+    def fixture():
+        g = boot(name)
+        yield g
+        g.close()
+    fixture.__name__ = name
+    return pytest.fixture(scope="session", name=name)(fixture)
 
 
-@pytest.fixture(scope="session")
-def guest4_4g():
-    g = _guest("guest4_4g")
-    yield g
-    g.close()
-
-
-@pytest.fixture(scope="session")
-def guest_kaslr():
-    g = _guest("guest_kaslr")
-    yield g
-    g.close()
-
-
-@pytest.fixture(scope="session")
-def guest_svm():
-    g = _guest("guest_svm")
-    yield g
-    g.close()
+guest5 = _session_guest("guest5", _guest)
+guest4_4g = _session_guest("guest4_4g", _guest)
+guest_kaslr = _session_guest("guest_kaslr", _guest)
+guest_svm = _session_guest("guest_svm", _guest)
 
 
 def _l2linux(name):
@@ -76,21 +64,11 @@ def _l2linux(name):
     return g
 
 
-@pytest.fixture(scope="session")
-def guest_l2linux():
-    """L1 (-cpu max: LA57, so KVM's NPT is 5-level) running a Debian Linux as
-    L2 under KVM; .l2linux holds what L2 printed (guests.parse_l2linux)."""
-    g = _l2linux("guest_l2linux")
-    yield g
-    g.close()
-
-
-@pytest.fixture(scope="session")
-def guest_l2linux4():
-    """The same with L1 at -cpu max,la57=off: 4-level NPT."""
-    g = _l2linux("guest_l2linux4")
-    yield g
-    g.close()
+# L1 (-cpu max: LA57, so KVM's NPT is 5-level) running a Debian Linux as L2
+# under KVM, and the same with L1 at -cpu max,la57=off (4-level NPT);
+# .l2linux holds what L2 printed (guests.parse_l2linux).
+guest_l2linux = _session_guest("guest_l2linux", _l2linux)
+guest_l2linux4 = _session_guest("guest_l2linux4", _l2linux)
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MEMSRV = os.environ.get("MEMSRV", os.path.join(ROOT, "build", "memsrv"))
 TRANSPLANT = os.path.join(ROOT, "scripts", "ept-transplant")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_linux import memsrv, vmlinux  # noqa: E402
 GUESTS = ["guest5", "guest_kaslr"]
 
 DRGN_SCRIPT = r"""
@@ -40,19 +42,6 @@ for t in for_each_task(prog):
 @pytest.fixture(params=GUESTS)
 def guest(request):
     return request.getfixturevalue(request.param)
-
-
-def vmlinux(g):
-    return os.path.join(g.kernel_dir, "vmlinux")
-
-
-def memsrv(*args, check=True):
-    p = subprocess.run([MEMSRV, *args], capture_output=True, timeout=300)
-    out = p.stdout.decode("utf-8", "replace")
-    err = p.stderr.decode("utf-8", "replace")
-    if check:
-        assert p.returncode == 0, f"memsrv {' '.join(args)} failed ({p.returncode}): {err}"
-    return out, err, p.returncode
 
 
 def crash(vml, core, commands):

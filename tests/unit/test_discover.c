@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "progress.h"
 #include "discover.h"
 #include "../support/image.h"
 #include "../support/kimage.h"
@@ -29,26 +30,6 @@ static void put64(uint64_t gpa, uint64_t v)
 static void put32(uint64_t gpa, uint32_t v)
 {
     memcpy(mem + gpa, &v, 4);
-}
-
-/* What a progress callback saw: calls, order, the end. */
-struct seen_progress {
-    unsigned calls, backwards;
-    uint64_t first, last, total;
-    char what[32];
-};
-
-static void on_progress(void *arg, const char *what, uint64_t done, uint64_t total)
-{
-    struct seen_progress *s = arg;
-    if (s->calls == 0)
-        s->first = done;
-    else if (done < s->last)
-        s->backwards++;
-    s->calls++;
-    s->last = done;
-    s->total = total;
-    snprintf(s->what, sizeof(s->what), "%s", what);
 }
 
 static void classic(void)

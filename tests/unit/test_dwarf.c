@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "progress.h"
 #include "dwarf.h"
 
 typedef struct {
@@ -45,26 +46,6 @@ volatile memsrv_test_task_t memsrv_test_task_var;
 volatile struct memsrv_test_info memsrv_test_info_var;
 
 static char self[4096];
-
-/* What a progress callback saw: calls, order, the end. */
-struct seen_progress {
-    unsigned calls, backwards;
-    uint64_t first, last, total;
-    char what[32];
-};
-
-static void on_progress(void *arg, const char *what, uint64_t done, uint64_t total)
-{
-    struct seen_progress *s = arg;
-    if (s->calls == 0)
-        s->first = done;
-    else if (done < s->last)
-        s->backwards++;
-    s->calls++;
-    s->last = done;
-    s->total = total;
-    snprintf(s->what, sizeof(s->what), "%s", what);
-}
 
 static void test_layouts(void)
 {
