@@ -101,7 +101,10 @@ static const struct cli_command commands[] = {
      "Prints the kernel stacks of the given tasks (or of every task), unwound\n"
      "with the kernel's ORC tables; names come from the kernel's kallsyms when\n"
      "no symbol file is given; the task_struct layout from --vmlinux's DWARF,\n"
-     "else the kernel's own BTF.\n"
+     "else the kernel's own BTF. A task running at the stop is unwound from its\n"
+     "CPU's registers when --dump gives them (a QEMU dump's notes: the CPU's\n"
+     "place first, \"running on CPU N: RIP ...\"; the panicking CPU of a crash);\n"
+     "with a RAM file alone it is only named.\n"
      "\n"
      "Options:\n"
      "  --all            every task\n"},
