@@ -744,7 +744,7 @@ static int on_break(struct ms_gdbproxy *p, const uint8_t *pkt, size_t len,
         int rc = current(p, &v, err);
         if (rc)
             return rc;
-        level = e ? e->level : v->level;
+        level = e && e->level ? e->level : v->level;
         /* Where QEMU would write the 0xCC now: through CR3 alone is right
          * only in L1, and there only when QEMU writes none (TCG). */
         bool kvm = true;
@@ -774,8 +774,8 @@ static int on_break(struct ms_gdbproxy *p, const uint8_t *pkt, size_t len,
         return rc;
     if (is_ok(r, n) && e && b->insert && !inserted) {
         if (!e->used || e->type != b->type || e->addr != b->addr || e->kind != b->kind)
-            *e = (struct brk){
-                .used = true, .type = b->type, .addr = b->addr, .kind = b->kind, .level = level};
+            *e = (struct brk){.used = true, .type = b->type, .addr = b->addr, .kind = b->kind};
+        e->level = level;
         e->inserted = true;
         e->hw = hw;
         p->regs_used += hw;
