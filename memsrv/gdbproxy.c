@@ -967,7 +967,7 @@ static int on_other_level_hit(struct ms_gdbproxy *p, const struct vcpu *v, const
                  "this stop is shown (%s runs that address often)\n",
                  hit->addr, level_name(v->level), level_name(hit->level), p->silent + 1,
                  level_name(v->level));
-        say(p, "%.*s", (int)strlen(msg) - 8, msg + 8);
+        say(p, "%.*s", (int)strlen(msg) - 9, msg + 8);
         return gdb_console(p, msg);
     }
     if (!p->told_silent) {
@@ -976,7 +976,7 @@ static int on_other_level_hit(struct ms_gdbproxy *p, const struct vcpu *v, const
                  "memsrv: breakpoint at %#" PRIx64 " hit in %s, set for %s: resumed (said once: "
                  "such hits are not shown)\n",
                  hit->addr, level_name(v->level), level_name(hit->level));
-        say(p, "%.*s", (int)strlen(msg) - 8, msg + 8);
+        say(p, "%.*s", (int)strlen(msg) - 9, msg + 8);
         int rc = gdb_console(p, msg);
         if (rc)
             return rc;

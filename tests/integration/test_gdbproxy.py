@@ -138,13 +138,26 @@ def test_break_in_l2_is_hardware(guest_svm):
 
 def test_l1_stop_reads_l1(guest_svm):
     """A hardware breakpoint on an L1 kernel function (the timer interrupt,
-    which runs whenever L1 takes L2's exits) stops the vCPU in L1; the proxy
-    says so and GDB reads L1's linux_banner, as over QEMU's stub."""
+    which runs whenever L1 takes L2's exits), set while GDB views L2, is
+    meant for L2: its hits in L1 are stepped over unseen, and the 101st in a
+    row is shown, in L1; the proxy says so and GDB reads L1's linux_banner,
+    as over QEMU's stub. A breakpoint set now, in L1, stops at its first hit;
+    it stays software (QEMU's monitor says TCG, not KVM)."""
     g = guest_svm
+    tick = oracle.symbol(g, "scheduler_tick")
     try:
         r = gdb(g, ["break *hrtimer_interrupt", "continue", "delete", "p/x $cr3",
-                    "x/s &linux_banner"], proxy=proxy_cmd(g), vmlinux=True)
+                    "x/s &linux_banner", f"break *{tick:#x}", "continue", "p/x $pc", "delete"],
+                proxy=proxy_cmd(g), vmlinux=True, timeout=120)
         out = r.stdout + r.stderr
+        hrtimer = oracle.symbol(g, "hrtimer_interrupt")
+        assert f"memsrv: breakpoint at {hrtimer:#x} hit in L1, set for L2: resumed" in out, out
+        assert f"memsrv: breakpoint at {hrtimer:#x} hit in L1, set for L2, 101 times in a " \
+            "row: this stop is shown" in out, out
+        assert out.count("times in a row") == 1, out  # not the breakpoint set in L1
+        assert "QEMU says 'kvm support: disabled': software breakpoints in L1 stay software" \
+            in out, out
+        assert f"$2 = {tick:#x}" in r.stdout, out
         assert re.search(r"memsrv: stopped in L1; CR3 0x[0-9a-f]+: rip 0xffffffff8[0-9a-f]+ "
                          r"maps through CR3 alone only", out), out
         banner = re.search(r"<linux_banner>:\s+\"(Linux version [^\"]+)", r.stdout)
