@@ -250,8 +250,8 @@ static int gdb_send(struct ms_gdbproxy *p, const void *payload, size_t len);
 
 /* QEMU's next packet, acked; its console output ('O' packets, from
  * `monitor` commands) is collected in p->capture when set, else goes to GDB
- * when forward is set. The payload stays in
- * p->q.dec until the next read from QEMU. */
+ * when forward is set. The payload stays in p->q.dec until the next read
+ * from QEMU. */
 static int qemu_recv(struct ms_gdbproxy *p, bool forward, const uint8_t **pkt, size_t *len,
                      struct ms_err *err)
 {
