@@ -14,6 +14,7 @@
 #include "kernel.h"
 #include "ptype.h"
 #include "layout.h"
+#include "modules.h"
 #include "ram.h"
 #include "report.h"
 #include "space.h"
@@ -585,6 +586,15 @@ static int local_tasks(struct ms_target *t, ms_handle h, struct ms_task **tasks,
     return rc < 0 ? rc : 0;
 }
 
+/* The `modules` list head is a symbol: the kernel's symbols are needed. */
+static int local_modules(struct ms_target *t, ms_handle h, struct ms_module_list *out,
+                         struct ms_err *err)
+{
+    struct ms_kernel *k;
+    int rc = kernel_syms(L(t), h, &k, err);
+    return rc < 0 ? rc : ms_modules_list(k, 0, out, err);
+}
+
 static int local_types(struct ms_target *t, ms_handle h, unsigned what, const char *flags,
                        const char *name, struct ms_strbuf *out, struct ms_err *err)
 {
@@ -744,6 +754,7 @@ static const struct ms_target_ops local_ops = {
     .symbol = local_symbol,
     .addrsym = local_addrsym,
     .tasks = local_tasks,
+    .modules = local_modules,
     .types = local_types,
     .set_symbols = local_set_symbols,
     .backtrace = local_backtrace,
