@@ -222,10 +222,21 @@ static int read_users(const struct ms_module_layout *l, ms_read_fn read, void *a
                       struct ms_err *err)
 {
     uint64_t head = m->addr + l->source_list, cur = first;
+    /* Brent's cycle finding: a node met again at the saved one is a loop */
+    uint64_t saved = head;
+    unsigned power = 1, run = 0;
     m->users_off = (uint32_t)out->users_len;
     for (unsigned i = 0; cur != head; i++) {
+        if (cur == saved)
+            return ms_err_set(err, MS_EFORMAT, "the users of module %s loop at 0x%llx", m->name,
+                              (unsigned long long)cur);
+        if (++run == power) {
+            saved = cur;
+            power <<= 1;
+            run = 0;
+        }
         if (i >= MS_MODULE_USERS_MAX)
-            return ms_err_set(err, MS_ELIMIT, "more than %d users of module %s: a loop",
+            return ms_err_set(err, MS_ELIMIT, "more than %d users of module %s",
                               MS_MODULE_USERS_MAX, m->name);
         if (cur == 0)
             return ms_err_set(err, MS_EFORMAT, "NULL in the users of module %s", m->name);

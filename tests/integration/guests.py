@@ -183,6 +183,9 @@ class Guest:
         if errors:
             raise RuntimeError(f"{self.name}: the guest's /init reported: {errors}")
         self.markers = re.findall(r"lab: marker (\S+)", log)
+        # L1's /proc/modules (lab.kvm=1); L2's own are "l2lab: modules" lines
+        self.modules = [ln.rstrip("\r") for ln in
+                        re.findall(r"(?<!l2)lab: modules (.*)", log)]
         self.user = None
         m = re.search(r"lab: userpat (pid=.*)", log)
         if m:
