@@ -51,7 +51,8 @@ static int layout_sizes(const struct ms_typedb *db, struct ms_module_layout *l, 
     if (rc < 0)
         return ms_err_prefix(err, "struct module has neither core_layout nor mem[]: ");
     if (elem == 0 || n % elem || n / elem == 0 || n / elem > MS_MODULE_SIZES_MAX)
-        return ms_err_set(err, MS_EFORMAT, "struct module's mem[] is %llu bytes of %llu-byte entries",
+        return ms_err_set(err, MS_EFORMAT,
+                          "struct module's mem[] is %llu bytes of %llu-byte entries",
                           (unsigned long long)n, (unsigned long long)elem);
     l->base = core + off;
     for (uint64_t i = 0; i < n / elem; i++)
@@ -61,19 +62,24 @@ static int layout_sizes(const struct ms_typedb *db, struct ms_module_layout *l, 
 
 static int layout_from_types(struct ms_kernel *k, struct ms_module_layout *l, struct ms_err *err)
 {
-    /* module_layout (to 6.3) or module_memory (6.4+), and module_use with
-     * CONFIG_MODULE_UNLOAD: each kernel lacks some, so only module counts */
-    static const char *const want[] = {"module", "module_layout", "module_memory", "module_use",
-                                       NULL};
-    struct ms_err need_err;
-    int need = ms_kernel_need_types(k, want, &need_err);
+    /* Asked in turn, as each kernel has only some of them (a DWARF scan
+     * fails whole on a struct it lacks): module, then module_layout (to
+     * 6.3) or module_memory (6.4+), and module_use with MODULE_UNLOAD. */
+    static const char *const want_module[] = {"module", NULL};
+    static const char *const want_layout[] = {"module_layout", NULL};
+    static const char *const want_memory[] = {"module_memory", NULL};
+    static const char *const want_use[] = {"module_use", NULL};
     const struct ms_typedb *db = &k->types;
-    if (need < 0 && !ms_typedb_has(db, "module", "list")) {
-        *err = need_err;
+    int rc = ms_kernel_need_types(k, want_module, err);
+    if (rc == 0)
+        rc = ms_kernel_need_types(
+            k, ms_typedb_has(db, "module", "core_layout") ? want_layout : want_memory, err);
+    if (rc < 0)
         return ms_err_prefix(err, "lsmod needs struct module's layout: ");
-    }
+    if (ms_typedb_has(db, "module", "source_list"))
+        ms_kernel_need_types(k, want_use, NULL); /* else no users, as without unload */
     memset(l, 0, sizeof(*l));
-    int rc = member(db, "module", "list", &l->list, NULL, err);
+    rc = member(db, "module", "list", &l->list, NULL, err);
     if (rc == 0)
         rc = member(db, "module", "name", &l->name, &l->name_len, err);
     if (rc == 0)
@@ -198,17 +204,18 @@ static bool seen_add(struct seen *s, uint64_t a)
     return true;
 }
 
-static int add_user(struct ms_module_list *out, struct ms_module *m, const char *name,
-                    struct ms_err *err)
+int ms_module_list_add_user(struct ms_module_list *l, struct ms_module *m, const char *name,
+                            size_t len, struct ms_err *err)
 {
-    size_t n = strlen(name) + 1;
-    if (out->users_len + n > UINT32_MAX)
+    len = strnlen(name, len < MS_MODULE_NAME_MAX ? len : MS_MODULE_NAME_MAX);
+    if (l->users_len + len + 1 > UINT32_MAX)
         return ms_err_set(err, MS_ELIMIT, "too many module users");
-    if (!MS_ARRAY_RESERVE(&out->users, &out->users_cap, out->users_len + n, 256))
+    if (!MS_ARRAY_RESERVE(&l->users, &l->users_cap, l->users_len + len + 1, 256))
         return ms_err_set(err, MS_ENOMEM, "out of memory for module users");
-    memcpy(out->users + out->users_len, name, n);
-    out->users_len += n;
-    m->users_len += (uint32_t)n;
+    memcpy(l->users + l->users_len, name, len);
+    l->users[l->users_len + len] = '\0';
+    l->users_len += len + 1;
+    m->users_len += (uint32_t)(len + 1);
     m->nusers++;
     return 0;
 }
@@ -217,9 +224,8 @@ static int add_user(struct ms_module_list *out, struct ms_module *m, const char 
  * the module that uses it. Fails (m's users unknown) on a NULL or
  * unreadable link, a name that cannot be read, or a list that does not
  * come back within MS_MODULE_USERS_MAX entries. */
-static int read_users(const struct ms_module_layout *l, ms_read_fn read, void *arg,
-                      uint64_t first, struct ms_module_list *out, struct ms_module *m,
-                      struct ms_err *err)
+static int read_users(const struct ms_module_layout *l, ms_read_fn read, void *arg, uint64_t first,
+                      struct ms_module_list *out, struct ms_module *m, struct ms_err *err)
 {
     uint64_t head = m->addr + l->source_list, cur = first;
     /* Brent's cycle finding: a node met again at the saved one is a loop */
@@ -246,18 +252,18 @@ static int read_users(const struct ms_module_layout *l, ms_read_fn read, void *a
             read(arg, source + l->name, name, l->name_len, NULL, err) < 0 ||
             read(arg, cur, &cur, 8, NULL, err) < 0)
             return ms_err_prefix(err, "users of module %s: ", m->name);
-        int rc = add_user(out, m, name, err);
+        int rc = ms_module_list_add_user(out, m, name, sizeof(name), err);
         if (rc < 0)
             return rc;
     }
     return 0;
 }
 
-static int push(struct ms_module_list *out, const struct ms_module *m, struct ms_err *err)
+int ms_module_list_push(struct ms_module_list *l, const struct ms_module *m, struct ms_err *err)
 {
-    if (!MS_ARRAY_RESERVE(&out->modules, &out->cap, out->count + 1, 64))
+    if (!MS_ARRAY_RESERVE(&l->modules, &l->cap, l->count + 1, 64))
         return ms_err_set(err, MS_ENOMEM, "out of memory for modules");
-    out->modules[out->count++] = *m;
+    l->modules[l->count++] = *m;
     return 0;
 }
 
@@ -290,9 +296,10 @@ int ms_modules_walk(const struct ms_module_layout *l, uint64_t head, ms_read_fn 
     }
     while (cur != head) {
         if (out->count >= max_modules) {
-            rc = ms_err_set(err, MS_ELIMIT,
-                            "more than %zu modules: the module list is corrupt or the limit too low",
-                            max_modules);
+            rc =
+                ms_err_set(err, MS_ELIMIT,
+                           "more than %zu modules: the module list is corrupt or the limit too low",
+                           max_modules);
             break;
         }
         if (cur == 0) {
@@ -312,8 +319,9 @@ int ms_modules_walk(const struct ms_module_layout *l, uint64_t head, ms_read_fn 
         if (mod + lo < mod || (rc = read(arg, mod + lo, buf, hi - lo, NULL, err)) < 0 ||
             (rc = ms_module_decode(l, mod, buf, hi - lo, &m, &links, err)) < 0) {
             rc = rc < 0 ? rc : ms_err_set(err, MS_EFORMAT, "module address wraps");
-            ms_err_prefix(err, "the module at 0x%llx (after %zu modules): ",
-                          (unsigned long long)mod, out->count);
+            ms_err_prefix(err,
+                          "the module at 0x%llx (after %zu modules): ", (unsigned long long)mod,
+                          out->count);
             break;
         }
         if (m.has_unload) {
@@ -326,7 +334,7 @@ int ms_modules_walk(const struct ms_module_layout *l, uint64_t head, ms_read_fn 
                 out->bad++;
             }
         }
-        rc = push(out, &m, err);
+        rc = ms_module_list_push(out, &m, err);
         if (rc < 0)
             break;
         cur = links.list_next;

@@ -50,6 +50,14 @@ int ms_module_decode(const struct ms_module_layout *l, uint64_t addr, const uint
                      size_t len, struct ms_module *m, struct ms_module_links *links,
                      struct ms_err *err);
 
+/* Appends m to l (the walker, and the client decoding a server's list). */
+int ms_module_list_push(struct ms_module_list *l, const struct ms_module *m, struct ms_err *err);
+/* Adds a user's name (at most MS_MODULE_NAME_MAX bytes, cut there) to m,
+ * the module about to be pushed: m->users_off must be l->users_len as it
+ * was before its first user. */
+int ms_module_list_add_user(struct ms_module_list *l, struct ms_module *m, const char *name,
+                            size_t len, struct ms_err *err);
+
 #define MS_MODULES_MAX_DEFAULT 8192
 #define MS_MODULES_MAX_LIMIT (1u << 20)
 #define MS_MODULE_USERS_MAX 4096 /* module_use entries on one source_list */

@@ -12,8 +12,7 @@
 
 struct ms_target_ops {
     void (*close)(struct ms_target *t);
-    int (*space)(struct ms_target *t, const struct ms_stack *s, ms_handle *out,
-                 struct ms_err *err);
+    int (*space)(struct ms_target *t, const struct ms_stack *s, ms_handle *out, struct ms_err *err);
     int (*stack)(struct ms_target *t, ms_handle h, struct ms_stack *out, struct ms_err *err);
     int (*readv)(struct ms_target *t, ms_handle h, unsigned count, const uint64_t *addrs,
                  const uint32_t *lens, void *const *bufs, int *statuses, size_t *dones,
@@ -52,7 +51,6 @@ struct ms_target_ops {
                    uint64_t *offset, struct ms_err *err);
     int (*tasks)(struct ms_target *t, ms_handle h, struct ms_task **tasks, size_t *count,
                  uint64_t *bad, struct ms_err *err);
-    /* NULL: not offered by the backend */
     int (*modules)(struct ms_target *t, ms_handle h, struct ms_module_list *out,
                    struct ms_err *err);
     int (*set_symbols)(struct ms_target *t, const char *path, struct ms_err *err);

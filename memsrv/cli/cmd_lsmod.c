@@ -26,8 +26,7 @@ int cmd_lsmod(struct cli *cli, int argc, char **argv)
                 (unsigned long long)list.bad);
     ms_strbuf_reset(&sb);
     if (stats && rc == 0 && ms_target_types_source(cli->t, cli->h, &sb, &cli->err) == 0)
-        fprintf(stderr, "memsrv: lsmod: %zu modules (types: %s)\n", list.count,
-                ms_strbuf_str(&sb));
+        fprintf(stderr, "memsrv: lsmod: %zu modules (types: %s)\n", list.count, ms_strbuf_str(&sb));
     ms_strbuf_free(&sb);
     ms_module_list_free(&list);
     return rc ? cli_fail(cli) : 0;

@@ -397,6 +397,24 @@ static void op_tasks(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *
     free(tasks);
 }
 
+static void op_modules(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                       struct ms_err *item)
+{
+    uint32_t handle = 0;
+    ms_rbuf_u32(r, &handle);
+    if (r->bad)
+        return;
+    struct ms_module_list l;
+    int rc = ms_target_modules(svc->target, handle, &l, item);
+    /* A walk cut short sends what it read after its error. */
+    ms_wire_put_err(out, rc, item);
+    ms_wbuf_u64(out, l.bad);
+    ms_wbuf_u32(out, (uint32_t)l.count);
+    for (size_t i = 0; i < l.count; i++)
+        ms_wire_put_module(out, &l, &l.modules[i]);
+    ms_module_list_free(&l);
+}
+
 static void op_space(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
                      struct ms_err *item)
 {
@@ -474,7 +492,7 @@ static const op_fn ops[] = {
     [MS_OP_X] = op_x,         [MS_OP_VTOP] = op_vtop,         [MS_OP_PTDUMP] = op_ptdump,
     [MS_OP_DMESG] = op_dmesg, [MS_OP_SYMBOL] = op_symbol,     [MS_OP_ADDRSYM] = op_addrsym,
     [MS_OP_INFO] = op_info,   [MS_OP_DISCOVER] = op_discover, [MS_OP_TASKS] = op_tasks,
-    [MS_OP_STACK] = op_stack, [MS_OP_TYPES] = op_types,
+    [MS_OP_STACK] = op_stack, [MS_OP_TYPES] = op_types,       [MS_OP_MODULES] = op_modules,
 };
 
 int ms_service_request(struct ms_service *svc, struct ms_service_conn *conn,

@@ -12,7 +12,7 @@
 #include "memsrv.h"
 
 #define MS_WIRE_MAGIC 0x5652534dU /* "MSRV" */
-#define MS_WIRE_VERSION 2 /* 2: errors carry hint and fault; SPACE names a first stage */
+#define MS_WIRE_VERSION 2         /* 2: errors carry hint and fault; SPACE names a first stage */
 #define MS_WIRE_HEADER 16
 #define MS_WIRE_MAX_REQUEST (1u << 20)   /* a request payload over this drops the client */
 #define MS_WIRE_MAX_RESPONSE (64u << 20) /* a response is cut (per item errors) above this */
@@ -38,6 +38,7 @@ enum ms_op {
     MS_OP_TASKS = 16,    /* handle -> the kernel's task list */
     MS_OP_STACK = 17,    /* handle -> its stack, a kernel root resolved */
     MS_OP_TYPES = 18,    /* handle, question, "flags", "name" -> text (the kernel's types) */
+    MS_OP_MODULES = 19,  /* handle -> the kernel's module list */
 };
 
 /* MS_OP_TYPES' questions. */
@@ -110,6 +111,11 @@ void ms_wire_put_candidate(struct ms_wbuf *b, const struct ms_candidate *c);
 bool ms_wire_get_candidate(struct ms_rbuf *r, struct ms_candidate *c);
 void ms_wire_put_task(struct ms_wbuf *b, const struct ms_task *t);
 bool ms_wire_get_task(struct ms_rbuf *r, struct ms_task *t);
+/* A module and its users' names (from l->users). */
+void ms_wire_put_module(struct ms_wbuf *b, const struct ms_module_list *l,
+                        const struct ms_module *m);
+/* Decodes one module onto the end of l (its users into l->users). */
+bool ms_wire_get_module(struct ms_rbuf *r, struct ms_module_list *l);
 void ms_wire_put_cpu(struct ms_wbuf *b, const struct ms_cpu_state *c);
 bool ms_wire_get_cpu(struct ms_rbuf *r, struct ms_cpu_state *c);
 /* A string into a fixed buffer (cut to fit, NUL-terminated). */

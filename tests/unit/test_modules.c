@@ -11,9 +11,9 @@
 
 #define BASE 0xffffffffc0000000ULL
 #define ARENA 0x2000
-#define STRIDE 0x100  /* one struct module */
-#define USES 0x1000   /* module_use entries from here, 0x40 each */
-#define HEAD 0x1f00   /* the `modules` list head */
+#define STRIDE 0x100 /* one struct module */
+#define USES 0x1000  /* module_use entries from here, 0x40 each */
+#define HEAD 0x1f00  /* the `modules` list head */
 #define NAME_LEN 56
 
 static uint8_t mem[ARENA];
@@ -165,10 +165,9 @@ static void test_walk(void)
     ms_strbuf_reset(&sb);
     ms_modules_format(&ml, &sb);
     CHECK(ml.count == 4, "unformed modules are listed (%zu)", ml.count);
-    CHECK(strcmp(ms_strbuf_str(&sb),
-                 "kvm_amd 159744 0 - Loading 0xffffffffc0800000 (OE+)\n"
-                 "kvm 1114112 1 kvm_amd,irqbypass, Live 0xffffffffc0810000\n"
-                 "irqbypass 16384 1 kvm, Unloading 0xffffffffc0820000\n") == 0,
+    CHECK(strcmp(ms_strbuf_str(&sb), "kvm_amd 159744 0 - Loading 0xffffffffc0800000 (OE+)\n"
+                                     "kvm 1114112 1 kvm_amd,irqbypass, Live 0xffffffffc0810000\n"
+                                     "irqbypass 16384 1 kvm, Unloading 0xffffffffc0820000\n") == 0,
           "got:\n%s", ms_strbuf_str(&sb));
     ms_module_list_free(&ml);
 
@@ -210,8 +209,7 @@ static void expect_fail(int code, const char *want, size_t kept)
     struct ms_module_list ml;
     struct ms_err err = {0};
     int rc = ms_modules_walk(&layout, BASE + HEAD, read_mem, NULL, 0, &ml, &err);
-    CHECK(rc == code && strstr(err.msg, want), "want %d \"%s\": rc %d %s", code, want, rc,
-          err.msg);
+    CHECK(rc == code && strstr(err.msg, want), "want %d \"%s\": rc %d %s", code, want, rc, err.msg);
     CHECK(ml.count == kept, "\"%s\": kept %zu modules, want %zu", want, ml.count, kept);
     ms_module_list_free(&ml);
 }
@@ -301,8 +299,7 @@ static void test_decode(void)
     struct ms_module m;
     struct ms_module_links k;
     const uint8_t *b = mem + (mod(1) - BASE);
-    CHECK(ms_module_decode(&layout, mod(1), b, hi - lo, &m, &k, &err) == 0, "decode: %s",
-          err.msg);
+    CHECK(ms_module_decode(&layout, mod(1), b, hi - lo, &m, &k, &err) == 0, "decode: %s", err.msg);
     CHECK(strcmp(m.name, "kvm") == 0 && m.size == 1114112 && m.refcount == 1 && m.has_unload &&
               !m.permanent && m.addr == mod(1) && k.list_next == mod(2) + layout.list &&
               k.source_next == use(0),
