@@ -382,9 +382,9 @@ static int remote_write(struct ms_target *t, ms_handle h, uint64_t addr, const v
     return rc;
 }
 
-static int remote_translate(struct ms_target *t, ms_handle h, unsigned count, const uint64_t *addrs,
-                            struct ms_xlat *out, int *statuses, struct ms_trace *trace,
-                            struct ms_err *err)
+static int remote_translate(struct ms_target *t, ms_handle h, unsigned count,
+                            const uint64_t *addrs, struct ms_xlat *out, int *statuses,
+                            struct ms_trace *trace, struct ms_err *err)
 {
     struct ms_client *c = &R(t)->c;
     size_t f = begin(c);
@@ -517,8 +517,8 @@ static int remote_stats(struct ms_target *t, struct ms_target_stats *st, struct 
 }
 
 static int remote_enumerate(struct ms_target *t, ms_handle h, uint64_t start, uint64_t end,
-                            ms_mapping_fn fn, void *arg, uint64_t max_tables, uint64_t *bad_tables,
-                            struct ms_err *err)
+                            ms_mapping_fn fn, void *arg, uint64_t max_tables,
+                            uint64_t *bad_tables, struct ms_err *err)
 {
     (void)h, (void)start, (void)end, (void)fn, (void)arg, (void)max_tables, (void)bad_tables;
     return ms_err_set(err, MS_EINVAL,
@@ -834,8 +834,8 @@ int ms_target_open_remote(struct ms_target **out, const struct ms_target_opts *o
         uint32_t version = 0, flags = 0;
         uint64_t ram_size = 0;
         rc = exchange(&rm->c, f, MS_OP_HELLO, &r, err);
-        if (!rc &&
-            (!ms_rbuf_u32(&r, &version) || !ms_rbuf_u32(&r, &flags) || !ms_rbuf_u64(&r, &ram_size)))
+        if (!rc && (!ms_rbuf_u32(&r, &version) || !ms_rbuf_u32(&r, &flags) ||
+                    !ms_rbuf_u64(&r, &ram_size)))
             rc = ms_err_set(err, MS_EPROTO, "short HELLO response");
         if (!rc && version != MS_WIRE_VERSION)
             rc = ms_err_set(err, MS_EPROTO, "the server speaks protocol %u, this client %u",
