@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "check.h"
+#include "modsyms.h"
 #include "modules.h"
 #include "strbuf.h"
 
@@ -343,8 +344,101 @@ static void test_decode(void)
           "mem[] sizes: %llu", (unsigned long long)m.size);
 }
 
+static void put_sym(uint8_t *tab, int i, uint32_t name, uint16_t shndx, uint64_t value,
+                    uint64_t size)
+{
+    uint8_t *e = tab + i * MS_MODSYM_SIZE;
+    memset(e, 0, MS_MODSYM_SIZE);
+    memcpy(e, &name, 4);
+    e[4] = 0x12; /* STB_GLOBAL, STT_FUNC */
+    memcpy(e + 6, &shndx, 2);
+    memcpy(e + 8, &value, 8);
+    memcpy(e + 16, &size, 8);
+}
+
+/* One module's kallsyms tables: decoded, looked up by name and address,
+ * and read through a struct module's kallsyms pointer. */
+static void test_modsyms(void)
+{
+    static const char strtab[] = "\0msr_interception\0kvm_init\0svm_exit\0";
+    const uint64_t text = 0xffffffffc0800000ULL;
+    uint8_t tab[6 * MS_MODSYM_SIZE] = {0};
+    put_sym(tab, 1, 1, 1, text, 0x40);
+    put_sym(tab, 2, 18, 2, text + 0x100, 0x10);
+    put_sym(tab, 3, 27, 1, text + 0x40, 0x20);
+    put_sym(tab, 4, 1, 0, 0, 0);           /* undefined */
+    put_sym(tab, 5, 4000, 1, text + 8, 8); /* name outside the table */
+    const uint8_t types[6] = {'?', 't', 'T', 't', 'U', 't'};
+    struct ms_modsyms ms;
+    memset(&ms, 0, sizeof(ms));
+    struct ms_module m = {.addr = mod(0), .base = text, .size = 0x2000, .name = "kvm_amd"};
+    struct ms_err err;
+    CHECK(ms_module_list_push(&ms.mods, &m, &err) == 0, "push");
+    size_t skipped = 0;
+    CHECK(ms_modsyms_decode(tab, 6, (const uint8_t *)strtab, sizeof(strtab), types, 0, &ms,
+                            &skipped, &err) == 0,
+          "decode: %s", err.msg);
+    CHECK(ms.count == 3 && skipped == 1, "%zu symbols, %zu skipped", ms.count, skipped);
+    uint64_t a, off;
+    CHECK(ms_modsyms_lookup(&ms, "kvm_init", &a, &err) == 0 && a == text + 0x100, "kvm_init");
+    CHECK(ms_modsyms_lookup(&ms, "nothing", &a, &err) == MS_ENOTFOUND, "unknown name");
+    const struct ms_modsym *sym;
+    CHECK(ms_modsyms_addr(&ms, text + 0x50, &sym, &off, &err) == 0 &&
+              strcmp(ms.names + sym->name, "svm_exit") == 0 && off == 0x10 && sym->type == 't',
+          "text+0x50");
+    CHECK(ms_modsyms_addr(&ms, text + 0x2000, &sym, &off, &err) == MS_ENOTFOUND, "past the module");
+    CHECK(ms_modsyms_addr(&ms, text - 1, &sym, &off, &err) == MS_ENOTFOUND, "before it");
+    /* a name running to the table's end without its NUL */
+    size_t before = ms.count;
+    skipped = 0;
+    CHECK(ms_modsyms_decode(tab, 4, (const uint8_t *)strtab, sizeof(strtab) - 2, NULL, 0, &ms,
+                            &skipped, &err) == 0 &&
+              ms.count == before + 2 && skipped == 1,
+          "unterminated: %zu symbols, %zu skipped", ms.count - before, skipped);
+    CHECK(ms_modsyms_decode(tab, MS_MODSYMS_MAX + 1, NULL, 0, NULL, 0, &ms, &skipped, &err) ==
+              MS_EFORMAT,
+          "too many symbols");
+    ms_modsyms_free(&ms);
+
+    /* through memory: module -> kallsyms -> tables; a pointer into nowhere */
+    memset(mem, 0, sizeof(mem));
+    hole_lo = hole_hi = 0;
+    const struct ms_modsym_layout sl = {.kallsyms = 0xa0,
+                                        .symtab = 0,
+                                        .num_symtab = 8,
+                                        .strtab = 16,
+                                        .typetab = 24,
+                                        .has_typetab = true};
+    uint64_t ks = BASE + 0x1800, symtab = BASE + 0x1000, str = BASE + 0x1400;
+    put64(mod(0) + sl.kallsyms, ks);
+    put64(ks + sl.symtab, symtab);
+    put32(ks + sl.num_symtab, 4);
+    put64(ks + sl.strtab, str);
+    put64(ks + sl.typetab, BASE + 0x1900);
+    memcpy(mem + (symtab - BASE), tab, 4 * MS_MODSYM_SIZE);
+    memcpy(mem + (str - BASE), strtab, sizeof(strtab));
+    memcpy(mem + 0x1900, types, 4);
+    put64(mod(1) + sl.kallsyms, 0xdead000000000000ULL);
+    memset(&ms, 0, sizeof(ms));
+    ms_module_list_push(&ms.mods, &m, &err);
+    m.addr = mod(1);
+    ms_module_list_push(&ms.mods, &m, &err);
+    CHECK(ms_modsyms_read(&sl, read_mem, NULL, &ms, &err) == 0 && ms.count == 3 && ms.bad == 1,
+          "read: %zu symbols, %llu bad modules", ms.count, (unsigned long long)ms.bad);
+    CHECK(ms_modsyms_lookup(&ms, "msr_interception", &a, &err) == 0 && a == text, "through memory");
+    /* a count past the limit is refused, not allocated */
+    put32(ks + sl.num_symtab, MS_MODSYMS_MAX + 1);
+    ms_modsyms_free(&ms);
+    ms_module_list_push(&ms.mods, &m, &err);
+    ms.mods.modules[0].addr = mod(0);
+    CHECK(ms_modsyms_read(&sl, read_mem, NULL, &ms, &err) == 0 && ms.count == 0 && ms.bad == 1,
+          "huge count");
+    ms_modsyms_free(&ms);
+}
+
 int main(void)
 {
+    test_modsyms();
     test_walk();
     test_broken();
     test_decode();
