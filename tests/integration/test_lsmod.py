@@ -5,6 +5,8 @@ Linux L2 of the l2linux fixtures through --ncr3 (tests/guest/l2init prints
 "l2lab: modules" lines). struct module's layout from the kernel's own BTF
 (no vmlinux), and from the -dbg vmlinux's DWARF: the same lines."""
 
+import re
+
 import pytest
 
 from test_l2linux import FIXTURES, _nested
@@ -28,6 +30,23 @@ def test_lsmod_l1(guest_svm):
     with_dwarf, err = lsmod("--ram", g.ram, "--vmlinux", vmlinux(g))
     assert "types: DWARF" in err, err
     assert with_dwarf == mine
+
+
+def test_module_symbols(guest_svm):
+    """The guest's own /proc/kallsyms lines for three module symbols: the
+    name gives the address, the address (and one inside) the name and
+    module; x/i names the module's code the same way."""
+    g = guest_svm
+    assert {n for n, _, _ in g.modsyms} == {"msr_interception", "kvm_init",
+                                            "irq_bypass_register_producer"}, g.modsyms
+    for name, addr, mod in g.modsyms:
+        out, _, _ = memsrv("--ram", g.ram, "sym", name, hex(addr), hex(addr + 4))
+        assert out.splitlines() == [f"0x{addr:016x} {name}",
+                                    f"0x{addr:016x} {name} [{mod}]",
+                                    f"0x{addr + 4:016x} {name}+0x4 [{mod}]"], out
+    name, addr, mod = next(s for s in g.modsyms if s[0] == "msr_interception")
+    out, _, _ = memsrv("--ram", g.ram, "x/2i", name)
+    assert re.match(rf"   0x{addr:x} <{name} \[{mod}\]>:\t", out), out
 
 
 @pytest.fixture(params=FIXTURES)
