@@ -308,7 +308,12 @@ int ms_modules_walk(const struct ms_module_layout *l, uint64_t head, ms_read_fn 
             break;
         }
         uint64_t mod = cur - l->list;
-        if (mod == 0 || !seen_add(&seen, mod)) {
+        if (mod == 0) { /* the empty slot of seen, and no module's address */
+            rc = ms_err_set(err, MS_EFORMAT, "the module list leads to address 0 after %zu modules",
+                            out->count);
+            break;
+        }
+        if (!seen_add(&seen, mod)) {
             rc = ms_err_set(err, MS_EFORMAT,
                             "the module list loops at 0x%llx without returning to its head",
                             (unsigned long long)mod);
