@@ -647,7 +647,7 @@ def report(results, opts, machine, vers, cmdline):
             b = r["bulk"]
             t = [median(ts) for _label, ts in b["rows"]]
             row += ["%.0f (%.2fx memcpy)" % (b["n"] / MiB / t[1], t[0] / t[1]),
-                    "%.0f" % (b["n"] / MiB / t[3])]
+                    "%.0f" % (b["n"] / MiB / t[2])]
         if "xlat" in r:
             for name in ("kernel", "user"):
                 s = r["xlat"]["sets"][name]
