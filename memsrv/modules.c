@@ -436,7 +436,7 @@ void ms_modules_format(const struct ms_module_list *l, struct ms_strbuf *sb)
             if (!m->users_known) {
                 ms_strbuf_printf(sb, "?");
             } else {
-                const char *u = l->users + m->users_off;
+                const char *u = m->nusers ? l->users + m->users_off : "";
                 for (uint32_t j = 0; j < m->nusers; j++) {
                     put_name(sb, u);
                     ms_strbuf_printf(sb, ",");

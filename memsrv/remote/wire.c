@@ -302,7 +302,7 @@ void ms_wire_put_module(struct ms_wbuf *b, const struct ms_module_list *l,
     ms_wbuf_u8(b, (m->has_unload ? MODULE_UNLOAD : 0) | (m->permanent ? MODULE_PERMANENT : 0) |
                       (m->users_known ? MODULE_USERS_KNOWN : 0));
     ms_wbuf_u32(b, m->nusers);
-    const char *u = l->users + m->users_off;
+    const char *u = m->nusers ? l->users + m->users_off : "";
     for (uint32_t i = 0; i < m->nusers; i++) {
         size_t n = strlen(u);
         ms_wbuf_str(b, u, n);
