@@ -132,8 +132,9 @@ static const struct cli_command commands[] = {
      "kernel symbol <-> address (KASLR applied)",
      "Turns names into runtime addresses and addresses into symbol+offset. With\n"
      "memory (--ram, --dump, --connect) the KASLR slide is found and applied and\n"
-     "names come from the symbol file, else from the kernel's kallsyms; with only\n"
-     "a symbol file, the addresses are the link-time ones.\n"
+     "names come from the symbol file, else from the kernel's kallsyms, then from\n"
+     "the loaded modules' own symbol tables (an address in a module: \"func+0x10\n"
+     "[kvm_amd]\"); with only a symbol file, the addresses are the link-time ones.\n"
      "\n"
      "Options:\n"
      "  --no-vmcoreinfo  find the kernel from the symbol file alone\n"},
