@@ -581,12 +581,13 @@ static const struct ms_modsyms *modsyms_of(struct local *l, ms_handle h)
 {
     struct local_kernel *e;
     struct ms_kernel *k;
-    if (kernel_syms(l, h, &k, NULL) < 0 || kernel_of(l, h, &e, NULL) < 0)
+    struct ms_err scratch; /* kernel_syms copies its kept error into it */
+    if (kernel_syms(l, h, &k, &scratch) < 0 || kernel_of(l, h, &e, &scratch) < 0)
         return NULL;
     if (e->modsyms_read && e->modsyms_generation == l->ram->generation)
         return &e->modsyms;
     ms_modsyms_free(&e->modsyms);
-    if (ms_modsyms_load(k, &e->modsyms, NULL) < 0) /* keep what was read */
+    if (ms_modsyms_load(k, &e->modsyms, &scratch) < 0) /* keep what was read */
         e->modsyms.bad++;
     e->modsyms_read = true;
     e->modsyms_generation = l->ram->generation;
