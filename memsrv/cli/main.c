@@ -158,11 +158,15 @@ static const struct cli_command commands[] = {
      "breakpoints go to QEMU, memory reads and writes are served from the RAM\n"
      "file through the nested guest's second stage (--eptp or --ncr3, with the\n"
      "vCPU's CR3 read at each stop). Needs --ram; writes need --writable.\n"
+     "Software breakpoints become hardware ones in L2, and in L1 when QEMU's\n"
+     "monitor says KVM; a breakpoint hit in the level it was not set in is\n"
+     "stepped over unseen (said once).\n"
      "\n"
      "Options:\n"
      "  --qemu HOST:PORT  QEMU's gdbstub (-gdb tcp::PORT)\n"
      "  --listen HOST:PORT  wait for GDB there (target remote HOST:PORT)\n"
-     "  --stdio          talk to GDB on stdin/stdout (target remote | memsrv ...)\n"},
+     "  --stdio          talk to GDB on stdin/stdout (target remote | memsrv ...)\n"
+     "  --hw-breakpoints  make every software breakpoint hardware (4 at most)\n"},
     {"ptype", cmd_ptype, "ptype[/o] TYPE", "GDB's ptype from the kernel's own BTF",
      "Prints a type as GDB's ptype does, from the BTF the guest kernel carries\n"
      "(no vmlinux needed). TYPE is struct NAME, union NAME, enum NAME or a\n"
