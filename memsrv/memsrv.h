@@ -533,6 +533,51 @@ const char *ms_task_state_name(uint32_t state, uint32_t exit_state);
 /* "    PID    PPID  ST  TASK              COMM" table, as `memsrv ps` prints it. */
 void ms_tasks_format(const struct ms_task *tasks, size_t count, struct ms_strbuf *sb);
 
+/* A loaded module as /proc/modules shows it. */
+#define MS_MODULE_NAME_MAX 64 /* MODULE_NAME_LEN is 56 on 64-bit kernels */
+
+enum ms_module_state {
+    MS_MODULE_LIVE = 0,     /* MODULE_STATE_LIVE */
+    MS_MODULE_COMING = 1,   /* being loaded: "Loading" */
+    MS_MODULE_GOING = 2,    /* being unloaded: "Unloading" */
+    MS_MODULE_UNFORMED = 3, /* still being set up: /proc/modules leaves it out */
+};
+
+struct ms_module {
+    uint64_t addr; /* struct module */
+    char name[MS_MODULE_NAME_MAX + 1];
+    uint64_t size;    /* /proc/modules' size: the bytes of every layout */
+    int64_t refcount; /* refcnt less the kernel's base reference (has_unload) */
+    uint32_t state;   /* enum ms_module_state as the kernel holds it */
+    uint64_t base;    /* the core text's address */
+    uint64_t taints;  /* the module's taint bits (0 when the kernel has none) */
+    bool has_unload;  /* CONFIG_MODULE_UNLOAD: refcount, users and permanent known */
+    bool permanent;   /* an init but no exit: it can never be unloaded */
+    bool users_known; /* the modules using it were read */
+    /* The names of the modules using it, each NUL-terminated, in list->users. */
+    uint32_t nusers, users_off, users_len;
+};
+
+struct ms_module_list {
+    struct ms_module *modules; /* in the kernel's list order (the newest first) */
+    size_t count, cap;
+    char *users; /* the names ms_module.users_* point into */
+    size_t users_len, users_cap;
+    uint64_t bad; /* modules whose users could not be read */
+};
+
+/* The kernel's module list, from struct module's layout in the kernel's
+ * types (DWARF, else its BTF) and its symbols. A walk cut short still hands
+ * back what it read, with its error; free out with ms_module_list_free. */
+int ms_target_modules(struct ms_target *t, ms_handle h, struct ms_module_list *out,
+                      struct ms_err *err);
+void ms_module_list_free(struct ms_module_list *l);
+/* "Live", "Loading", "Unloading", "Unformed", or "?" */
+const char *ms_module_state_name(uint32_t state);
+/* /proc/modules' lines: "name size refcount users state base [taints]",
+ * modules still unformed left out as the kernel leaves them out. */
+void ms_modules_format(const struct ms_module_list *l, struct ms_strbuf *sb);
+
 /* The kernel's types. The walks' struct layouts come from the symbol
  * file's DWARF when it has debug info, else from the kernel's own BTF
  * (CONFIG_DEBUG_INFO_BTF keeps it in memory), else from VMCOREINFO's

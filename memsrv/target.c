@@ -409,6 +409,14 @@ int ms_target_tasks(struct ms_target *t, ms_handle h, struct ms_task **tasks, si
     return t->ops->tasks(t, h, tasks, count, bad, err);
 }
 
+int ms_target_modules(struct ms_target *t, ms_handle h, struct ms_module_list *out,
+                      struct ms_err *err)
+{
+    SCRATCH(err);
+    memset(out, 0, sizeof(*out));
+    return t->ops->modules(t, h, out, err);
+}
+
 int ms_target_backtrace(struct ms_target *t, ms_handle h, const int32_t *pids, size_t npids,
                         struct ms_strbuf *out, struct ms_err *err)
 {

@@ -14,6 +14,8 @@
 #include "kernel.h"
 #include "ptype.h"
 #include "layout.h"
+#include "modsyms.h"
+#include "modules.h"
 #include "ram.h"
 #include "report.h"
 #include "space.h"
@@ -50,6 +52,11 @@ struct local_kernel {
     uint8_t check[CHECK_MAX];
     bool kallsyms_tried;        /* no symbol file: the kernel's kallsyms, read once */
     struct ms_err kallsyms_err; /* why reading them failed (code 0: they did not) */
+    /* The modules' symbols, read again when the RAM's generation moved (a
+     * module may have come or gone). */
+    bool modsyms_read;
+    uint64_t modsyms_generation;
+    struct ms_modsyms modsyms;
 };
 
 struct local {
@@ -153,6 +160,8 @@ static void kernel_drop(struct local_kernel *e)
     e->k = NULL;
     e->kallsyms_tried = false;
     ms_err_clear(&e->kallsyms_err);
+    ms_modsyms_free(&e->modsyms);
+    e->modsyms_read = false;
 }
 
 /* The kernel in the guest-physical space of a stack (its second stage,
@@ -389,18 +398,36 @@ static int read_space(void *arg, uint64_t addr, void *buf, size_t len, size_t *d
     return ms_space_read(arg, addr, buf, len, done, err);
 }
 
-/* "<sym+off>" for x's address column, from the kernel's symbols. */
+/* "<sym+off>" for x's address column, from the kernel's symbols, else a
+ * module's ("<func+off [mod]>"). */
+struct naming {
+    struct local *l;
+    ms_handle h;
+    const struct ms_kernel *k;
+};
+
+static const struct ms_modsyms *modsyms_of(struct local *l, ms_handle h);
+
 static int symbolize(void *arg, uint64_t addr, char *out, size_t size)
 {
-    const struct ms_kernel *k = arg;
-    const struct ms_symbol *sym;
+    const struct naming *n = arg;
+    const char *name, *module = NULL;
     uint64_t off;
-    if (!k->syms || ms_symtab_addr(k->syms, addr, &sym, &off, NULL) != 0)
+    const struct ms_symbol *sym;
+    const struct ms_modsym *msym;
+    const struct ms_modsyms *ms;
+    if (n->k->syms && ms_symtab_addr(n->k->syms, addr, &sym, &off, NULL) == 0) {
+        name = sym->name;
+    } else if ((ms = modsyms_of(n->l, n->h)) && ms_modsyms_addr(ms, addr, &msym, &off, NULL) == 0) {
+        name = ms->names + msym->name;
+        module = ms->mods.modules[msym->module].name;
+    } else {
         return -1;
-    if (off)
-        snprintf(out, size, "%s+%llu", sym->name, (unsigned long long)off);
-    else
-        snprintf(out, size, "%s", sym->name);
+    }
+    int len = off ? snprintf(out, size, "%s+%llu", name, (unsigned long long)off)
+                  : snprintf(out, size, "%s", name);
+    if (module && len >= 0 && (size_t)len < size)
+        snprintf(out + len, size - (size_t)len, " [%s]", module);
     return 0;
 }
 
@@ -429,8 +456,8 @@ static int local_x(struct ms_target *t, ms_handle h, const struct ms_xfmt *xf, u
     int rc = space_of(l, h, &sp, err);
     if (rc)
         return rc;
-    struct ms_kernel *k = naming_kernel(l, h);
-    return ms_format_x(xf, addr, read_space, sp, k ? symbolize : NULL, k, out, next, err);
+    struct naming n = {l, h, naming_kernel(l, h)};
+    return ms_format_x(xf, addr, read_space, sp, n.k ? symbolize : NULL, &n, out, next, err);
 }
 
 static int local_vtop(struct ms_target *t, ms_handle h, uint64_t addr, struct ms_strbuf *out,
@@ -548,12 +575,47 @@ static int local_dmesg_next(struct ms_target *t, ms_handle h, const struct ms_dm
     return rc;
 }
 
+/* The symbols of the modules of the kernel at h (with its symbols), read
+ * once per RAM generation; none when they cannot be read. */
+static const struct ms_modsyms *modsyms_of(struct local *l, ms_handle h)
+{
+    struct local_kernel *e;
+    struct ms_kernel *k;
+    struct ms_err scratch; /* kernel_syms copies its kept error into it */
+    if (kernel_syms(l, h, &k, &scratch) < 0 || kernel_of(l, h, &e, &scratch) < 0)
+        return NULL;
+    if (e->modsyms_read && e->modsyms_generation == l->ram->generation)
+        return &e->modsyms;
+    ms_modsyms_free(&e->modsyms);
+    if (ms_modsyms_load(k, &e->modsyms, &scratch) < 0) /* keep what was read */
+        e->modsyms.bad++;
+    e->modsyms_read = true;
+    e->modsyms_generation = l->ram->generation;
+    return &e->modsyms;
+}
+
+/* Kernel symbols first, then the modules'. */
 static int local_symbol(struct ms_target *t, ms_handle h, const char *name, uint64_t *addr,
                         struct ms_err *err)
 {
     struct ms_kernel *k;
     int rc = kernel_syms(L(t), h, &k, err);
-    return rc ? rc : ms_kernel_symbol(k, name, addr, err);
+    if (rc == 0)
+        rc = ms_kernel_symbol(k, name, addr, err);
+    const struct ms_modsyms *ms;
+    if (rc == MS_ENOTFOUND && (ms = modsyms_of(L(t), h)) &&
+        ms_modsyms_lookup(ms, name, addr, NULL) == 0) {
+        ms_err_clear(err);
+        return 0;
+    }
+    return rc;
+}
+
+/* "func [module]" for an address in a module's memory. */
+static void modsym_name(const struct ms_modsyms *ms, const struct ms_modsym *s,
+                        struct ms_strbuf *out)
+{
+    ms_strbuf_printf(out, "%s [%s]", ms->names + s->name, ms->mods.modules[s->module].name);
 }
 
 static int local_addrsym(struct ms_target *t, ms_handle h, uint64_t addr, struct ms_strbuf *name,
@@ -566,6 +628,14 @@ static int local_addrsym(struct ms_target *t, ms_handle h, uint64_t addr, struct
         rc = ms_symtab_addr(k->syms, addr, &sym, offset, err);
     if (!rc)
         ms_strbuf_append(name, sym->name, strlen(sym->name));
+    const struct ms_modsyms *ms;
+    const struct ms_modsym *msym;
+    if (rc == MS_ENOTFOUND && (ms = modsyms_of(L(t), h)) &&
+        ms_modsyms_addr(ms, addr, &msym, offset, NULL) == 0) {
+        ms_err_clear(err);
+        modsym_name(ms, msym, name);
+        return 0;
+    }
     return rc;
 }
 
@@ -583,6 +653,15 @@ static int local_tasks(struct ms_target *t, ms_handle h, struct ms_task **tasks,
     *count = list.count;
     *bad = list.bad;
     return rc < 0 ? rc : 0;
+}
+
+/* The `modules` list head is a symbol: the kernel's symbols are needed. */
+static int local_modules(struct ms_target *t, ms_handle h, struct ms_module_list *out,
+                         struct ms_err *err)
+{
+    struct ms_kernel *k;
+    int rc = kernel_syms(L(t), h, &k, err);
+    return rc < 0 ? rc : ms_modules_list(k, 0, out, err);
 }
 
 static int local_types(struct ms_target *t, ms_handle h, unsigned what, const char *flags,
@@ -714,6 +793,7 @@ static void local_close(struct ms_target *t)
     struct local *l = L(t);
     for (unsigned i = 0; i < l->nkernels; i++) {
         ms_kernel_close(l->kernels[i]->k);
+        ms_modsyms_free(&l->kernels[i]->modsyms);
         free(l->kernels[i]);
     }
     for (unsigned i = 0; i < l->nstacks; i++) {
@@ -751,6 +831,7 @@ static const struct ms_target_ops local_ops = {
     .symbol = local_symbol,
     .addrsym = local_addrsym,
     .tasks = local_tasks,
+    .modules = local_modules,
     .types = local_types,
     .set_symbols = local_set_symbols,
     .backtrace = local_backtrace,

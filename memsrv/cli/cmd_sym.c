@@ -91,7 +91,10 @@ int cmd_sym(struct cli *cli, int argc, char **argv)
             printf("0x%016" PRIx64 " error: %s\n", v, cli->err.msg);
             status = 1;
         } else if (off) {
-            printf("0x%016" PRIx64 " %s+0x%" PRIx64 "\n", v, ms_strbuf_str(&name), off);
+            /* a module's symbol, "func [mod]": the offset goes after func */
+            const char *n = ms_strbuf_str(&name), *mod = strstr(n, " [");
+            int len = mod ? (int)(mod - n) : (int)strlen(n);
+            printf("0x%016" PRIx64 " %.*s+0x%" PRIx64 "%s\n", v, len, n, off, mod ? mod : "");
         } else {
             printf("0x%016" PRIx64 " %s\n", v, ms_strbuf_str(&name));
         }

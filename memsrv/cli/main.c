@@ -97,6 +97,15 @@ static const struct cli_command commands[] = {
      "Options:\n"
      "  --stats          say on stderr how many tasks and where the types came from\n"
      "  --no-vmcoreinfo  find the kernel from the symbol file alone\n"},
+    {"lsmod", cmd_lsmod, "lsmod [--stats]", "the guest kernel's modules (/proc/modules)",
+     "Lists the guest kernel's loaded modules as /proc/modules shows them: name,\n"
+     "size (every layout's bytes), reference count, the modules using it, state,\n"
+     "and the address of its code, newest first. struct module's layout comes\n"
+     "from --vmlinux's DWARF, else the kernel's own BTF; the list head from the\n"
+     "symbol file, else the kernel's kallsyms.\n"
+     "\n"
+     "Options:\n"
+     "  --stats          say on stderr how many modules and where the types came from\n"},
     {"bt", cmd_bt, "bt PID...|--all", "kernel stacks of the guest's tasks (ORC unwinder)",
      "Prints the kernel stacks of the given tasks (or of every task), unwound\n"
      "with the kernel's ORC tables; names come from the kernel's kallsyms when\n"
@@ -126,8 +135,9 @@ static const struct cli_command commands[] = {
      "kernel symbol <-> address (KASLR applied)",
      "Turns names into runtime addresses and addresses into symbol+offset. With\n"
      "memory (--ram, --dump, --connect) the KASLR slide is found and applied and\n"
-     "names come from the symbol file, else from the kernel's kallsyms; with only\n"
-     "a symbol file, the addresses are the link-time ones.\n"
+     "names come from the symbol file, else from the kernel's kallsyms, then from\n"
+     "the loaded modules' own symbol tables (an address in a module: \"func+0x10\n"
+     "[kvm_amd]\"); with only a symbol file, the addresses are the link-time ones.\n"
      "\n"
      "Options:\n"
      "  --no-vmcoreinfo  find the kernel from the symbol file alone\n"},

@@ -382,9 +382,9 @@ static int remote_write(struct ms_target *t, ms_handle h, uint64_t addr, const v
     return rc;
 }
 
-static int remote_translate(struct ms_target *t, ms_handle h, unsigned count,
-                            const uint64_t *addrs, struct ms_xlat *out, int *statuses,
-                            struct ms_trace *trace, struct ms_err *err)
+static int remote_translate(struct ms_target *t, ms_handle h, unsigned count, const uint64_t *addrs,
+                            struct ms_xlat *out, int *statuses, struct ms_trace *trace,
+                            struct ms_err *err)
 {
     struct ms_client *c = &R(t)->c;
     size_t f = begin(c);
@@ -517,8 +517,8 @@ static int remote_stats(struct ms_target *t, struct ms_target_stats *st, struct 
 }
 
 static int remote_enumerate(struct ms_target *t, ms_handle h, uint64_t start, uint64_t end,
-                            ms_mapping_fn fn, void *arg, uint64_t max_tables,
-                            uint64_t *bad_tables, struct ms_err *err)
+                            ms_mapping_fn fn, void *arg, uint64_t max_tables, uint64_t *bad_tables,
+                            struct ms_err *err)
 {
     (void)h, (void)start, (void)end, (void)fn, (void)arg, (void)max_tables, (void)bad_tables;
     return ms_err_set(err, MS_EINVAL,
@@ -713,6 +713,29 @@ static int remote_unwind_step(struct ms_target *t, ms_handle h, const struct ms_
     return more;
 }
 
+static int remote_modules(struct ms_target *t, ms_handle h, struct ms_module_list *out,
+                          struct ms_err *err)
+{
+    struct ms_client *c = &R(t)->c;
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, h);
+    struct ms_rbuf r;
+    int rc = exchange(c, f, MS_OP_MODULES, &r, err);
+    /* A walk cut short still sends what it read after its error. */
+    uint32_t n = 0;
+    ms_rbuf_u64(&r, &out->bad);
+    ms_rbuf_u32(&r, &n);
+    if (!r.bad && n > r.len / 48) /* each module takes at least 48 bytes */
+        r.bad = true;
+    for (uint32_t i = 0; i < n && !r.bad; i++)
+        ms_wire_get_module(&r, out);
+    if (r.bad) {
+        ms_module_list_free(out);
+        return rc ? rc : ms_err_set(err, MS_EPROTO, "malformed MODULES response");
+    }
+    return rc;
+}
+
 static int remote_set_symbols(struct ms_target *t, const char *path, struct ms_err *err)
 {
     (void)path;
@@ -832,6 +855,7 @@ static const struct ms_target_ops remote_ops = {
     .symbol = remote_symbol,
     .addrsym = remote_addrsym,
     .tasks = remote_tasks,
+    .modules = remote_modules,
     .types = remote_types,
     .set_symbols = remote_set_symbols,
     .backtrace = remote_backtrace,
@@ -869,8 +893,8 @@ int ms_target_open_remote(struct ms_target **out, const struct ms_target_opts *o
         uint32_t version = 0, flags = 0;
         uint64_t ram_size = 0;
         rc = exchange(&rm->c, f, MS_OP_HELLO, &r, err);
-        if (!rc && (!ms_rbuf_u32(&r, &version) || !ms_rbuf_u32(&r, &flags) ||
-                    !ms_rbuf_u64(&r, &ram_size)))
+        if (!rc &&
+            (!ms_rbuf_u32(&r, &version) || !ms_rbuf_u32(&r, &flags) || !ms_rbuf_u64(&r, &ram_size)))
             rc = ms_err_set(err, MS_EPROTO, "short HELLO response");
         if (!rc && version != MS_WIRE_VERSION)
             rc = ms_err_set(err, MS_EPROTO, "the server speaks protocol %u, this client %u",

@@ -457,6 +457,24 @@ static void op_unwind_step(struct ms_service *svc, struct ms_rbuf *r, struct ms_
     ms_wire_put_frame(out, &caller);
 }
 
+static void op_modules(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                       struct ms_err *item)
+{
+    uint32_t handle = 0;
+    ms_rbuf_u32(r, &handle);
+    if (r->bad)
+        return;
+    struct ms_module_list l;
+    int rc = ms_target_modules(svc->target, handle, &l, item);
+    /* A walk cut short sends what it read after its error. */
+    ms_wire_put_err(out, rc, item);
+    ms_wbuf_u64(out, l.bad);
+    ms_wbuf_u32(out, (uint32_t)l.count);
+    for (size_t i = 0; i < l.count; i++)
+        ms_wire_put_module(out, &l, &l.modules[i]);
+    ms_module_list_free(&l);
+}
+
 static void op_space(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
                      struct ms_err *item)
 {
@@ -549,6 +567,7 @@ static const op_fn ops[] = {
     [MS_OP_BACKTRACE] = op_backtrace,
     [MS_OP_TASK_REGS] = op_task_regs,
     [MS_OP_UNWIND_STEP] = op_unwind_step,
+    [MS_OP_MODULES] = op_modules,
 };
 
 int ms_service_request(struct ms_service *svc, struct ms_service_conn *conn,

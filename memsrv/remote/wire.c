@@ -2,6 +2,7 @@
 
 #include "array.h"
 #include "error.h"
+#include "modules.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -284,6 +285,62 @@ void ms_wire_put_task(struct ms_wbuf *b, const struct ms_task *t)
     ms_wbuf_u32(b, t->state);
     ms_wbuf_u32(b, t->exit_state);
     ms_wbuf_str(b, t->comm, strnlen(t->comm, sizeof(t->comm)));
+}
+
+enum { MODULE_UNLOAD = 1, MODULE_PERMANENT = 2, MODULE_USERS_KNOWN = 4 };
+
+void ms_wire_put_module(struct ms_wbuf *b, const struct ms_module_list *l,
+                        const struct ms_module *m)
+{
+    ms_wbuf_u64(b, m->addr);
+    ms_wbuf_str(b, m->name, strnlen(m->name, sizeof(m->name)));
+    ms_wbuf_u64(b, m->size);
+    ms_wbuf_u64(b, (uint64_t)m->refcount);
+    ms_wbuf_u32(b, m->state);
+    ms_wbuf_u64(b, m->base);
+    ms_wbuf_u64(b, m->taints);
+    ms_wbuf_u8(b, (m->has_unload ? MODULE_UNLOAD : 0) | (m->permanent ? MODULE_PERMANENT : 0) |
+                      (m->users_known ? MODULE_USERS_KNOWN : 0));
+    ms_wbuf_u32(b, m->nusers);
+    const char *u = m->nusers ? l->users + m->users_off : "";
+    for (uint32_t i = 0; i < m->nusers; i++) {
+        size_t n = strlen(u);
+        ms_wbuf_str(b, u, n);
+        u += n + 1;
+    }
+}
+
+bool ms_wire_get_module(struct ms_rbuf *r, struct ms_module_list *l)
+{
+    struct ms_module m = {0};
+    uint64_t refcount = 0;
+    uint8_t flags = 0;
+    uint32_t nusers = 0;
+    ms_rbuf_u64(r, &m.addr);
+    ms_rbuf_cstr(r, m.name, sizeof(m.name));
+    ms_rbuf_u64(r, &m.size);
+    ms_rbuf_u64(r, &refcount);
+    ms_rbuf_u32(r, &m.state);
+    ms_rbuf_u64(r, &m.base);
+    ms_rbuf_u64(r, &m.taints);
+    ms_rbuf_u8(r, &flags);
+    ms_rbuf_u32(r, &nusers);
+    if (r->bad || nusers > (r->len - r->pos) / 4) /* each name takes at least 4 bytes */
+        return r->bad = true, false;
+    m.refcount = (int64_t)refcount;
+    m.has_unload = flags & MODULE_UNLOAD;
+    m.permanent = flags & MODULE_PERMANENT;
+    m.users_known = flags & MODULE_USERS_KNOWN;
+    m.users_off = (uint32_t)l->users_len;
+    for (uint32_t i = 0; i < nusers; i++) {
+        const char *s;
+        uint32_t n;
+        if (!ms_rbuf_str(r, &s, &n) || ms_module_list_add_user(l, &m, s, n, NULL) < 0)
+            return r->bad = true, false;
+    }
+    if (ms_module_list_push(l, &m, NULL) < 0)
+        return r->bad = true, false;
+    return true;
 }
 
 bool ms_wire_get_task(struct ms_rbuf *r, struct ms_task *t)

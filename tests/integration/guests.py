@@ -195,6 +195,12 @@ class Guest:
         if errors:
             raise RuntimeError(f"{self.name}: the guest's /init reported: {errors}")
         self.markers = re.findall(r"lab: marker (\S+)", log)
+        # L1's /proc/modules (lab.kvm=1); L2's own are "l2lab: modules" lines
+        self.modules = [ln.rstrip("\r") for ln in
+                        re.findall(r"(?<!l2)lab: modules (.*)", log)]
+        # (name, address, module) of module symbols in L1's /proc/kallsyms
+        self.modsyms = [(n, int(a, 16), m) for a, n, m in
+                        re.findall(r"lab: modsym ([0-9a-f]+) \w (\w+)\s+\[(\w+)\]", log)]
         self.user = None
         m = re.search(r"lab: userpat (pid=.*)", log)
         if m:
