@@ -10,6 +10,11 @@
 #define ORC_ENTRIES_MAX (4u << 20) /* a 6.1 distribution kernel has ~370k */
 #define THREAD_SIZE_DEFAULT (16u << 10)
 #define THREAD_SIZE_KASAN (32u << 10) /* KASAN doubles x86-64 stacks (KASAN_STACK_ORDER) */
+#define REG_BIT(r) (1ull << (r))
+#define GPR_BITS 0xffffull /* rax .. r15 */
+#define KERNEL_CS 0x10     /* __KERNEL_CS, __KERNEL_DS: x86-64 Linux's GDT layout */
+#define KERNEL_DS 0x18
+#define KERNEL_HALF 0xffff800000000000ull
 
 const char *const ms_bt_structs[] = {"task_struct", "thread_struct", "thread_info",
                                      "inactive_task_frame", NULL};
@@ -192,21 +197,32 @@ static int push(struct ms_backtrace *bt, const struct ms_bt_frame *f, struct ms_
     return 0;
 }
 
-/* The task's stack, read once: the unwinder's reads come from here. */
+/* The stacks a trace may use, each read once: the unwinder's reads come
+ * from here. [0] is the task's; [1] the one a CPU's rsp is on, when that is
+ * another (an IRQ or exception stack). */
 struct stack_copy {
     uint64_t lo;
     size_t len;
     uint8_t *bytes;
 };
 
+struct stack_copies {
+    struct stack_copy c[2];
+    unsigned n;
+};
+
 static int read_copy(void *arg, uint64_t addr, void *buf, size_t len, struct ms_err *err)
 {
-    const struct stack_copy *c = arg;
-    if (addr < c->lo || addr - c->lo > c->len || len > c->len - (addr - c->lo))
-        return ms_err_set(err, MS_EOUTSIDE, "0x%llx is not on the stack read",
-                          (unsigned long long)addr);
-    memcpy(buf, c->bytes + (addr - c->lo), len);
-    return 0;
+    const struct stack_copies *cs = arg;
+    for (unsigned i = 0; i < cs->n; i++) {
+        const struct stack_copy *c = &cs->c[i];
+        if (addr >= c->lo && addr - c->lo <= c->len && len <= c->len - (addr - c->lo)) {
+            memcpy(buf, c->bytes + (addr - c->lo), len);
+            return 0;
+        }
+    }
+    return ms_err_set(err, MS_EOUTSIDE, "0x%llx is not on the stack read",
+                      (unsigned long long)addr);
 }
 
 static void stop(struct ms_backtrace *bt, int code, const char *msg)
@@ -215,10 +231,43 @@ static void stop(struct ms_backtrace *bt, int code, const char *msg)
     snprintf(bt->why, sizeof(bt->why), "%s", msg);
 }
 
-static int unwind(struct ms_kernel *k, const struct ms_backtracer *b, uint64_t thread_sp,
-                  const struct stack_copy *c, struct ms_backtrace *bt, struct ms_err *err)
+/* Steps from s to the stack's end (or an error, which ends the trace with
+ * its message), a frame per step. */
+static int walk(const struct ms_backtracer *b, const struct stack_copies *cs,
+                struct ms_orc_state *s, struct ms_backtrace *bt, struct ms_err *err)
+{
+    struct ms_orc_unwinder u = {0};
+    u.tables = &b->orc;
+    u.ntables = 1;
+    for (unsigned i = 0; i < cs->n; i++)
+        u.stacks[i] = (struct ms_orc_stack){cs->c[i].lo, cs->c[i].lo + cs->c[i].len};
+    u.nstacks = cs->n;
+    u.read = read_copy;
+    u.arg = (void *)cs;
+    struct ms_err e2;
+    ms_err_clear(&e2);
+    int rc;
+    while ((rc = ms_orc_step(&u, s, &e2)) == 1) {
+        struct ms_bt_frame f = {MS_BT_CALL, s->ip, s->sp, 0, 0, 0};
+        if (s->has_regs) {
+            f.kind = ms_orc_regs_user(&s->regs) ? MS_BT_USER_REGS : MS_BT_KERNEL_REGS;
+            f.cs = s->regs.cs;
+            f.ss = s->regs.ss;
+            f.flags = s->regs.flags;
+        }
+        if ((rc = push(bt, &f, err)) < 0)
+            return rc;
+    }
+    if (rc < 0)
+        stop(bt, rc, e2.msg);
+    return 0;
+}
+
+static int unwind(const struct ms_backtracer *b, uint64_t thread_sp, const struct stack_copies *cs,
+                  struct ms_backtrace *bt, struct ms_err *err)
 {
     const struct ms_bt_layout *l = &b->layout;
+    const struct stack_copy *c = &cs->c[0];
     char msg[512];
     if (thread_sp < c->lo || thread_sp - c->lo > c->len - l->frame_size) {
         snprintf(msg, sizeof(msg), "thread.sp 0x%llx is not on the task's stack 0x%llx-0x%llx",
@@ -230,13 +279,6 @@ static int unwind(struct ms_kernel *k, const struct ms_backtracer *b, uint64_t t
     uint64_t bp, ret;
     memcpy(&bp, c->bytes + (thread_sp - c->lo) + l->frame_bp, 8);
     memcpy(&ret, c->bytes + (thread_sp - c->lo) + l->frame_ret_addr, 8);
-    struct ms_orc_unwinder u = {0};
-    u.tables = &b->orc;
-    u.ntables = 1;
-    u.stacks[0] = (struct ms_orc_stack){c->lo, c->lo + c->len};
-    u.nstacks = 1;
-    u.read = read_copy;
-    u.arg = (void *)c;
     struct ms_orc_state s;
     ms_orc_state_init(&s, ret, thread_sp + l->frame_size, bp, ret == b->ret_from_fork);
     if (ret < b->orc.text_start || ret >= b->orc.text_end) {
@@ -249,29 +291,50 @@ static int unwind(struct ms_kernel *k, const struct ms_backtracer *b, uint64_t t
     }
     struct ms_bt_frame f = {MS_BT_CALL, ret, s.sp, 0, 0, 0};
     int rc = push(bt, &f, err);
-    struct ms_err e2;
-    ms_err_clear(&e2);
-    while (rc == 0 && (rc = ms_orc_step(&u, &s, &e2)) == 1) {
-        memset(&f, 0, sizeof(f));
-        f.ip = s.ip;
-        f.sp = s.sp;
-        if (s.has_regs) {
-            f.kind = ms_orc_regs_user(&s.regs) ? MS_BT_USER_REGS : MS_BT_KERNEL_REGS;
-            f.cs = s.regs.cs;
-            f.ss = s.regs.ss;
-            f.flags = s.regs.flags;
-        }
-        rc = push(bt, &f, err);
-    }
-    if (rc == MS_ENOMEM)
-        return rc;
-    if (rc < 0)
-        stop(bt, rc, e2.msg);
-    (void)k;
-    return 0;
+    return rc < 0 ? rc : walk(b, cs, &s, bt, err);
 }
 
-int ms_kernel_backtrace(struct ms_kernel *k, const struct ms_task *task, struct ms_backtrace *out,
+/* A running task from its CPU's registers (the kernel's unwind_start from
+ * pt_regs): the CPU's place first, then its callers. In user mode the
+ * kernel stack holds nothing to unwind. rsp off the task's stack (an IRQ
+ * or exception stack) is read as the THREAD_SIZE block around it. */
+static int unwind_cpu(struct ms_kernel *k, const struct ms_backtracer *b,
+                      const struct ms_cpu_state *c, struct stack_copies *cs,
+                      struct ms_backtrace *bt, struct ms_err *err)
+{
+    struct ms_bt_frame f = {MS_BT_CPU_REGS, c->rip, c->rsp, 0, 0, c->rflags};
+    int rc = push(bt, &f, err);
+    if (rc < 0 || c->rip < KERNEL_HALF)
+        return rc;
+    const struct stack_copy *t = &cs->c[0];
+    if (c->rsp < t->lo || c->rsp - t->lo >= t->len) {
+        uint64_t size = b->layout.thread_size;
+        struct stack_copy *o = &cs->c[1];
+        o->lo = c->rsp & ~(size - 1);
+        o->len = size;
+        if (!(o->bytes = malloc(size)))
+            return ms_err_set(err, MS_ENOMEM, "out of memory for a stack");
+        cs->n = 2;
+        struct ms_err e2;
+        if (ms_space_read(k->space, o->lo, o->bytes, size, NULL, &e2) < 0) {
+            ms_err_prefix(&e2, "reading the stack around rsp 0x%llx: ", (unsigned long long)c->rsp);
+            stop(bt, e2.code, e2.msg);
+            return 0;
+        }
+    }
+    struct ms_orc_regs p = {0};
+    p.ax = c->rax, p.bx = c->rbx, p.cx = c->rcx, p.dx = c->rdx, p.si = c->rsi, p.di = c->rdi;
+    p.bp = c->rbp, p.r8 = c->r8, p.r9 = c->r9, p.r10 = c->r10, p.r11 = c->r11, p.r12 = c->r12;
+    p.r13 = c->r13, p.r14 = c->r14, p.r15 = c->r15;
+    p.ip = c->rip, p.sp = c->rsp, p.flags = c->rflags;
+    p.cs = KERNEL_CS, p.ss = KERNEL_DS; /* kernel mode */
+    struct ms_orc_state s;
+    ms_orc_state_init_regs(&s, &p, 0);
+    return walk(b, cs, &s, bt, err);
+}
+
+int ms_kernel_backtrace(struct ms_kernel *k, const struct ms_task *task,
+                        const struct ms_cpu_state *cpus, unsigned ncpus, struct ms_backtrace *out,
                         struct ms_err *err)
 {
     memset(out, 0, sizeof(*out));
@@ -293,9 +356,12 @@ int ms_kernel_backtrace(struct ms_kernel *k, const struct ms_task *task, struct 
         stop(out, e2.code, e2.msg);
         return 0;
     }
+    const struct ms_cpu_state *cpu = NULL;
     if (on_cpu) {
         out->running = true;
-        return 0;
+        if (!cpus || out->cpu >= ncpus)
+            return 0;
+        cpu = &cpus[out->cpu];
     }
     if (!stack || stack % l->thread_size) {
         char msg[128];
@@ -304,17 +370,20 @@ int ms_kernel_backtrace(struct ms_kernel *k, const struct ms_task *task, struct 
         stop(out, MS_EFORMAT, msg);
         return 0;
     }
-    struct stack_copy c = {stack, l->thread_size, malloc(l->thread_size)};
-    if (!c.bytes)
+    struct stack_copies cs = {{{stack, l->thread_size, malloc(l->thread_size)}}, 1};
+    if (!cs.c[0].bytes)
         return ms_err_set(err, MS_ENOMEM, "out of memory for a stack");
-    if (ms_space_read(k->space, stack, c.bytes, c.len, NULL, &e2) < 0) {
+    if (ms_space_read(k->space, stack, cs.c[0].bytes, cs.c[0].len, NULL, &e2) < 0) {
         ms_err_prefix(&e2, "reading the stack at 0x%llx: ", (unsigned long long)stack);
         stop(out, e2.code, e2.msg);
         rc = 0;
+    } else if (cpu) {
+        rc = unwind_cpu(k, b, cpu, &cs, out, err);
     } else {
-        rc = unwind(k, b, thread_sp, &c, out, err);
+        rc = unwind(b, thread_sp, &cs, out, err);
     }
-    free(c.bytes);
+    free(cs.c[0].bytes);
+    free(cs.c[1].bytes);
     if (rc < 0)
         ms_backtrace_free(out);
     return rc;
@@ -329,11 +398,6 @@ const char *ms_reg_name(unsigned reg)
         "cr0", "cr2", "cr3", "cr4", "cr8", "efer"};
     return reg < MS_REG_COUNT ? names[reg] : NULL;
 }
-
-#define REG_BIT(r) (1ull << (r))
-#define GPR_BITS 0xffffull /* rax .. r15 */
-#define KERNEL_CS 0x10     /* __KERNEL_CS, __KERNEL_DS: x86-64 Linux's GDT layout */
-#define KERNEL_DS 0x18
 
 static void set_reg(struct ms_regs *r, unsigned reg, uint64_t value)
 {
@@ -479,7 +543,7 @@ int ms_kernel_unwind_step(struct ms_kernel *k, struct ms_space *mem, const struc
     u.stacks[0] = (struct ms_orc_stack){lo, lo + size ? lo + size : UINT64_MAX};
     /* the way back from an IRQ or exception stack: anywhere in the kernel
      * half (one step: no loop to guard against here) */
-    u.stacks[1] = (struct ms_orc_stack){0xffff800000000000ull, UINT64_MAX};
+    u.stacks[1] = (struct ms_orc_stack){KERNEL_HALF, UINT64_MAX};
     u.nstacks = 2;
     u.read = read_space_orc;
     u.arg = mem;
@@ -523,11 +587,22 @@ void ms_backtrace_format(const struct ms_kernel *k, const struct ms_backtrace *b
     comm[o] = '\0';
     ms_strbuf_printf(sb, "PID: %-7d  TASK: %llx  CPU: %-3u  COMMAND: \"%s\"\n", bt->pid,
                      (unsigned long long)bt->task, bt->cpu, comm);
-    if (bt->running)
+    if (bt->running && !bt->count && !bt->end)
         ms_strbuf_printf(sb, "    (running on CPU %u: its saved frame is stale)\n", bt->cpu);
     unsigned n = 0;
     for (size_t i = 0; i < bt->count; i++) {
         const struct ms_bt_frame *f = &bt->frames[i];
+        if (f->kind == MS_BT_CPU_REGS) {
+            ms_strbuf_printf(sb, "    running on CPU %u: RIP ", bt->cpu);
+            if (f->ip >= KERNEL_HALF)
+                put_symbol(k, f->ip, false, sb);
+            else
+                ms_strbuf_printf(sb, "0x%llx", (unsigned long long)f->ip);
+            ms_strbuf_printf(sb, " RSP %016llx EFLAGS %08llx%s\n", (unsigned long long)f->sp,
+                             (unsigned long long)f->flags,
+                             f->ip >= KERNEL_HALF ? "" : " (user mode)");
+            continue;
+        }
         if (f->kind == MS_BT_CALL) {
             ms_strbuf_printf(sb, "%s#%u ", n < 10 ? " " : "", n);
             put_symbol(k, f->ip, true, sb);
@@ -550,7 +625,8 @@ void ms_backtrace_format(const struct ms_kernel *k, const struct ms_backtrace *b
 }
 
 int ms_kernel_bt_report(struct ms_kernel *k, const int32_t *pids, size_t npids,
-                        struct ms_strbuf *out, struct ms_err *err)
+                        const struct ms_cpu_state *cpus, unsigned ncpus, struct ms_strbuf *out,
+                        struct ms_err *err)
 {
     int rc = ms_kernel_backtracer(k, err);
     if (rc < 0)
@@ -568,7 +644,7 @@ int ms_kernel_bt_report(struct ms_kernel *k, const int32_t *pids, size_t npids,
                 continue;
             found = true;
             struct ms_backtrace bt;
-            rc = ms_kernel_backtrace(k, &list.tasks[i], &bt, err);
+            rc = ms_kernel_backtrace(k, &list.tasks[i], cpus, ncpus, &bt, err);
             if (rc < 0)
                 break;
             if (shown++)

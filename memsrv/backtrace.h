@@ -46,6 +46,7 @@ enum ms_bt_kind {
     MS_BT_CALL,        /* a return address (the kernel prints it as a trace line) */
     MS_BT_KERNEL_REGS, /* pt_regs of interrupted kernel code: ip = regs->ip */
     MS_BT_USER_REGS,   /* pt_regs from user mode: the end of the kernel stack */
+    MS_BT_CPU_REGS,    /* a running task's CPU (ip, sp, flags from a dump's notes) */
 };
 
 struct ms_bt_frame {
@@ -59,7 +60,9 @@ struct ms_backtrace {
     int32_t pid;
     uint32_t cpu;
     char comm[17];
-    bool running; /* on a CPU at the stop: its saved frame is stale, not unwound */
+    /* on a CPU at the stop: its saved frame is stale; unwound from the CPU's
+     * registers when they are at hand (frames[0] is MS_BT_CPU_REGS), else not */
+    bool running;
     struct ms_bt_frame *frames;
     size_t count, cap;
     int end;       /* 0: the stack's end was reached; else why not (a MS_E* code) */
@@ -71,10 +74,13 @@ struct ms_backtrace {
 int ms_kernel_backtracer(struct ms_kernel *k, struct ms_err *err);
 void ms_backtracer_free(struct ms_backtracer *b);
 
-/* One task's trace. A failed unwind is not an error of the call: out->end
- * and out->why say where it stopped, with the frames found before. Errors:
- * what prevents any trace (no ORC tables, no layout, out of memory). */
-int ms_kernel_backtrace(struct ms_kernel *k, const struct ms_task *task, struct ms_backtrace *out,
+/* One task's trace; a running one's from its CPU's registers in cpus (a
+ * dump's notes, indexed by CPU number; NULL: none at hand). A failed unwind
+ * is not an error of the call: out->end and out->why say where it stopped,
+ * with the frames found before. Errors: what prevents any trace (no ORC
+ * tables, no layout, out of memory). */
+int ms_kernel_backtrace(struct ms_kernel *k, const struct ms_task *task,
+                        const struct ms_cpu_state *cpus, unsigned ncpus, struct ms_backtrace *out,
                         struct ms_err *err);
 void ms_backtrace_free(struct ms_backtrace *bt);
 
@@ -85,9 +91,6 @@ void ms_backtrace_free(struct ms_backtrace *bt);
 void ms_backtrace_format(const struct ms_kernel *k, const struct ms_backtrace *bt,
                          struct ms_strbuf *sb);
 
-/* `bt`: the tasks with the given pids (all when npids is 0), formatted one
- * after another with a blank line between. A pid with no task is an error,
- * after the others are printed. */
 /* A task's registers (memsrv.h's ms_target_task_regs): its switched-out
  * frame when asleep; when on a CPU, that CPU's registers from cpus (a
  * dump's notes, indexed by CPU number; NULL: none at hand). */
@@ -99,7 +102,12 @@ int ms_kernel_task_regs(struct ms_kernel *k, uint64_t task, const struct ms_cpu_
 int ms_kernel_unwind_step(struct ms_kernel *k, struct ms_space *mem, const struct ms_frame *in,
                           struct ms_frame *out, struct ms_err *err);
 
+/* `bt`: the tasks with the given pids (all when npids is 0), formatted one
+ * after another with a blank line between; running ones from their CPU's
+ * registers in cpus (as ms_kernel_backtrace). A pid with no task is an
+ * error, after the others are printed. */
 int ms_kernel_bt_report(struct ms_kernel *k, const int32_t *pids, size_t npids,
-                        struct ms_strbuf *out, struct ms_err *err);
+                        const struct ms_cpu_state *cpus, unsigned ncpus, struct ms_strbuf *out,
+                        struct ms_err *err);
 
 #endif

@@ -25,6 +25,8 @@
 #define IO_CHUNK 65536
 #define MAX_VCPUS 64
 #define MAX_BREAKS 64
+#define MAX_SILENT 100 /* other-level hits resumed in a row; the next is reported */
+#define RESUME_MAX 256 /* longest resume kept to re-issue after an other-level hit */
 #define RETRIES 3
 
 /* QEMU's x86-64 register numbers (gdb-xml/i386-64bit.xml). */
@@ -47,16 +49,26 @@ struct vcpu {
     struct ms_rsp_thread id;
     int level;  /* 1 or 2; 0: could not tell (memory goes to QEMU) */
     bool local; /* memory is read from the file through h */
+    bool has_rip;
+    uint64_t rip;
     ms_handle h;
     char why[256];
 };
 
-/* A breakpoint or watchpoint using a debug register. */
-struct hwbreak {
-    bool used, from_sw; /* from_sw: GDB asked Z0, QEMU got Z1 */
-    unsigned type;
+/* A breakpoint or watchpoint GDB inserted. GDB removes every breakpoint at
+ * a stop and inserts it again at the next resume, so an entry outlives its
+ * removal: the level it was first inserted in is the level it is meant for
+ * (a later stop, perhaps in the other level, says nothing of that). */
+struct brk {
+    bool used, inserted;
+    bool hw;       /* QEMU got Z1 (or a watchpoint): it takes a debug register */
+    bool lifted;   /* removed by the proxy to step off an other-level hit */
+    unsigned type; /* as GDB asked: 0 software, 1 hardware, 2-4 watchpoints */
     uint64_t addr, kind;
+    int level; /* the level GDB viewed at its first insertion; 0: unknown */
 };
+
+enum accel { ACCEL_UNASKED, ACCEL_KVM, ACCEL_OTHER };
 
 /* One peer's input: bytes read, not yet decoded. */
 struct peer {
@@ -76,12 +88,22 @@ struct ms_gdbproxy {
     uint8_t *reply; /* a reply to GDB being built */
     uint8_t *data;  /* memory bytes */
     bool noack, running;
-    char resume[64]; /* the resume that started the run (for the log) */
+    bool step_over;             /* the run is the proxy's step off an other-level hit */
+    bool interrupted;           /* GDB sent the interrupt byte during this run */
+    uint8_t resume[RESUME_MAX]; /* GDB's last resume, when a continue (else empty) */
+    size_t resume_len;
+    unsigned silent;  /* other-level hits resumed since GDB's resume */
+    bool told_silent; /* GDB was told about them (once a session) */
+    enum accel accel; /* what QEMU's monitor said (asked at the first Z0 in L1) */
+    char *capture;    /* console output of QEMU being collected, or NULL */
+    size_t capture_len, capture_cap;
     struct vcpu vcpus[MAX_VCPUS];
     unsigned nvcpus;
     struct ms_rsp_thread cur; /* the thread QEMU's g/p/m packets address */
     int said_level;           /* the level last told to GDB; -1: none yet */
-    struct hwbreak breaks[MAX_BREAKS];
+    /* QEMU inserts every breakpoint in every vCPU: each one in use takes a
+     * debug register in each vCPU, so one count holds for all of them. */
+    struct brk breaks[MAX_BREAKS];
     unsigned regs_used;
     bool told_readonly;
     struct ms_gdbproxy_stats stats;
@@ -227,8 +249,9 @@ static bool is_console(const uint8_t *pkt, size_t len)
 static int gdb_send(struct ms_gdbproxy *p, const void *payload, size_t len);
 
 /* QEMU's next packet, acked; its console output ('O' packets, from
- * `monitor` commands) goes to GDB when forward is set. The payload stays in
- * p->q.dec until the next read from QEMU. */
+ * `monitor` commands) is collected in p->capture when set, else goes to GDB
+ * when forward is set. The payload stays in p->q.dec until the next read
+ * from QEMU. */
 static int qemu_recv(struct ms_gdbproxy *p, bool forward, const uint8_t **pkt, size_t *len,
                      struct ms_err *err)
 {
@@ -255,7 +278,12 @@ static int qemu_recv(struct ms_gdbproxy *p, bool forward, const uint8_t **pkt, s
         if (write_all(p->q.fd, "+", 1))
             return qemu_gone(p, err);
         if (is_console(p->q.dec.buf, p->q.dec.len)) {
-            if (forward && gdb_send(p, p->q.dec.buf, p->q.dec.len))
+            size_t text = (p->q.dec.len - 1) / 2;
+            if (p->capture && p->capture_len + text <= p->capture_cap &&
+                ms_rsp_hex_decode(p->capture + p->capture_len, (const char *)p->q.dec.buf + 1,
+                                  p->q.dec.len - 1) == 0)
+                p->capture_len += text;
+            else if (forward && gdb_send(p, p->q.dec.buf, p->q.dec.len))
                 return GDB_GONE;
             continue;
         }
@@ -410,6 +438,8 @@ static int evaluate(struct ms_gdbproxy *p, struct vcpu *v, struct ms_err *err)
                  "0x1e, 0x20): memory goes to QEMU");
         return 0;
     }
+    v->has_rip = true;
+    v->rip = rip;
     bool nested = p->o.nested.second != MS_SECOND_NONE;
     if ((cr0 & CR0_PG) && !(efer & EFER_LMA)) {
         v->level = nested ? 0 : 1;
@@ -608,64 +638,238 @@ static int on_write(struct ms_gdbproxy *p, const struct ms_rsp_mem *m, struct ms
 
 /* ---- breakpoints ---- */
 
-static struct hwbreak *find_break(struct ms_gdbproxy *p, const struct ms_rsp_break *b, bool from_sw)
+static bool is_exec(unsigned type)
+{
+    return type <= 1;
+}
+
+/* The entry for GDB's Z/z (inserted, or remembered from an earlier insertion). */
+static struct brk *find_break(struct ms_gdbproxy *p, const struct ms_rsp_break *b)
 {
     for (unsigned i = 0; i < MAX_BREAKS; i++) {
-        struct hwbreak *h = &p->breaks[i];
-        if (h->used && h->from_sw == from_sw && h->addr == b->addr && h->kind == b->kind &&
-            (from_sw || h->type == b->type))
-            return h;
+        struct brk *e = &p->breaks[i];
+        if (e->used && e->type == b->type && e->addr == b->addr && e->kind == b->kind)
+            return e;
     }
     return NULL;
+}
+
+/* A free entry, else one only remembered; NULL when all are inserted. */
+static struct brk *new_break(struct ms_gdbproxy *p)
+{
+    struct brk *spare = NULL;
+    for (unsigned i = 0; i < MAX_BREAKS; i++) {
+        struct brk *e = &p->breaks[i];
+        if (!e->used)
+            return e;
+        if (!e->inserted && !spare)
+            spare = e;
+    }
+    return spare;
+}
+
+static void forget_breaks(struct ms_gdbproxy *p)
+{
+    memset(p->breaks, 0, sizeof(p->breaks));
+    p->regs_used = 0;
+}
+
+/* Whether QEMU runs its vCPUs under KVM, asked once of its monitor (`info
+ * kvm`). There a software breakpoint is an 0xCC that QEMU writes (and later
+ * restores) through CR3 alone: wrong whenever the vCPU is in L2 at that
+ * moment. Under TCG QEMU writes no byte for one. */
+static int under_kvm(struct ms_gdbproxy *p, bool *kvm, struct ms_err *err)
+{
+    if (p->o.hw_breakpoints) {
+        *kvm = true;
+        return 0;
+    }
+    if (p->accel == ACCEL_UNASKED) {
+        char out[256];
+        p->capture = out;
+        p->capture_len = 0;
+        p->capture_cap = sizeof(out) - 1;
+        const uint8_t *r;
+        size_t n;
+        int rc = qemu_exchange_str(p, "qRcmd,696e666f206b766d", &r, &n, err); /* info kvm */
+        p->capture = NULL;
+        if (rc)
+            return rc;
+        out[p->capture_len] = '\0';
+        out[strcspn(out, "\r\n")] = '\0';
+        bool told = strstr(out, "kvm support: ") != NULL;
+        p->accel = !told || strstr(out, "kvm support: enabled") ? ACCEL_KVM : ACCEL_OTHER;
+        if (!told)
+            say(p,
+                "could not tell whether QEMU runs under KVM (its monitor's `info kvm` said "
+                "'%.80s'): software breakpoints in L1 are made hardware, as under KVM",
+                out);
+        else
+            say(p, "QEMU says '%s': software breakpoints in L1 %s", out,
+                p->accel == ACCEL_KVM ? "are made hardware" : "stay software");
+    }
+    *kvm = p->accel == ACCEL_KVM;
+    return 0;
+}
+
+/* Sends Z or z for an entry as QEMU knows it: 0 when QEMU said OK. */
+static int qemu_break(struct ms_gdbproxy *p, const struct brk *e, bool insert, bool *ok,
+                      struct ms_err *err)
+{
+    char req[64];
+    snprintf(req, sizeof(req), "%c%u,%" PRIx64 ",%" PRIx64, insert ? 'Z' : 'z',
+             e->hw && e->type == 0 ? 1 : e->type, e->addr, e->kind);
+    const uint8_t *r;
+    size_t n;
+    int rc = qemu_exchange_str(p, req, &r, &n, err);
+    *ok = !rc && is_ok(r, n);
+    return rc;
+}
+
+static const char *level_name(int level)
+{
+    return level == 2 ? "L2" : level == 1 ? "L1" : "an unknown level";
 }
 
 static int on_break(struct ms_gdbproxy *p, const uint8_t *pkt, size_t len,
                     const struct ms_rsp_break *b, struct ms_err *err)
 {
-    bool to_hw = false;
-    if (b->type == 0 && b->insert) {
+    struct brk *e = find_break(p, b);
+    bool hw = b->type != 0, inserted = e && e->inserted;
+    int level = 0;
+    if (inserted) {
+        hw = e->hw; /* GDB inserting it again, or removing it */
+    } else if (b->insert && is_exec(b->type)) {
         struct vcpu *v;
         int rc = current(p, &v, err);
         if (rc)
             return rc;
-        to_hw = v->level == 2;
-    } else if (b->type == 0) {
-        to_hw = find_break(p, b, true) != NULL;
+        level = e && e->level ? e->level : v->level;
+        /* Where QEMU would write the 0xCC now: through CR3 alone is right
+         * only in L1, and there only when QEMU writes none (TCG). */
+        bool kvm = true;
+        if (!hw && v->level == 1 && (rc = under_kvm(p, &kvm, err)))
+            return rc;
+        hw = hw || v->level != 1 || kvm;
     }
-    bool uses_reg = b->type != 0 || to_hw;
-    if (uses_reg && b->insert && p->regs_used >= p->o.debug_regs) {
-        say(p, "no debug register left for a %s at %#" PRIx64 " (%u in use)",
-            b->type >= 2 ? "watchpoint" : "hardware breakpoint", b->addr, p->regs_used);
-        return gdb_send_str(p, "E0e");
+    if (b->insert && !inserted) {
+        if (hw && p->regs_used >= p->o.debug_regs) {
+            say(p, "no debug register left for a %s at %#" PRIx64 " (%u in use)",
+                b->type >= 2 ? "watchpoint" : "hardware breakpoint", b->addr, p->regs_used);
+            return gdb_send_str(p, "E0e");
+        }
+        if (!e && !(e = new_break(p)) && hw) {
+            say(p, "the proxy keeps at most %u breakpoints and watchpoints: %#" PRIx64 " refused",
+                MAX_BREAKS, b->addr);
+            return gdb_send_str(p, "E0e");
+        }
     }
     memcpy(p->reply, pkt, len);
-    if (to_hw)
+    if (hw && b->type == 0)
         p->reply[1] = '1';
     const uint8_t *r;
     size_t n;
     int rc = qemu_exchange(p, p->reply, len, false, &r, &n, err);
     if (rc)
         return rc;
-    bool ok = is_ok(r, n);
-    if (ok && uses_reg && b->insert) {
-        for (unsigned i = 0; i < MAX_BREAKS; i++) {
-            struct hwbreak *h = &p->breaks[i];
-            if (!h->used) {
-                *h = (struct hwbreak){true, to_hw, b->type, b->addr, b->kind};
-                p->regs_used++;
-                break;
-            }
-        }
-        if (to_hw)
-            p->stats.hw_from_sw++;
-    } else if (ok && uses_reg) {
-        struct hwbreak *h = find_break(p, b, to_hw);
-        if (h) {
-            h->used = false;
-            p->regs_used--;
-        }
+    if (is_ok(r, n) && e && b->insert && !inserted) {
+        if (!e->used || e->type != b->type || e->addr != b->addr || e->kind != b->kind)
+            *e = (struct brk){.used = true, .type = b->type, .addr = b->addr, .kind = b->kind};
+        e->level = level;
+        e->inserted = true;
+        e->hw = hw;
+        p->regs_used += hw;
+        p->stats.hw_from_sw += hw && b->type == 0;
+    } else if (is_ok(r, n) && inserted && !b->insert) {
+        e->inserted = false;
+        p->regs_used -= e->hw;
     }
     return gdb_send(p, r, n);
+}
+
+/* The breakpoint a stop in the vCPU's level was not meant for: GDB's
+ * continue stopped (SIGTRAP, no watchpoint) with the pc at execution
+ * breakpoints, none of them set in this level. NULL otherwise. */
+static const struct brk *other_level_hit(const struct ms_gdbproxy *p, const struct vcpu *v,
+                                         const struct ms_rsp_stop *st)
+{
+    if (st->kind != 'T' || st->signo != 5 || st->watch || !p->resume_len || v->level == 0 ||
+        !v->has_rip)
+        return NULL;
+    const struct brk *hit = NULL;
+    for (unsigned i = 0; i < MAX_BREAKS; i++) {
+        const struct brk *e = &p->breaks[i];
+        if (!e->used || !e->inserted || !is_exec(e->type) || e->addr != v->rip)
+            continue;
+        if (e->level == v->level || e->level == 0)
+            return NULL;
+        hit = e;
+    }
+    return hit;
+}
+
+/* Lifts the breakpoints at pc and single-steps the stopped vCPU off it (as
+ * GDB steps off its own): the stop it ends with puts them back (restore_lifted)
+ * and resumes GDB's continue. *done is false when QEMU refused. */
+static int step_over(struct ms_gdbproxy *p, uint64_t pc, const struct ms_rsp_stop *st, bool *done,
+                     struct ms_err *err)
+{
+    *done = false;
+    for (unsigned i = 0; i < MAX_BREAKS; i++) {
+        struct brk *e = &p->breaks[i];
+        if (!e->used || !e->inserted || !is_exec(e->type) || e->addr != pc)
+            continue;
+        bool ok;
+        int rc = qemu_break(p, e, false, &ok, err);
+        if (rc)
+            return rc;
+        if (!ok) {
+            say(p, "QEMU refused to lift the breakpoint at %#" PRIx64 " to step off it", pc);
+            return 0;
+        }
+        e->lifted = true;
+    }
+    char req[64] = "s";
+    const struct ms_rsp_thread *t = &st->thread;
+    if (st->has_thread && t->tid > 0 && (!t->has_pid || t->pid > 0)) {
+        if (t->has_pid)
+            snprintf(req, sizeof(req), "vCont;s:p%" PRIx64 ".%" PRIx64, (uint64_t)t->pid,
+                     (uint64_t)t->tid);
+        else
+            snprintf(req, sizeof(req), "vCont;s:%" PRIx64, (uint64_t)t->tid);
+    }
+    forget_stop(p);
+    int rc = qemu_send(p, req, strlen(req), err);
+    if (rc)
+        return rc;
+    p->running = p->step_over = *done = true;
+    p->silent++;
+    p->stats.silent_resumes++;
+    return 0;
+}
+
+/* Puts back what step_over lifted. */
+static int restore_lifted(struct ms_gdbproxy *p, struct ms_err *err)
+{
+    for (unsigned i = 0; i < MAX_BREAKS; i++) {
+        struct brk *e = &p->breaks[i];
+        if (!e->used || !e->lifted)
+            continue;
+        e->lifted = false;
+        bool ok;
+        int rc = qemu_break(p, e, true, &ok, err);
+        if (rc)
+            return rc;
+        if (!ok) {
+            say(p,
+                "QEMU refused the breakpoint at %#" PRIx64 " back after stepping off it: "
+                "it is gone",
+                e->addr);
+            e->inserted = false;
+            p->regs_used -= e->hw;
+        }
+    }
+    return 0;
 }
 
 /* ---- everything else ---- */
@@ -695,6 +899,20 @@ static bool is_resume(const uint8_t *pkt, size_t len)
     return (len >= 1 && strchr("cCsS", pkt[0]) && pkt[0]) || ms_rsp_is(pkt, len, "vCont", ";");
 }
 
+/* A resume that only continues, from where the vCPUs are: c, C SIG, or a
+ * vCont whose every action is c or C. The proxy may issue it again. */
+static bool is_continue(const uint8_t *pkt, size_t len)
+{
+    if (len >= 1 && (pkt[0] == 'c' || pkt[0] == 'C'))
+        return (pkt[0] == 'c' && len == 1) || (pkt[0] == 'C' && !memchr(pkt, ';', len));
+    if (!ms_rsp_is(pkt, len, "vCont", ";") || len < 7)
+        return false;
+    for (size_t i = 5; i < len; i++)
+        if (pkt[i] == ';' && (i + 1 == len || (pkt[i + 1] != 'c' && pkt[i + 1] != 'C')))
+            return false;
+    return true;
+}
+
 static int tell_level(struct ms_gdbproxy *p, struct vcpu *v)
 {
     if (v->level == p->said_level)
@@ -709,24 +927,102 @@ static int tell_level(struct ms_gdbproxy *p, struct vcpu *v)
     return gdb_console(p, msg);
 }
 
-/* QEMU's stop reply after a resume: evaluate the stopped vCPU, tell GDB. */
+/* A stop reply (S or T) turned into the one for GDB's interrupt byte. */
+static void as_interrupt(uint8_t *stop, size_t len)
+{
+    if (len >= 3) {
+        stop[1] = '0';
+        stop[2] = '2';
+    }
+}
+
+/* GDB's continue again, after the proxy stepped off an other-level hit. */
+static int resume_again(struct ms_gdbproxy *p, struct ms_err *err)
+{
+    forget_stop(p);
+    int rc = qemu_send(p, p->resume, p->resume_len, err);
+    if (!rc)
+        p->running = true;
+    return rc;
+}
+
+/* A hit of a breakpoint set for the other level: resumed without GDB
+ * hearing of it (told once), unless GDB interrupted meanwhile or such hits
+ * came MAX_SILENT times in a row (a hot path of that level runs the
+ * address: the stop is shown rather than looping unseen). *resumed says
+ * which. */
+static int on_other_level_hit(struct ms_gdbproxy *p, const struct vcpu *v, const struct brk *hit,
+                              const struct ms_rsp_stop *st, uint8_t *stop, size_t len,
+                              bool *resumed, struct ms_err *err)
+{
+    *resumed = false;
+    char msg[256];
+    if (p->interrupted) {
+        as_interrupt(stop, len);
+        return 0;
+    }
+    if (p->silent >= MAX_SILENT) {
+        snprintf(msg, sizeof(msg),
+                 "memsrv: breakpoint at %#" PRIx64 " hit in %s, set for %s, %u times in a row: "
+                 "this stop is shown (%s runs that address often)\n",
+                 hit->addr, level_name(v->level), level_name(hit->level), p->silent + 1,
+                 level_name(v->level));
+        say(p, "%.*s", (int)strlen(msg) - 9, msg + 8);
+        return gdb_console(p, msg);
+    }
+    if (!p->told_silent) {
+        p->told_silent = true;
+        snprintf(msg, sizeof(msg),
+                 "memsrv: breakpoint at %#" PRIx64 " hit in %s, set for %s: resumed (said once: "
+                 "such hits are not shown)\n",
+                 hit->addr, level_name(v->level), level_name(hit->level));
+        say(p, "%.*s", (int)strlen(msg) - 9, msg + 8);
+        int rc = gdb_console(p, msg);
+        if (rc)
+            return rc;
+    }
+    int rc = step_over(p, hit->addr, st, resumed, err);
+    if (!rc && !*resumed)
+        rc = restore_lifted(p, err); /* QEMU refused: GDB hears of the stop */
+    return rc;
+}
+
+/* QEMU's stop reply after a resume: evaluate the stopped vCPU, tell GDB
+ * (or, after a hit in the level a breakpoint was not set for, resume). */
 static int on_stop(struct ms_gdbproxy *p, const uint8_t *pkt, size_t len, struct ms_err *err)
 {
     p->running = false;
+    bool stepped = p->step_over;
+    p->step_over = false;
+    int rc;
     struct ms_rsp_stop st;
     uint8_t copy[256];
     if (len > sizeof(copy)) {
         say(p, "QEMU's stop reply is %zu bytes long: passed on unread", len);
-        return gdb_send(p, pkt, len);
+        rc = gdb_send(p, pkt, len);
+        return rc || !stepped ? rc : restore_lifted(p, err);
     }
-    memcpy(copy, pkt, len); /* the register reads below reuse QEMU's buffer */
-    if (ms_rsp_parse_stop(copy, len, &st) == 0 && (st.kind == 'T' || st.kind == 'S')) {
+    memcpy(copy, pkt, len); /* the exchanges below reuse QEMU's buffer */
+    bool parsed = ms_rsp_parse_stop(copy, len, &st) == 0;
+    if (stepped && (rc = restore_lifted(p, err)))
+        return rc;
+    if (parsed && (st.kind == 'T' || st.kind == 'S')) {
         if (st.has_thread)
             p->cur = st.thread; /* QEMU points its g/p/m packets at the stopped vCPU */
+        if (stepped && p->interrupted)
+            as_interrupt(copy, len);
+        else if (stepped && st.kind == 'T' && st.signo == 5 && !st.watch)
+            return resume_again(p, err);
         struct vcpu *v;
-        int rc = current(p, &v, err);
+        rc = current(p, &v, err);
         if (rc)
             return rc;
+        const struct brk *hit = stepped ? NULL : other_level_hit(p, v, &st);
+        bool resumed = false;
+        if (hit && (rc = on_other_level_hit(p, v, hit, &st, copy, len, &resumed, err)))
+            return rc;
+        if (resumed)
+            return 0;
         rc = tell_level(p, v);
         if (rc)
             return rc;
@@ -755,13 +1051,15 @@ static int on_gdb_packet(struct ms_gdbproxy *p, const uint8_t *pkt, size_t len, 
         if (rc)
             return rc;
         p->running = true;
-        snprintf(p->resume, sizeof(p->resume), "%.*s", (int)(len < 40 ? len : 40), pkt);
+        p->interrupted = false;
+        p->silent = 0;
+        p->resume_len = is_continue(pkt, len) && len <= RESUME_MAX ? len : 0;
+        memcpy(p->resume, pkt, p->resume_len);
         return 0;
     }
     if (len >= 1 && pkt[0] == 'D') {
-        forget_stop(p); /* QEMU resumes the guest on a detach */
-        memset(p->breaks, 0, sizeof(p->breaks));
-        p->regs_used = 0; /* and drops every breakpoint */
+        forget_stop(p);   /* QEMU resumes the guest on a detach */
+        forget_breaks(p); /* and drops every breakpoint */
     }
     if (len == 1 && pkt[0] == 'k') {
         rc = qemu_send(p, pkt, len, err); /* QEMU exits without a reply */
@@ -803,8 +1101,7 @@ static int on_gdb_packet(struct ms_gdbproxy *p, const uint8_t *pkt, size_t len, 
     }
     if (len == 1 && pkt[0] == '?') {
         /* QEMU drops every breakpoint on '?' (GDB's first contact). */
-        memset(p->breaks, 0, sizeof(p->breaks));
-        p->regs_used = 0;
+        forget_breaks(p);
         uint8_t copy[256];
         if (n > sizeof(copy))
             return gdb_send(p, r, n);
@@ -861,9 +1158,10 @@ static int on_gdb_event(struct ms_gdbproxy *p, enum ms_rsp_event ev, struct ms_e
         }
         return write_all(p->gdb_out, p->last, p->last_len) ? GDB_GONE : 0;
     case MS_RSP_INTERRUPT:
-        if (p->running && write_all(p->q.fd, "\x03", 1))
-            return qemu_gone(p, err);
-        return 0;
+        if (!p->running)
+            return 0;
+        p->interrupted = true;
+        return write_all(p->q.fd, "\x03", 1) ? qemu_gone(p, err) : 0;
     case MS_RSP_PACKET:
         if (!p->noack && write_all(p->gdb_out, "+", 1))
             return GDB_GONE;
@@ -899,7 +1197,10 @@ static int stop_leftover_run(struct ms_gdbproxy *p, struct ms_err *err)
         return rc;
     p->running = false;
     forget_stop(p);
-    return 0;
+    if (!p->step_over)
+        return 0;
+    p->step_over = false;
+    return restore_lifted(p, err);
 }
 
 int ms_gdbproxy_session(struct ms_gdbproxy *p, int gdb_in, int gdb_out, struct ms_err *err)
@@ -912,6 +1213,7 @@ int ms_gdbproxy_session(struct ms_gdbproxy *p, int gdb_in, int gdb_out, struct m
     p->last_len = 0;
     p->naks = 0;
     p->said_level = -1;
+    p->told_silent = false;
     int rc = stop_leftover_run(p, err);
     if (rc)
         return rc;

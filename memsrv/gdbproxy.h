@@ -4,8 +4,14 @@
  * evidence, whether it runs L1 or L2 (which stack maps rip and rsp; the
  * virtualization-enable bit when both do); in L2 it serves GDB's memory
  * packets through the 2-D walk from the RAM file and turns software
- * breakpoints into hardware ones (counted: 4 debug registers), since QEMU's
- * own stub would translate with CR3 alone. Everything else passes through.
+ * breakpoints into hardware ones (counted: 4 debug registers, each breakpoint
+ * taking one in every vCPU), since QEMU's own stub would translate with CR3
+ * alone; in L1 too when QEMU runs under KVM (asked of its monitor), where it
+ * writes software breakpoints into memory. A hardware breakpoint matches a
+ * linear address in either level: a hit in the level it was not set for is
+ * stepped over and resumed without GDB seeing it (told once; at most
+ * 100 in a row, then the stop is shown). Everything else passes
+ * through.
  * GDB is offered no-ack mode and a large PacketSize; QEMU keeps acking.
  *
  * Driven by a poll loop over file descriptors (the caller opens them); the
@@ -28,7 +34,10 @@ struct ms_gdbproxy_opts {
      * second_levels; the first stage is read from the vCPU at each stop).
      * MS_SECOND_NONE: the vCPU is always taken to be in L1. */
     struct ms_stack nested;
-    bool writable;       /* honour M/X (else GDB gets an error) */
+    bool writable; /* honour M/X (else GDB gets an error) */
+    /* Make every software breakpoint hardware, also in L1 (else there only
+     * when QEMU's monitor says it runs under KVM). */
+    bool hw_breakpoints;
     unsigned debug_regs; /* hardware breakpoints/watchpoints per vCPU; 0: 4 */
     unsigned timeout_ms; /* longest wait on QEMU for an ack or a reply; 0: 10 s */
     void (*log)(void *arg, const char *msg); /* messages for the user; may be NULL */
@@ -51,6 +60,7 @@ struct ms_gdbproxy_stats {
     uint64_t gdb_packets, qemu_exchanges;
     uint64_t mem_local, mem_forwarded; /* memory packets served from the file / by QEMU */
     uint64_t hw_from_sw;               /* Z0 turned into Z1 */
+    uint64_t silent_resumes;           /* breakpoint hits in the other level, resumed */
     uint64_t bad_from_gdb, bad_from_qemu;
 };
 void ms_gdbproxy_stats(const struct ms_gdbproxy *p, struct ms_gdbproxy_stats *out);

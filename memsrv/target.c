@@ -418,9 +418,6 @@ int ms_target_backtrace(struct ms_target *t, ms_handle h, const int32_t *pids, s
     for (size_t i = 0; i < npids; i++)
         if (pids[i] < 0)
             return ms_err_set(err, MS_EINVAL, "pid %d is negative", pids[i]);
-    if (!t->ops->backtrace)
-        return ms_err_set(err, MS_EINVAL,
-                          "backtraces are not offered over a server yet: run bt on the RAM file");
     return t->ops->backtrace(t, h, pids, npids, out, err);
 }
 
@@ -429,9 +426,6 @@ int ms_target_task_regs(struct ms_target *t, ms_handle h, uint64_t task, struct 
 {
     SCRATCH(err);
     memset(out, 0, sizeof(*out));
-    if (!t->ops->task_regs)
-        return ms_err_set(err, MS_EINVAL,
-                          "task registers are not offered over a server yet: use the RAM file");
     return t->ops->task_regs(t, h, task, out, err);
 }
 
@@ -440,9 +434,6 @@ int ms_target_unwind_step(struct ms_target *t, ms_handle h, const struct ms_fram
 {
     SCRATCH(err);
     memset(out, 0, sizeof(*out));
-    if (!t->ops->unwind_step)
-        return ms_err_set(err, MS_EINVAL,
-                          "unwinding is not offered over a server yet: use the RAM file");
     return t->ops->unwind_step(t, h, in, out, err);
 }
 

@@ -53,7 +53,6 @@ struct ms_target_ops {
     int (*tasks)(struct ms_target *t, ms_handle h, struct ms_task **tasks, size_t *count,
                  uint64_t *bad, struct ms_err *err);
     int (*set_symbols)(struct ms_target *t, const char *path, struct ms_err *err);
-    /* NULL: not offered by the backend */
     int (*backtrace)(struct ms_target *t, ms_handle h, const int32_t *pids, size_t npids,
                      struct ms_strbuf *out, struct ms_err *err);
     int (*task_regs)(struct ms_target *t, ms_handle h, uint64_t task, struct ms_task_regs *out,

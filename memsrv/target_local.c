@@ -614,11 +614,18 @@ static int local_types(struct ms_target *t, ms_handle h, unsigned what, const ch
 static int local_backtrace(struct ms_target *t, ms_handle h, const int32_t *pids, size_t npids,
                            struct ms_strbuf *out, struct ms_err *err)
 {
+    struct local *l = L(t);
     struct ms_kernel *k;
-    int rc = kernel_syms(L(t), h, &k, err);
+    const struct local_stack *st = NULL;
+    int rc = stack_of(l, h, &st, err);
+    if (rc == 0)
+        rc = kernel_syms(l, h, &k, err);
     if (rc < 0)
         return rc;
-    return ms_kernel_bt_report(k, pids, npids, out, err);
+    /* a dump's CPU notes are the outer guest's CPUs */
+    bool outer = st->desc.second == MS_SECOND_NONE;
+    return ms_kernel_bt_report(k, pids, npids, outer ? l->ram->cpus : NULL,
+                               outer ? l->ram->ncpus : 0, out, err);
 }
 
 static int local_task_regs(struct ms_target *t, ms_handle h, uint64_t task,

@@ -127,7 +127,7 @@ static int listen_on(struct cli *cli, const char *addr)
 int cmd_gdbproxy(struct cli *cli, int argc, char **argv)
 {
     const char *qemu = NULL, *listen_addr = NULL;
-    bool use_stdio = false;
+    bool use_stdio = false, hw_breakpoints = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--qemu") && i + 1 < argc)
             qemu = argv[++i];
@@ -135,9 +135,12 @@ int cmd_gdbproxy(struct cli *cli, int argc, char **argv)
             listen_addr = argv[++i];
         else if (!strcmp(argv[i], "--stdio"))
             use_stdio = true;
+        else if (!strcmp(argv[i], "--hw-breakpoints"))
+            hw_breakpoints = true;
         else
             return cli_usage("usage: gdbproxy --qemu HOST:PORT (--listen HOST:PORT | --stdio) "
-                             "--ram F [--eptp E | --ncr3 N [--npt-levels 4|5]] [--writable]");
+                             "--ram F [--eptp E | --ncr3 N [--npt-levels 4|5]] [--writable] "
+                             "[--hw-breakpoints]");
     }
     if (!qemu || use_stdio == (listen_addr != NULL))
         return cli_usage("gdbproxy needs --qemu HOST:PORT and one of --listen HOST:PORT, --stdio");
@@ -155,6 +158,7 @@ int cmd_gdbproxy(struct cli *cli, int argc, char **argv)
     o.target = cli->t;
     o.nested = cli->stack;
     o.writable = cli->writable;
+    o.hw_breakpoints = hw_breakpoints;
     o.log = log_stderr;
     struct ms_gdbproxy *p;
     if (ms_gdbproxy_new(&p, &o, qfd, &cli->err)) {

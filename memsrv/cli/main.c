@@ -101,7 +101,10 @@ static const struct cli_command commands[] = {
      "Prints the kernel stacks of the given tasks (or of every task), unwound\n"
      "with the kernel's ORC tables; names come from the kernel's kallsyms when\n"
      "no symbol file is given; the task_struct layout from --vmlinux's DWARF,\n"
-     "else the kernel's own BTF.\n"
+     "else the kernel's own BTF. A task running at the stop is unwound from its\n"
+     "CPU's registers when --dump gives them (a QEMU dump's notes: the CPU's\n"
+     "place first, \"running on CPU N: RIP ...\"; the panicking CPU of a crash);\n"
+     "with a RAM file alone it is only named.\n"
      "\n"
      "Options:\n"
      "  --all            every task\n"},
@@ -148,11 +151,15 @@ static const struct cli_command commands[] = {
      "breakpoints go to QEMU, memory reads and writes are served from the RAM\n"
      "file through the nested guest's second stage (--eptp or --ncr3, with the\n"
      "vCPU's CR3 read at each stop). Needs --ram; writes need --writable.\n"
+     "Software breakpoints become hardware ones in L2, and in L1 when QEMU's\n"
+     "monitor says KVM; a breakpoint hit in the level it was not set in is\n"
+     "stepped over unseen (said once).\n"
      "\n"
      "Options:\n"
      "  --qemu HOST:PORT  QEMU's gdbstub (-gdb tcp::PORT)\n"
      "  --listen HOST:PORT  wait for GDB there (target remote HOST:PORT)\n"
-     "  --stdio          talk to GDB on stdin/stdout (target remote | memsrv ...)\n"},
+     "  --stdio          talk to GDB on stdin/stdout (target remote | memsrv ...)\n"
+     "  --hw-breakpoints  make every software breakpoint hardware (4 at most)\n"},
     {"ptype", cmd_ptype, "ptype[/o] TYPE", "GDB's ptype from the kernel's own BTF",
      "Prints a type as GDB's ptype does, from the BTF the guest kernel carries\n"
      "(no vmlinux needed). TYPE is struct NAME, union NAME, enum NAME or a\n"

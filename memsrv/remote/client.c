@@ -657,6 +657,62 @@ static int remote_tasks(struct ms_target *t, ms_handle h, struct ms_task **tasks
     return rc;
 }
 
+static int remote_backtrace(struct ms_target *t, ms_handle h, const int32_t *pids, size_t npids,
+                            struct ms_strbuf *out, struct ms_err *err)
+{
+    struct ms_client *c = &R(t)->c;
+    if (npids > (MS_WIRE_MAX_REQUEST - 16) / 4)
+        return ms_err_set(err, MS_ELIMIT, "%zu pids do not fit one request: ask for fewer", npids);
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, h);
+    ms_wbuf_u32(&c->req, (uint32_t)npids);
+    for (size_t i = 0; i < npids; i++)
+        ms_wbuf_u32(&c->req, (uint32_t)pids[i]);
+    struct ms_rbuf r;
+    return text_op(c, f, MS_OP_BACKTRACE, out, &r, err);
+}
+
+static int remote_task_regs(struct ms_target *t, ms_handle h, uint64_t task,
+                            struct ms_task_regs *out, struct ms_err *err)
+{
+    struct ms_client *c = &R(t)->c;
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, h);
+    ms_wbuf_u64(&c->req, task);
+    struct ms_rbuf r;
+    int rc = exchange(c, f, MS_OP_TASK_REGS, &r, err);
+    if (rc)
+        return rc;
+    uint8_t source = 0, on_cpu = 0;
+    ms_rbuf_u8(&r, &source);
+    ms_rbuf_u8(&r, &on_cpu);
+    ms_rbuf_u32(&r, &out->cpu);
+    ms_wire_get_regs(&r, &out->regs);
+    if (r.bad || source > MS_REGS_CPU)
+        return ms_err_set(err, MS_EPROTO, "malformed TASK_REGS response");
+    out->source = (enum ms_regs_source)source;
+    out->on_cpu = on_cpu != 0;
+    return 0;
+}
+
+static int remote_unwind_step(struct ms_target *t, ms_handle h, const struct ms_frame *in,
+                              struct ms_frame *out, struct ms_err *err)
+{
+    struct ms_client *c = &R(t)->c;
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, h);
+    ms_wire_put_frame(&c->req, in);
+    struct ms_rbuf r;
+    int rc = exchange(c, f, MS_OP_UNWIND_STEP, &r, err);
+    if (rc)
+        return rc;
+    uint8_t more = 0;
+    ms_rbuf_u8(&r, &more);
+    if (!ms_wire_get_frame(&r, out) || more > 1)
+        return ms_err_set(err, MS_EPROTO, "malformed UNWIND_STEP response");
+    return more;
+}
+
 static int remote_set_symbols(struct ms_target *t, const char *path, struct ms_err *err)
 {
     (void)path;
@@ -778,6 +834,9 @@ static const struct ms_target_ops remote_ops = {
     .tasks = remote_tasks,
     .types = remote_types,
     .set_symbols = remote_set_symbols,
+    .backtrace = remote_backtrace,
+    .task_regs = remote_task_regs,
+    .unwind_step = remote_unwind_step,
 };
 
 int ms_target_open_remote(struct ms_target **out, const struct ms_target_opts *o,

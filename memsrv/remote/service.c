@@ -397,6 +397,66 @@ static void op_tasks(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *
     free(tasks);
 }
 
+static void op_backtrace(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                         struct ms_err *item)
+{
+    uint32_t handle = 0, count = 0;
+    if (!items_head(r, false, &handle, NULL, &count, 4))
+        return;
+    int32_t *pids = calloc(count ? count : 1, sizeof(*pids));
+    for (uint32_t i = 0; pids && i < count; i++)
+        ms_rbuf_u32(r, (uint32_t *)&pids[i]);
+    struct ms_strbuf sb;
+    ms_strbuf_init(&sb);
+    int rc = pids ? ms_target_backtrace(svc->target, handle, pids, count, &sb, item)
+                  : ms_err_set(item, MS_ENOMEM, "out of memory");
+    if (sb.len > MS_WIRE_MAX_RESPONSE) {
+        sb.len = 0;
+        rc = ms_err_set(item, MS_ELIMIT, "the traces exceed %u bytes: ask for fewer pids",
+                        MS_WIRE_MAX_RESPONSE);
+    }
+    /* A failed report (an unknown pid) still sends the other tasks' text. */
+    put_text(out, rc, &sb, item);
+    ms_strbuf_free(&sb);
+    free(pids);
+}
+
+static void op_task_regs(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                         struct ms_err *item)
+{
+    uint32_t handle = 0;
+    uint64_t task = 0;
+    ms_rbuf_u32(r, &handle);
+    ms_rbuf_u64(r, &task);
+    if (r->bad)
+        return;
+    struct ms_task_regs tr;
+    int rc = ms_target_task_regs(svc->target, handle, task, &tr, item);
+    ms_wire_put_err(out, rc, item);
+    if (rc)
+        return;
+    ms_wbuf_u8(out, (uint8_t)tr.source);
+    ms_wbuf_u8(out, tr.on_cpu);
+    ms_wbuf_u32(out, tr.cpu);
+    ms_wire_put_regs(out, &tr.regs);
+}
+
+static void op_unwind_step(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                           struct ms_err *item)
+{
+    uint32_t handle = 0;
+    struct ms_frame in, caller;
+    ms_rbuf_u32(r, &handle);
+    if (!ms_wire_get_frame(r, &in))
+        return;
+    int rc = ms_target_unwind_step(svc->target, handle, &in, &caller, item);
+    ms_wire_put_err(out, rc < 0 ? rc : 0, item);
+    if (rc < 0)
+        return;
+    ms_wbuf_u8(out, rc > 0); /* 1: the caller follows; 0: the stack's end */
+    ms_wire_put_frame(out, &caller);
+}
+
 static void op_space(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
                      struct ms_err *item)
 {
@@ -469,12 +529,26 @@ static void op_ptdump(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf 
 typedef void (*op_fn)(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
                       struct ms_err *item);
 static const op_fn ops[] = {
-    [MS_OP_SPACE] = op_space, [MS_OP_READ] = op_read,         [MS_OP_TRANSLATE] = op_translate,
-    [MS_OP_FLUSH] = op_flush, [MS_OP_STATS] = op_stats,       [MS_OP_WRITE] = op_write,
-    [MS_OP_X] = op_x,         [MS_OP_VTOP] = op_vtop,         [MS_OP_PTDUMP] = op_ptdump,
-    [MS_OP_DMESG] = op_dmesg, [MS_OP_SYMBOL] = op_symbol,     [MS_OP_ADDRSYM] = op_addrsym,
-    [MS_OP_INFO] = op_info,   [MS_OP_DISCOVER] = op_discover, [MS_OP_TASKS] = op_tasks,
-    [MS_OP_STACK] = op_stack, [MS_OP_TYPES] = op_types,
+    [MS_OP_SPACE] = op_space,
+    [MS_OP_READ] = op_read,
+    [MS_OP_TRANSLATE] = op_translate,
+    [MS_OP_FLUSH] = op_flush,
+    [MS_OP_STATS] = op_stats,
+    [MS_OP_WRITE] = op_write,
+    [MS_OP_X] = op_x,
+    [MS_OP_VTOP] = op_vtop,
+    [MS_OP_PTDUMP] = op_ptdump,
+    [MS_OP_DMESG] = op_dmesg,
+    [MS_OP_SYMBOL] = op_symbol,
+    [MS_OP_ADDRSYM] = op_addrsym,
+    [MS_OP_INFO] = op_info,
+    [MS_OP_DISCOVER] = op_discover,
+    [MS_OP_TASKS] = op_tasks,
+    [MS_OP_STACK] = op_stack,
+    [MS_OP_TYPES] = op_types,
+    [MS_OP_BACKTRACE] = op_backtrace,
+    [MS_OP_TASK_REGS] = op_task_regs,
+    [MS_OP_UNWIND_STEP] = op_unwind_step,
 };
 
 int ms_service_request(struct ms_service *svc, struct ms_service_conn *conn,

@@ -344,3 +344,48 @@ bool ms_wire_get_cpu(struct ms_rbuf *r, struct ms_cpu_state *c)
     c->has_cr = has_cr != 0;
     return !r->bad;
 }
+
+_Static_assert(MS_REG_COUNT < 64, "a register's valid bit fits a u64");
+
+void ms_wire_put_regs(struct ms_wbuf *b, const struct ms_regs *regs)
+{
+    ms_wbuf_u64(b, regs->valid);
+    ms_wbuf_u8(b, MS_REG_COUNT);
+    for (unsigned i = 0; i < MS_REG_COUNT; i++)
+        ms_wbuf_u64(b, regs->v[i]);
+}
+
+bool ms_wire_get_regs(struct ms_rbuf *r, struct ms_regs *regs)
+{
+    memset(regs, 0, sizeof(*regs));
+    uint8_t n = 0;
+    ms_rbuf_u64(r, &regs->valid);
+    ms_rbuf_u8(r, &n);
+    for (unsigned i = 0; i < n && !r->bad; i++) {
+        uint64_t v = 0;
+        ms_rbuf_u64(r, &v);
+        if (i < MS_REG_COUNT)
+            regs->v[i] = v;
+    }
+    /* a register neither side knows, or one not sent, is not valid */
+    unsigned known = n < MS_REG_COUNT ? n : MS_REG_COUNT;
+    regs->valid &= (1ull << known) - 1;
+    return !r->bad;
+}
+
+void ms_wire_put_frame(struct ms_wbuf *b, const struct ms_frame *f)
+{
+    ms_wire_put_regs(b, &f->regs);
+    ms_wbuf_u8(b, (uint8_t)((f->exact ? 1 : 0) | (f->user ? 2 : 0)));
+}
+
+bool ms_wire_get_frame(struct ms_rbuf *r, struct ms_frame *f)
+{
+    memset(f, 0, sizeof(*f));
+    uint8_t flags = 0;
+    ms_wire_get_regs(r, &f->regs);
+    ms_rbuf_u8(r, &flags);
+    f->exact = flags & 1;
+    f->user = (flags & 2) != 0;
+    return !r->bad;
+}

@@ -20,24 +20,27 @@
 #define MS_WIRE_REPLY 0x8000                         /* op bit set on responses */
 
 enum ms_op {
-    MS_OP_HELLO = 1,     /* token -> version, flags, RAM size */
-    MS_OP_SPACE = 2,     /* stack description -> handle */
-    MS_OP_READ = 3,      /* handle, [addr, len]... -> [status, bytes]... */
-    MS_OP_TRANSLATE = 4, /* handle, trace?, [addr]... -> [status, xlat(, trace)]... */
-    MS_OP_FLUSH = 5,     /* re-check the file size, drop every cached translation */
-    MS_OP_STATS = 6,     /* -> counters */
-    MS_OP_WRITE = 7,     /* handle, addr, bytes (only on a --writable server) */
-    MS_OP_X = 8,         /* handle, addr, "FMT" -> GDB x text */
-    MS_OP_VTOP = 9,      /* handle, addr -> report text */
-    MS_OP_PTDUMP = 10,   /* handle, start, end -> report text */
-    MS_OP_DMESG = 11,    /* handle, style, max level -> log text, ring health */
-    MS_OP_SYMBOL = 12,   /* handle, name -> runtime address */
-    MS_OP_ADDRSYM = 13,  /* handle, address -> symbol name, offset */
-    MS_OP_INFO = 14,     /* -> RAM layout, sources, dump CPUs and VMCOREINFO note */
-    MS_OP_DISCOVER = 15, /* max -> nested-guest candidates */
-    MS_OP_TASKS = 16,    /* handle -> the kernel's task list */
-    MS_OP_STACK = 17,    /* handle -> its stack, a kernel root resolved */
-    MS_OP_TYPES = 18,    /* handle, question, "flags", "name" -> text (the kernel's types) */
+    MS_OP_HELLO = 1,        /* token -> version, flags, RAM size */
+    MS_OP_SPACE = 2,        /* stack description -> handle */
+    MS_OP_READ = 3,         /* handle, [addr, len]... -> [status, bytes]... */
+    MS_OP_TRANSLATE = 4,    /* handle, trace?, [addr]... -> [status, xlat(, trace)]... */
+    MS_OP_FLUSH = 5,        /* re-check the file size, drop every cached translation */
+    MS_OP_STATS = 6,        /* -> counters */
+    MS_OP_WRITE = 7,        /* handle, addr, bytes (only on a --writable server) */
+    MS_OP_X = 8,            /* handle, addr, "FMT" -> GDB x text */
+    MS_OP_VTOP = 9,         /* handle, addr -> report text */
+    MS_OP_PTDUMP = 10,      /* handle, start, end -> report text */
+    MS_OP_DMESG = 11,       /* handle, style, max level -> log text, ring health */
+    MS_OP_SYMBOL = 12,      /* handle, name -> runtime address */
+    MS_OP_ADDRSYM = 13,     /* handle, address -> symbol name, offset */
+    MS_OP_INFO = 14,        /* -> RAM layout, sources, dump CPUs and VMCOREINFO note */
+    MS_OP_DISCOVER = 15,    /* max -> nested-guest candidates */
+    MS_OP_TASKS = 16,       /* handle -> the kernel's task list */
+    MS_OP_STACK = 17,       /* handle -> its stack, a kernel root resolved */
+    MS_OP_TYPES = 18,       /* handle, question, "flags", "name" -> text (the kernel's types) */
+    MS_OP_BACKTRACE = 19,   /* handle, pids -> bt report text */
+    MS_OP_TASK_REGS = 20,   /* handle, task -> its registers and where they came from */
+    MS_OP_UNWIND_STEP = 21, /* handle, frame -> more?, the caller's frame */
 };
 
 /* MS_OP_TYPES' questions. */
@@ -112,6 +115,13 @@ void ms_wire_put_task(struct ms_wbuf *b, const struct ms_task *t);
 bool ms_wire_get_task(struct ms_rbuf *r, struct ms_task *t);
 void ms_wire_put_cpu(struct ms_wbuf *b, const struct ms_cpu_state *c);
 bool ms_wire_get_cpu(struct ms_rbuf *r, struct ms_cpu_state *c);
+/* Registers: u64 valid, u8 n, n x u64 (ms_reg order). A decoder keeps the
+ * first MS_REG_COUNT and drops the valid bits past them. */
+void ms_wire_put_regs(struct ms_wbuf *b, const struct ms_regs *regs);
+bool ms_wire_get_regs(struct ms_rbuf *r, struct ms_regs *regs);
+/* A frame: registers, u8 flags (bit 0 exact, bit 1 user). */
+void ms_wire_put_frame(struct ms_wbuf *b, const struct ms_frame *f);
+bool ms_wire_get_frame(struct ms_rbuf *r, struct ms_frame *f);
 /* A string into a fixed buffer (cut to fit, NUL-terminated). */
 bool ms_rbuf_cstr(struct ms_rbuf *r, char *dst, size_t size);
 

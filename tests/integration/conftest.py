@@ -56,6 +56,8 @@ guest5 = _session_guest("guest5", _guest)
 guest4_4g = _session_guest("guest4_4g", _guest)
 guest_kaslr = _session_guest("guest_kaslr", _guest)
 guest_svm = _session_guest("guest_svm", _guest)
+# Panicked after READY (sysrq c), stopped in panic's loop: guests.SCENARIOS.
+guest_crash = _session_guest("guest_crash", _guest)
 
 
 def _l2linux(name):

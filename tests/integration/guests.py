@@ -40,6 +40,13 @@ SCENARIOS = {
                       append="nokaslr lab.user=spin"),
     "guest_kaslr": dict(machine="q35", mem=512 * MiB, cpu="max",
                         append="lab.user=spin lab.sysrq=t"),
+    # The crash-dump case: after READY the shell panics the kernel (sysrq c:
+    # panic() in sysrq_handle_crash, its trace on the console); panic=0 (it
+    # follows BASE_APPEND's panic=-1, and the last one counts) keeps the
+    # dead kernel in panic's delay loop instead of rebooting. Ready when
+    # the panic text is complete; stopped with the CPU in that loop.
+    "guest_crash": dict(machine="q35", mem=256 * MiB, cpu="max", ready="---[ end Kernel panic",
+                        append="nokaslr panic=0 lab.user=none lab.crash=1"),
     # Runs (not stopped) for memsrv dmesg --follow: 3 s after READY it floods
     # /dev/kmsg with numbered lines, so the ring wraps under the reader.
     "guest_flood": dict(machine="q35", mem=512 * MiB, cpu="max",
@@ -53,6 +60,10 @@ SCENARIOS = {
                            append="nokaslr lab.kvm=1 lab.run=l2linux lab.user=none"),
 }
 BASE_APPEND = "console=ttyS0 panic=-1"
+# Where a CPU spins after panic() with panic=0: its loop of mdelay()s.
+PANIC_LOOP = {"panic", "delay_tsc", "delay_loop", "delay_halt", "delay_halt_tpause",
+              "delay_halt_mwaitx", "__delay", "__const_udelay", "__udelay",
+              "touch_softlockup_watchdog", "no_blink"}
 
 
 def report(line):
@@ -124,10 +135,11 @@ def parse_l2linux(log):
 
 
 class Guest:
-    def __init__(self, name, machine, mem, cpu, append, image=None, boot_timeout=180):
+    def __init__(self, name, machine, mem, cpu, append, image=None, ready=None,
+                 boot_timeout=180):
         self.name = name
         self.image = image
-        self.ready_line = "l2lab: READY" if image == "l2linux" else "LAB: READY"
+        self.ready_line = ready or ("l2lab: READY" if image == "l2linux" else "LAB: READY")
         self.frozen = False
         self.machine = machine
         self.mem_size = mem
@@ -319,10 +331,25 @@ class Guest:
             return self.cr3 == self.l2["cr3"] and not self.cr4 & (1 << 12)
         if self.l2linux:
             return self.in_l2linux()
+        if "lab.crash=1" in self.append:
+            return self._rip_symbol() in PANIC_LOOP
         if self.user and self.user.get("mode") == "spin":
             gpa = qmplib.hmp_gva2gpa(self.hmp(f"gva2gpa {self.user['va']:#x}"))
             return gpa == self.user["phys"][0]
         return True
+
+    def _rip_symbol(self):
+        """The kernel symbol at or below the vCPU's RIP (System.map; the
+        crash guest has no KASLR), or None."""
+        rip = int(re.search(r"\bRIP=([0-9a-f]+)", self.registers_text).group(1), 16)
+        best = None
+        with open(os.path.join(self.kernel_dir, "System.map")) as f:
+            for line in f:
+                addr, _t, name = line.split()[:3]
+                a = int(addr, 16)
+                if a <= rip and (best is None or a > best[0]):
+                    best = (a, name)
+        return best and best[1]
 
     def _settle(self, attempts=40):
         """Reads the registers; when the vCPU is not where wanted, lets the

@@ -20,7 +20,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_linux import memsrv, vmlinux  # noqa: E402
+from test_linux import memsrv, transplant, vmlinux  # noqa: E402
+from test_remote_linux import Server  # noqa: E402
 GUESTS = ["guest5", "guest_kaslr"]
 FRAME_RE = re.compile(r"^ (\? )?(\S+\+0x[0-9a-f]+/0x[0-9a-f]+)( \[\w+\])?$")
 TASK_RE = re.compile(r"^task:(.{15}) state:(\S+)\s.*?\bpid:(\d+)")
@@ -165,3 +166,120 @@ def test_bt_pids(guest5):
     assert rc == 1 and "no task with pid 999999" in err and out.startswith("PID: 2 ")
     _out, err, rc = memsrv("bt", "--ram", guest5.ram, check=False)
     assert rc == 2 and "usage" in err
+
+
+def test_bt_over_a_server(guest, tmp_path):
+    """`memsrv --connect S bt` prints what bt on the RAM file prints: every
+    task, some pids, an unknown pid's error after the others' traces; with
+    the server's vmlinux and with none (kallsyms and the kernel's own ORC
+    tables and types)."""
+    for name, syms in (("vmlinux", ["--vmlinux", vmlinux(guest)]), ("none", [])):
+        srv = Server(guest.ram, str(tmp_path / f"{name}.sock"), *syms)
+        try:
+            for args in (["--all"], ["2", "1"], ["2", "999999"]):
+                want = memsrv("bt", *args, "--ram", guest.ram, *syms, check=False)
+                got = memsrv("--connect", srv.sock, "bt", *args, check=False)
+                assert got == want, (name, args)
+                if want[2] != 0 and "struct layouts" in want[1]:
+                    break  # no types without a vmlinux: test_bt_without_vmlinux skips too
+                if args == ["--all"]:
+                    assert want[2] == 0 and len(bt_traces(got[0])) >= 30, (name, want[1])
+                if "999999" in args:
+                    assert got[2] == 1 and "no task with pid 999999" in got[1], got
+                    assert got[0].startswith("PID: 2 "), got
+        finally:
+            srv.stop()
+
+
+@pytest.mark.parametrize("kind", ["ept", "npt"])
+def test_bt_through_a_second_stage(guest5, tmp_path, kind):
+    """guest5's RAM as a nested guest behind generated EPT/NPT tables
+    (test_linux.transplant): bt --all through the second stage prints what it
+    prints on the original RAM file, with the vmlinux and without; over a
+    server too (EPT)."""
+    dst = str(tmp_path / "l1.ram")
+    root = transplant(guest5.ram, dst, kind)
+    stage = ["--eptp", hex(root)] if kind == "ept" else ["--ncr3", hex(root), "--npt-levels", "4"]
+    for syms in (["--vmlinux", vmlinux(guest5)], []):
+        want = memsrv("bt", "--all", "--ram", guest5.ram, *syms, check=False)
+        got = memsrv("bt", "--all", "--ram", dst, *stage, *syms, check=False)
+        assert got == want, (kind, syms, got[1])
+        if syms:
+            assert want[2] == 0 and len(bt_traces(want[0])) >= 30, want[1]
+        else:  # no types without the vmlinux yet: as test_bt_without_vmlinux
+            assert want[2] == 0 or "struct layouts" in want[1], want[1]
+    if kind == "ept":
+        srv = Server(dst, str(tmp_path / "l1.sock"), "--vmlinux", vmlinux(guest5))
+        try:
+            served = memsrv("--connect", srv.sock, *stage, "bt", "--all")
+        finally:
+            srv.stop()
+        assert served == memsrv("bt", "--all", "--ram", guest5.ram, "--vmlinux", vmlinux(guest5))
+
+
+def panic_trace(log):
+    """(pid, [reliable frames], user RIP, user RSP) of the panic text in a
+    serial log: "CPU: N PID: P Comm: ..." after "Kernel panic - not syncing",
+    then the "Call Trace:" lines up to </TASK>, with the user registers of
+    the syscall (RIP: 0033:..., RSP: 002b:...)."""
+    start = log.find("Kernel panic - not syncing")
+    assert start >= 0, "no panic in the serial log"
+    end = log.find("</TASK>", start)
+    assert end > start, "the panic's trace did not end"
+    pid, frames, rip, rsp = None, [], None, None
+    for line in log[start:end].splitlines():
+        line = re.sub(r"^\[\s*\d+\.\d+\] ", "", line)
+        m = re.match(r"^CPU: \d+ PID: (\d+) Comm:", line)
+        if m:
+            pid = int(m.group(1))
+        m = FRAME_RE.match(line)
+        if m and not m.group(1):
+            frames.append(m.group(2))
+        m = re.match(r"^RIP: 0033:(0x[0-9a-f]+)$", line)
+        if m:
+            rip = int(m.group(1), 16)
+        m = re.match(r"^RSP: 002b:([0-9a-f]{16}) ", line)
+        if m:
+            rsp = int(m.group(1), 16)
+    return pid, frames, rip, rsp
+
+
+def after_panic(frames):
+    """The frames after panic's own: its callers (the kernel's trace stands
+    in panic's dump_stack, memsrv's in panic's delay loop)."""
+    names = [f.split("+")[0] for f in frames]
+    assert "panic" in names, frames
+    return frames[names.index("panic") + 1:]
+
+
+def test_bt_of_the_panicking_cpu(guest_crash, tmp_path):
+    """The crash-dump case: the task that panicked (the guest's /init, in
+    `echo c > /proc/sysrq-trigger`) is on the CPU at the stop; from a dump's
+    CPU notes memsrv unwinds it from that CPU's registers and must give the
+    panic text's callers of panic(), frame for frame, down to the syscall's
+    user registers. The RAM file alone has no registers: the task is named
+    only. A server on the dump answers the same."""
+    g = guest_crash
+    pid, kernel, rip, rsp = panic_trace(g.serial())
+    assert pid is not None and after_panic(kernel)[0].startswith("sysrq_handle_crash+"), kernel
+    dump = g.dump()
+    for syms in (["--vmlinux", vmlinux(g)], []):
+        out, err, _rc = memsrv("bt", str(pid), "--dump", dump, *syms)
+        lines = out.splitlines()
+        assert re.match(r"^    running on CPU 0: RIP (\S+)\+0x[0-9a-f]+/0x[0-9a-f]+ RSP [0-9a-f]{16} "
+                        r"EFLAGS [0-9a-f]{8}$", lines[1]), out
+        ours = [BT_FRAME_RE.match(l).group(1) for l in lines if BT_FRAME_RE.match(l)]
+        assert after_panic(ours) == after_panic(kernel), (out, kernel)
+        assert ours[-1].startswith("entry_SYSCALL_64_after_hwframe+"), out
+        assert f"    RIP: 0033:{rip:#x}" in lines and any(
+            l.startswith(f"    RSP: 002b:{rsp:016x} ") for l in lines), (out, rip, rsp)
+        assert not any(l.startswith("    bt: ") for l in lines), out
+    out, _err, _rc = memsrv("bt", str(pid), "--ram", g.ram, "--vmlinux", vmlinux(g))
+    assert "(running on CPU 0: its saved frame is stale)" in out and "#0" not in out, out
+    srv = Server(dump, str(tmp_path / "dump.sock"), "--vmlinux", vmlinux(g), source="--dump")
+    try:
+        got = memsrv("--connect", srv.sock, "bt", "--all")
+    finally:
+        srv.stop()
+    assert got == memsrv("bt", "--all", "--dump", dump, "--vmlinux", vmlinux(g))
+    print(f"guest_crash: pid {pid}'s panic trace, {len(after_panic(kernel))} frames after panic")

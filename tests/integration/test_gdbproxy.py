@@ -138,13 +138,27 @@ def test_break_in_l2_is_hardware(guest_svm):
 
 def test_l1_stop_reads_l1(guest_svm):
     """A hardware breakpoint on an L1 kernel function (the timer interrupt,
-    which runs whenever L1 takes L2's exits) stops the vCPU in L1; the proxy
-    says so and GDB reads L1's linux_banner, as over QEMU's stub."""
+    which runs whenever L1 takes L2's exits), set while GDB views L2, is
+    meant for L2: its hits in L1 are stepped over unseen, and the 101st in a
+    row is shown, in L1; the proxy says so and GDB reads L1's linux_banner,
+    as over QEMU's stub. A breakpoint set now, in L1, stops at its first hit;
+    it stays software (QEMU's monitor says TCG, not KVM)."""
     g = guest_svm
+    tick = oracle.symbol(g, "scheduler_tick")
     try:
         r = gdb(g, ["break *hrtimer_interrupt", "continue", "delete", "p/x $cr3",
-                    "x/s &linux_banner"], proxy=proxy_cmd(g), vmlinux=True)
+                    "x/s &linux_banner", f"break *{tick:#x}", "continue", "p/x $pc", "delete"],
+                proxy=proxy_cmd(g), vmlinux=True, timeout=120)
         out = r.stdout + r.stderr
+        hrtimer = oracle.symbol(g, "hrtimer_interrupt")
+        assert f"memsrv: breakpoint at {hrtimer:#x} hit in L1, set for L2: resumed" in out, out
+        assert f"memsrv: breakpoint at {hrtimer:#x} hit in L1, set for L2, 101 times in a " \
+            "row: this stop is shown" in out, out
+        # Once on GDB's console, once in the proxy's log; not for the one set in L1.
+        assert out.count("times in a row") == 2, out
+        assert "QEMU says 'kvm support: disabled': software breakpoints in L1 stay software" \
+            in out, out
+        assert f"$2 = {tick:#x}" in r.stdout, out
         assert re.search(r"memsrv: stopped in L1; CR3 0x[0-9a-f]+: rip 0xffffffff8[0-9a-f]+ "
                          r"maps through CR3 alone only", out), out
         banner = re.search(r"<linux_banner>:\s+\"(Linux version [^\"]+)", r.stdout)
@@ -307,3 +321,234 @@ def test_nested_proxy_from_gdbext(guest_svm):
     dumps = re.findall(r"((?:^0x5a5a00042\S+:\s+0x.*\n)+)", r.stdout, re.M)
     assert len(dumps) == 2 and dumps[0] == dumps[1] and len(dumps[0].splitlines()) == 32, out
     assert "cache" in r.stdout, out  # the region `nested proxy` made cacheable
+
+
+# -- a scripted QEMU: breakpoint hits in the other level, two vCPUs ----------
+
+def _frames(s, timeout=20):
+    """The payloads of the frames arriving on s, acks skipped."""
+    s.settimeout(timeout)
+    buf = b""
+    while True:
+        start = buf.find(b"$")
+        end = buf.find(b"#", start)
+        if start >= 0 and end >= 0 and len(buf) >= end + 3:
+            yield buf[start + 1:end]
+            buf = buf[end + 3:]
+            continue
+        chunk = s.recv(65536)
+        if not chunk:
+            return
+        buf += chunk
+
+
+class FakeQemu:
+    """A gdbstub with vCPUs whose registers the test sets: each is in L1
+    (the registers of the host-save area: the L1 hypervisor) or L2 (the
+    VMCB's save area) of the real guest_svm, with the rip the test picks, so
+    the proxy decides the level from real RAM. Resumes take the next stop
+    of a script: (thread, level, rip). Records every packet it got."""
+
+    def __init__(self, g, kvm=False):
+        vmcbs, hsaves = oracle.scan_vmcbs(g.ram, g.layout_regions())
+        l1 = [h for h in hsaves if h["cr4"] & 0x20 and h["rip"] >> 47]
+        self.regs = {1: l1[0], 2: vmcbs[0]}
+        self.kvm = kvm
+        self.vcpus = {1: (2, vmcbs[0]["rip"]), 2: (1, l1[0]["rip"])}  # thread: (level, rip)
+        self.script = []
+        self.got = []
+        self.g_thread = 1
+        self.srv = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.srv.getsockname()[1]}"
+        self.error = None
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _reg(self, n):
+        level, rip = self.vcpus[self.g_thread]
+        r = self.regs[level]
+        value = {0x10: rip, 7: r["rsp"], 0x1b: r["cr0"], 0x1d: r["cr3"], 0x1e: r["cr4"],
+                 0x20: r["efer"]}.get(n)
+        return b"E14" if value is None else value.to_bytes(8, "little").hex().encode()
+
+    def _stop(self):
+        thread, level, rip = self.script.pop(0)
+        self.vcpus[thread] = (level, rip)
+        self.g_thread = thread  # QEMU points g/p at the vCPU that stopped
+        return b"T05thread:p01.%02x;" % thread
+
+    def _answer(self, pkt):
+        if pkt.startswith(b"qSupported"):
+            return b"PacketSize=1000;qXfer:features:read+;vContSupported+;multiprocess+"
+        if pkt == b"?":
+            return b"T05thread:p01.%02x;" % self.g_thread
+        if pkt.startswith(b"Hg"):
+            self.g_thread = int(pkt.split(b".")[-1], 16)
+            return b"OK"
+        if pkt.startswith(b"p"):
+            return self._reg(int(pkt[1:], 16))
+        if pkt[:1] in b"Zz":
+            return b"OK"
+        if pkt == b"qRcmd," + b"info kvm".hex().encode():
+            text = b"kvm support: %s\r\n" % (b"enabled" if self.kvm else b"disabled")
+            return [b"O" + text.hex().encode(), b"OK"]
+        if pkt[:1] in b"cs" or pkt.startswith(b"vCont;"):
+            return self._stop() if self.script else None  # else run until interrupted
+        return b""
+
+    def _serve(self):
+        conn, _ = self.srv.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            with conn:
+                for pkt in _frames(conn, 60):
+                    self.got.append(pkt.decode())
+                    reply = self._answer(pkt)
+                    replies = [reply] if isinstance(reply, bytes) else reply or []
+                    conn.sendall(b"+" + b"".join(_packet(r) for r in replies))
+        except Exception as e:  # noqa: BLE001 (reported by the test)
+            self.error = e
+
+
+class RawGdb:
+    """A client of `memsrv gdbproxy --listen` speaking RSP by hand, in
+    no-ack mode."""
+
+    def __init__(self, proxy_args, log):
+        self.log = log
+        with open(log, "w") as f:
+            self.p = subprocess.Popen([oracle.MEMSRV, "gdbproxy", "--listen", "127.0.0.1:0",
+                                       *proxy_args], stderr=f)
+        deadline = time.monotonic() + 20
+        while not (m := re.search(r"listening on 127\.0\.0\.1:(\d+)", log.read_text())):
+            assert time.monotonic() < deadline and self.p.poll() is None, log.read_text()
+            time.sleep(0.05)
+        self.s = socket.create_connection(("127.0.0.1", int(m.group(1))))
+        self.frames = _frames(self.s)
+        self.s.sendall(_packet(b"QStartNoAckMode"))
+        assert next(self.frames) == b"OK"
+
+    def ask(self, pkt):
+        """The replies up to the first that is not a console message:
+        (console text, reply)."""
+        self.s.sendall(_packet(pkt.encode()))
+        text = ""
+        for f in self.frames:
+            if re.fullmatch(rb"O([0-9a-f]{2})+", f):
+                text += bytes.fromhex(f[1:].decode()).decode()
+                continue
+            return text, f.decode()
+        raise AssertionError(f"the proxy closed the connection after {pkt}")
+
+    def close(self):
+        self.s.close()
+        self.p.terminate()
+        self.p.wait(10)
+        return self.log.read_text()
+
+
+def test_other_level_hit_resumed_silently(guest_svm, tmp_path):
+    """A hardware breakpoint set in L2 is hit in L1 (the same linear address:
+    debug registers and QEMU's breakpoints match it in either level): the
+    proxy steps off it and resumes GDB's continue unseen, says so once, and
+    shows the next hit, in L2. A breakpoint in a hot path of L1 is shown
+    after 100 silent hits in a row, not looped on for ever."""
+    g = guest_svm
+    q = FakeQemu(g)
+    bp = q.vcpus[1][1]  # L2's rip
+    c = RawGdb(["--qemu", q.address, "--ram", g.ram, *nested_args(g)], tmp_path / "proxy.log")
+    try:
+        assert c.ask("?") == ("", "T05thread:p01.01;")
+        assert c.ask(f"Z1,{bp:x},1") == ("", "OK")  # set while the vCPU is in L2
+        q.script = [(1, 1, bp), (1, 1, bp + 3), (1, 1, bp), (1, 1, bp + 3), (1, 2, bp)]
+        start = len(q.got)
+        text, stop = c.ask("vCont;c")
+        assert stop == "T05thread:p01.01;", (text, stop)
+        assert text.count("memsrv: breakpoint at") == 1, text
+        assert f"memsrv: breakpoint at {bp:#x} hit in L1, set for L2: resumed (said once" \
+            in text, text
+        assert re.search(r"memsrv: stopped in L2 \(nested guest\); CR3 0x[0-9a-f]+: rip "
+                         rf"{bp:#x} maps through NPT \+ CR3 only", text), text
+        moves = [p for p in q.got[start:] if p[:1] in "Zz" or p.startswith("vCont")]
+        step_off = [f"z1,{bp:x},1", "vCont;s:p1.1", f"Z1,{bp:x},1", "vCont;c"]
+        assert moves == ["vCont;c"] + step_off * 2, moves
+        assert not q.script
+
+        # 101 hits in L1 in a row: the 101st is shown, saying why.
+        q.script = [(1, 1, bp), (1, 1, bp + 3)] * 100 + [(1, 1, bp)]
+        text, stop = c.ask("c")
+        assert stop == "T05thread:p01.01;", (text, stop)
+        assert "resumed (said once" not in text, text
+        assert f"memsrv: breakpoint at {bp:#x} hit in L1, set for L2, 101 times in a row: " \
+            "this stop is shown (L1 runs that address often)" in text, text
+        assert "memsrv: stopped in L1;" in text, text
+        assert not q.script and q.got.count("c") == 101, q.got.count("c")
+
+        # A step is GDB's own: one that lands on the address in L1 is shown.
+        q.script = [(1, 1, bp)]
+        text, stop = c.ask("vCont;s:p1.1")
+        assert stop == "T05thread:p01.01;" and "breakpoint at" not in text, (text, stop)
+        moves = [p for p in q.got if p[:1] in "Zz" or p.startswith("vCont")]
+        assert moves[-1] == "vCont;s:p1.1", moves[-3:]
+    finally:
+        log = c.close()
+    assert q.error is None, q.error
+    assert "breakpoint at" in log and "hit in L1, set for L2: resumed" in log, log
+
+
+def test_two_vcpus_breakpoints(guest_svm, tmp_path):
+    """Two vCPUs, one in L2 (thread 1), one in L1 (thread 2): the level of a
+    breakpoint is that of the vCPU GDB views (Hg) when it first inserts it,
+    kept when GDB reinserts it at a later stop; debug registers are counted
+    once for all vCPUs (QEMU inserts each breakpoint in every vCPU); a
+    software breakpoint in L1 under KVM becomes hardware (asked of QEMU's
+    monitor once), and a hit of it in L2 on the other vCPU is stepped off on
+    that vCPU."""
+    g = guest_svm
+    q = FakeQemu(g, kvm=True)
+    # An address vCPU 1 runs in L2 (its rip), set as a breakpoint in L1.
+    addr, l1_rip = q.vcpus[1][1], q.vcpus[2][1]
+    c = RawGdb(["--qemu", q.address, "--ram", g.ram, *nested_args(g)], tmp_path / "proxy.log")
+    try:
+        assert c.ask("?") == ("", "T05thread:p01.01;")
+        assert c.ask("Hgp1.2") == ("", "OK")
+        assert c.ask(f"Z0,{addr:x},1") == ("", "OK")  # in L1, under KVM: made hardware
+        assert q.got.count("qRcmd," + b"info kvm".hex()) == 1
+        assert f"Z1,{addr:x},1" in q.got and f"Z0,{addr:x},1" not in q.got
+        assert c.ask("Z1,1000,1") == ("", "OK")
+        assert c.ask("Hgp1.1") == ("", "OK")
+        assert c.ask(f"Z0,{l1_rip:x},1") == ("", "OK")  # in L2: made hardware
+        assert c.ask("Z2,2000,8") == ("", "OK")  # a watchpoint takes one too
+        # Four in use, in each vCPU: a fifth is refused whichever vCPU GDB views.
+        assert c.ask("Z1,3000,1") == ("", "E0e")
+        assert c.ask("Hgp1.2") == ("", "OK")
+        assert c.ask("Z0,4000,1") == ("", "E0e")
+        assert c.ask("z1,1000,1") == ("", "OK")
+        assert c.ask("Z1,3000,1") == ("", "OK")
+        assert c.ask("z1,3000,1") == ("", "OK")
+        assert q.got.count("qRcmd," + b"info kvm".hex()) == 1  # asked once
+
+        # GDB's stop/resume cycle: it removes every breakpoint at a stop and
+        # inserts them again at the resume, now viewing vCPU 1 (in L2).
+        for z in (f"z0,{addr:x},1", f"z0,{l1_rip:x},1", "z2,2000,8"):
+            assert c.ask(z) == ("", "OK")
+        assert c.ask("Hgp1.1") == ("", "OK")
+        for z in (f"Z0,{addr:x},1", f"Z0,{l1_rip:x},1", "Z2,2000,8"):
+            assert c.ask(z) == ("", "OK")
+        assert q.got.count(f"Z1,{addr:x},1") == 2 and q.got.count(f"z1,{addr:x},1") == 1
+        # vCPU 1 runs the L1 breakpoint's address in L2: stepped off on vCPU 1;
+        # vCPU 2 then hits it in L1, where it was set: shown.
+        q.script = [(1, 2, addr), (1, 2, addr + 2), (2, 1, addr)]
+        start = len(q.got)
+        text, stop = c.ask("vCont;c")
+        assert stop == "T05thread:p01.02;", (text, stop)
+        assert f"memsrv: breakpoint at {addr:#x} hit in L2, set for L1: resumed" in text, text
+        assert "memsrv: stopped in L1;" in text, text
+        moves = [p for p in q.got[start:] if p[:1] in "Zz" or p.startswith("vCont")]
+        assert moves == ["vCont;c", f"z1,{addr:x},1", "vCont;s:p1.1", f"Z1,{addr:x},1",
+                         "vCont;c"], moves
+    finally:
+        log = c.close()
+    assert q.error is None, q.error
+    assert "QEMU says 'kvm support: enabled': software breakpoints in L1 are made hardware" \
+        in log, log

@@ -131,3 +131,31 @@ def test_break_in_l2_kernel_is_hardware(l2g):
                                                  out.split(f"<{BREAK_FUNC}>:", 1)[-1])[:5])
     assert shown == before[:5], (shown.hex(), before.hex(), out)
     assert _l2_code(g, func) == before
+
+
+def test_break_set_in_l2_hit_in_l1(l2g):
+    """L1's own scheduler_tick (nokaslr) is an address L1 runs at every tick
+    and L2's kernel (slid) does not map. A hardware breakpoint there, set
+    while GDB views L2, matches in L1 too: those hits are stepped over and
+    resumed unseen (told once), and every stop GDB shows is L2's own
+    scheduler_tick, in L2."""
+    g = l2g
+    assert g.in_wanted_place, "the fixture could not stop the vCPU in L2"
+    func = oracle.symbol(g, BREAK_FUNC) + _setup(g)["slide"]
+    l1_func = oracle.symbol(g, BREAK_FUNC)  # L1 runs its vmlinux unslid
+    cmds = [f"break {BREAK_FUNC}", f"break *{l1_func:#x}"]
+    for _ in range(3):
+        cmds += ["continue", "p/x $pc"]
+    try:
+        r, out = _gdb(g, cmds + ["delete"], timeout=150)
+    finally:
+        if g.running():
+            g._stop()
+    assert out.count(f"Breakpoint 1, {BREAK_FUNC} () at kernel/sched/core.c") == 3, out
+    assert "Breakpoint 2," not in out, out
+    assert re.findall(r"^\$\d+ = (0x[0-9a-f]+)$", r.stdout, re.M) == [hex(func)] * 3, out
+    # Once on GDB's console, once in the proxy's log.
+    assert out.count(f"memsrv: breakpoint at {l1_func:#x} hit in L1, set for L2: resumed "
+                     "(said once: such hits are not shown)") == 2, out
+    assert "times in a row" not in out, out
+    assert "memsrv: stopped in L1" not in out, out

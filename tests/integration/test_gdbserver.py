@@ -26,6 +26,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_bt import sysrq_traces, switches, switches_at_stop  # noqa: E402
 from test_linux import MEMSRV, memsrv, vmlinux  # noqa: E402
+from test_remote_linux import Server  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -53,9 +54,10 @@ def slide(g):
     return _slides[g.name]
 
 
-def gdb(g, *commands, unwinder=True, server_args=None, timeout=300):
-    """gdb -batch over `memsrv gdbserver --stdio` on g's RAM file; returns
-    (stdout, stderr)."""
+def gdb(g, *commands, unwinder=True, server_args=None, attach=None, timeout=300):
+    """gdb -batch over `memsrv gdbserver --stdio` on g's RAM file (or
+    server_args), gdbext attached to the RAM file (or `nested attach
+    ATTACH`); returns (stdout, stderr)."""
     server = server_args or ["--ram", g.ram, "--vmlinux", vmlinux(g)]
     cmd = ["gdb", "-batch", "-nx"]
     if slide(g):
@@ -65,7 +67,7 @@ def gdb(g, *commands, unwinder=True, server_args=None, timeout=300):
     cmd += ["-ex", "target remote | %s gdbserver --stdio %s" % (MEMSRV, " ".join(server))]
     if unwinder:
         cmd += ["-ex", "source %s/nested.gdb" % GDBEXT, "-ex", "nested symbols %s" % vmlinux(g),
-                "-ex", "nested attach %s" % g.ram]
+                "-ex", "nested attach %s" % (attach or g.ram)]
         if unwinder == "all":
             cmd += ["-ex", "nested unwinder all"]
     for c in commands:
@@ -246,6 +248,48 @@ def test_running_task_from_a_dumps_cpu_note(guest5):
     assert re.search(r"^rip\s+%#x\s" % rip, out, re.M), out + err
     out, err = gdb(guest5, select_pid(pid), "info registers rip", unwinder=False)
     assert re.search(r"^rip\s+<unavailable>", out, re.M), out + err
+
+
+def gdb_answers(text):
+    """What GDB printed, in an order of its own choosing (its thread list's
+    order changes from run to run): `thread apply all bt`'s blocks sorted,
+    gdb_frames.py's frames per thread, its STOP lines sorted."""
+    bt = text[:text.find("\nFRAME ")]
+    blocks = sorted(b.strip() for b in re.split(r"\n(?=Thread \d+ )", bt) if b.startswith("Thread "))
+    stops = sorted(re.findall(r"^(?:STOP|NOFRAME) .*$", text, re.M))
+    return blocks, gdb_frames(text), stops
+
+
+def test_over_a_server(guest5, tmp_path):
+    """memsrv --connect S gdbserver, with gdbext on the same server (nested
+    attach --connect S): the threads' registers (TASK_REGS) and the ORC
+    unwinder's steps (UNWIND_STEP) come over the wire, and GDB prints what it
+    prints on the RAM file; a served dump gives the running task its CPU's
+    registers."""
+    frames = "python exec(open(%r).read())" % os.path.join(HERE, "gdb_frames.py")
+    want, _err = gdb(guest5, "thread apply all bt", frames)
+    srv = Server(guest5.ram, str(tmp_path / "ram.sock"), "--vmlinux", vmlinux(guest5))
+    try:
+        got, err = gdb(guest5, "thread apply all bt", frames, server_args=["--connect", srv.sock],
+                       attach="--connect " + srv.sock)
+    finally:
+        srv.stop()
+    assert "attached to memsrv at" in got, got + err
+    answers = gdb_answers(got)
+    assert answers == gdb_answers(want), err
+    assert len(answers[0]) >= 30, got
+    assert len(gdb_frames(got)) >= 30 and real_frames(gdb_frames(got)[2])[-1][1] == "ret_from_fork"
+
+    dump = guest5.dump()
+    info, _e, _r = memsrv("info", "--dump", dump)
+    rip = int(re.search(r"cpu 0: rip (0x[0-9a-f]+)", info).group(1), 16)
+    srv = Server(dump, str(tmp_path / "dump.sock"), "--vmlinux", vmlinux(guest5), source="--dump")
+    try:
+        out, err = gdb(guest5, select_pid(guest5.user["pid"]), "info registers rip",
+                       unwinder=False, server_args=["--connect", srv.sock])
+    finally:
+        srv.stop()
+    assert re.search(r"^rip\s+%#x\s" % rip, out, re.M), out + err
 
 
 def rsp(payload):

@@ -26,9 +26,9 @@ DMESG_STYLES = [[], ["--raw"], ["--crash"], ["--level", "4"], ["--stats"]]
 class Server:
     """`memsrv serve` on a UNIX socket in tmp_path; stop() checks its exit."""
 
-    def __init__(self, ram, sock, *args):
+    def __init__(self, ram, sock, *args, source="--ram"):
         self.sock = sock
-        self.p = subprocess.Popen([tl.MEMSRV, "serve", "--ram", ram, "--socket", sock, *args],
+        self.p = subprocess.Popen([tl.MEMSRV, "serve", source, ram, "--socket", sock, *args],
                                   stderr=subprocess.PIPE, text=True)
         self.line = self.p.stderr.readline()
         assert "serving" in self.line, self.line + self.p.stderr.read()

@@ -18,6 +18,7 @@
 #include "memsrv.h"
 #include "pte.h"
 #include "server.h"
+#include "wire.h"
 
 #define RAM_SIZE (4u << 20)
 #define VA 0x7f0000400000ULL
@@ -120,6 +121,73 @@ static void check_dmesg(struct ms_target *rt, ms_handle rh, struct ms_target *lt
     }
 }
 
+/* BACKTRACE, TASK_REGS and UNWIND_STEP through the server give the local
+ * target's answers: text, return code and message (this synthetic kernel
+ * has no tasks or ORC tables, so the library's errors; the real answers
+ * are compared on real guests by tests/integration/test_bt.py). */
+static void check_bt(struct ms_target *rt, ms_handle rh, struct ms_target *lt, ms_handle lh,
+                     uint64_t text_va, const char *what)
+{
+    struct ms_strbuf got, want;
+    struct ms_err err, lerr;
+    ms_strbuf_init(&got);
+    ms_strbuf_init(&want);
+    int32_t pids[2] = {1, 2};
+    for (size_t n = 0; n <= 2; n += 2) {
+        ms_strbuf_reset(&got);
+        ms_strbuf_reset(&want);
+        int rc = ms_target_backtrace(rt, rh, pids, n, &got, &err);
+        int lrc = ms_target_backtrace(lt, lh, pids, n, &want, &lerr);
+        CHECK(rc == lrc && !strcmp(ms_strbuf_str(&got), ms_strbuf_str(&want)) &&
+                  (rc == 0 || !strcmp(err.msg, lerr.msg)),
+              "%s bt (%zu pids): %d/%d %s | %s", what, n, rc, lrc, err.msg, lerr.msg);
+    }
+    struct ms_task_regs tr, ltr;
+    int rc = ms_target_task_regs(rt, rh, text_va, &tr, &err);
+    int lrc = ms_target_task_regs(lt, lh, text_va, &ltr, &lerr);
+    CHECK(rc == lrc && (rc ? !strcmp(err.msg, lerr.msg) : !memcmp(&tr, &ltr, sizeof(tr))),
+          "%s task_regs: %d/%d %s | %s", what, rc, lrc, err.msg, lerr.msg);
+    struct ms_frame in = {.regs = {.valid = 1u << MS_REG_RIP | 1u << MS_REG_RSP}}, out, lout;
+    in.regs.v[MS_REG_RIP] = text_va;
+    in.regs.v[MS_REG_RSP] = text_va + 0x100;
+    rc = ms_target_unwind_step(rt, rh, &in, &out, &err);
+    lrc = ms_target_unwind_step(lt, lh, &in, &lout, &lerr);
+    CHECK(rc == lrc && (rc < 0 ? !strcmp(err.msg, lerr.msg) : !memcmp(&out, &lout, sizeof(out))),
+          "%s unwind_step: %d/%d %s | %s", what, rc, lrc, err.msg, lerr.msg);
+    CHECK(!strstr(err.msg, "operation"), "%s: the server knows the ops: %s", what, err.msg);
+    ms_strbuf_free(&got);
+    ms_strbuf_free(&want);
+}
+
+/* Registers and frames cross the wire unchanged; a longer register list
+ * (a newer peer) keeps the known ones and drops the valid bits past them. */
+static void test_wire_regs(void)
+{
+    struct ms_frame f = {.exact = true, .user = true}, back;
+    for (unsigned i = 0; i < MS_REG_COUNT; i++)
+        f.regs.v[i] = 0x1000 + i;
+    f.regs.valid = (1ull << MS_REG_COUNT) - 1;
+    struct ms_wbuf b = {0};
+    ms_wire_put_frame(&b, &f);
+    struct ms_rbuf r = {b.data, b.len, 0, false};
+    CHECK(ms_wire_get_frame(&r, &back) && r.pos == r.len && !memcmp(&f, &back, sizeof(f)),
+          "frame round trip");
+    b.len = 0;
+    ms_wbuf_u64(&b, ~0ull);
+    ms_wbuf_u8(&b, MS_REG_COUNT + 2);
+    for (unsigned i = 0; i < MS_REG_COUNT + 2; i++)
+        ms_wbuf_u64(&b, i);
+    r = (struct ms_rbuf){b.data, b.len, 0, false};
+    struct ms_regs regs;
+    CHECK(ms_wire_get_regs(&r, &regs) && r.pos == r.len &&
+              regs.valid == (1ull << MS_REG_COUNT) - 1 &&
+              regs.v[MS_REG_COUNT - 1] == MS_REG_COUNT - 1,
+          "longer register list");
+    r = (struct ms_rbuf){b.data, b.len - 1, 0, false};
+    CHECK(!ms_wire_get_regs(&r, &regs), "short register list refused");
+    ms_wbuf_free(&b);
+}
+
 static uint64_t symbol(struct ms_target *t, ms_handle h, const char *name)
 {
     uint64_t v = 0;
@@ -208,6 +276,8 @@ static void test_kernel(void)
     ms_handle h = ept_handle(c, img_eptp(&ept), MS_FIRST_NONE);
     ms_handle lh = ept_handle(lt, img_eptp(&ept), MS_FIRST_NONE);
     check_dmesg(c, h, lt, lh, true, "EPT");
+    check_bt(c, 0, lt, 0, kimg_va(&k, 0), "RAM");
+    check_bt(c, h, lt, lh, kimg_va(&k, 0), "EPT");
 
     /* The ring is read anew by every request; the kernel is kept until a
      * flush finds its VMCOREINFO changed (a reboot with another slide). */
@@ -386,6 +456,7 @@ int main(void)
     stop(&rw);
 
     img_close(&im);
+    test_wire_regs();
     test_kernel();
     return check_done("test_target");
 }
