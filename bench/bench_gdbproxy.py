@@ -74,9 +74,11 @@ def main():
         l2 = g.l2
         vmcbs, hsaves = oracle.scan_vmcbs(g.ram, g.layout_regions())
         l1 = [h for h in hsaves if h["cr4"] & 0x20 and h["rip"] >> 47]
-        proxy = (f"| {oracle.MEMSRV} gdbproxy --stdio --qemu {g.gdb_address} --ram {g.ram} "
+        # As `nested proxy` runs it: exec, and the proxy's stderr on GDB's own
+        # ($PPID), or GDB reads that stderr once per byte the proxy sends.
+        proxy = (f"| exec {oracle.MEMSRV} gdbproxy --stdio --qemu {g.gdb_address} --ram {g.ram} "
                  f"--ncr3 {vmcbs[0]['ncr3']:#x} --npt-levels "
-                 f"{5 if l1[0]['cr4'] & (1 << 12) else 4}")
+                 f"{5 if l1[0]['cr4'] & (1 << 12) else 4} 2>>/proc/$PPID/fd/2")
         t_proxy, out_proxy = timed(proxy, [], f"x/512gx {MARKER_GVA:#x}", 8, rounds)
         phys = ["maint packet Qqemu.PhyMemMode:1"]
         t_qemu, out_qemu = timed(g.gdb_address, phys, f"x/4096gx {l2['l1phys']:#x}", 1, rounds)

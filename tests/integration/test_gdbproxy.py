@@ -174,6 +174,24 @@ def test_l1_stop_reads_l1(guest_svm):
         back_to_l2(g)
 
 
+def test_single_level_without_second_stage(guest5):
+    """No --eptp/--ncr3 (a guest with no nested one, as
+    bench/peer_lxdmesg_proxy.py runs it): the proxy takes the vCPU to be in
+    L1, says why, and GDB reads the kernel (linux_banner, and a 4 KiB x of
+    it) as over QEMU's stub."""
+    g = guest5
+    proxy = [oracle.MEMSRV, "gdbproxy", "--stdio", "--qemu", g.gdb_address, "--ram", g.ram]
+    reads = ["x/s &linux_banner", "x/512gx &linux_banner"]
+    r = gdb(g, reads, proxy=proxy, vmlinux=True)
+    out = r.stdout + r.stderr
+    assert "memsrv: the vCPU is in L1; no second stage given" in out, out
+    banner = re.search(r"<linux_banner>:\s+\"(Linux version [^\"]+)", r.stdout)
+    assert banner, out
+    direct = gdb(g, reads, vmlinux=True)
+    assert direct.stdout.count("0x") > 512 and r.stdout == direct.stdout, (out, direct.stdout)
+    assert not g.running()
+
+
 def test_interrupt(guest_svm):
     """continue, then ^C: GDB's interrupt byte goes through; the stop names
     its level."""
