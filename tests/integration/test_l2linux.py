@@ -22,10 +22,21 @@ def _npt_levels(g):
     return 4 if "la57=off" in g.cpu else 5
 
 
+VMCB_SAVE_CR3 = 0x550
+
+
 def _truth(g):
-    """(VMCB dict, NPT depth) of the one VMCB that reaches L2's banner."""
+    """(VMCB dict, NPT depth) of the one VMCB that reaches L2's banner. The
+    VMCB's page and nCR3 stay; its saved CR3 is L2's at the last #VMEXIT and
+    moves whenever the guest ran (other tests resume it), so it is read anew."""
     if getattr(g, "_l2truth", None):
-        return g._l2truth
+        v, levels = g._l2truth
+        ram = oracle.RamFile(g.ram, g.layout_regions())
+        try:
+            cr3 = int.from_bytes(ram.read(v["gpa"] + VMCB_SAVE_CR3, 8), "little")
+        finally:
+            ram.close()
+        return dict(v, cr3=cr3), levels
     l2 = g.l2linux
     banner = l2["kallsyms"]["linux_banner"]
     levels = _npt_levels(g)
