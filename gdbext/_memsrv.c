@@ -40,9 +40,8 @@ static PyObject *MemsrvError;
 static PyObject *raise_err(const struct ms_err *err)
 {
     static const char *const hints[] = {
-        [MS_HINT_SYMBOLS] = "symbols", [MS_HINT_DWARF] = "dwarf",
-        [MS_HINT_LAYOUT] = "layout",   [MS_HINT_WRITABLE] = "writable",
-        [MS_HINT_TOKEN] = "token",
+        [MS_HINT_SYMBOLS] = "symbols",   [MS_HINT_DWARF] = "dwarf", [MS_HINT_LAYOUT] = "layout",
+        [MS_HINT_WRITABLE] = "writable", [MS_HINT_TOKEN] = "token",
     };
     int code = err->code ? err->code : MS_EINVAL;
     const char *msg = err->msg[0] ? err->msg : ms_code_name(code);
@@ -51,10 +50,11 @@ static PyObject *raise_err(const struct ms_err *err)
         return NULL;
     PyObject *c = PyLong_FromLong(code);
     PyObject *n = PyUnicode_FromString(ms_code_name(code));
-    PyObject *h = err->hint > 0 && err->hint <= MS_HINT_TOKEN ? PyUnicode_FromString(hints[err->hint])
-                                                              : Py_NewRef(Py_None);
-    PyObject *f = err->has_fault ? PyLong_FromUnsignedLongLong(err->fault_addr)
-                                 : Py_NewRef(Py_None);
+    PyObject *h = err->hint > 0 && err->hint <= MS_HINT_TOKEN
+                      ? PyUnicode_FromString(hints[err->hint])
+                      : Py_NewRef(Py_None);
+    PyObject *f =
+        err->has_fault ? PyLong_FromUnsignedLongLong(err->fault_addr) : Py_NewRef(Py_None);
     if (c && n && h && f) {
         PyObject_SetAttrString(exc, "code", c);
         PyObject_SetAttrString(exc, "code_name", n);
@@ -616,8 +616,8 @@ static PyObject *mem_space(MemoryObject *m, PyObject *args, PyObject *kw)
     unsigned levels = 4, npt_levels = 4;
     int kernel = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|O&IO&O&Ip:space", kwlist, opt_u64_conv, &cr3,
-                                     &levels, opt_u64_conv, &eptp, opt_u64_conv, &ncr3,
-                                     &npt_levels, &kernel))
+                                     &levels, opt_u64_conv, &eptp, opt_u64_conv, &ncr3, &npt_levels,
+                                     &kernel))
         return NULL;
     if (mem_check(m))
         return NULL;
@@ -630,10 +630,14 @@ static PyObject *mem_space(MemoryObject *m, PyObject *args, PyObject *kw)
         return NULL;
     }
     struct ms_stack st = {
-        .second = eptp.given ? MS_SECOND_EPT : ncr3.given ? MS_SECOND_NPT : MS_SECOND_NONE,
+        .second = eptp.given   ? MS_SECOND_EPT
+                  : ncr3.given ? MS_SECOND_NPT
+                               : MS_SECOND_NONE,
         .second_root = eptp.given ? eptp.value : ncr3.value,
         .second_levels = npt_levels,
-        .first = kernel ? MS_FIRST_KERNEL : cr3.given ? MS_FIRST_CR3 : MS_FIRST_NONE,
+        .first = kernel      ? MS_FIRST_KERNEL
+                 : cr3.given ? MS_FIRST_CR3
+                             : MS_FIRST_NONE,
         .cr3 = cr3.value,
         .levels = levels,
     };
@@ -702,11 +706,11 @@ static PyObject *sp_transfer(SpaceObject *s, PyObject *args, bool write)
     size_t done = 0;
     int rc;
     if (write)
-        CALL(s->mem, rc, ms_target_write(s->mem->t, s->h, addr, buf.buf, (size_t)buf.len, &done,
-                                         &err));
+        CALL(s->mem, rc,
+             ms_target_write(s->mem->t, s->h, addr, buf.buf, (size_t)buf.len, &done, &err));
     else
-        CALL(s->mem, rc, ms_target_read(s->mem->t, s->h, addr, buf.buf, (size_t)buf.len, &done,
-                                        &err));
+        CALL(s->mem, rc,
+             ms_target_read(s->mem->t, s->h, addr, buf.buf, (size_t)buf.len, &done, &err));
     PyBuffer_Release(&buf);
     if (rc) {
         raise_err(&err);
@@ -842,8 +846,7 @@ static PyObject *sp_x(SpaceObject *s, PyObject *args, PyObject *kw)
     struct ms_x_state xs = {.format = 'x', .size = 'w'};
     int full = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "sO&|OO&O&p:x", kwlist, &text, u64_conv, &addr,
-                                     &symfn, letter_conv, &xs.format, letter_conv, &xs.size,
-                                     &full))
+                                     &symfn, letter_conv, &xs.format, letter_conv, &xs.size, &full))
         return NULL;
     if (sp_check(s))
         return NULL;
@@ -1074,8 +1077,7 @@ static PyObject *sp_dmesg_next(SpaceObject *s, PyObject *args, PyObject *kw)
     PyObject *cursor = Py_None;
     const char *style = "plain";
     int level = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|Osi:dmesg_next", kwlist, &cursor, &style,
-                                     &level))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|Osi:dmesg_next", kwlist, &cursor, &style, &level))
         return NULL;
     struct ms_dmesg_opts o = {MS_DMESG_PLAIN, level};
     while (o.style <= MS_DMESG_CRASH && strcmp(style, styles[o.style]) != 0)
@@ -1577,16 +1579,26 @@ PyMODINIT_FUNC PyInit__memsrv(void)
         const char *name;
         long value;
     } consts[] = {
-        {"PERM_R", MS_PERM_R},         {"PERM_W", MS_PERM_W},
-        {"PERM_X", MS_PERM_X},         {"PERM_U", MS_PERM_U},
-        {"KIND_PHYS", MS_SPACE_PHYS},  {"KIND_PAGING", MS_SPACE_PAGING},
-        {"KIND_NPT", MS_SPACE_NPT},    {"KIND_EPT", MS_SPACE_EPT},
-        {"E_INVAL", MS_EINVAL},        {"E_NOMEM", MS_ENOMEM},
-        {"E_IO", MS_EIO},              {"E_FORMAT", MS_EFORMAT},
-        {"E_UNMAPPED", MS_EUNMAPPED},  {"E_OUTSIDE", MS_EOUTSIDE},
-        {"E_RESERVED", MS_ERESERVED},  {"E_NOTFOUND", MS_ENOTFOUND},
-        {"E_BUS", MS_EBUS},            {"E_PERM", MS_EPERM},
-        {"E_LIMIT", MS_ELIMIT},        {"E_PROTO", MS_EPROTO},
+        {"PERM_R", MS_PERM_R},
+        {"PERM_W", MS_PERM_W},
+        {"PERM_X", MS_PERM_X},
+        {"PERM_U", MS_PERM_U},
+        {"KIND_PHYS", MS_SPACE_PHYS},
+        {"KIND_PAGING", MS_SPACE_PAGING},
+        {"KIND_NPT", MS_SPACE_NPT},
+        {"KIND_EPT", MS_SPACE_EPT},
+        {"E_INVAL", MS_EINVAL},
+        {"E_NOMEM", MS_ENOMEM},
+        {"E_IO", MS_EIO},
+        {"E_FORMAT", MS_EFORMAT},
+        {"E_UNMAPPED", MS_EUNMAPPED},
+        {"E_OUTSIDE", MS_EOUTSIDE},
+        {"E_RESERVED", MS_ERESERVED},
+        {"E_NOTFOUND", MS_ENOTFOUND},
+        {"E_BUS", MS_EBUS},
+        {"E_PERM", MS_EPERM},
+        {"E_LIMIT", MS_ELIMIT},
+        {"E_PROTO", MS_EPROTO},
     };
     for (size_t i = 0; i < sizeof(consts) / sizeof(consts[0]); i++)
         if (PyModule_AddIntConstant(m, consts[i].name, consts[i].value) < 0)

@@ -16,11 +16,9 @@
 #include "error.h"
 #include "ram.h"
 
-
 /* Scans every page of RAM; fills up to max candidates sorted by score,
  * best first; *count gets how many were found (may exceed max). */
 int ms_discover(struct ms_ram *ram, struct ms_candidate *out, unsigned max, unsigned *count,
                 ms_progress_fn progress, void *progress_arg, struct ms_err *err);
-
 
 #endif

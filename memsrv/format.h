@@ -16,7 +16,6 @@ struct ms_xfmt {
     char size;      /* b h w g */
 };
 
-
 /* Parses "16gx", "s", "3i" (the text after '/'), starting from *fmt, which
  * holds GDB's sticky defaults (last format and size); updates it. */
 int ms_xfmt_parse(const char *text, struct ms_xfmt *fmt, struct ms_err *err);

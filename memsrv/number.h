@@ -7,10 +7,8 @@
 
 #include "error.h"
 
-
 /* Parses one number (no arithmetic); *end gets the first unparsed char. */
 int ms_parse_u64(const char *text, const char **end, uint64_t *value, struct ms_err *err);
-
 
 /* The value of a hex digit (either case), or -1. */
 int ms_hex_digit(int c);

@@ -12,7 +12,6 @@
 #include "error.h"
 #include "layout.h"
 
-
 struct ms_ram_source {
     char *path;
     int fd;

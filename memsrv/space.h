@@ -14,7 +14,6 @@
 #include "error.h"
 #include "ram.h"
 
-
 struct ms_tlb_entry {
     uint64_t tag;        /* (addr >> 12) + 1; 0 = empty */
     uint64_t generation; /* ram->generation when filled */
@@ -88,7 +87,6 @@ int ms_space_read(struct ms_space *space, uint64_t addr, void *buf, size_t len, 
 int ms_space_write(struct ms_space *space, uint64_t addr, const void *buf, size_t len, size_t *done,
                    struct ms_err *err);
 
-
 /* Calls fn for every leaf mapping in [start, end] in address order. Tables
  * that cannot be read are skipped and counted in *bad_tables (may be NULL).
  * At most max_tables tables are visited (0 = default of 1<<20), so that a
@@ -99,6 +97,5 @@ int ms_space_enumerate(struct ms_space *space, uint64_t start, uint64_t end, ms_
 /* The canonical form of a virtual address for the space's depth (sign
  * extension from bit 47 or 56); other kinds return addr unchanged. */
 uint64_t ms_space_canonical(const struct ms_space *space, uint64_t addr);
-
 
 #endif

@@ -7,7 +7,6 @@
 
 #include "memsrv.h"
 
-
 void ms_strbuf_printf(struct ms_strbuf *sb, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void ms_strbuf_putc(struct ms_strbuf *sb, char c);

@@ -241,8 +241,8 @@ static int shape_of(struct ms_target *t, ms_handle h, struct shape *sh, struct m
     if (s.second != MS_SECOND_NONE) {
         sh->second.kind = s.second == MS_SECOND_EPT ? MS_SPACE_EPT : MS_SPACE_NPT;
         sh->second.root = s.second_root;
-        sh->second.levels = s.second == MS_SECOND_EPT ? (((s.second_root >> 3) & 7) + 1)
-                                                      : s.second_levels;
+        sh->second.levels =
+            s.second == MS_SECOND_EPT ? (((s.second_root >> 3) & 7) + 1) : s.second_levels;
         sh->second.lower = &sh->phys;
         sh->top = &sh->second;
     }
@@ -256,8 +256,7 @@ static int shape_of(struct ms_target *t, ms_handle h, struct shape *sh, struct m
     return 0;
 }
 
-int ms_target_describe(struct ms_target *t, ms_handle h, struct ms_strbuf *out,
-                       struct ms_err *err)
+int ms_target_describe(struct ms_target *t, ms_handle h, struct ms_strbuf *out, struct ms_err *err)
 {
     SCRATCH(err);
     struct shape sh;
@@ -317,8 +316,8 @@ int ms_target_enumerate(struct ms_target *t, ms_handle h, uint64_t start, uint64
     return t->ops->enumerate(t, h, start, end, fn, arg, max_tables, bad_tables, err);
 }
 
-int ms_target_discover(struct ms_target *t, struct ms_candidate *out, unsigned max,
-                       unsigned *count, struct ms_err *err)
+int ms_target_discover(struct ms_target *t, struct ms_candidate *out, unsigned max, unsigned *count,
+                       struct ms_err *err)
 {
     SCRATCH(err);
     *count = 0;

@@ -12,8 +12,7 @@
 
 struct ms_target_ops {
     void (*close)(struct ms_target *t);
-    int (*space)(struct ms_target *t, const struct ms_stack *s, ms_handle *out,
-                 struct ms_err *err);
+    int (*space)(struct ms_target *t, const struct ms_stack *s, ms_handle *out, struct ms_err *err);
     int (*stack)(struct ms_target *t, ms_handle h, struct ms_stack *out, struct ms_err *err);
     int (*readv)(struct ms_target *t, ms_handle h, unsigned count, const uint64_t *addrs,
                  const uint32_t *lens, void *const *bufs, int *statuses, size_t *dones,

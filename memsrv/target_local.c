@@ -548,8 +548,8 @@ static int local_dmesg(struct ms_target *t, ms_handle h, const struct ms_dmesg_o
 }
 
 static int local_dmesg_next(struct ms_target *t, ms_handle h, const struct ms_dmesg_opts *opts,
-                            struct ms_dmesg_cursor *cursor, struct ms_strbuf *text,
-                            uint64_t *lost, struct ms_err *err)
+                            struct ms_dmesg_cursor *cursor, struct ms_strbuf *text, uint64_t *lost,
+                            struct ms_err *err)
 {
     struct local_kernel *e;
     int rc = kernel_of(L(t), h, &e, err);

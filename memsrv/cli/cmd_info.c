@@ -15,8 +15,8 @@ int cmd_info(struct cli *cli, int argc, char **argv)
     if (in->remote)
         printf("server: %s%s\n", in->where, in->writable ? " writable" : "");
     for (unsigned i = 0; i < in->nsources; i++)
-        printf("source %u: %s (0x%" PRIx64 " bytes)%s\n", i, in->sources[i],
-               in->source_sizes[i], in->writable ? " writable" : "");
+        printf("source %u: %s (0x%" PRIx64 " bytes)%s\n", i, in->sources[i], in->source_sizes[i],
+               in->writable ? " writable" : "");
     printf("RAM regions (guest-physical -> file offset):\n");
     for (unsigned i = 0; i < in->nregions; i++) {
         const struct ms_target_region *r = &in->regions[i];

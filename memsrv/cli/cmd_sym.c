@@ -49,8 +49,7 @@ int cmd_sym(struct cli *cli, int argc, char **argv)
     }
     if (argc < 2)
         return cli_usage("usage: sym [--no-vmcoreinfo] NAME|ADDR...");
-    if (cli->no_vmcoreinfo && cli->connect)
-    {
+    if (cli->no_vmcoreinfo && cli->connect) {
         ms_err_set(&cli->err, MS_EINVAL,
                    "--no-vmcoreinfo works on local memory only (not with --connect)");
         return cli_fail(cli);

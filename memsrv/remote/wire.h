@@ -12,7 +12,7 @@
 #include "memsrv.h"
 
 #define MS_WIRE_MAGIC 0x5652534dU /* "MSRV" */
-#define MS_WIRE_VERSION 2 /* 2: errors carry hint and fault; SPACE names a first stage */
+#define MS_WIRE_VERSION 2         /* 2: errors carry hint and fault; SPACE names a first stage */
 #define MS_WIRE_HEADER 16
 #define MS_WIRE_MAX_REQUEST (1u << 20)   /* a request payload over this drops the client */
 #define MS_WIRE_MAX_RESPONSE (64u << 20) /* a response is cut (per item errors) above this */

@@ -18,7 +18,7 @@
 #define RAM_SIZE (256u << 10)
 
 static char ram_path[64], map_path[64]; /* the RAM; a System.map for the kernel below */
-static struct ms_target *targets[4];      /* [writable | symbols << 1] */
+static struct ms_target *targets[4];    /* [writable | symbols << 1] */
 /* The RAM as built, put back after an input that could write: each input
  * starts from the same memory, so a crash reproduces from its own file. */
 static int ram_fd = -1;
@@ -59,8 +59,8 @@ static void make_ram(void)
     for (unsigned i = 0; i < 4; i++) {
         char map[64];
         snprintf(map, sizeof(map), "0:%u@0", RAM_SIZE);
-        struct ms_target_opts o = {.ram = ram_path, .map = map, .writable = i & 1,
-                                   .symbols = (i & 2) ? map_path : NULL};
+        struct ms_target_opts o = {
+            .ram = ram_path, .map = map, .writable = i & 1, .symbols = (i & 2) ? map_path : NULL};
         if (ms_target_open(&targets[i], &o, NULL) != 0)
             abort();
     }

@@ -243,10 +243,9 @@ static void step(struct ms_printk_log *log, struct ms_dmesg_cursor *c, uint64_t 
     ms_dmesg_follow_step(log, c, &first, &end, &lost);
     CHECK(end - first == want_n && (!want_n || log->recs[first].seq == want_first) &&
               lost == want_lost,
-          "%s: %zu records from %llu, %llu lost; want %zu from %llu, %llu lost", what,
-          end - first, end > first ? (unsigned long long)log->recs[first].seq : 0,
-          (unsigned long long)lost, want_n, (unsigned long long)want_first,
-          (unsigned long long)want_lost);
+          "%s: %zu records from %llu, %llu lost; want %zu from %llu, %llu lost", what, end - first,
+          end > first ? (unsigned long long)log->recs[first].seq : 0, (unsigned long long)lost,
+          want_n, (unsigned long long)want_first, (unsigned long long)want_lost);
 }
 
 static void test_follow_step(void)

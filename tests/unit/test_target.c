@@ -43,8 +43,8 @@ static struct ms_target *open_local(const struct img *im, bool writable, const c
 {
     char map[64];
     snprintf(map, sizeof(map), "0:%llu@0", (unsigned long long)RAM_SIZE);
-    struct ms_target_opts o = {.ram = im->path, .map = map, .writable = writable,
-                               .symbols = symbols};
+    struct ms_target_opts o = {
+        .ram = im->path, .map = map, .writable = writable, .symbols = symbols};
     struct ms_target *t;
     struct ms_err err;
     if (ms_target_open(&t, &o, &err) != 0) {
@@ -242,8 +242,8 @@ static void test_kernel(void)
     CHECK(ms_target_eval(c, 0, "linux_banner+0x10", &v, &err) == 0 && v == kimg_va(&k, 0x10),
           "eval: %s", err.msg);
     CHECK(ms_target_dmesg(c, 0, &(struct ms_dmesg_opts){3, -1}, &name, NULL, &err) == MS_EINVAL &&
-              ms_target_dmesg(c, 0, &(struct ms_dmesg_opts){MS_DMESG_RAW, 8}, &name, NULL,
-                              &err) == MS_EINVAL,
+              ms_target_dmesg(c, 0, &(struct ms_dmesg_opts){MS_DMESG_RAW, 8}, &name, NULL, &err) ==
+                  MS_EINVAL,
           "style and level checked");
 
     /* Symbols name kernel addresses: through the kernel's own page tables,
@@ -421,8 +421,7 @@ int main(void)
     uint64_t v;
     rc = ms_target_read(c, 0, 0, &v, 8, NULL, &err);
     CHECK(rc == MS_EPROTO || rc == MS_EIO, "%d %s", rc, err.msg);
-    rc = ms_target_translate(c, h, 1, &(uint64_t){VA}, &(struct ms_xlat){0}, &(int){0}, NULL,
-                             &err);
+    rc = ms_target_translate(c, h, 1, &(uint64_t){VA}, &(struct ms_xlat){0}, &(int){0}, NULL, &err);
     CHECK(rc == MS_EIO && strstr(err.msg, "not connected"), "%d %s", rc, err.msg);
     ms_target_close(c);
     ms_target_close(lt);
