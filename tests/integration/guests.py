@@ -53,11 +53,14 @@ SCENARIOS = {
                         append="nokaslr lab.user=none lab.kmsgflood=20000"),
     "guest_svm": dict(machine="q35", mem=1 * GiB, cpu="max",
                       append="nokaslr lab.kvm=1 lab.run=l2kvm lab.user=sleep"),
-    # L1 with LA57 (KVM's NPT is 5-level), and without (4-level NPT).
+    # L1 with LA57 (KVM's NPT is 5-level), and without (4-level NPT). The
+    # 4-level one is also the SMP case (issue 16): L1 with 2 vCPUs running an
+    # L2 with 2 vCPUs (one VMCB each), rather than a third L1 boot.
     "guest_l2linux": dict(machine="q35", mem=3 * GiB, cpu="max", image="l2linux",
                           append="nokaslr lab.kvm=1 lab.run=l2linux lab.user=none"),
     "guest_l2linux4": dict(machine="q35", mem=3 * GiB, cpu="max,la57=off", image="l2linux",
-                           append="nokaslr lab.kvm=1 lab.run=l2linux lab.user=none"),
+                           smp=2,
+                           append="nokaslr lab.kvm=1 lab.run=l2linux lab.l2smp=2 lab.user=none"),
 }
 BASE_APPEND = "console=ttyS0 panic=-1"
 # Where a CPU spins after panic() with panic=0: its loop of mdelay()s.
@@ -130,13 +133,16 @@ def parse_l2linux(log):
     if out["file"]:
         out["file"]["path"] = tagged["file"][0].split()[0]
     out["user"] = _parse_kv(tagged["user"][0]) if "user" in tagged else None
-    out["spin"] = _parse_kv(tagged["spin"][0]) if "spin" in tagged else None
+    # one spinner per L2 CPU: [{"pid": N, "cpu": C}, ...]; "spin" is the first
+    out["spins"] = [_parse_kv(s) for s in tagged.get("spin", [])]
+    out["spin"] = out["spins"][0] if out["spins"] else None
+    out["cpus"] = _parse_kv(tagged["cpus"][0]) if "cpus" in tagged else None
     return out
 
 
 class Guest:
     def __init__(self, name, machine, mem, cpu, append, image=None, ready=None,
-                 boot_timeout=180):
+                 smp=1, boot_timeout=None):
         self.name = name
         self.image = image
         self.ready_line = ready or ("l2lab: READY" if image == "l2linux" else "LAB: READY")
@@ -144,8 +150,10 @@ class Guest:
         self.machine = machine
         self.mem_size = mem
         self.cpu = cpu
+        self.smp = smp
         self.append = f"{BASE_APPEND} {append}"
-        self.boot_timeout = boot_timeout
+        # two TCG vCPUs share this machine's 2 busy cores: slower to boot
+        self.boot_timeout = boot_timeout or (180 if smp == 1 else 300)
         self.proc = None
         self.qmp = None
         self._dumps = {}
@@ -160,7 +168,8 @@ class Guest:
         guest_dir, self.kernel_dir = build_guest(self.image)
         cmd = [sys.executable, os.path.join(ROOT, "scripts", "qemu-launch"),
                "--ram", self.ram, "--mem", str(self.mem_size), "--machine", self.machine,
-               "--cpu", self.cpu, "--accel", "tcg", "--gdb", "tcp::auto",
+               "--cpu", self.cpu, "--smp", str(self.smp), "--accel", "tcg",
+               "--gdb", "tcp::auto",
                "--kernel", os.path.join(self.kernel_dir, "vmlinuz"),
                "--initrd", os.path.join(guest_dir, "initramfs.cpio.gz"),
                "--append", self.append]
@@ -223,7 +232,7 @@ class Guest:
         cr = (f"CR3={self.cr3:#x} CR4={self.cr4:#x} levels={self.levels}" if not self.frozen
               else "frozen with SIGSTOP: QMP stop hung")
         report(f"boot {self.name}: {self.boot_seconds:.2f} s to {self.ready_line} "
-               f"({self.machine}, {self.mem_size // MiB} MiB, -cpu {self.cpu}, "
+               f"({self.machine}, {self.mem_size // MiB} MiB, -cpu {self.cpu}, -smp {self.smp}, "
                f"{cr}, stopped {'' if self.in_wanted_place else 'NOT '}where wanted "
                f"after {self.stop_attempts} attempt(s))")
         return self
@@ -275,8 +284,16 @@ class Guest:
         return bool(pid) and qmplib.pid_alive(pid)
 
     def _read_registers(self):
-        self.registers_text = self.hmp("info registers")
-        self.regs = qmplib.parse_registers(self.registers_text)
+        """Every vCPU's registers into .cpu_regs; .regs, .cr3, .cr4 and
+        .levels are vCPU 0's."""
+        self.cpu_regs = []
+        for i in range(self.smp):
+            text = self.qmp.cmd("human-monitor-command", command_line="info registers",
+                                cpu_index=i).replace("\r", "")
+            if i == 0:
+                self.registers_text = text
+            self.cpu_regs.append(qmplib.parse_registers(text))
+        self.regs = self.cpu_regs[0]
         self.cr3 = self.regs["CR3"]
         self.cr4 = self.regs["CR4"]
         self.levels = 5 if self.cr4 & (1 << 12) else 4
@@ -315,28 +332,30 @@ class Guest:
         self._l2walk = (walk2d, walk1, banner2, oracle.symbol(self, "linux_banner"), ram)
         return self._l2walk
 
-    def in_l2linux(self):
-        """The vCPU runs the nested Linux: its CR3 maps L2's linux_banner
+    def in_l2linux(self, cpu=0):
+        """vCPU `cpu` runs the nested Linux: its CR3 maps L2's linux_banner
         through the NPT and not L1's through L1's tables. (Not EFER.SVME:
         KVM sets it in L2's VMCB too, as VMRUN requires; not CR3 against the
         VMCB's copy: that is from the last #VMEXIT, and L2's CR3 changes
         with its processes.)"""
         walk2d, walk1, banner2, banner1, ram = self._l2linux_walkers()
-        levels = 5 if self.cr4 & (1 << 12) else 4
+        cr3 = self.cpu_regs[cpu]["CR3"]
+        levels = 5 if self.cpu_regs[cpu]["CR4"] & (1 << 12) else 4
 
         def reads(phys):
             return phys is not None and ram.read(phys, len(BANNER)) == BANNER
-        return reads(walk2d(self.cr3, banner2, levels)) and not reads(walk1(self.cr3, banner1))
+        return reads(walk2d(cr3, banner2, levels)) and not reads(walk1(cr3, banner1))
 
     def _where_wanted(self):
         """The stop should catch the vCPU where the tests want it: inside
         userpat (its CR3 loaded, so user pages translate) for a spinning
-        userpat; inside L2 for the nested guest (QEMU then shows L2's state
-        with no sign of it, which is the case the tools must handle)."""
+        userpat; inside L2 for the nested guest, on every vCPU (QEMU then
+        shows L2's state with no sign of it, which is the case the tools
+        must handle)."""
         if self.l2:
             return self.cr3 == self.l2["cr3"] and not self.cr4 & (1 << 12)
         if self.l2linux:
-            return self.in_l2linux()
+            return all(self.in_l2linux(i) for i in range(self.smp))
         if "lab.crash=1" in self.append:
             return self._rip_symbol() in PANIC_LOOP
         if self.user and self.user.get("mode") == "spin":
