@@ -6,6 +6,7 @@
 
 #include "array.h"
 #include "tasks.h"
+#include "vcpus.h"
 
 #define ORC_ENTRIES_MAX (4u << 20) /* a 6.1 distribution kernel has ~370k */
 #define THREAD_SIZE_DEFAULT (16u << 10)
@@ -322,13 +323,20 @@ static int unwind_cpu(struct ms_kernel *k, const struct ms_backtracer *b,
             return 0;
         }
     }
+    struct ms_orc_state s;
+    if (c->known == MS_CPU_SAVE_AREA) {
+        /* rip and rsp only (no rbp, no other register): a frame whose ORC
+         * needs one stops the unwind with a message, never a guess */
+        ms_orc_state_init(&s, c->rip, c->rsp, 0, true);
+        s.bp_unknown = true;
+        return walk(b, cs, &s, bt, err);
+    }
     struct ms_orc_regs p = {0};
     p.ax = c->rax, p.bx = c->rbx, p.cx = c->rcx, p.dx = c->rdx, p.si = c->rsi, p.di = c->rdi;
     p.bp = c->rbp, p.r8 = c->r8, p.r9 = c->r9, p.r10 = c->r10, p.r11 = c->r11, p.r12 = c->r12;
     p.r13 = c->r13, p.r14 = c->r14, p.r15 = c->r15;
     p.ip = c->rip, p.sp = c->rsp, p.flags = c->rflags;
     p.cs = KERNEL_CS, p.ss = KERNEL_DS; /* kernel mode */
-    struct ms_orc_state s;
     ms_orc_state_init_regs(&s, &p, 0);
     return walk(b, cs, &s, bt, err);
 }
@@ -359,9 +367,10 @@ int ms_kernel_backtrace(struct ms_kernel *k, const struct ms_task *task,
     const struct ms_cpu_state *cpu = NULL;
     if (on_cpu) {
         out->running = true;
-        if (!cpus || out->cpu >= ncpus)
+        if (!cpus || out->cpu >= ncpus || cpus[out->cpu].known == MS_CPU_NONE)
             return 0;
         cpu = &cpus[out->cpu];
+        out->from_vmcb = cpu->known == MS_CPU_SAVE_AREA;
     }
     if (!stack || stack % l->thread_size) {
         char msg[128];
@@ -422,13 +431,18 @@ int ms_kernel_task_regs(struct ms_kernel *k, uint64_t task, const struct ms_cpu_
     struct ms_regs *r = &out->regs;
     if (on_cpu) {
         out->on_cpu = true;
-        if (!cpus || out->cpu >= ncpus)
+        if (!cpus || out->cpu >= ncpus || cpus[out->cpu].known == MS_CPU_NONE)
             return 0;
         const struct ms_cpu_state *c = &cpus[out->cpu];
         const uint64_t gprs[16] = {c->rax, c->rbx, c->rcx, c->rdx, c->rsi, c->rdi, c->rbp, c->rsp,
                                    c->r8,  c->r9,  c->r10, c->r11, c->r12, c->r13, c->r14, c->r15};
-        for (unsigned i = 0; i < 16; i++)
-            set_reg(r, MS_REG_RAX + i, gprs[i]);
+        if (c->known == MS_CPU_ALL) {
+            for (unsigned i = 0; i < 16; i++)
+                set_reg(r, MS_REG_RAX + i, gprs[i]);
+        } else { /* a VMCB's save area */
+            set_reg(r, MS_REG_RAX, c->rax);
+            set_reg(r, MS_REG_RSP, c->rsp);
+        }
         set_reg(r, MS_REG_RIP, c->rip);
         set_reg(r, MS_REG_RFLAGS, c->rflags);
         set_reg(r, MS_REG_FS_BASE, c->fs_base);
@@ -535,6 +549,7 @@ int ms_kernel_unwind_step(struct ms_kernel *k, struct ms_space *mem, const struc
         ms_orc_state_init_regs(&s, &p, 0);
     } else {
         ms_orc_state_init(&s, r->v[MS_REG_RIP], r->v[MS_REG_RSP], rbp, in->exact);
+        s.bp_unknown = !(r->valid & REG_BIT(MS_REG_RBP));
     }
     uint64_t size = k->bt->layout.thread_size, lo = s.sp & ~(size - 1);
     struct ms_orc_unwinder u = {0};
@@ -593,7 +608,8 @@ void ms_backtrace_format(const struct ms_kernel *k, const struct ms_backtrace *b
     for (size_t i = 0; i < bt->count; i++) {
         const struct ms_bt_frame *f = &bt->frames[i];
         if (f->kind == MS_BT_CPU_REGS) {
-            ms_strbuf_printf(sb, "    running on CPU %u: RIP ", bt->cpu);
+            ms_strbuf_printf(sb, "    running on CPU %u%s: RIP ", bt->cpu,
+                             bt->from_vmcb ? " (its VMCB: the state at its last #VMEXIT)" : "");
             if (f->ip >= KERNEL_HALF)
                 put_symbol(k, f->ip, false, sb);
             else
@@ -663,4 +679,35 @@ int ms_kernel_bt_report(struct ms_kernel *k, const int32_t *pids, size_t npids,
     if (rc == 0 && missing >= 0)
         rc = ms_err_set(err, MS_ENOTFOUND, "no task with pid %d", missing);
     return rc;
+}
+
+int ms_kernel_cpu_bt_report(struct ms_kernel *k, uint32_t cpu, const struct ms_cpu_state *cpus,
+                            unsigned ncpus, struct ms_strbuf *out, struct ms_err *err)
+{
+    uint64_t addr;
+    int rc = ms_kernel_backtracer(k, err);
+    if (rc == 0)
+        rc = ms_kernel_current_task(k, cpu, &addr, err);
+    if (rc < 0)
+        return rc;
+    struct ms_task_list list;
+    rc = ms_tasks_list(k, 0, &list, err);
+    if (rc < 0)
+        return rc;
+    /* the idle tasks but CPU 0's are on no list: init_idle names them */
+    struct ms_task task = {addr, 0, 0, 0, 0, 0, ""};
+    snprintf(task.comm, sizeof(task.comm), "swapper/%u", cpu);
+    for (size_t i = 0; i < list.count; i++)
+        if (list.tasks[i].addr == addr)
+            task = list.tasks[i];
+    ms_task_list_free(&list);
+    struct ms_backtrace bt;
+    rc = ms_kernel_backtrace(k, &task, cpus, ncpus, &bt, err);
+    if (rc < 0)
+        return rc;
+    ms_backtrace_format(k, &bt, out);
+    ms_backtrace_free(&bt);
+    if (out->failed)
+        return ms_err_set(err, MS_ENOMEM, "out of memory for the report");
+    return 0;
 }

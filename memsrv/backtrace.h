@@ -63,6 +63,9 @@ struct ms_backtrace {
     /* on a CPU at the stop: its saved frame is stale; unwound from the CPU's
      * registers when they are at hand (frames[0] is MS_BT_CPU_REGS), else not */
     bool running;
+    /* the registers are a nested guest's VMCB's: its state at its last
+     * #VMEXIT (the vCPU may have run on in the nested guest since) */
+    bool from_vmcb;
     struct ms_bt_frame *frames;
     size_t count, cap;
     int end;       /* 0: the stack's end was reached; else why not (a MS_E* code) */
@@ -109,5 +112,10 @@ int ms_kernel_unwind_step(struct ms_kernel *k, struct ms_space *mem, const struc
 int ms_kernel_bt_report(struct ms_kernel *k, const int32_t *pids, size_t npids,
                         const struct ms_cpu_state *cpus, unsigned ncpus, struct ms_strbuf *out,
                         struct ms_err *err);
+
+/* `bt --cpu N`: the task running on cpu (its per-CPU current_task, vcpus.h),
+ * formatted as above, from cpus[cpu] when at hand. */
+int ms_kernel_cpu_bt_report(struct ms_kernel *k, uint32_t cpu, const struct ms_cpu_state *cpus,
+                            unsigned ncpus, struct ms_strbuf *out, struct ms_err *err);
 
 #endif

@@ -15,8 +15,12 @@
 /* AMD APM vol. 2, appendix B (VMCB layout); checked on a real KVM-on-TCG
  * VMCB (notes/qemu.md s.5): intercept word at 0x10 (bit 0 VMRUN), ASID at
  * 0x58, NP_ENABLE at 0x90 bit 0, nested_cr3 at 0xB0; the save area at 0x400
- * with EFER at +0xD0, CR4 +0x148, CR3 +0x150, CR0 +0x158, RIP +0x178,
- * RSP +0x1D8. */
+ * with segments of 16 bytes (selector, attributes, limit, base at +8) from
+ * ES at +0 (FS +0x40, GS +0x50), EFER at +0xD0, CR4 +0x148, CR3 +0x150,
+ * CR0 +0x158, RFLAGS +0x170, RIP +0x178, RSP +0x1D8, RAX +0x1F8,
+ * KernelGSBase +0x220, CR2 +0x240. The segment bases and KernelGSBase are
+ * VMSAVE's part: KVM (6.1's __svm_vcpu_run) VMSAVEs into the guest's VMCB
+ * after every #VMEXIT. */
 #define VMCB_INTERCEPT_VMRUN 0x10
 #define VMCB_ASID 0x58
 #define VMCB_NP_ENABLE 0x90
@@ -28,6 +32,12 @@
 #define SAVE_CR0 (VMCB_SAVE + 0x158)
 #define SAVE_RIP (VMCB_SAVE + 0x178)
 #define SAVE_RSP (VMCB_SAVE + 0x1d8)
+#define SAVE_FS_BASE (VMCB_SAVE + 0x48)
+#define SAVE_GS_BASE (VMCB_SAVE + 0x58)
+#define SAVE_RFLAGS (VMCB_SAVE + 0x170)
+#define SAVE_RAX (VMCB_SAVE + 0x1f8)
+#define SAVE_KERNEL_GS_BASE (VMCB_SAVE + 0x220)
+#define SAVE_CR2 (VMCB_SAVE + 0x240)
 #define EFER_SVME (1ULL << 12)
 #define EFER_LMA (1ULL << 10)
 #define CR0_PE 1ULL
@@ -294,6 +304,7 @@ static struct ms_candidate candidate_at(enum ms_cand_kind kind, uint64_t gpa, co
                                         const struct reg_offsets *o)
 {
     struct ms_candidate c = {0};
+    c.vcpu = -1;
     c.kind = kind;
     c.gpa = gpa;
     c.cr0 = u64_at(p, o->cr0);
@@ -306,28 +317,56 @@ static struct ms_candidate candidate_at(enum ms_cand_kind kind, uint64_t gpa, co
 }
 
 /* Control-area bits at 0x90: NP_ENABLE and the SEV/GMET/... flags in 7:0;
- * bits 63:8 are reserved. A VMRUN needs a non-zero ASID and EFER.SVME. */
-static int check_vmcb(struct ms_ram *ram, uint64_t gpa, const uint8_t *p, struct found *f,
-                      struct ms_err *err)
+ * bits 63:8 are reserved. A VMRUN needs a non-zero ASID and EFER.SVME; L2
+ * in long mode must hold a state VMRUN would have accepted. */
+int ms_vmcb_decode(const uint8_t *p, uint64_t gpa, struct ms_candidate *out)
 {
     uint64_t ncr3 = u64_at(p, VMCB_NCR3), efer = u64_at(p, SAVE_EFER);
     uint64_t np = u64_at(p, VMCB_NP_ENABLE);
     uint32_t asid = u32_at(p, VMCB_ASID);
     if (!(u32_at(p, VMCB_INTERCEPT_VMRUN) & 1) || !(np & 1) || (np >> 8) || asid == 0 ||
         asid > MAX_ASID || !(efer & EFER_SVME) || (efer & ~EFER_KNOWN) ||
-        (ncr3 & 0xfff & ~0x18ULL) || (ncr3 & PTE_ADDR_MASK) == 0 || ncr3 >= PHYS_LIMIT ||
-        !in_ram(ram, ncr3 & PTE_ADDR_MASK))
-        return 0;
+        (ncr3 & 0xfff & ~0x18ULL) || (ncr3 & PTE_ADDR_MASK) == 0 || ncr3 >= PHYS_LIMIT)
+        return -1;
     struct ms_candidate c = candidate_at(MS_CAND_VMCB, gpa, p, &vmcb_save);
-    /* L2 in long mode must hold a state VMRUN would have accepted. */
     if ((c.efer & EFER_LMA) && (c.cr0 & CR0_PG) && !long_mode_state_ok(&c))
-        return 0;
+        return -1;
     c.root = ncr3;
     c.asid = asid;
+    c.gs_base = u64_at(p, SAVE_GS_BASE);
+    c.kernel_gs_base = u64_at(p, SAVE_KERNEL_GS_BASE);
+    *out = c;
+    return 0;
+}
+
+void ms_vmcb_cpu_state(const uint8_t *p, struct ms_cpu_state *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->known = MS_CPU_SAVE_AREA;
+    out->rax = u64_at(p, SAVE_RAX);
+    out->rsp = u64_at(p, SAVE_RSP);
+    out->rip = u64_at(p, SAVE_RIP);
+    out->rflags = u64_at(p, SAVE_RFLAGS);
+    out->fs_base = u64_at(p, SAVE_FS_BASE);
+    out->gs_base = u64_at(p, SAVE_GS_BASE);
+    out->kernel_gs_base = u64_at(p, SAVE_KERNEL_GS_BASE);
+    out->cr0 = u64_at(p, SAVE_CR0);
+    out->cr2 = u64_at(p, SAVE_CR2);
+    out->cr3 = u64_at(p, SAVE_CR3);
+    out->cr4 = u64_at(p, SAVE_CR4);
+    out->has_cr = true;
+}
+
+static int check_vmcb(struct ms_ram *ram, uint64_t gpa, const uint8_t *p, struct found *f,
+                      struct ms_err *err)
+{
+    struct ms_candidate c;
+    if (ms_vmcb_decode(p, gpa, &c) || !in_ram(ram, c.root & PTE_ADDR_MASK))
+        return 0;
     c.score = 10;
     snprintf(c.evidence, sizeof(c.evidence),
              "VMRUN intercepted, NP_ENABLE, EFER.SVME, nCR3 0x%llx in RAM, ASID %u",
-             (unsigned long long)ncr3, c.asid);
+             (unsigned long long)c.root, c.asid);
     return push(f, &c, err);
 }
 
@@ -457,6 +496,7 @@ static int check_ept_tree(struct ms_ram *ram, uint64_t gpa, const uint8_t *p, st
     if (good == 0 || good < tried)
         return 0;
     struct ms_candidate c = {0};
+    c.vcpu = -1;
     c.kind = MS_CAND_EPT;
     c.gpa = gpa;
     c.root = gpa | 6 | (3 << 3);
@@ -585,5 +625,34 @@ int ms_discover(struct ms_ram *ram, struct ms_candidate *out, unsigned max, unsi
     if (out && f.n && max)
         memcpy(out, f.v, (f.n < max ? f.n : max) * sizeof(*out));
     free(f.v);
+    return 0;
+}
+
+int ms_discover_vmcbs(struct ms_ram *ram, uint64_t ncr3, struct ms_vmcb_state *out, unsigned max,
+                      unsigned *count, struct ms_err *err)
+{
+    uint8_t page[4096];
+    *count = 0;
+    for (unsigned r = 0; r < ram->layout.count; r++) {
+        const struct ms_region *reg = &ram->layout.regions[r];
+        uint64_t first = (reg->gpa + 4095) & ~4095ULL;
+        for (uint64_t a = first; a + 4096 <= reg->gpa + reg->len; a += 4096) {
+            /* the intercept word first: a page read costs more than this test */
+            if (ms_ram_read(ram, a, page, 8 + VMCB_INTERCEPT_VMRUN, NULL, err))
+                return 0; /* a file that shrank: keep what was found */
+            struct ms_candidate c;
+            if (!(u32_at(page, VMCB_INTERCEPT_VMRUN) & 1))
+                continue;
+            if (ms_ram_read(ram, a, page, sizeof(page), NULL, err))
+                return 0;
+            if (ms_vmcb_decode(page, a, &c) || (c.root & PTE_ADDR_MASK) != (ncr3 & PTE_ADDR_MASK))
+                continue;
+            if (*count < max) {
+                out[*count].cand = c;
+                ms_vmcb_cpu_state(page, &out[*count].regs);
+            }
+            ++*count;
+        }
+    }
     return 0;
 }

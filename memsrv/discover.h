@@ -21,4 +21,21 @@
 int ms_discover(struct ms_ram *ram, struct ms_candidate *out, unsigned max, unsigned *count,
                 ms_progress_fn progress, void *progress_arg, struct ms_err *err);
 
+/* A VMCB page (4096 bytes at gpa) decoded as a candidate, unproven (no
+ * score, vcpu -1): 0, or -1 when its fields are impossible for one. */
+int ms_vmcb_decode(const uint8_t *page, uint64_t gpa, struct ms_candidate *out);
+/* The guest state its save area holds (known: MS_CPU_SAVE_AREA). */
+void ms_vmcb_cpu_state(const uint8_t *page, struct ms_cpu_state *out);
+
+/* A VMCB running a given nested guest, and the state it saved. */
+struct ms_vmcb_state {
+    struct ms_candidate cand; /* gpa: the VMCB's page */
+    struct ms_cpu_state regs;
+};
+
+/* Every VMCB in RAM whose nCR3 is ncr3 (the nested guest's vCPUs, one VMCB
+ * each): up to max in out, *count how many (may exceed max). */
+int ms_discover_vmcbs(struct ms_ram *ram, uint64_t ncr3, struct ms_vmcb_state *out, unsigned max,
+                      unsigned *count, struct ms_err *err);
+
 #endif

@@ -269,7 +269,19 @@ int ms_target_flush(struct ms_target *t, struct ms_err *err);
 
 /* --------------------------------------------------------- what it holds */
 
+/* Which registers of a CPU are at hand. */
+enum ms_cpu_known {
+    MS_CPU_ALL = 0, /* every one (a dump's notes) */
+    /* An AMD SVM VMCB's save area (a nested guest's CPU at its last
+     * #VMEXIT): rax, rsp, rip, rflags, the segment bases and control
+     * registers; the other general registers are not in a VMCB (the
+     * hypervisor keeps them in its own memory). */
+    MS_CPU_SAVE_AREA,
+    MS_CPU_NONE, /* none: that CPU's state was not found */
+};
+
 struct ms_cpu_state {
+    enum ms_cpu_known known;
     uint64_t rax, rbx, rcx, rdx, rsi, rdi, rsp, rbp;
     uint64_t r8, r9, r10, r11, r12, r13, r14, r15;
     uint64_t rip, rflags;
@@ -340,7 +352,11 @@ struct ms_candidate {
     unsigned root_levels; /* NPT/EPT depth; 0 when it could not be told */
     uint64_t cr0, cr3, cr4, efer, rip, rsp; /* L2's (HSAVE: L1's) saved state */
     uint32_t asid;                          /* VMCB ASID or vmcs12 VPID */
-    int score;                              /* higher is more believable */
+    uint64_t gs_base, kernel_gs_base;       /* VMCB: L2's, as VMSAVE left them */
+    /* VMCB: the nested guest's CPU whose state it holds (its GS base is
+     * that CPU's per-CPU offset in the nested kernel); -1: not told */
+    int32_t vcpu;
+    int score; /* higher is more believable */
     char evidence[400];
 };
 
@@ -437,6 +453,13 @@ int ms_target_tasks(struct ms_target *t, ms_handle h, struct ms_task **tasks, si
  * pid with no task fails after the others are in *out. */
 int ms_target_backtrace(struct ms_target *t, ms_handle h, const int32_t *pids, size_t npids,
                         struct ms_strbuf *out, struct ms_err *err);
+/* The same report for the task running on CPU cpu (the kernel's per-CPU
+ * current_task: an idle task too), unwound from that CPU's registers: a
+ * dump's notes for the outer guest; for a nested guest under AMD SVM (an
+ * NPT handle) the save area of the VMCB whose GS base is that CPU's per-CPU
+ * offset (ms_candidate.vcpu), which holds rip, rsp, rax and rflags only. */
+int ms_target_cpu_backtrace(struct ms_target *t, ms_handle h, uint32_t cpu, struct ms_strbuf *out,
+                            struct ms_err *err);
 /* ------------------------------------------------- threads and frames */
 
 /* x86-64 registers in GDB's order (its i386:x86-64 core, segment bases and
@@ -490,7 +513,9 @@ enum ms_regs_source {
     MS_REGS_NONE,  /* nothing known: on a CPU, and no registers of it at hand */
     MS_REGS_FRAME, /* asleep: its switched-out frame (inactive_task_frame at thread.sp):
                       rip (the return address), rsp, rbp, rbx, r12-r15 */
-    MS_REGS_CPU,   /* on a CPU: that CPU's registers from a dump's notes */
+    MS_REGS_CPU,   /* on a CPU: that CPU's registers from a dump's notes, or (a
+                      nested guest) its VMCB's save area: rip, rsp, rax, rflags,
+                      segment bases, control registers only */
 };
 
 struct ms_task_regs {
@@ -502,7 +527,8 @@ struct ms_task_regs {
 
 /* A task's registers as a debugger shows its thread (x86-64 Linux). A dump's
  * CPU notes are the outer guest's: they never stand for a nested kernel's
- * task (a handle with a second stage). */
+ * task (a handle with a second stage); there the VMCBs of its NPT are (as
+ * ms_target_cpu_backtrace). */
 int ms_target_task_regs(struct ms_target *t, ms_handle h, uint64_t task, struct ms_task_regs *out,
                         struct ms_err *err);
 

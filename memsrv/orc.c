@@ -203,6 +203,12 @@ int ms_orc_step(const struct ms_orc_unwinder *u, struct ms_orc_state *s, struct 
         return ms_err_set(err, MS_EFORMAT, "ORC entry for ip 0x%llx is undefined",
                           (unsigned long long)s->ip);
     }
+    bool needs_bp = orc->sp_reg == MS_ORC_REG_BP || orc->sp_reg == MS_ORC_REG_BP_INDIRECT ||
+                    orc->bp_reg == MS_ORC_REG_BP;
+    if (s->bp_unknown && needs_bp)
+        return ms_err_set(err, MS_ENOTFOUND,
+                          "ORC entry for ip 0x%llx needs bp, and the registers at hand lack it",
+                          (unsigned long long)s->ip);
     uint64_t sp;
     bool indirect = false;
     switch (orc->sp_reg) {
@@ -294,14 +300,17 @@ int ms_orc_step(const struct ms_orc_unwinder *u, struct ms_orc_state *s, struct 
     switch (orc->bp_reg) {
     case MS_ORC_REG_UNDEFINED: {
         uint64_t bp;
-        if (get_reg(&n, offsetof(struct ms_orc_regs, bp), &bp))
+        if (get_reg(&n, offsetof(struct ms_orc_regs, bp), &bp)) {
             n.bp = bp;
+            n.bp_unknown = false;
+        }
         break;
     }
     case MS_ORC_REG_PREV_SP: {
         int rc = read_stack(u, sp + (uint64_t)(int64_t)orc->bp_offset, &n.bp, 8, "saved bp", err);
         if (rc < 0)
             return rc;
+        n.bp_unknown = false;
         break;
     }
     case MS_ORC_REG_BP: {

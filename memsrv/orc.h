@@ -108,6 +108,7 @@ struct ms_orc_state {
     bool has_regs;  /* regs holds the pt_regs of the last REGS/REGS_PARTIAL frame */
     bool full_regs; /* ... all of it (REGS), not only the iret part */
     bool has_prev_regs;
+    bool bp_unknown; /* bp was not saved (a VMCB's state): a frame that needs it stops */
     struct ms_orc_regs regs, prev_regs;
     uint64_t regs_addr;   /* where regs lie on the stack */
     int stack;            /* index in the unwinder's stacks of sp, -1 unknown */

@@ -428,6 +428,13 @@ int ms_target_backtrace(struct ms_target *t, ms_handle h, const int32_t *pids, s
     return t->ops->backtrace(t, h, pids, npids, out, err);
 }
 
+int ms_target_cpu_backtrace(struct ms_target *t, ms_handle h, uint32_t cpu, struct ms_strbuf *out,
+                            struct ms_err *err)
+{
+    SCRATCH(err);
+    return t->ops->cpu_backtrace(t, h, cpu, out, err);
+}
+
 int ms_target_task_regs(struct ms_target *t, ms_handle h, uint64_t task, struct ms_task_regs *out,
                         struct ms_err *err)
 {

@@ -58,6 +58,8 @@ struct ms_target_ops {
                      struct ms_strbuf *out, struct ms_err *err);
     int (*task_regs)(struct ms_target *t, ms_handle h, uint64_t task, struct ms_task_regs *out,
                      struct ms_err *err);
+    int (*cpu_backtrace)(struct ms_target *t, ms_handle h, uint32_t cpu, struct ms_strbuf *out,
+                         struct ms_err *err);
     int (*unwind_step)(struct ms_target *t, ms_handle h, const struct ms_frame *in,
                        struct ms_frame *out, struct ms_err *err);
     /* NULL: not offered by the backend */

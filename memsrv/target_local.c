@@ -12,6 +12,7 @@
 #include "error.h"
 #include "format.h"
 #include "kernel.h"
+#include "pte.h"
 #include "ptype.h"
 #include "layout.h"
 #include "modsyms.h"
@@ -23,6 +24,7 @@
 #include "symbols.h"
 #include "target_backend.h"
 #include "tasks.h"
+#include "vcpus.h"
 #include "vmcore.h"
 
 #define MAX_STACKS 256
@@ -57,6 +59,13 @@ struct local_kernel {
     bool modsyms_read;
     uint64_t modsyms_generation;
     struct ms_modsyms modsyms;
+    /* A nested guest's CPUs (NPT only): each one's state from the VMCB
+     * that runs it, indexed by CPU number (ms_kernel_vmcb_cpu); found again
+     * when the RAM's generation moved. */
+    bool vcpus_read;
+    uint64_t vcpus_generation;
+    struct ms_cpu_state *vcpus;
+    unsigned nvcpus;
 };
 
 struct local {
@@ -162,6 +171,10 @@ static void kernel_drop(struct local_kernel *e)
     ms_err_clear(&e->kallsyms_err);
     ms_modsyms_free(&e->modsyms);
     e->modsyms_read = false;
+    free(e->vcpus);
+    e->vcpus = NULL;
+    e->nvcpus = 0;
+    e->vcpus_read = false;
 }
 
 /* The kernel in the guest-physical space of a stack (its second stage,
@@ -512,10 +525,75 @@ static int local_stats(struct ms_target *t, struct ms_target_stats *st, struct m
     return 0;
 }
 
+/* A VMCB whose nested guest's CPU is told proves it holds a live vCPU. */
+#define PROOF_VCPU 3
+
+/* Which CPU of the nested kernel each VMCB candidate at a known NPT depth
+ * holds (vcpus.h: its GS base against that kernel's per-CPU offsets, read
+ * through the VMCB's own NPT). */
+static void tell_vcpus(struct local *l, struct ms_candidate *c, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        if (c[i].kind != MS_CAND_VMCB || !c[i].root_levels)
+            continue;
+        struct ms_stack s = {MS_SECOND_NPT, c[i].root & PTE_ADDR_MASK, c[i].root_levels,
+                             MS_FIRST_KERNEL, 0, 0};
+        struct ms_err err;
+        ms_handle h;
+        struct ms_kernel *k;
+        uint32_t cpu;
+        char how[200];
+        size_t len = strlen(c[i].evidence);
+        if (local_space(&l->base, &s, &h, &err) || kernel_syms(l, h, &k, &err)) {
+            snprintf(c[i].evidence + len, sizeof(c[i].evidence) - len,
+                     "; its L2 CPU not told: %.150s", err.msg);
+        } else if (ms_kernel_vmcb_cpu(k, &c[i], &cpu, how, sizeof(how), &err) == 0) {
+            c[i].vcpu = (int32_t)cpu;
+            c[i].score += PROOF_VCPU;
+            snprintf(c[i].evidence + len, sizeof(c[i].evidence) - len, "; L2 CPU %u: %s", cpu,
+                     how);
+        } else {
+            snprintf(c[i].evidence + len, sizeof(c[i].evidence) - len,
+                     "; its L2 CPU not told: %.150s", how);
+        }
+    }
+}
+
+/* By score, then a nested guest's vCPUs in order. */
+static int by_score_vcpu(const void *a, const void *b)
+{
+    const struct ms_candidate *x = a, *y = b;
+    if (x->score != y->score)
+        return y->score - x->score;
+    if (x->root != y->root)
+        return x->root < y->root ? -1 : 1;
+    if (x->vcpu != y->vcpu)
+        return x->vcpu < y->vcpu ? -1 : 1;
+    return x->gpa < y->gpa ? -1 : x->gpa > y->gpa;
+}
+
 static int local_discover(struct ms_target *t, struct ms_candidate *out, unsigned max,
                           unsigned *count, struct ms_err *err)
 {
-    return ms_discover(L(t)->ram, out, max, count, L(t)->progress, L(t)->progress_arg, err);
+    struct local *l = L(t);
+    /* a few more than asked: telling vCPUs may move one up */
+    unsigned cap = max + 16, n = 0;
+    struct ms_candidate *all = calloc(cap, sizeof(*all));
+    if (!all)
+        return ms_err_set(err, MS_ENOMEM, "out of memory");
+    int rc = ms_discover(l->ram, all, cap, &n, l->progress, l->progress_arg, err);
+    if (rc) {
+        free(all);
+        return rc;
+    }
+    unsigned kept = n < cap ? n : cap;
+    tell_vcpus(l, all, kept);
+    qsort(all, kept, sizeof(*all), by_score_vcpu);
+    *count = n;
+    if (out && max)
+        memcpy(out, all, (kept < max ? kept : max) * sizeof(*out));
+    free(all);
+    return 0;
 }
 
 static int local_dmesg(struct ms_target *t, ms_handle h, const struct ms_dmesg_opts *opts,
@@ -690,38 +768,104 @@ static int local_types(struct ms_target *t, ms_handle h, unsigned what, const ch
     return rc < 0 ? rc : ms_ptype_format(k->btf, id, strchr(flags, 'o') != NULL, out, err);
 }
 
+#define MAX_VCPUS 64 /* VMCBs of one nested guest looked at */
+
+/* The nested guest's CPUs: the VMCBs whose nCR3 is its NPT root, each at
+ * the CPU its GS base names; CPUs no VMCB names are MS_CPU_NONE. */
+static void read_vcpus(struct local *l, struct local_kernel *e, struct ms_kernel *k)
+{
+    struct ms_vmcb_state *v = calloc(MAX_VCPUS, sizeof(*v));
+    unsigned n = 0, ncpus = 0;
+    struct ms_err err;
+    if (!v || ms_discover_vmcbs(l->ram, e->second_root, v, MAX_VCPUS, &n, &err) < 0) {
+        free(v);
+        return;
+    }
+    uint32_t cpu_of[MAX_VCPUS];
+    for (unsigned i = 0; i < n && i < MAX_VCPUS; i++) {
+        char how[200];
+        cpu_of[i] = UINT32_MAX;
+        if (ms_kernel_vmcb_cpu(k, &v[i].cand, &cpu_of[i], how, sizeof(how), &err) == 0 &&
+            cpu_of[i] < MAX_VCPUS && cpu_of[i] + 1 > ncpus)
+            ncpus = cpu_of[i] + 1;
+    }
+    struct ms_cpu_state *cpus = ncpus ? calloc(ncpus, sizeof(*cpus)) : NULL;
+    for (unsigned c = 0; cpus && c < ncpus; c++)
+        cpus[c].known = MS_CPU_NONE;
+    /* two VMCBs naming one CPU (a stale one): the first is kept */
+    for (unsigned i = 0; cpus && i < n && i < MAX_VCPUS; i++)
+        if (cpu_of[i] < ncpus && cpus[cpu_of[i]].known == MS_CPU_NONE)
+            cpus[cpu_of[i]] = v[i].regs;
+    free(v);
+    e->vcpus = cpus;
+    e->nvcpus = cpus ? ncpus : 0;
+}
+
+/* The registers of the CPUs of handle h's kernel: a dump's notes for the
+ * outer guest (they are its CPUs); for a nested guest under NPT its VMCBs'
+ * save areas (found again when the RAM moved); none under EPT (a vmcs12
+ * holds the state of the one L2 vCPU it runs, but which CPU it is has not
+ * been taught here). */
+static int kernel_cpus(struct local *l, ms_handle h, struct ms_kernel **k,
+                       const struct ms_cpu_state **cpus, unsigned *ncpus, struct ms_err *err)
+{
+    const struct local_stack *st = NULL;
+    struct local_kernel *e;
+    int rc = stack_of(l, h, &st, err);
+    if (rc == 0)
+        rc = kernel_syms(l, h, k, err);
+    if (rc == 0)
+        rc = kernel_of(l, h, &e, err);
+    if (rc < 0)
+        return rc;
+    *cpus = NULL;
+    *ncpus = 0;
+    if (st->desc.second == MS_SECOND_NONE) {
+        *cpus = l->ram->cpus;
+        *ncpus = l->ram->ncpus;
+    } else if (st->desc.second == MS_SECOND_NPT) {
+        if (!e->vcpus_read || e->vcpus_generation != l->ram->generation) {
+            free(e->vcpus);
+            e->vcpus = NULL;
+            e->nvcpus = 0;
+            e->vcpus_read = true;
+            e->vcpus_generation = l->ram->generation;
+            read_vcpus(l, e, *k);
+        }
+        *cpus = e->vcpus;
+        *ncpus = e->nvcpus;
+    }
+    return 0;
+}
+
 static int local_backtrace(struct ms_target *t, ms_handle h, const int32_t *pids, size_t npids,
                            struct ms_strbuf *out, struct ms_err *err)
 {
-    struct local *l = L(t);
     struct ms_kernel *k;
-    const struct local_stack *st = NULL;
-    int rc = stack_of(l, h, &st, err);
-    if (rc == 0)
-        rc = kernel_syms(l, h, &k, err);
-    if (rc < 0)
-        return rc;
-    /* a dump's CPU notes are the outer guest's CPUs */
-    bool outer = st->desc.second == MS_SECOND_NONE;
-    return ms_kernel_bt_report(k, pids, npids, outer ? l->ram->cpus : NULL,
-                               outer ? l->ram->ncpus : 0, out, err);
+    const struct ms_cpu_state *cpus;
+    unsigned ncpus;
+    int rc = kernel_cpus(L(t), h, &k, &cpus, &ncpus, err);
+    return rc < 0 ? rc : ms_kernel_bt_report(k, pids, npids, cpus, ncpus, out, err);
+}
+
+static int local_cpu_backtrace(struct ms_target *t, ms_handle h, uint32_t cpu,
+                               struct ms_strbuf *out, struct ms_err *err)
+{
+    struct ms_kernel *k;
+    const struct ms_cpu_state *cpus;
+    unsigned ncpus;
+    int rc = kernel_cpus(L(t), h, &k, &cpus, &ncpus, err);
+    return rc < 0 ? rc : ms_kernel_cpu_bt_report(k, cpu, cpus, ncpus, out, err);
 }
 
 static int local_task_regs(struct ms_target *t, ms_handle h, uint64_t task,
                            struct ms_task_regs *out, struct ms_err *err)
 {
-    struct local *l = L(t);
     struct ms_kernel *k;
-    const struct local_stack *st = NULL;
-    int rc = stack_of(l, h, &st, err);
-    if (rc == 0)
-        rc = kernel_syms(l, h, &k, err);
-    if (rc < 0)
-        return rc;
-    /* a dump's CPU notes are the outer guest's CPUs */
-    bool outer = st->desc.second == MS_SECOND_NONE;
-    return ms_kernel_task_regs(k, task, outer ? l->ram->cpus : NULL, outer ? l->ram->ncpus : 0, out,
-                               err);
+    const struct ms_cpu_state *cpus;
+    unsigned ncpus;
+    int rc = kernel_cpus(L(t), h, &k, &cpus, &ncpus, err);
+    return rc < 0 ? rc : ms_kernel_task_regs(k, task, cpus, ncpus, out, err);
 }
 
 static int local_unwind_step(struct ms_target *t, ms_handle h, const struct ms_frame *in,
@@ -794,6 +938,7 @@ static void local_close(struct ms_target *t)
     for (unsigned i = 0; i < l->nkernels; i++) {
         ms_kernel_close(l->kernels[i]->k);
         ms_modsyms_free(&l->kernels[i]->modsyms);
+        free(l->kernels[i]->vcpus);
         free(l->kernels[i]);
     }
     for (unsigned i = 0; i < l->nstacks; i++) {
@@ -836,6 +981,7 @@ static const struct ms_target_ops local_ops = {
     .set_symbols = local_set_symbols,
     .backtrace = local_backtrace,
     .task_regs = local_task_regs,
+    .cpu_backtrace = local_cpu_backtrace,
     .unwind_step = local_unwind_step,
     .export_vmcore = local_export_vmcore,
 };

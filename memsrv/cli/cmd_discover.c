@@ -34,8 +34,10 @@ int cmd_discover(struct cli *cli, int argc, char **argv)
             printf("--ncr3 0x%" PRIx64, k->root);
             if (k->root_levels)
                 printf(" --npt-levels %u", k->root_levels);
-            printf(" --cr3 0x%" PRIx64 " --levels %u   (ASID %u, L2 RIP 0x%" PRIx64 ")\n", k->cr3,
-                   l2levels, k->asid, k->rip);
+            printf(" --cr3 0x%" PRIx64 " --levels %u   (", k->cr3, l2levels);
+            if (k->vcpu >= 0)
+                printf("L2 vCPU %d, ", k->vcpu);
+            printf("ASID %u, L2 RIP 0x%" PRIx64 ")\n", k->asid, k->rip);
             break;
         case MS_CAND_VMCS12:
             printf("--eptp 0x%" PRIx64 " --cr3 0x%" PRIx64

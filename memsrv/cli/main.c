@@ -106,17 +106,21 @@ static const struct cli_command commands[] = {
      "\n"
      "Options:\n"
      "  --stats          say on stderr how many modules and where the types came from\n"},
-    {"bt", cmd_bt, "bt PID...|--all", "kernel stacks of the guest's tasks (ORC unwinder)",
+    {"bt", cmd_bt, "bt PID...|--all|--cpu N", "kernel stacks of the guest's tasks (ORC unwinder)",
      "Prints the kernel stacks of the given tasks (or of every task), unwound\n"
      "with the kernel's ORC tables; names come from the kernel's kallsyms when\n"
      "no symbol file is given; the task_struct layout from --vmlinux's DWARF,\n"
      "else the kernel's own BTF. A task running at the stop is unwound from its\n"
      "CPU's registers when --dump gives them (a QEMU dump's notes: the CPU's\n"
      "place first, \"running on CPU N: RIP ...\"; the panicking CPU of a crash);\n"
-     "with a RAM file alone it is only named.\n"
+     "for a nested guest behind --ncr3 from the VMCB of its CPU (discover's \"L2\n"
+     "vCPU N\"): its state at its last #VMEXIT, rip, rsp, rax and rflags only (an\n"
+     "SVM VMCB holds no other general register), so a frame whose ORC data needs\n"
+     "rbp stops the unwind; otherwise a running task is only named.\n"
      "\n"
      "Options:\n"
-     "  --all            every task\n"},
+     "  --all            every task\n"
+     "  --cpu N          the task running on CPU N (its per-CPU current_task)\n"},
     {"export-vmcore", cmd_export, "export-vmcore -o OUT [-q]",
      "a kdump-style vmcore for crash and drgn",
      "Writes OUT, an ELF vmcore of the guest-physical memory the options name (RAM,\n"
@@ -631,7 +635,7 @@ int cli_open(struct cli *cli)
     rc = ms_target_open(&cli->t, &o, err);
     if (rc)
         return rc;
-    if (cli->cpu >= 0) {
+    if (cli->cpu >= 0 && !cli->cpu_names_task) {
         const struct ms_target_info *info;
         ms_target_info(cli->t, &info, err);
         if ((unsigned)cli->cpu >= info->ncpus || !info->cpus[cli->cpu].has_cr)

@@ -672,6 +672,17 @@ static int remote_backtrace(struct ms_target *t, ms_handle h, const int32_t *pid
     return text_op(c, f, MS_OP_BACKTRACE, out, &r, err);
 }
 
+static int remote_cpu_backtrace(struct ms_target *t, ms_handle h, uint32_t cpu,
+                                struct ms_strbuf *out, struct ms_err *err)
+{
+    struct ms_client *c = &R(t)->c;
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, h);
+    ms_wbuf_u32(&c->req, cpu);
+    struct ms_rbuf r;
+    return text_op(c, f, MS_OP_CPU_BACKTRACE, out, &r, err);
+}
+
 static int remote_task_regs(struct ms_target *t, ms_handle h, uint64_t task,
                             struct ms_task_regs *out, struct ms_err *err)
 {
@@ -860,6 +871,7 @@ static const struct ms_target_ops remote_ops = {
     .set_symbols = remote_set_symbols,
     .backtrace = remote_backtrace,
     .task_regs = remote_task_regs,
+    .cpu_backtrace = remote_cpu_backtrace,
     .unwind_step = remote_unwind_step,
 };
 

@@ -421,6 +421,25 @@ static void op_backtrace(struct ms_service *svc, struct ms_rbuf *r, struct ms_wb
     free(pids);
 }
 
+static void op_cpu_backtrace(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                             struct ms_err *item)
+{
+    uint32_t handle = 0, cpu = 0;
+    ms_rbuf_u32(r, &handle);
+    ms_rbuf_u32(r, &cpu);
+    if (r->bad)
+        return;
+    struct ms_strbuf sb;
+    ms_strbuf_init(&sb);
+    int rc = ms_target_cpu_backtrace(svc->target, handle, cpu, &sb, item);
+    if (sb.len > MS_WIRE_MAX_RESPONSE) {
+        sb.len = 0;
+        rc = ms_err_set(item, MS_ELIMIT, "the trace exceeds %u bytes", MS_WIRE_MAX_RESPONSE);
+    }
+    put_text(out, rc, &sb, item);
+    ms_strbuf_free(&sb);
+}
+
 static void op_task_regs(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
                          struct ms_err *item)
 {
@@ -568,6 +587,7 @@ static const op_fn ops[] = {
     [MS_OP_TASK_REGS] = op_task_regs,
     [MS_OP_UNWIND_STEP] = op_unwind_step,
     [MS_OP_MODULES] = op_modules,
+    [MS_OP_CPU_BACKTRACE] = op_cpu_backtrace,
 };
 
 int ms_service_request(struct ms_service *svc, struct ms_service_conn *conn,

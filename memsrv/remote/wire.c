@@ -241,6 +241,9 @@ void ms_wire_put_candidate(struct ms_wbuf *b, const struct ms_candidate *c)
     ms_wbuf_u32(b, c->asid);
     ms_wbuf_u32(b, (uint32_t)c->score);
     ms_wbuf_str(b, c->evidence, strnlen(c->evidence, sizeof(c->evidence)));
+    ms_wbuf_u64(b, c->gs_base);
+    ms_wbuf_u64(b, c->kernel_gs_base);
+    ms_wbuf_u32(b, (uint32_t)c->vcpu);
 }
 
 bool ms_rbuf_cstr(struct ms_rbuf *r, char *dst, size_t size)
@@ -268,7 +271,12 @@ bool ms_wire_get_candidate(struct ms_rbuf *r, struct ms_candidate *c)
     ms_rbuf_u32(r, &c->asid);
     ms_rbuf_u32(r, &score);
     ms_rbuf_cstr(r, c->evidence, sizeof(c->evidence));
-    if (kind < MS_CAND_VMCB || kind > MS_CAND_EPT)
+    uint32_t vcpu = 0;
+    ms_rbuf_u64(r, &c->gs_base);
+    ms_rbuf_u64(r, &c->kernel_gs_base);
+    ms_rbuf_u32(r, &vcpu);
+    c->vcpu = (int32_t)vcpu;
+    if (kind < MS_CAND_VMCB || kind > MS_CAND_EPT || c->vcpu < -1)
         r->bad = true;
     c->kind = (enum ms_cand_kind)kind;
     c->root_levels = levels;
