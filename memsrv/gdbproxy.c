@@ -507,6 +507,60 @@ static int current(struct ms_gdbproxy *p, struct vcpu **out, struct ms_err *err)
     return evaluate(p, v, err);
 }
 
+/* "p1.2", "-1": a thread id as a packet names it. */
+static void thread_text(char *out, size_t size, const struct ms_rsp_thread *t)
+{
+    char tid[24];
+    if (t->tid < 0)
+        snprintf(tid, sizeof(tid), "-1");
+    else
+        snprintf(tid, sizeof(tid), "%" PRIx64, (uint64_t)t->tid);
+    if (!t->has_pid)
+        snprintf(out, size, "%s", tid);
+    else if (t->pid < 0)
+        snprintf(out, size, "p-1.%s", tid);
+    else
+        snprintf(out, size, "p%" PRIx64 ".%s", (uint64_t)t->pid, tid);
+}
+
+/* Points QEMU's g/p/m packets at thread t: *ok when QEMU took it. */
+static int select_thread(struct ms_gdbproxy *p, const struct ms_rsp_thread *t, bool *ok,
+                         struct ms_err *err)
+{
+    char req[64] = "Hg";
+    thread_text(req + 2, sizeof(req) - 2, t);
+    const uint8_t *r;
+    size_t n;
+    int rc = qemu_exchange_str(p, req, &r, &n, err);
+    *ok = !rc && is_ok(r, n);
+    if (*ok)
+        p->cur = *t;
+    return rc;
+}
+
+/* Thread t's vCPU, evaluated (each vCPU has its own CR3, and may be in
+ * either level): QEMU is pointed at t for that, then back at the thread
+ * GDB chose. *out is NULL when QEMU does not know t. */
+static int thread_vcpu(struct ms_gdbproxy *p, const struct ms_rsp_thread *t, struct vcpu **out,
+                       struct ms_err *err)
+{
+    *out = NULL;
+    for (unsigned i = 0; i < p->nvcpus; i++)
+        if (same_thread(&p->vcpus[i].id, t)) {
+            *out = &p->vcpus[i];
+            return 0;
+        }
+    struct ms_rsp_thread was = p->cur;
+    bool ok;
+    int rc = select_thread(p, t, &ok, err);
+    if (rc || !ok)
+        return rc;
+    rc = current(p, out, err);
+    if (!rc)
+        rc = select_thread(p, &was, &ok, err);
+    return rc;
+}
+
 /* The guest is about to run: nothing read so far holds. */
 static int forget_stop(struct ms_gdbproxy *p)
 {
@@ -1093,6 +1147,23 @@ static int on_gdb_packet(struct ms_gdbproxy *p, const uint8_t *pkt, size_t len, 
         return rc;
     if (ms_rsp_is(pkt, len, "qSupported", ":"))
         return on_supported(p, r, n);
+    uint8_t text[256];
+    const char *tid = (const char *)pkt + strlen("qThreadExtraInfo,");
+    struct ms_rsp_thread asked;
+    if (ms_rsp_is(pkt, len, "qThreadExtraInfo", ",") && p->o.nested.second != MS_SECOND_NONE &&
+        n % 2 == 0 && n / 2 + 32 < sizeof(text) &&
+        ms_rsp_hex_decode(text, (const char *)r, n) == 0 &&
+        ms_rsp_parse_thread(&tid, (const char *)pkt + len, &asked) == 0) {
+        /* QEMU's "CPU#1 [running]", and the level that vCPU is in (the
+         * exchanges reuse QEMU's reply buffer: its text is copied first) */
+        size_t tlen = n / 2;
+        struct vcpu *v = NULL;
+        if ((rc = thread_vcpu(p, &asked, &v, err)))
+            return rc;
+        if (v)
+            tlen += (size_t)snprintf((char *)text + tlen, 32, ", %s", level_name(v->level));
+        return send_hex(p, text, tlen);
+    }
     if (len >= 2 && pkt[0] == 'H' && pkt[1] == 'g' && is_ok(r, n)) {
         const char *s = (const char *)pkt + 2;
         struct ms_rsp_thread t;

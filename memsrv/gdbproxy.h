@@ -10,8 +10,11 @@
  * writes software breakpoints into memory. A hardware breakpoint matches a
  * linear address in either level: a hit in the level it was not set for is
  * stepped over and resumed without GDB seeing it (told once; at most
- * 100 in a row, then the stop is shown). Everything else passes
- * through.
+ * 100 in a row, then the stop is shown). Every vCPU (GDB's thread) is
+ * evaluated on its own, with its own CR3 (an SMP nested guest's vCPUs may
+ * each be in either level, each in its own process); qThreadExtraInfo
+ * gets the level the thread's vCPU is in (`info threads`). Everything
+ * else passes through.
  * GDB is offered no-ack mode and a large PacketSize; QEMU keeps acking.
  *
  * Driven by a poll loop over file descriptors (the caller opens them); the

@@ -536,8 +536,8 @@ static void tell_vcpus(struct local *l, struct ms_candidate *c, unsigned n)
     for (unsigned i = 0; i < n; i++) {
         if (c[i].kind != MS_CAND_VMCB || !c[i].root_levels)
             continue;
-        struct ms_stack s = {MS_SECOND_NPT, c[i].root & PTE_ADDR_MASK, c[i].root_levels,
-                             MS_FIRST_KERNEL, 0, 0};
+        struct ms_stack s = {
+            MS_SECOND_NPT, c[i].root & PTE_ADDR_MASK, c[i].root_levels, MS_FIRST_KERNEL, 0, 0};
         struct ms_err err;
         ms_handle h;
         struct ms_kernel *k;
@@ -550,8 +550,7 @@ static void tell_vcpus(struct local *l, struct ms_candidate *c, unsigned n)
         } else if (ms_kernel_vmcb_cpu(k, &c[i], &cpu, how, sizeof(how), &err) == 0) {
             c[i].vcpu = (int32_t)cpu;
             c[i].score += PROOF_VCPU;
-            snprintf(c[i].evidence + len, sizeof(c[i].evidence) - len, "; L2 CPU %u: %s", cpu,
-                     how);
+            snprintf(c[i].evidence + len, sizeof(c[i].evidence) - len, "; L2 CPU %u: %s", cpu, how);
         } else {
             snprintf(c[i].evidence + len, sizeof(c[i].evidence) - len,
                      "; its L2 CPU not told: %.150s", how);

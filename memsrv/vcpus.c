@@ -99,8 +99,7 @@ int ms_kernel_current_task(struct ms_kernel *k, uint32_t cpu, uint64_t *task, st
         return rc;
     if (cpu >= n) {
         free(off);
-        return ms_err_set(err, MS_ENOTFOUND, "no CPU %" PRIu32 ": the kernel has %" PRIu32, cpu,
-                          n);
+        return ms_err_set(err, MS_ENOTFOUND, "no CPU %" PRIu32 ": the kernel has %" PRIu32, cpu, n);
     }
     uint64_t base = off[cpu];
     free(off);

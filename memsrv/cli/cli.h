@@ -16,7 +16,7 @@ struct cli {
     bool has_cr3, has_cr4, has_eptp, has_ncr3, levels_set, writable;
     uint64_t cr3, cr4, eptp, ncr3;
     unsigned levels, npt_levels;
-    int cpu; /* --cpu N: CR3/CR4 from a dump's CPU note; -1 when not given */
+    int cpu;             /* --cpu N: CR3/CR4 from a dump's CPU note; -1 when not given */
     bool cpu_names_task; /* bt --cpu N: the CPU whose task to unwind, not a note's CR3 */
     const char *vmlinux, *system_map;
     const char *connect;    /* --connect ADDRESS: work through a memsrv server */

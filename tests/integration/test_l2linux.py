@@ -26,17 +26,26 @@ VMCB_SAVE_CR3 = 0x550
 
 
 def _truth(g):
-    """(VMCB dict, NPT depth) of the one VMCB that reaches L2's banner. The
-    VMCB's page and nCR3 stay; its saved CR3 is L2's at the last #VMEXIT and
-    moves whenever the guest ran (other tests resume it), so it is read anew."""
+    """(VMCB dict, NPT depth) of the first VMCB that reaches L2's banner (the
+    SMP fixture has one per L2 vCPU, all with the same nCR3). The VMCB's page
+    and nCR3 stay; its saved CR3 is L2's at the last #VMEXIT and moves
+    whenever the guest ran (other tests resume it), so it is read anew."""
+    v, levels = _truths(g)
+    return v[0], levels
+
+
+def _truths(g):
+    """([VMCB dict...], NPT depth): every VMCB that reaches L2's banner,
+    one per L2 vCPU, their saved CR3s read anew (see _truth)."""
     if getattr(g, "_l2truth", None):
-        v, levels = g._l2truth
+        vs, levels = g._l2truth
         ram = oracle.RamFile(g.ram, g.layout_regions())
         try:
-            cr3 = int.from_bytes(ram.read(v["gpa"] + VMCB_SAVE_CR3, 8), "little")
+            vs = [dict(v, cr3=int.from_bytes(ram.read(v["gpa"] + VMCB_SAVE_CR3, 8), "little"))
+                  for v in vs]
         finally:
             ram.close()
-        return dict(v, cr3=cr3), levels
+        return vs, levels
     l2 = g.l2linux
     banner = l2["kallsyms"]["linux_banner"]
     levels = _npt_levels(g)
@@ -52,8 +61,10 @@ def _truth(g):
                 hits.append(v)
     finally:
         ram.close()
-    assert len(hits) == 1, f"VMCBs reaching L2's banner: {hits} (all: {vmcbs})"
-    g._l2truth = (hits[0], levels)
+    # one VMCB per L2 vCPU, all over the one NPT of L2
+    assert len(hits) == getattr(g, "smp", 1), f"VMCBs reaching L2's banner: {hits} (all: {vmcbs})"
+    assert len({v["ncr3"] for v in hits}) == 1, hits
+    g._l2truth = (hits, levels)
     return g._l2truth
 
 
@@ -74,9 +85,11 @@ def _discover_first(g):
 
 
 def _check_discover(g):
-    v, levels = _truth(g)
+    vs, levels = _truths(g)
     kind, page, opts, out = _discover_first(g)
-    assert (kind, page) == ("VMCB", v["gpa"]), out
+    v = [v for v in vs if v["gpa"] == page]
+    assert kind == "VMCB" and v, out
+    v = v[0]
     assert int(opts["ncr3"], 16) == v["ncr3"], out
     assert opts.get("npt-levels") == str(levels), out
     assert int(opts["cr3"], 16) == v["cr3"] and opts["levels"] == "4", out
