@@ -466,7 +466,10 @@ static int table_shape(struct ms_ram *ram, const uint8_t *p, bool allow_1g)
 {
     int present = 0;
     for (unsigned i = 0; i < 512; i++) {
-        int k = ept_entry_ok(ram, u64_at(p, 8 * i), allow_1g);
+        uint64_t e = u64_at(p, 8 * i);
+        if (!e)
+            continue; /* most entries: not present, nothing to check */
+        int k = ept_entry_ok(ram, e, allow_1g);
         if (k < 0)
             return -1;
         present += k;
