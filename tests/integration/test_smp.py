@@ -157,8 +157,9 @@ def _stop_with_one_vcpu_out_of_l2(g, attempts=80):
         if len(live) == g.smp:
             continue
         truth, vmcbs, _levels = _vcpu_truth(g)
-        live_cr3 = {g.cpu_regs[i]["CR3"] & ~0xfff for i in live}
-        current = [truth[v["gpa"]] for v in vmcbs if (v["cr3"] & ~0xfff) not in live_cr3]
+        # (bit 12 too: with PTI user and kernel CR3 differ there)
+        live_cr3 = {g.cpu_regs[i]["CR3"] & ~0x1fff for i in live}
+        current = [truth[v["gpa"]] for v in vmcbs if (v["cr3"] & ~0x1fff) not in live_cr3]
         if len(current) >= g.smp - len(live):
             return current
     return []
