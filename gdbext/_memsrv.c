@@ -474,8 +474,8 @@ static PyObject *mem_get_cpus(MemoryObject *m, void *closure)
 }
 
 /* discover(max=64) -> [dict], best first: kind ('VMCB', 'HSAVE', 'vmcs12',
- * 'EPT tree'), gpa, root, root_levels, saved registers, asid, score,
- * evidence. */
+ * 'EPT tree'), gpa, root, root_levels, saved registers, asid, vcpu (a
+ * VMCB's nested-guest CPU, -1 not told), score, evidence. */
 static PyObject *mem_discover(MemoryObject *m, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"max", NULL};
@@ -503,12 +503,12 @@ static PyObject *mem_discover(MemoryObject *m, PyObject *args, PyObject *kw)
     for (unsigned i = 0; list && i < count && i < max; i++) {
         const struct ms_candidate *p = &c[i];
         PyObject *d = Py_BuildValue(
-            "{sssKsKsIsKsKsKsKsKsKsIsiss}", "kind", ms_cand_kind_name(p->kind), "gpa",
+            "{sssKsKsIsKsKsKsKsKsKsIsisiss}", "kind", ms_cand_kind_name(p->kind), "gpa",
             (unsigned long long)p->gpa, "root", (unsigned long long)p->root, "root_levels",
             p->root_levels, "cr0", (unsigned long long)p->cr0, "cr3", (unsigned long long)p->cr3,
             "cr4", (unsigned long long)p->cr4, "efer", (unsigned long long)p->efer, "rip",
-            (unsigned long long)p->rip, "rsp", (unsigned long long)p->rsp, "asid", p->asid, "score",
-            p->score, "evidence", p->evidence);
+            (unsigned long long)p->rip, "rsp", (unsigned long long)p->rsp, "asid", p->asid, "vcpu",
+            (int)p->vcpu, "score", p->score, "evidence", p->evidence);
         if (!d || PyList_Append(list, d))
             Py_CLEAR(list);
         Py_XDECREF(d);
@@ -542,7 +542,7 @@ static PyMethodDef mem_methods[] = {
     {"discover", (PyCFunction)(void (*)(void))mem_discover, METH_VARARGS | METH_KEYWORDS,
      "discover(max=64) -> [dict], best first: VMCBs, host-save areas, vmcs12 pages and\n"
      "EPT-shaped trees in RAM, each with kind, gpa, root, root_levels, saved\n"
-     "cr0/cr3/cr4/efer/rip/rsp, asid, score and evidence."},
+     "cr0/cr3/cr4/efer/rip/rsp, asid, vcpu, score and evidence."},
     {"flush", (PyCFunction)mem_flush, METH_NOARGS,
      "The guest ran: re-reads the files' sizes and drops every cached translation;\n"
      "kernels are checked for a reboot before their next use."},

@@ -60,6 +60,17 @@ static void classic(void)
     put64(0x200550, 0x300000);   /* CR3 */
     put64(0x200558, 0x80000011); /* CR0: PG */
     put64(0x200578, 0x400010);   /* RIP */
+    /* a second vCPU's VMCB at 0x240000, same nCR3 (an SMP L2), in user
+     * mode: its GS base user's, KERNEL_GS_BASE the per-CPU offset */
+    memcpy(mem + 0x240000, mem + 0x200000, 4096);
+    put32(0x240058, 8);                     /* ASID */
+    put64(0x240448, 0x7f0000001000ULL);     /* FS base */
+    put64(0x240458, 0x7f0000002000ULL);     /* GS base */
+    put64(0x240570, 0x246);                 /* RFLAGS */
+    put64(0x2405d8, 0x7ffc00001000ULL);     /* RSP */
+    put64(0x2405f8, 0x1234);                /* RAX */
+    put64(0x240620, 0xffff888007800000ULL); /* KernelGSBase */
+    put64(0x240640, 0x400000);              /* CR2 */
     /* L1's page tables at 0x1000: 0xffffffffc0000000 -> 0 (2 MiB), for its RIP. */
     put64(0x1000 + 8 * 511, 0x2000 | 0x3);
     put64(0x2000 + 8 * 511, 0x3000 | 0x3);
@@ -144,6 +155,36 @@ static void classic(void)
     if (vmcb && decoy)
         CHECK(decoy->score < vmcb->score, "the decoy ranks below (%d vs %d)", decoy->score,
               vmcb->score);
+    for (unsigned i = 0; i < n && i < 16; i++)
+        CHECK(c[i].vcpu == -1, "%s at 0x%llx: no vCPU told without a kernel (%d)",
+              ms_cand_kind_name(c[i].kind), (unsigned long long)c[i].gpa, c[i].vcpu);
+    /* bt --cpu's scan: the VMCBs of one nCR3, each with its saved state */
+    struct ms_vmcb_state vs[4];
+    unsigned nv = 0;
+    CHECK(ms_discover_vmcbs(ram, 0x100000, vs, 4, &nv, &err) == 0, "VMCB scan: %s", err.msg);
+    CHECK_EQ_U64(nv, 2, "VMCBs of nCR3 0x100000 (not the decoy's)");
+    if (nv == 2) {
+        CHECK_EQ_U64(vs[0].cand.gpa, 0x200000, "the first");
+        CHECK_EQ_U64(vs[1].cand.gpa, 0x240000, "the second");
+        const struct ms_cpu_state *r = &vs[1].regs;
+        CHECK(r->known == MS_CPU_SAVE_AREA && r->has_cr, "a save area's state");
+        CHECK_EQ_U64(r->rip, 0x400010, "RIP");
+        CHECK_EQ_U64(r->rsp, 0x7ffc00001000ULL, "RSP");
+        CHECK_EQ_U64(r->rax, 0x1234, "RAX");
+        CHECK_EQ_U64(r->rflags, 0x246, "RFLAGS");
+        CHECK_EQ_U64(r->fs_base, 0x7f0000001000ULL, "FS base");
+        CHECK_EQ_U64(r->gs_base, 0x7f0000002000ULL, "GS base");
+        CHECK_EQ_U64(r->kernel_gs_base, 0xffff888007800000ULL, "KernelGSBase");
+        CHECK_EQ_U64(r->cr2, 0x400000, "CR2");
+        CHECK_EQ_U64(r->cr3, 0x300000, "CR3");
+        CHECK_EQ_U64(r->rbx | r->rcx | r->rbp | r->r15, 0, "no other register (not in a VMCB)");
+        CHECK_EQ_U64(vs[1].cand.kernel_gs_base, 0xffff888007800000ULL, "candidate's KGS");
+        CHECK_EQ_U64(vs[1].cand.asid, 8, "its ASID");
+    }
+    CHECK(ms_discover_vmcbs(ram, 0x100000, vs, 1, &nv, &err) == 0 && nv == 2, "count past max: %u",
+          nv);
+    CHECK(ms_discover_vmcbs(ram, 0x555000, vs, 4, &nv, &err) == 0 && nv == 0,
+          "no VMCB of another nCR3: %u", nv);
     if (v12) {
         CHECK_EQ_U64(v12->root_levels, 4, "EPT depth from EPTP");
         CHECK_EQ_U64(v12->asid, 3, "VPID");
