@@ -208,6 +208,16 @@ static void test_call_chain(void)
     ms_orc_state_init(&s, TEXT + F_BPFRAME + 4, sp0, sp0 + 0x100, false);
     CHECK(ms_orc_step(&u, &s, &err) == 1 && s.sp == sp0 + 0x110 && s.bp == 0x3333,
           "bp-based CFA: %s", err.msg);
+    /* the same frame from a VMCB's state (no rbp): a clear stop, no guess */
+    ms_orc_state_init(&s, TEXT + F_BPFRAME + 4, sp0, 0, true);
+    s.bp_unknown = true;
+    CHECK(ms_orc_step(&u, &s, &err) < 0 && strstr(err.msg, "needs bp") != NULL, "bp unknown: %s",
+          err.msg);
+    /* a call frame that restores bp from the stack makes it known */
+    ms_orc_state_init(&s, TEXT + F_LEAF_BODY + 0x10, sp0, 0, false);
+    s.bp_unknown = true;
+    CHECK(ms_orc_step(&u, &s, &err) == 1 && !s.bp_unknown, "sp-based frame without bp: %s",
+          err.msg);
 
     /* SP_INDIRECT: CFA = *(sp) + 8 */
     uint64_t low = STACK_LO + 0x1000;
