@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "physscan.h"
+#include "space.h"
+#include "symbols.h"
 #include "number.h"
 
 int ms_parse_hex_u64(const char *s, uint64_t *out)
@@ -234,6 +236,35 @@ int ms_vmcoreinfo_kerneloffset(const struct ms_vmcoreinfo *vi, uint64_t *slide, 
 
 /* ---- scanning ---- */
 
+/* new_utsname: sysname[65], nodename[65], release[65]. */
+#define UTS_RELEASE_OFF 130
+#define UTS_LEN 65
+
+/* Is the kernel of vi the one of this space? Another's VMCOREINFO can lie in
+ * it: a nested guest's, in L1's RAM (notes/qemu.md s.7). Its own page
+ * tables, read in this space, must read its release back from
+ * init_uts_ns. A block without what that needs is taken as it is. */
+static bool of_this_space(struct ms_space *phys, const struct ms_vmcoreinfo *vi)
+{
+    uint64_t top, uts, name;
+    int64_t phys_base, l5 = 0;
+    const char *release = ms_vmcoreinfo_get(vi, "OSRELEASE");
+    if (!release || ms_vmcoreinfo_symbol(vi, "init_top_pgt", &top, NULL) ||
+        ms_vmcoreinfo_number(vi, "phys_base", &phys_base, NULL) ||
+        ms_vmcoreinfo_symbol(vi, "init_uts_ns", &uts, NULL) ||
+        ms_vmcoreinfo_offset(vi, "uts_namespace", "name", &name, NULL) || top < MS_KERNEL_MAP_START)
+        return true;
+    ms_vmcoreinfo_number(vi, "pgtable_l5_enabled", &l5, NULL);
+    struct ms_space *k = NULL;
+    char got[UTS_LEN + 1] = {0};
+    bool ok = ms_space_paging(&k, phys, top - MS_KERNEL_MAP_START + (uint64_t)phys_base, l5 ? 5 : 4,
+                              NULL) == 0 &&
+              ms_space_read(k, uts + name + UTS_RELEASE_OFF, got, UTS_LEN, NULL, NULL) == 0 &&
+              strcmp(got, release) == 0;
+    ms_space_free(k);
+    return ok;
+}
+
 /* Reads the candidate block at addr: after a note header (descsz bounds it)
  * or at a page start (a NUL ends it). Returns 0 and a parsed block, or < 0. */
 static int try_at(struct ms_space *phys, uint64_t addr, struct ms_vmcoreinfo **out)
@@ -262,7 +293,7 @@ static int try_at(struct ms_space *phys, uint64_t addr, struct ms_vmcoreinfo **o
     if (rc == 0) {
         uint64_t ps;
         if (lookup(*out, "PAGESIZE", DEC, &ps, NULL, NULL) < 0 ||
-            strchr(ms_vmcoreinfo_get(*out, "OSRELEASE"), '%')) {
+            strchr(ms_vmcoreinfo_get(*out, "OSRELEASE"), '%') || !of_this_space(phys, *out)) {
             ms_vmcoreinfo_free(*out);
             *out = NULL;
             rc = MS_EFORMAT;

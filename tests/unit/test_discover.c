@@ -16,6 +16,7 @@
 #include "../support/kimage.h"
 #include "pte.h"
 #include "ram.h"
+#include "vmcoreinfo.h"
 
 #define MiB (1024ULL * 1024)
 #define RAM_SIZE (8 * MiB)
@@ -304,9 +305,35 @@ static void nested_linux(void)
     img_close(&im);
 }
 
+/* A VMCOREINFO whose own page tables do not read its release back in this
+ * space is another space's kernel (a nested guest's, in L1's RAM): the
+ * scan passes over it. */
+static void foreign_vmcoreinfo(void)
+{
+    struct img im;
+    img_open(&im, 64 * MiB);
+    struct kimg k;
+    kimg_build(&k, &im, 0x4000000);
+    struct ms_space *phys = NULL;
+    struct ms_vmcoreinfo *vi = NULL;
+    struct ms_err err;
+    CHECK(ms_space_phys(&phys, im.ram, &err) == 0, "phys: %s", err.msg);
+    CHECK(ms_vmcoreinfo_scan(&vi, phys, true, &err) == 0, "its own kernel is found: %s", err.msg);
+    ms_vmcoreinfo_free(vi);
+    vi = NULL;
+    /* the kernel half of its tables gone: they no longer map init_uts_ns */
+    img_put64(&im, k.root + 8 * 511, 0);
+    CHECK(ms_vmcoreinfo_scan(&vi, phys, true, &err) == MS_ENOTFOUND,
+          "a VMCOREINFO its tables do not prove is passed over (%s)", vi ? "taken" : err.msg);
+    ms_vmcoreinfo_free(vi);
+    ms_space_free(phys);
+    img_close(&im);
+}
+
 int main(void)
 {
     classic();
     nested_linux();
+    foreign_vmcoreinfo();
     return check_done("test_discover");
 }
