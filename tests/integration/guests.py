@@ -395,6 +395,20 @@ class Guest:
         self.in_wanted_place = False
         return attempts
 
+    def in_wanted_place_again(self):
+        """Stops the guest where the tests want it again, if it is not (a
+        test that resumed it left it where its own stop landed: with two
+        vCPUs, one may be in L1 while GDB's thread is in L2). Returns
+        whether it is there now."""
+        if self.frozen or self.qmp is None:
+            return self.in_wanted_place
+        self._read_registers()
+        if self._where_wanted():
+            self.in_wanted_place = True
+        else:
+            self._settle()
+        return self.in_wanted_place
+
     def close(self):
         if getattr(self, "_l2walk", None):
             self._l2walk[4].close()

@@ -42,10 +42,7 @@ def g(guest_l2linux4):
 
 def _in_l2_everywhere(g):
     """Both vCPUs in L2 (other tests resume the guest): settled again if not."""
-    g._read_registers()
-    if not all(g.in_l2linux(i) for i in range(g.smp)):
-        g._settle()
-        assert g.in_wanted_place, "could not stop the guest with both vCPUs in L2"
+    assert g.in_wanted_place_again(), "could not stop the guest with both vCPUs in L2"
 
 
 def _u64(ram, gpa):
