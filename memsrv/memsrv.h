@@ -593,6 +593,16 @@ int ms_target_types_source(struct ms_target *t, ms_handle h, struct ms_strbuf *o
 int ms_target_ptype(struct ms_target *t, ms_handle h, const char *flags, const char *type,
                     struct ms_strbuf *out, struct ms_err *err);
 
+/* GDB's `print[/fmt] expr` over the kernel's own BTF and memory (no
+ * vmlinux needed): a C expression of kernel globals, literals, . -> [] * &
+ * casts, sizeof and arithmetic, printed as GDB 13's p prints it ("$1 =
+ * {...}\n"). fmt is what follows '/' (one of x d u o t c a s z, or "").
+ * Kernel addresses are read through the kernel's own page tables. Errors
+ * are GDB's ("No symbol \"x\" in current context.", "There is no member
+ * named y.", "Cannot access memory at address 0x..."). */
+int ms_target_print(struct ms_target *t, ms_handle h, const char *fmt, const char *expr,
+                    struct ms_strbuf *out, struct ms_err *err);
+
 /* ------------------------------------------------------------ vmcore export */
 
 struct ms_vmcore_info {

@@ -395,6 +395,19 @@ int ms_target_ptype(struct ms_target *t, ms_handle h, const char *flags, const c
     return t->ops->types(t, h, MS_TYPES_PTYPE, flags, type, out, err);
 }
 
+int ms_target_print(struct ms_target *t, ms_handle h, const char *fmt, const char *expr,
+                    struct ms_strbuf *out, struct ms_err *err)
+{
+    SCRATCH(err);
+    if (!fmt)
+        fmt = "";
+    if (!expr || !expr[0])
+        return ms_err_set(err, MS_EINVAL, "print needs an expression");
+    if (strlen(fmt) > 16)
+        return ms_err_set(err, MS_EINVAL, "print/%.16s...: not a format", fmt);
+    return t->ops->print(t, h, fmt, expr, out, err);
+}
+
 int ms_target_tasks(struct ms_target *t, ms_handle h, struct ms_task **tasks, size_t *count,
                     uint64_t *bad, struct ms_err *err)
 {

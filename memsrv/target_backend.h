@@ -67,6 +67,9 @@ struct ms_target_ops {
     /* The kernel's types: what (ms_types_what) with flags and a type name. */
     int (*types)(struct ms_target *t, ms_handle h, unsigned what, const char *flags,
                  const char *name, struct ms_strbuf *out, struct ms_err *err);
+    /* GDB's print[/fmt] EXPR over the kernel's BTF and memory. */
+    int (*print)(struct ms_target *t, ms_handle h, const char *fmt, const char *expr,
+                 struct ms_strbuf *out, struct ms_err *err);
 };
 
 /* The questions the types operation answers. */

@@ -23,6 +23,7 @@
 #include "symbols.h"
 #include "target_backend.h"
 #include "tasks.h"
+#include "valprint.h"
 #include "vmcore.h"
 
 #define MAX_STACKS 256
@@ -690,6 +691,64 @@ static int local_types(struct ms_target *t, ms_handle h, unsigned what, const ch
     return rc < 0 ? rc : ms_ptype_format(k->btf, id, strchr(flags, 'o') != NULL, out, err);
 }
 
+/* print's view of a kernel: reads through its own page tables, names
+ * from its symbol file or kallsyms. */
+static int print_read(void *arg, uint64_t addr, void *buf, size_t len, size_t *done,
+                      struct ms_err *err)
+{
+    struct ms_kernel *k = arg;
+    return ms_space_read(k->space, addr, buf, len, done, err);
+}
+
+static int print_symbol(void *arg, const char *name, uint64_t *addr, bool *text)
+{
+    struct ms_kernel *k = arg;
+    struct ms_err scratch;
+    int rc = ms_kernel_symbol(k, name, addr, &scratch);
+    if (rc < 0)
+        return rc;
+    const struct ms_symbol *s = k->syms ? ms_symtab_find(k->syms, name) : NULL;
+    *text = s && (s->type == 'T' || s->type == 't');
+    return 0;
+}
+
+/* GDB names an address only inside a symbol's extent: its ELF size, or
+ * (kallsyms has no sizes) up to the next symbol; zero-sized data symbols
+ * name nothing. */
+static int print_addrsym(void *arg, uint64_t addr, char *name, size_t size, uint64_t *offset)
+{
+    struct ms_kernel *k = arg;
+    const struct ms_symbol *s;
+    uint64_t extent = 0;
+    if (!k->syms || ms_symtab_addr_extent(k->syms, addr, &s, offset, &extent, NULL) < 0)
+        return -1;
+    bool text = s->type == 'T' || s->type == 't';
+    if (ms_symtab_is_elf(k->syms)) {
+        if (s->size ? *offset >= s->size : !text)
+            return -1;
+    } else if (*offset >= extent) {
+        return -1;
+    }
+    snprintf(name, size, "%s", s->name);
+    return 0;
+}
+
+static int local_print(struct ms_target *t, ms_handle h, const char *fmt, const char *expr,
+                       struct ms_strbuf *out, struct ms_err *err)
+{
+    struct ms_kernel *k;
+    int rc = kernel_syms(L(t), h, &k, err);
+    if (rc < 0)
+        return rc;
+    rc = ms_kernel_load_btf(k, err);
+    if (rc < 0) {
+        ms_err_hint(err, MS_HINT_DWARF);
+        return ms_err_prefix(err, "print reads the kernel's own types: ");
+    }
+    struct ms_print_env env = {k->btf, print_read, k, print_symbol, print_addrsym, k};
+    return ms_print_expr(&env, fmt, expr, out, err);
+}
+
 static int local_backtrace(struct ms_target *t, ms_handle h, const int32_t *pids, size_t npids,
                            struct ms_strbuf *out, struct ms_err *err)
 {
@@ -830,6 +889,7 @@ static const struct ms_target_ops local_ops = {
     .dmesg_next = local_dmesg_next,
     .symbol = local_symbol,
     .addrsym = local_addrsym,
+    .print = local_print,
     .tasks = local_tasks,
     .modules = local_modules,
     .types = local_types,

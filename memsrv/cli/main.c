@@ -179,6 +179,27 @@ static const struct cli_command commands[] = {
      "\n"
      "Options:\n"
      "  /o               offsets, sizes and holes, as GDB's ptype/o\n"},
+    {"p", cmd_p, "p[/FMT] EXPR", "GDB's print from the kernel's own BTF and memory",
+     "Evaluates a C expression over the guest kernel's memory and prints it as\n"
+     "GDB's print does (structs, arrays with <repeats>, strings, pointers with\n"
+     "<symbol+offset>, enums, bitfields), with types from the BTF the kernel\n"
+     "carries: no vmlinux needed. Symbols come from the symbol file, else the\n"
+     "kernel's kallsyms; their types from the BTF (per-CPU variables, functions)\n"
+     "or, for well-known globals (init_task, init_uts_ns, jiffies, init_mm, ...),\n"
+     "the kernel's declarations; others need a cast, as in GDB:\n"
+     "(struct foo)sym, {struct foo} ADDR. The expression: . -> [] * & - ~ !,\n"
+     "casts, sizeof, + - * / % << >> & | ^ && || and comparisons, with C's\n"
+     "promotions and pointer arithmetic. Quote it for the shell.\n"
+     "\n"
+     "Formats (after /, as GDB's):\n"
+     "  x d u o t        hex, signed, unsigned, octal, binary\n"
+     "  z                zero-padded hex\n"
+     "  c a s            character, address with its symbol, string\n"
+     "Examples:\n"
+     "  p init_uts_ns.name.release\n"
+     "  p '((struct task_struct *)0xffff888003c0c000)->mm->pgd'\n"
+     "  p/x init_task.flags\n"},
+    {"print", cmd_p, "print[/FMT] EXPR", "the same as p", "The same as p.\n"},
     {"help", cmd_help, "help [COMMAND]", "this text, or a command's usage and options",
      "Prints the usage of memsrv, or of one command with its options (also\n"
      "`memsrv COMMAND --help`).\n"},

@@ -627,6 +627,18 @@ static int remote_types(struct ms_target *t, ms_handle h, unsigned what, const c
     return text_op(c, f, MS_OP_TYPES, out, &r, err);
 }
 
+static int remote_print(struct ms_target *t, ms_handle h, const char *fmt, const char *expr,
+                        struct ms_strbuf *out, struct ms_err *err)
+{
+    struct ms_client *c = &R(t)->c;
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, h);
+    ms_wbuf_str(&c->req, fmt, strlen(fmt));
+    ms_wbuf_str(&c->req, expr, strlen(expr));
+    struct ms_rbuf r;
+    return text_op(c, f, MS_OP_PRINT, out, &r, err);
+}
+
 static int remote_tasks(struct ms_target *t, ms_handle h, struct ms_task **tasks, size_t *count,
                         uint64_t *bad, struct ms_err *err)
 {
@@ -857,6 +869,7 @@ static const struct ms_target_ops remote_ops = {
     .tasks = remote_tasks,
     .modules = remote_modules,
     .types = remote_types,
+    .print = remote_print,
     .set_symbols = remote_set_symbols,
     .backtrace = remote_backtrace,
     .task_regs = remote_task_regs,

@@ -377,6 +377,32 @@ static void op_types(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *
     ms_strbuf_free(&sb);
 }
 
+static void op_print(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                     struct ms_err *item)
+{
+    uint32_t handle = 0, fn = 0, en = 0;
+    const char *ftext = NULL, *etext = NULL;
+    ms_rbuf_u32(r, &handle);
+    ms_rbuf_str(r, &ftext, &fn);
+    ms_rbuf_str(r, &etext, &en);
+    if (r->bad)
+        return;
+    char fmt[MAX_FORMAT] = "", expr[MAX_NAME] = "";
+    struct ms_strbuf sb;
+    ms_strbuf_init(&sb);
+    int rc = 0;
+    if (fn >= sizeof(fmt) || memchr(ftext, '\0', fn))
+        rc = ms_err_set(item, MS_EINVAL, "print format too long");
+    else
+        memcpy(fmt, ftext, fn);
+    if (!rc)
+        rc = get_name(etext, en, expr, sizeof(expr), item) ? 0 : item->code;
+    if (!rc)
+        rc = ms_target_print(svc->target, handle, fmt, expr, &sb, item);
+    put_text(out, rc, &sb, item);
+    ms_strbuf_free(&sb);
+}
+
 static void op_tasks(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
                      struct ms_err *item)
 {
@@ -564,6 +590,7 @@ static const op_fn ops[] = {
     [MS_OP_TASKS] = op_tasks,
     [MS_OP_STACK] = op_stack,
     [MS_OP_TYPES] = op_types,
+    [MS_OP_PRINT] = op_print,
     [MS_OP_BACKTRACE] = op_backtrace,
     [MS_OP_TASK_REGS] = op_task_regs,
     [MS_OP_UNWIND_STEP] = op_unwind_step,
