@@ -720,8 +720,14 @@ static int print_addrsym(void *arg, uint64_t addr, char *name, size_t size, uint
     struct ms_kernel *k = arg;
     const struct ms_symbol *s;
     uint64_t extent = 0;
-    if (!k->syms || ms_symtab_addr_extent(k->syms, addr, &s, offset, &extent, NULL) < 0)
+    if (!k->syms)
         return -1;
+    if (addr < MS_KERNEL_MAP_START) {
+        if (ms_symtab_addr_percpu(k->syms, addr, &s, offset, &extent) < 0)
+            return -1;
+    } else if (ms_symtab_addr_extent(k->syms, addr, &s, offset, &extent, NULL) < 0) {
+        return -1;
+    }
     bool text = s->type == 'T' || s->type == 't';
     if (ms_symtab_is_elf(k->syms)) {
         if (s->size ? *offset >= s->size : !text)
