@@ -27,7 +27,8 @@
 #include "vmcore.h"
 
 #define MAX_STACKS 256
-#define CHECK_MAX 4096  /* bytes compared to tell a rebooted guest */
+#define CHECK_MAX 4096                   /* bytes compared to tell a rebooted guest */
+#define KALLSYMS_DATA_EXTENT (64u << 10) /* see print_addrsym */
 #define BANNER_CHECK 64 /* bytes of linux_banner compared when there is no VMCOREINFO */
 
 struct local_stack {
@@ -713,8 +714,9 @@ static int print_symbol(void *arg, const char *name, uint64_t *addr, bool *text)
 }
 
 /* GDB names an address only inside a symbol's extent: its ELF size, or
- * (kallsyms has no sizes) up to the next symbol; zero-sized data symbols
- * name nothing. */
+ * (kallsyms has no sizes) up to the next symbol, for data at most
+ * KALLSYMS_DATA_EXTENT (string literals and other unnamed data follow
+ * small statics); zero-sized data symbols name nothing. */
 static int print_addrsym(void *arg, uint64_t addr, char *name, size_t size, uint64_t *offset)
 {
     struct ms_kernel *k = arg;
@@ -732,7 +734,7 @@ static int print_addrsym(void *arg, uint64_t addr, char *name, size_t size, uint
     if (ms_symtab_is_elf(k->syms)) {
         if (s->size ? *offset >= s->size : !text)
             return -1;
-    } else if (*offset >= extent) {
+    } else if (*offset >= extent || (!text && *offset >= KALLSYMS_DATA_EXTENT)) {
         return -1;
     }
     snprintf(name, size, "%s", s->name);

@@ -1611,6 +1611,41 @@ static int print_value(struct ctx *c, uint32_t ref, const uint8_t *buf, size_t l
     }
 }
 
+/* An unnamed pointer to char (qualifiers aside): GDB prints no "(type) ". */
+static int plain_char_ptr(struct ctx *c, uint32_t ref, bool *yes)
+{
+    *yes = false;
+    uint32_t to;
+    if (ref & SYN) {
+        if (c->syn[ref & ~SYN].kind != S_PTR)
+            return 0;
+        to = c->syn[ref & ~SYN].target;
+    } else {
+        struct ms_btf_type pt;
+        int rc = ms_btf_type(c->env->btf, ref, &pt, c->err);
+        if (rc < 0 || pt.kind != MS_BTF_PTR)
+            return rc < 0 ? rc : 0;
+        to = pt.type;
+    }
+    if (to == T(B_CHAR)) {
+        *yes = true;
+        return 0;
+    }
+    for (int i = 0; i < MS_BTF_MAX_DEPTH && !(to & SYN); i++) {
+        struct ms_btf_type tt;
+        int rc = ms_btf_type(c->env->btf, to, &tt, c->err);
+        if (rc < 0)
+            return rc;
+        if (tt.kind == MS_BTF_CONST || tt.kind == MS_BTF_VOLATILE) {
+            to = tt.type;
+            continue;
+        }
+        *yes = tt.kind == MS_BTF_INT && !strcmp(tt.name, "char");
+        return 0;
+    }
+    return 0;
+}
+
 /* GDB's print_formatted + c_value_print for the top-level value. */
 static int print_top(struct ctx *c, struct val *v)
 {
@@ -1654,25 +1689,11 @@ static int print_top(struct ctx *c, struct val *v)
         put_formatted(c, le_load(buf, len), &t);
     } else {
         if (t.kind == K_PTR) {
-            /* GDB's "(type) " before a pointer, but for a plain (char *) */
             bool plain_char = false;
-            if (!(v->type & SYN)) {
-                struct ms_btf_type pt, tt;
-                uint32_t q;
-                if (ms_btf_type(c->env->btf, v->type, &pt, NULL) == 0 && pt.kind == MS_BTF_PTR) {
-                    q = pt.type;
-                    for (int i = 0; i < 8 && ms_btf_type(c->env->btf, q, &tt, NULL) == 0 &&
-                                    (tt.kind == MS_BTF_CONST || tt.kind == MS_BTF_VOLATILE);
-                         i++)
-                        q = tt.type;
-                    plain_char = ms_btf_type(c->env->btf, q, &tt, NULL) == 0 &&
-                                 tt.kind == MS_BTF_INT && !strcmp(tt.name, "char");
-                }
-            } else {
-                plain_char = c->syn[v->type & ~SYN].kind == S_PTR &&
-                             c->syn[v->type & ~SYN].target == T(B_CHAR);
-            }
-            if (!plain_char) {
+            /* GDB's "(type) " before a pointer, but for a plain (char *) */
+            if (rc == 0)
+                rc = plain_char_ptr(c, v->type, &plain_char);
+            if (rc == 0 && !plain_char) {
                 char name[1024];
                 rc = type_name(c, v->type, name, sizeof(name));
                 if (rc == 0)
