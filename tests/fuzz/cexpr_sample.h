@@ -3,7 +3,7 @@
  * to it, a typedef, a union, bitfields with kind_flag, a VAR), and a fake
  * memory around it, for test_cexpr and fuzz_cexpr: `task0` is a struct task
  * at SAMPLE_BASE, `cur` a pointer at SAMPLE_BASE + 0x200, do_thing a
- * function at SAMPLE_TEXT. */
+ * function at SAMPLE_TEXT, bigc a char[300] at SAMPLE_BASE + 0x100. */
 #ifndef TESTS_CEXPR_SAMPLE_H
 #define TESTS_CEXPR_SAMPLE_H
 
@@ -86,7 +86,7 @@ static size_t sample_btf(uint8_t *out)
     sample_type(b, "list_head", MS_BTF_STRUCT, 2, 0, 16); /* 6 */
     sample_member(b, "next", 7, 0);
     sample_member(b, "prev", 7, 64);
-    sample_type(b, "", MS_BTF_PTR, 0, 0, 6);    /* 7 */
+    sample_type(b, "", MS_BTF_PTR, 0, 0, 6);       /* 7 */
     sample_type(b, "state", MS_BTF_ENUM, 3, 0, 4); /* 8 */
     sample_enumerator(b, "S_RUN", 0);
     sample_enumerator(b, "S_SLEEP", 1);
@@ -95,14 +95,14 @@ static size_t sample_btf(uint8_t *out)
     sample_enumerator(b, "F_A", 1);
     sample_enumerator(b, "F_B", 2);
     sample_enumerator(b, "F_C", 4);
-    sample_type(b, "", MS_BTF_PTR, 0, 0, 2);          /* 10: char * */
+    sample_type(b, "", MS_BTF_PTR, 0, 0, 2);        /* 10: char * */
     sample_type(b, "", MS_BTF_FUNC_PROTO, 1, 0, 0); /* 11: void (struct list_head *) */
     sample_u32(b, 0);
     sample_u32(b, 7);
     sample_type(b, "do_thing", MS_BTF_FUNC, 1, 0, 11); /* 12 */
-    sample_type(b, "", MS_BTF_PTR, 0, 0, 11);           /* 13 */
-    sample_type(b, "pid_t", MS_BTF_TYPEDEF, 0, 0, 1);   /* 14 */
-    sample_type(b, "u", MS_BTF_UNION, 2, 0, 8);         /* 15 */
+    sample_type(b, "", MS_BTF_PTR, 0, 0, 11);          /* 13 */
+    sample_type(b, "pid_t", MS_BTF_TYPEDEF, 0, 0, 1);  /* 14 */
+    sample_type(b, "u", MS_BTF_UNION, 2, 0, 8);        /* 15 */
     sample_member(b, "a", 3, 0);
     sample_member(b, "b", 1, 0);
     sample_type(b, "task", MS_BTF_STRUCT, 12, 1, 184); /* 16 */
@@ -125,6 +125,12 @@ static size_t sample_btf(uint8_t *out)
     sample_type(b, "task0", MS_BTF_VAR, 0, 0, 16); /* 18 */
     sample_u32(b, 1);
     sample_type(b, "cur", MS_BTF_VAR, 0, 0, 7); /* 19 */
+    sample_u32(b, 1);
+    sample_type(b, "", MS_BTF_ARRAY, 0, 0, 0); /* 20: char[300] */
+    sample_u32(b, 2);
+    sample_u32(b, 1);
+    sample_u32(b, 300);
+    sample_type(b, "bigc", MS_BTF_VAR, 0, 0, 20); /* 21 */
     sample_u32(b, 1);
     uint32_t hdr[6] = {0x0001eB9F, 24, 0, b->tlen, b->tlen, b->slen};
     memcpy(out, hdr, 24);
@@ -158,6 +164,8 @@ static int sample_symbol(void *arg, const char *name, uint64_t *addr, bool *text
     *text = false;
     if (!strcmp(name, "task0"))
         *addr = SAMPLE_BASE;
+    else if (!strcmp(name, "bigc"))
+        *addr = SAMPLE_BASE + 0x100;
     else if (!strcmp(name, "cur"))
         *addr = SAMPLE_BASE + 0x200;
     else if (!strcmp(name, "do_thing") || !strcmp(name, "other_func"))
