@@ -215,3 +215,19 @@ def test_print_l2_through_npt(l2g):
     # image for both), another memory
     l1, _, _ = memsrv("--ram", l2g.ram, "p", "&init_task")
     assert l1.startswith("$1 = (struct task_struct *) 0x") and "<init_task>" in l1
+
+
+@pytest.mark.parametrize("kind", ["ept", "npt"])
+def test_print_through_transplant(guest5, tmp_path, kind):
+    """guest5's memory moved behind an EPT/NPT (the kernel as a nested
+    guest would see it): the same texts as on its own RAM."""
+    from test_linux import transplant
+    g = guest5
+    dst = str(tmp_path / "l1.ram")
+    root = transplant(g.ram, dst, kind)
+    stage = ["--eptp", hex(root)] if kind == "ept" else ["--ncr3", hex(root), "--npt-levels", "4"]
+    cmds = commands(g)
+    direct = memsrv_prints(["--ram", g.ram], cmds)
+    nested = memsrv_prints(["--ram", dst, *stage], cmds)
+    assert nested == direct
+    os.unlink(dst)
