@@ -578,6 +578,39 @@ const char *ms_module_state_name(uint32_t state);
  * modules still unformed left out as the kernel leaves them out. */
 void ms_modules_format(const struct ms_module_list *l, struct ms_strbuf *sb);
 
+/* A process's memory area as /proc/PID/maps shows it. */
+struct ms_vma {
+    uint64_t addr;       /* its vm_area_struct (the gate VMA's for [vsyscall]) */
+    uint64_t start, end; /* vm_start, vm_end */
+    uint64_t flags;      /* vm_flags: VM_READ 1, VM_WRITE 2, VM_EXEC 4, VM_MAYSHARE 0x80 */
+    uint64_t offset;     /* file offset in bytes (vm_pgoff << 12), 0 without a file */
+    uint32_t dev;        /* the file's s_dev: major dev >> 20, minor dev & 0xfffff */
+    uint64_t ino;        /* the file's inode number */
+    bool name_known;     /* false: the name could not be read ("?") */
+    uint32_t name_off, name_len; /* its name in list->names (NUL-terminated), "" for none */
+};
+
+struct ms_vma_list {
+    struct ms_vma *vmas; /* in address order */
+    size_t count, cap;
+    char *names;
+    size_t names_len, names_cap;
+    uint64_t bad; /* areas whose name could not be read */
+};
+
+/* The memory map of the process (or thread) pid: its mm's VMA tree (the
+ * maple tree of 6.1+), names as /proc gives them (file paths from the
+ * dentries and mounts, [heap], [stack], [vdso], [vvar], [vsyscall]). The
+ * layouts come from the kernel's types (DWARF, else its BTF). A pid with
+ * no task, or a task with no mm (a kernel thread), is MS_ENOTFOUND. A walk
+ * cut short hands back what it read, with its error; free out with
+ * ms_vma_list_free. */
+int ms_target_maps(struct ms_target *t, ms_handle h, int32_t pid, struct ms_vma_list *out,
+                   struct ms_err *err);
+void ms_vma_list_free(struct ms_vma_list *l);
+/* /proc/PID/maps' lines, the name column padded as the kernel pads it. */
+void ms_maps_format(const struct ms_vma_list *l, struct ms_strbuf *sb);
+
 /* The kernel's types. The walks' struct layouts come from the symbol
  * file's DWARF when it has debug info, else from the kernel's own BTF
  * (CONFIG_DEBUG_INFO_BTF keeps it in memory), else from VMCOREINFO's

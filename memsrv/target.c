@@ -416,6 +416,16 @@ int ms_target_modules(struct ms_target *t, ms_handle h, struct ms_module_list *o
     return t->ops->modules(t, h, out, err);
 }
 
+int ms_target_maps(struct ms_target *t, ms_handle h, int32_t pid, struct ms_vma_list *out,
+                   struct ms_err *err)
+{
+    SCRATCH(err);
+    memset(out, 0, sizeof(*out));
+    if (pid < 0)
+        return ms_err_set(err, MS_EINVAL, "pid %d is negative", pid);
+    return t->ops->maps(t, h, pid, out, err);
+}
+
 int ms_target_backtrace(struct ms_target *t, ms_handle h, const int32_t *pids, size_t npids,
                         struct ms_strbuf *out, struct ms_err *err)
 {

@@ -53,6 +53,8 @@ struct ms_target_ops {
                  uint64_t *bad, struct ms_err *err);
     int (*modules)(struct ms_target *t, ms_handle h, struct ms_module_list *out,
                    struct ms_err *err);
+    int (*maps)(struct ms_target *t, ms_handle h, int32_t pid, struct ms_vma_list *out,
+                struct ms_err *err);
     int (*set_symbols)(struct ms_target *t, const char *path, struct ms_err *err);
     int (*backtrace)(struct ms_target *t, ms_handle h, const int32_t *pids, size_t npids,
                      struct ms_strbuf *out, struct ms_err *err);

@@ -14,6 +14,7 @@
 #include "kernel.h"
 #include "ptype.h"
 #include "layout.h"
+#include "maps.h"
 #include "modsyms.h"
 #include "modules.h"
 #include "ram.h"
@@ -664,6 +665,16 @@ static int local_modules(struct ms_target *t, ms_handle h, struct ms_module_list
     return rc < 0 ? rc : ms_modules_list(k, 0, out, err);
 }
 
+/* The names /proc gives special mappings and pseudo files come from the
+ * kernel's symbols (its kallsyms when there is no symbol file). */
+static int local_maps(struct ms_target *t, ms_handle h, int32_t pid, struct ms_vma_list *out,
+                      struct ms_err *err)
+{
+    struct ms_kernel *k;
+    int rc = kernel_syms(L(t), h, &k, err);
+    return rc < 0 ? rc : ms_maps_list(k, pid, out, err);
+}
+
 static int local_types(struct ms_target *t, ms_handle h, unsigned what, const char *flags,
                        const char *name, struct ms_strbuf *out, struct ms_err *err)
 {
@@ -832,6 +843,7 @@ static const struct ms_target_ops local_ops = {
     .addrsym = local_addrsym,
     .tasks = local_tasks,
     .modules = local_modules,
+    .maps = local_maps,
     .types = local_types,
     .set_symbols = local_set_symbols,
     .backtrace = local_backtrace,

@@ -106,6 +106,17 @@ static const struct cli_command commands[] = {
      "\n"
      "Options:\n"
      "  --stats          say on stderr how many modules and where the types came from\n"},
+    {"maps", cmd_maps, "maps PID [--stats]", "a process's memory map (/proc/PID/maps)",
+     "Prints the memory map of the guest process (or thread) PID as\n"
+     "/proc/PID/maps shows it: range, permissions (p/s: private or shared),\n"
+     "file offset, device, inode and name: the file's path from its dentries\n"
+     "and mounts, else [heap], [stack], [vdso], [vvar], [vsyscall]. Read from\n"
+     "the kernel's memory: the task's mm and its VMA tree (the maple tree of\n"
+     "Linux 6.1+); the layouts from --vmlinux's DWARF, else the kernel's own BTF.\n"
+     "A pid with no task, or a kernel thread (no mm), is an error.\n"
+     "\n"
+     "Options:\n"
+     "  --stats          say on stderr how many areas and where the types came from\n"},
     {"bt", cmd_bt, "bt PID...|--all", "kernel stacks of the guest's tasks (ORC unwinder)",
      "Prints the kernel stacks of the given tasks (or of every task), unwound\n"
      "with the kernel's ORC tables; names come from the kernel's kallsyms when\n"

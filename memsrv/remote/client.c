@@ -736,6 +736,30 @@ static int remote_modules(struct ms_target *t, ms_handle h, struct ms_module_lis
     return rc;
 }
 
+static int remote_maps(struct ms_target *t, ms_handle h, int32_t pid, struct ms_vma_list *out,
+                       struct ms_err *err)
+{
+    struct ms_client *c = &R(t)->c;
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, h);
+    ms_wbuf_u32(&c->req, (uint32_t)pid);
+    struct ms_rbuf r;
+    int rc = exchange(c, f, MS_OP_MAPS, &r, err);
+    /* A walk cut short still sends what it read after its error. */
+    uint32_t n = 0;
+    ms_rbuf_u64(&r, &out->bad);
+    ms_rbuf_u32(&r, &n);
+    if (!r.bad && n > r.len / 57) /* each area takes at least 57 bytes */
+        r.bad = true;
+    for (uint32_t i = 0; i < n && !r.bad; i++)
+        ms_wire_get_vma(&r, out);
+    if (r.bad) {
+        ms_vma_list_free(out);
+        return rc ? rc : ms_err_set(err, MS_EPROTO, "malformed MAPS response");
+    }
+    return rc;
+}
+
 static int remote_set_symbols(struct ms_target *t, const char *path, struct ms_err *err)
 {
     (void)path;
@@ -856,6 +880,7 @@ static const struct ms_target_ops remote_ops = {
     .addrsym = remote_addrsym,
     .tasks = remote_tasks,
     .modules = remote_modules,
+    .maps = remote_maps,
     .types = remote_types,
     .set_symbols = remote_set_symbols,
     .backtrace = remote_backtrace,

@@ -475,6 +475,25 @@ static void op_modules(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf
     ms_module_list_free(&l);
 }
 
+static void op_maps(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                    struct ms_err *item)
+{
+    uint32_t handle = 0, pid = 0;
+    ms_rbuf_u32(r, &handle);
+    ms_rbuf_u32(r, &pid);
+    if (r->bad)
+        return;
+    struct ms_vma_list l;
+    int rc = ms_target_maps(svc->target, handle, (int32_t)pid, &l, item);
+    /* A walk cut short sends what it read after its error. */
+    ms_wire_put_err(out, rc, item);
+    ms_wbuf_u64(out, l.bad);
+    ms_wbuf_u32(out, (uint32_t)l.count);
+    for (size_t i = 0; i < l.count; i++)
+        ms_wire_put_vma(out, &l, &l.vmas[i]);
+    ms_vma_list_free(&l);
+}
+
 static void op_space(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
                      struct ms_err *item)
 {
@@ -568,6 +587,7 @@ static const op_fn ops[] = {
     [MS_OP_TASK_REGS] = op_task_regs,
     [MS_OP_UNWIND_STEP] = op_unwind_step,
     [MS_OP_MODULES] = op_modules,
+    [MS_OP_MAPS] = op_maps,
 };
 
 int ms_service_request(struct ms_service *svc, struct ms_service_conn *conn,

@@ -198,6 +198,10 @@ class Guest:
         # L1's /proc/modules (lab.kvm=1); L2's own are "l2lab: modules" lines
         self.modules = [ln.rstrip("\r") for ln in
                         re.findall(r"(?<!l2)lab: modules (.*)", log)]
+        # userpat's pid and /proc/PID/maps (tests/guest/init); L2's are "l2lab: maps"
+        m = re.search(r"(?<!l2)lab: mapspid (\d+)", log)
+        self.maps_pid = int(m.group(1)) if m else None
+        self.maps = [ln.rstrip("\r") for ln in re.findall(r"(?<!l2)lab: maps (.*)", log)]
         # (name, address, module) of module symbols in L1's /proc/kallsyms
         self.modsyms = [(n, int(a, 16), m) for a, n, m in
                         re.findall(r"lab: modsym ([0-9a-f]+) \w (\w+)\s+\[(\w+)\]", log)]

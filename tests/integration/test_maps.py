@@ -1,0 +1,79 @@
+"""memsrv maps against the guests' own /proc/PID/maps, printed before the
+stop: userpat's on the single-level guests (tests/guest/init prints "lab:
+mapspid N" and "lab: maps LINE" lines), and the user process of the real
+Linux L2 through --ncr3 (tests/guest/l2init prints "l2lab: user pid=N" and
+"l2lab: maps LINE"). Every line must be the same, paths, padding and
+[heap]/[stack]/[vdso]/[vvar]/[vsyscall] names included; the layouts come
+from the kernel's own BTF (no vmlinux) and from the -dbg vmlinux's DWARF."""
+
+import pytest
+
+from test_l2linux import FIXTURES, _nested
+from test_linux import memsrv, vmlinux
+from test_remote_linux import Server
+
+
+def maps(*args, check=True):
+    out, err, rc = memsrv(*args, check=check)
+    return out.split("\n")[:-1], err, rc
+
+
+def _check_oracle(lines):
+    """The oracle itself: a real process's map, with a file path and the
+    names /proc gives anonymous areas."""
+    assert len(lines) >= 5, lines
+    names = {ln[73:] for ln in lines if len(ln) > 73}
+    assert {"[stack]", "[vdso]", "[vvar]"} <= names, lines
+    assert any(n.startswith("/") for n in names), lines
+
+
+@pytest.fixture(params=["guest5", "guest_kaslr"])
+def guest(request):
+    return request.getfixturevalue(request.param)
+
+
+def test_maps_single_level(guest, tmp_path):
+    g = guest
+    want = g.maps
+    _check_oracle(want)
+    mine, err, _ = maps("--ram", g.ram, "maps", str(g.maps_pid), "--stats")
+    assert "types: BTF" in err, err
+    assert mine == want, (mine, want)
+    # DWARF types: the same lines
+    mine, err, _ = maps("--ram", g.ram, "--vmlinux", vmlinux(g), "maps", str(g.maps_pid),
+                        "--stats")
+    assert "types: DWARF" in err, err
+    assert mine == want, (mine, want)
+    # over a server (MAPS)
+    srv = Server(g.ram, str(tmp_path / "s.sock"))
+    try:
+        remote, err, _ = maps("--connect", srv.sock, "maps", str(g.maps_pid), "--stats")
+        assert remote == want and "types: BTF" in err, (remote, err)
+    finally:
+        srv.stop()
+
+
+def test_maps_errors(guest5):
+    g = guest5
+    # no such pid
+    out, err, rc = maps("--ram", g.ram, "maps", "999999", check=False)
+    assert rc != 0 and out == [] and "no task with pid 999999" in err, (out, err)
+    # kthreadd (pid 2): a kernel thread, no mm
+    out, err, rc = maps("--ram", g.ram, "maps", "2", check=False)
+    assert rc != 0 and out == [] and "kernel thread" in err, (out, err)
+    out, err, rc = maps("--ram", g.ram, "maps", "-1", check=False)
+    assert rc != 0 and "maps" in err, err
+
+
+@pytest.fixture(params=FIXTURES)
+def l2g(request):
+    return request.getfixturevalue(request.param)
+
+
+def test_maps_l2_through_npt(l2g):
+    l2 = l2g.l2linux
+    want = l2["maps"]
+    _check_oracle(want)
+    mine, err, _ = maps(*_nested(l2g), "maps", l2["user"]["pid"], "--stats")
+    assert "types: BTF" in err, err
+    assert mine == want, (mine, want)
