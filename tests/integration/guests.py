@@ -202,6 +202,9 @@ class Guest:
         m = re.search(r"(?<!l2)lab: mapspid (\d+)", log)
         self.maps_pid = int(m.group(1)) if m else None
         self.maps = [ln.rstrip("\r") for ln in re.findall(r"(?<!l2)lab: maps (.*)", log)]
+        m = re.search(r"lab: maps2pid (\d+)", log)
+        self.maps2_pid = int(m.group(1)) if m else None
+        self.maps2 = [ln.rstrip("\r") for ln in re.findall(r"lab: maps2 (.*)", log)]
         # (name, address, module) of module symbols in L1's /proc/kallsyms
         self.modsyms = [(n, int(a, 16), m) for a, n, m in
                         re.findall(r"lab: modsym ([0-9a-f]+) \w (\w+)\s+\[(\w+)\]", log)]

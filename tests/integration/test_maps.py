@@ -6,11 +6,28 @@ Linux L2 through --ncr3 (tests/guest/l2init prints "l2lab: user pid=N" and
 [heap]/[stack]/[vdso]/[vvar]/[vsyscall] names included; the layouts come
 from the kernel's own BTF (no vmlinux) and from the -dbg vmlinux's DWARF."""
 
+import subprocess
+
 import pytest
 
 from test_l2linux import FIXTURES, _nested
-from test_linux import memsrv, vmlinux
-from test_remote_linux import Server
+from test_linux import MEMSRV, memsrv, vmlinux
+
+
+class Server:
+    """`memsrv serve` on a UNIX socket; stop() checks its exit."""
+
+    def __init__(self, ram, sock):
+        self.sock = sock
+        self.p = subprocess.Popen([MEMSRV, "serve", "--ram", ram, "--socket", sock],
+                                  stderr=subprocess.PIPE, text=True)
+        self.line = self.p.stderr.readline()
+        assert "serving" in self.line, self.line + self.p.stderr.read()
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.terminate()
+        assert self.p.wait(timeout=20) == 0, self.p.stderr.read()
 
 
 def maps(*args, check=True):
@@ -44,6 +61,11 @@ def test_maps_single_level(guest, tmp_path):
                         "--stats")
     assert "types: DWARF" in err, err
     assert mine == want, (mine, want)
+    # a program on another mount (a tmpfs on /tmp/lab-mnt), unlinked
+    want2 = g.maps2
+    assert any(ln.endswith(" /tmp/lab-mnt/busybox (deleted)") for ln in want2), want2
+    mine, _, _ = maps("--ram", g.ram, "maps", str(g.maps2_pid))
+    assert mine == want2, (mine, want2)
     # over a server (MAPS)
     srv = Server(g.ram, str(tmp_path / "s.sock"))
     try:
@@ -74,6 +96,6 @@ def test_maps_l2_through_npt(l2g):
     l2 = l2g.l2linux
     want = l2["maps"]
     _check_oracle(want)
-    mine, err, _ = maps(*_nested(l2g), "maps", l2["user"]["pid"], "--stats")
+    mine, err, _ = maps(*_nested(l2g), "maps", str(l2["user"]["pid"]), "--stats")
     assert "types: BTF" in err, err
     assert mine == want, (mine, want)
