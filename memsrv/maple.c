@@ -16,14 +16,14 @@
 #define ARANGE64_SLOT_OFF (PIVOTS_OFF + (ARANGE64_SLOTS - 1) * 8)
 #define ARANGE64_META_OFF (ARANGE64_SLOT_OFF + 2 * ARANGE64_SLOTS * 8)
 
-#define NODE_MASK 0xffull      /* MAPLE_NODE_MASK */
-#define ROOT_NODE 0x02ull      /* MAPLE_ROOT_NODE: ma_root holds a node */
-#define ENODE_TYPE_SHIFT 3     /* MAPLE_ENODE_TYPE_SHIFT */
+#define NODE_MASK 0xffull       /* MAPLE_NODE_MASK */
+#define ROOT_NODE 0x02ull       /* MAPLE_ROOT_NODE: ma_root holds a node */
+#define ENODE_TYPE_SHIFT 3      /* MAPLE_ENODE_TYPE_SHIFT */
 #define ENODE_TYPE_MASK 0x0full /* MAPLE_NODE_TYPE_MASK */
-#define PARENT_ROOT 0x01ull    /* MA_ROOT_PARENT */
-#define PARENT_RANGE64 0x06ull /* MAPLE_PARENT_RANGE64: a 64-bit range parent */
-#define PARENT_SLOT_SHIFT 3    /* MAPLE_PARENT_SLOT_SHIFT */
-#define RESERVED_RANGE 4096    /* MAPLE_RESERVED_RANGE */
+#define PARENT_ROOT 0x01ull     /* MA_ROOT_PARENT */
+#define PARENT_RANGE64 0x06ull  /* MAPLE_PARENT_RANGE64: a 64-bit range parent */
+#define PARENT_SLOT_SHIFT 3     /* MAPLE_PARENT_SLOT_SHIFT */
+#define RESERVED_RANGE 4096     /* MAPLE_RESERVED_RANGE */
 
 static uint64_t get64(const uint8_t *p)
 {
@@ -164,10 +164,9 @@ static int walk_node(struct walk *w, uint64_t enode, uint64_t parent, unsigned d
         return ms_err_set(err, MS_EFORMAT, "maple node pointer %#llx at depth %u",
                           (unsigned long long)enode, depth);
     if (type != want)
-        return ms_err_set(err, MS_EFORMAT,
-                          "maple node %#llx at depth %u of %u is %s (%u), expected %s",
-                          (unsigned long long)addr, depth, w->height, type_name(type), type,
-                          type_name(want));
+        return ms_err_set(
+            err, MS_EFORMAT, "maple node %#llx at depth %u of %u is %s (%u), expected %s",
+            (unsigned long long)addr, depth, w->height, type_name(type), type, type_name(want));
     int rc = seen_add(&w->seen, addr, err);
     if (rc == 0)
         return ms_err_set(err, MS_EFORMAT, "maple node %#llx is reached twice (a loop)",
@@ -183,11 +182,10 @@ static int walk_node(struct walk *w, uint64_t enode, uint64_t parent, unsigned d
         return ms_err_prefix(err, "maple node %#llx: ", (unsigned long long)addr);
     /* a node freed under RCU points to itself: ma_dead_node */
     if (get64(node) != parent)
-        return ms_err_set(err, MS_EFORMAT,
-                          "maple node %#llx: parent pointer %#llx, expected %#llx%s",
-                          (unsigned long long)addr, (unsigned long long)get64(node),
-                          (unsigned long long)parent,
-                          (get64(node) & ~NODE_MASK) == addr ? " (a dead node)" : "");
+        return ms_err_set(
+            err, MS_EFORMAT, "maple node %#llx: parent pointer %#llx, expected %#llx%s",
+            (unsigned long long)addr, (unsigned long long)get64(node), (unsigned long long)parent,
+            (get64(node) & ~NODE_MASK) == addr ? " (a dead node)" : "");
     struct ms_maple_slot slots[MS_MAPLE_SLOTS_MAX];
     unsigned n;
     rc = ms_maple_node_decode(node, type, min, max, slots, &n, err);
@@ -208,8 +206,7 @@ static int walk_node(struct walk *w, uint64_t enode, uint64_t parent, unsigned d
         if (w->out->count >= w->max_entries)
             return ms_err_set(err, MS_ELIMIT, "more than %zu maple tree entries", w->max_entries);
         if (!MS_ARRAY_RESERVE(&w->out->entries, &w->out->cap, w->out->count + 1, 64))
-            return ms_err_set(err, MS_ENOMEM, "out of memory for %zu maple entries",
-                              w->out->count);
+            return ms_err_set(err, MS_ENOMEM, "out of memory for %zu maple entries", w->out->count);
         w->out->entries[w->out->count++] =
             (struct ms_maple_entry){slots[i].first, slots[i].last, v};
     }

@@ -32,7 +32,7 @@ enum ms_maple_type {
 
 /* struct maple_tree's ma_flags bits the walker reads. */
 #define MS_MAPLE_FLAGS_ALLOC_RANGE 0x01 /* internal nodes are maple_arange_64 */
-#define MS_MAPLE_FLAGS_HEIGHT(f) (((f) & 0x7c) >> 2)
+#define MS_MAPLE_FLAGS_HEIGHT(f) (((f)&0x7c) >> 2)
 
 /* One slot of a node: the indices [first, last] it covers and its value
  * (a child's encoded pointer, or an entry in a leaf; 0 for none). */

@@ -33,15 +33,44 @@ static uint32_t get32(const uint8_t *p)
 
 int ms_maps_layout_check(const struct ms_maps_layout *l, struct ms_err *err)
 {
-    const uint64_t all[] = {
-        l->task_mm,      l->task_fs,       l->fs_root,      l->mm_mt,          l->mm_start_brk,
-        l->mm_brk,       l->mm_start_stack, l->mt_root,     l->mt_flags,       l->vm_start,
-        l->vm_end,       l->vm_flags,      l->vm_pgoff,     l->vm_file,        l->vm_ops,
-        l->vm_private_data, l->vm_anon_name, l->anon_name_name, l->special_name, l->vmops_name,
-        l->f_path,       l->f_inode,       l->path_mnt,     l->path_dentry,    l->i_ino,
-        l->i_sb,         l->s_dev,         l->d_parent,     l->d_name,         l->d_op,
-        l->d_hash_pprev, l->qstr_name,     l->qstr_len,     l->d_dname,        l->mnt_root,
-        l->mount_parent, l->mount_mountpoint, l->mount_mnt};
+    const uint64_t all[] = {l->task_mm,
+                            l->task_fs,
+                            l->fs_root,
+                            l->mm_mt,
+                            l->mm_start_brk,
+                            l->mm_brk,
+                            l->mm_start_stack,
+                            l->mt_root,
+                            l->mt_flags,
+                            l->vm_start,
+                            l->vm_end,
+                            l->vm_flags,
+                            l->vm_pgoff,
+                            l->vm_file,
+                            l->vm_ops,
+                            l->vm_private_data,
+                            l->vm_anon_name,
+                            l->anon_name_name,
+                            l->special_name,
+                            l->vmops_name,
+                            l->f_path,
+                            l->f_inode,
+                            l->path_mnt,
+                            l->path_dentry,
+                            l->i_ino,
+                            l->i_sb,
+                            l->s_dev,
+                            l->d_parent,
+                            l->d_name,
+                            l->d_op,
+                            l->d_hash_pprev,
+                            l->qstr_name,
+                            l->qstr_len,
+                            l->d_dname,
+                            l->mnt_root,
+                            l->mount_parent,
+                            l->mount_mountpoint,
+                            l->mount_mnt};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         if (all[i] > MS_MAPS_FIELD_MAX)
             return ms_err_set(err, MS_EFORMAT, "a maps layout offset is %llu, past %d",
@@ -49,8 +78,8 @@ int ms_maps_layout_check(const struct ms_maps_layout *l, struct ms_err *err)
     return 0;
 }
 
-int ms_vma_list_push(struct ms_vma_list *out, const struct ms_vma *v, const char *name,
-                     size_t len, struct ms_err *err)
+int ms_vma_list_push(struct ms_vma_list *out, const struct ms_vma *v, const char *name, size_t len,
+                     struct ms_err *err)
 {
     if (len > MS_MAPS_PATH_MAX)
         len = MS_MAPS_PATH_MAX;
@@ -147,8 +176,8 @@ static int prepend(struct prepend *p, const char *s, size_t len, struct ms_err *
 }
 
 /* A dentry's d_name into p (at most NAME_MAX-ish bytes, bounded by p). */
-static int prepend_name(const struct ms_maps_layout *l, ms_read_fn read, void *arg,
-                        uint64_t dentry, struct prepend *p, struct ms_err *err)
+static int prepend_name(const struct ms_maps_layout *l, ms_read_fn read, void *arg, uint64_t dentry,
+                        struct prepend *p, struct ms_err *err)
 {
     uint64_t name;
     uint32_t len;
@@ -175,9 +204,9 @@ struct root {
 
 /* d_path's __prepend_path and prepend_path: up to the root (the task's,
  * else the global one), across mounts. */
-static int prepend_path(const struct ms_maps_layout *l, ms_read_fn read, void *arg,
-                        uint64_t vfsmnt, uint64_t dentry, const struct root *root,
-                        struct prepend *p, struct ms_err *err)
+static int prepend_path(const struct ms_maps_layout *l, ms_read_fn read, void *arg, uint64_t vfsmnt,
+                        uint64_t dentry, const struct root *root, struct prepend *p,
+                        struct ms_err *err)
 {
     size_t start = p->pos;
     if (vfsmnt < l->mount_mnt)
@@ -185,7 +214,8 @@ static int prepend_path(const struct ms_maps_layout *l, ms_read_fn read, void *a
     uint64_t mnt = vfsmnt - l->mount_mnt; /* real_mount */
     for (unsigned steps = 0;; steps++) {
         if (steps > MS_MAPS_PATH_MAX)
-            return ms_err_set(err, MS_ELIMIT, "a path of more than %d dentries and mounts (a loop?)",
+            return ms_err_set(err, MS_ELIMIT,
+                              "a path of more than %d dentries and mounts (a loop?)",
                               MS_MAPS_PATH_MAX);
         if (root->dentry && dentry == root->dentry && mnt + l->mount_mnt == root->mnt)
             break;
@@ -199,8 +229,8 @@ static int prepend_path(const struct ms_maps_layout *l, ms_read_fn read, void *a
             uint64_t up, mountpoint;
             rc = read64(read, arg, mnt, l->mount_parent, &up, "mount's parent", err);
             if (rc == 0)
-                rc = read64(read, arg, mnt, l->mount_mountpoint, &mountpoint,
-                            "mount's mountpoint", err);
+                rc = read64(read, arg, mnt, l->mount_mountpoint, &mountpoint, "mount's mountpoint",
+                            err);
             if (rc < 0)
                 return rc;
             if (up == mnt) /* the global root */
@@ -347,8 +377,7 @@ static int anon_name(const struct ms_maps_layout *l, const struct ms_maps_kernel
         return rc;
     char text[ANON_NAME_MAX + 1];
     size_t len;
-    rc = read_cstr(read, arg, an + l->anon_name_name, text, ANON_NAME_MAX, &len, "anon_name",
-                   err);
+    rc = read_cstr(read, arg, an + l->anon_name_name, text, ANON_NAME_MAX, &len, "anon_name", err);
     if (rc < 0)
         return rc;
     ms_strbuf_printf(name, "[anon:%.*s]", (int)len, text);
@@ -356,10 +385,9 @@ static int anon_name(const struct ms_maps_layout *l, const struct ms_maps_kernel
 }
 
 /* One VMA (vma at its address) into out. */
-static int add_vma(const struct ms_maps_layout *l, const struct ms_maps_kernel *kk,
-                   ms_read_fn read, void *arg, uint64_t vma, const uint64_t mm[3],
-                   const struct root *root, bool gate, struct ms_vma_list *out,
-                   struct ms_err *err)
+static int add_vma(const struct ms_maps_layout *l, const struct ms_maps_kernel *kk, ms_read_fn read,
+                   void *arg, uint64_t vma, const uint64_t mm[3], const struct root *root,
+                   bool gate, struct ms_vma_list *out, struct ms_err *err)
 {
     struct ms_vma v = {.addr = vma, .name_known = true};
     uint64_t pgoff, file = 0;
@@ -469,10 +497,24 @@ static int member(const struct ms_typedb *db, const char *type, const char *name
 
 static int layout_from_types(struct ms_kernel *k, struct ms_maps_layout *l, struct ms_err *err)
 {
-    static const char *const want[] = {
-        "task_struct", "fs_struct", "mm_struct", "maple_tree", "vm_area_struct",
-        "vm_special_mapping", "vm_operations_struct", "file", "path", "inode", "super_block",
-        "dentry", "qstr", "hlist_bl_node", "dentry_operations", "vfsmount", "mount", NULL};
+    static const char *const want[] = {"task_struct",
+                                       "fs_struct",
+                                       "mm_struct",
+                                       "maple_tree",
+                                       "vm_area_struct",
+                                       "vm_special_mapping",
+                                       "vm_operations_struct",
+                                       "file",
+                                       "path",
+                                       "inode",
+                                       "super_block",
+                                       "dentry",
+                                       "qstr",
+                                       "hlist_bl_node",
+                                       "dentry_operations",
+                                       "vfsmount",
+                                       "mount",
+                                       NULL};
     static const char *const want_anon[] = {"anon_vma_name", NULL};
     const struct ms_typedb *db = &k->types;
     int rc = ms_kernel_need_types(k, want, err);

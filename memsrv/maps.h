@@ -32,15 +32,15 @@ struct ms_maps_layout {
     uint64_t vm_start, vm_end, vm_flags, vm_pgoff, vm_file, vm_ops, vm_private_data;
     bool has_anon_name; /* CONFIG_ANON_VMA_NAME */
     uint64_t vm_anon_name, anon_name_name;
-    uint64_t special_name;       /* vm_special_mapping.name */
-    uint64_t vmops_name;         /* vm_operations_struct.name */
-    uint64_t f_path, f_inode;    /* file */
+    uint64_t special_name;    /* vm_special_mapping.name */
+    uint64_t vmops_name;      /* vm_operations_struct.name */
+    uint64_t f_path, f_inode; /* file */
     uint64_t path_mnt, path_dentry;
-    uint64_t i_ino, i_sb, s_dev; /* inode, super_block */
+    uint64_t i_ino, i_sb, s_dev;                   /* inode, super_block */
     uint64_t d_parent, d_name, d_op, d_hash_pprev; /* dentry (d_hash's pprev) */
     uint64_t qstr_name, qstr_len;
-    uint64_t d_dname; /* dentry_operations */
-    uint64_t mnt_root;                              /* vfsmount */
+    uint64_t d_dname;                                   /* dentry_operations */
+    uint64_t mnt_root;                                  /* vfsmount */
     uint64_t mount_parent, mount_mountpoint, mount_mnt; /* mount */
 };
 
@@ -57,8 +57,8 @@ struct ms_maps_kernel {
 int ms_maps_layout_check(const struct ms_maps_layout *l, struct ms_err *err);
 
 /* Appends v and its name (len bytes, cut at MS_MAPS_PATH_MAX) to out. */
-int ms_vma_list_push(struct ms_vma_list *out, const struct ms_vma *v, const char *name,
-                     size_t len, struct ms_err *err);
+int ms_vma_list_push(struct ms_vma_list *out, const struct ms_vma *v, const char *name, size_t len,
+                     struct ms_err *err);
 
 /* The memory map of the task_struct at task into out (which it clears).
  * A task with no mm (a kernel thread) is an MS_ENOTFOUND error. A walk
