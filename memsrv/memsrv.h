@@ -580,13 +580,13 @@ void ms_modules_format(const struct ms_module_list *l, struct ms_strbuf *sb);
 
 /* A process's memory area as /proc/PID/maps shows it. */
 struct ms_vma {
-    uint64_t addr;       /* its vm_area_struct (the gate VMA's for [vsyscall]) */
-    uint64_t start, end; /* vm_start, vm_end */
-    uint64_t flags;      /* vm_flags: VM_READ 1, VM_WRITE 2, VM_EXEC 4, VM_MAYSHARE 0x80 */
-    uint64_t offset;     /* file offset in bytes (vm_pgoff << 12), 0 without a file */
-    uint32_t dev;        /* the file's s_dev: major dev >> 20, minor dev & 0xfffff */
-    uint64_t ino;        /* the file's inode number */
-    bool name_known;     /* false: the name could not be read ("?") */
+    uint64_t addr;               /* its vm_area_struct (the gate VMA's for [vsyscall]) */
+    uint64_t start, end;         /* vm_start, vm_end */
+    uint64_t flags;              /* vm_flags: VM_READ 1, VM_WRITE 2, VM_EXEC 4, VM_MAYSHARE 0x80 */
+    uint64_t offset;             /* file offset in bytes (vm_pgoff << 12), 0 without a file */
+    uint32_t dev;                /* the file's s_dev: major dev >> 20, minor dev & 0xfffff */
+    uint64_t ino;                /* the file's inode number */
+    bool name_known;             /* false: the name could not be read ("?") */
     uint32_t name_off, name_len; /* its name in list->names (NUL-terminated), "" for none */
 };
 
