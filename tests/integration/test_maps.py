@@ -99,3 +99,34 @@ def test_maps_l2_through_npt(l2g):
     mine, err, _ = maps(*_nested(l2g), "maps", str(l2["user"]["pid"]), "--stats")
     assert "types: BTF" in err, err
     assert mine == want, (mine, want)
+
+
+def test_maps_qemu_in_l1(guest_l2linux):
+    """L1's QEMU (running the L2) has hundreds of areas: a maple tree of
+    several levels (arange_64 nodes over leaves), shared mappings and an
+    anonymous inode. Its map moves while L2 boots, so there is no /proc
+    oracle of the stopped moment: the shape is checked, and BTF, DWARF and
+    a server must agree."""
+    g = guest_l2linux
+    ps, _, _ = memsrv("--ram", g.ram, "ps")
+    # QEMU and its threads (ps lists every thread): one mm, one map
+    pids = sorted((ln.split()[0] for ln in ps.splitlines() if ln.endswith(" qemu-system-x86")),
+                  key=int)
+    assert len(pids) >= 2, ps
+    mine, err, _ = maps("--ram", g.ram, "maps", pids[0], "--stats")
+    assert "types: BTF" in err, err
+    assert len(mine) > 100, mine
+    ranges = [tuple(int(x, 16) for x in ln.split()[0].split("-")) for ln in mine]
+    assert all(s < e for s, e in ranges), mine
+    assert all(a[1] <= b[0] for a, b in zip(ranges, ranges[1:])), mine
+    names = [ln[73:] for ln in mine]
+    assert "?" not in names, mine
+    for n in ("[heap]", "[stack]", "[vdso]", "[vvar]"):
+        assert names.count(n) == 1, (n, mine)
+    assert any(ln.split()[1] == "r-xp" and ln.endswith(" /usr/bin/qemu-system-x86_64")
+               for ln in mine), mine
+    assert any(ln.split()[1] == "rw-s" and ln.endswith(" anon_inode:kvm-vcpu:0") for ln in mine), mine
+    dwarf, err, _ = maps("--ram", g.ram, "--vmlinux", vmlinux(g), "maps", pids[0], "--stats")
+    assert "types: DWARF" in err and dwarf == mine, err
+    thread, _, _ = maps("--ram", g.ram, "maps", pids[-1])
+    assert thread == mine
