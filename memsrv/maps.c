@@ -16,6 +16,7 @@
 #define VM_MAYSHARE 0x80ull
 #define ANON_NAME_MAX 80 /* ANON_VMA_NAME_MAX_LEN */
 #define SPECIAL_NAME_MAX 64
+#define MM_CONTEXT_HAS_VSYSCALL 0x2 /* in the u16 mm->context.flags */
 
 static uint64_t get64(const uint8_t *p)
 {
@@ -34,6 +35,7 @@ static uint32_t get32(const uint8_t *p)
 int ms_maps_layout_check(const struct ms_maps_layout *l, struct ms_err *err)
 {
     const uint64_t all[] = {l->task_mm,
+                            l->mm_context_flags,
                             l->task_fs,
                             l->fs_root,
                             l->mm_mt,
@@ -484,7 +486,11 @@ int ms_maps_walk(const struct ms_maps_layout *l, const struct ms_maps_kernel *kk
                             (unsigned long long)e->last + 1);
     }
     ms_maple_list_free(&vmas);
-    if (rc == 0 && kk->gate_vma) /* /proc adds it after the tree's */
+    /* get_gate_vma: /proc adds it after the tree's, to 64-bit processes */
+    uint32_t context = 0;
+    if (rc == 0 && kk->gate_vma && l->has_context_flags)
+        rc = read32(read, arg, mm, l->mm_context_flags, &context, "mm's context.flags", err);
+    if (rc == 0 && kk->gate_vma && (!l->has_context_flags || (context & MM_CONTEXT_HAS_VSYSCALL)))
         rc = add_vma(l, kk, read, arg, kk->gate_vma, mmv, &root, true, out, err);
     return rc;
 }
@@ -516,6 +522,7 @@ static int layout_from_types(struct ms_kernel *k, struct ms_maps_layout *l, stru
                                        "mount",
                                        NULL};
     static const char *const want_anon[] = {"anon_vma_name", NULL};
+    static const char *const want_context[] = {"mm_context_t", NULL};
     const struct ms_typedb *db = &k->types;
     int rc = ms_kernel_need_types(k, want, err);
     if (rc < 0)
@@ -570,6 +577,15 @@ static int layout_from_types(struct ms_kernel *k, struct ms_maps_layout *l, stru
             return ms_err_prefix(err, "maps: ");
     }
     l->d_hash_pprev = d_hash + pprev;
+    /* x86: whether a process has the [vsyscall] page (not 32-bit ones) */
+    uint64_t context, flags;
+    if (ms_typedb_has(db, "mm_struct", "context") &&
+        ms_kernel_need_types(k, want_context, NULL) == 0 &&
+        member(db, "mm_struct", "context", &context, NULL) == 0 &&
+        member(db, "mm_context_t", "flags", &flags, NULL) == 0) {
+        l->has_context_flags = true;
+        l->mm_context_flags = context + flags;
+    }
     /* CONFIG_ANON_VMA_NAME: [anon:NAME] */
     if (ms_typedb_has(db, "vm_area_struct", "anon_name") &&
         ms_kernel_need_types(k, want_anon, NULL) == 0 &&

@@ -28,6 +28,8 @@ struct ms_maps_layout {
     uint64_t task_mm, task_fs;
     uint64_t fs_root; /* fs_struct.root, a struct path */
     uint64_t mm_mt, mm_start_brk, mm_brk, mm_start_stack;
+    bool has_context_flags; /* x86's mm->context.flags (MM_CONTEXT_HAS_VSYSCALL) */
+    uint64_t mm_context_flags;
     uint64_t mt_root, mt_flags; /* maple_tree.ma_root, ma_flags */
     uint64_t vm_start, vm_end, vm_flags, vm_pgoff, vm_file, vm_ops, vm_private_data;
     bool has_anon_name; /* CONFIG_ANON_VMA_NAME */
@@ -50,7 +52,7 @@ struct ms_maps_kernel {
     uint64_t special_mapping_name; /* vm_ops->name of special mappings */
     uint64_t simple_dname;         /* d_dname of pseudo files ("/NAME (deleted)") */
     uint64_t anon_inodefs_dname;   /* d_dname of anon inodes ("anon_inode:NAME") */
-    uint64_t gate_vma;             /* the [vsyscall] VMA, 0 when none */
+    uint64_t gate_vma;             /* the [vsyscall] VMA, 0 when none (vsyscall=none) */
 };
 
 /* Checks the offsets (each below MS_MAPS_FIELD_MAX). */

@@ -280,6 +280,8 @@ static const struct ms_maps_layout layout = {
     .mm_brk = 0x08,
     .mm_start_stack = 0x10,
     .mm_mt = 0x20,
+    .has_context_flags = true,
+    .mm_context_flags = 0x38,
     .mt_root = 0x08,
     .mt_flags = 0x10,
     .vm_start = 0x00,
@@ -435,6 +437,7 @@ static struct built build_process(void)
     set_node(0, MS_MAPLE_LEAF_64, (mm + 0x20) | 1, 15, piv, slots);
     put64(mm + 0x20 + 0x08, enode(0, MS_MAPLE_LEAF_64) | 2);
     put32(mm + 0x20 + 0x10, 1 | 1 << 2);
+    put32(mm + 0x38, 2); /* MM_CONTEXT_HAS_VSYSCALL: a 64-bit process */
     uint64_t fs = obj(0x10);
     put64(fs, rootvfs);
     put64(fs + 8, root);
@@ -493,6 +496,13 @@ static void test_maps(void)
     ms_strbuf_free(&sb);
     ms_strbuf_free(&want);
     ms_vma_list_free(&l);
+
+    /* a 32-bit process has no [vsyscall] */
+    put32(b.mm + 0x38, 0);
+    rc = ms_maps_walk(&layout, &kk, b.task, read_mem, NULL, &l, &err);
+    CHECK(rc == 0 && l.count == 9, "%d %zu %s", rc, l.count, err.msg);
+    ms_vma_list_free(&l);
+    put32(b.mm + 0x38, 2);
 
     /* an unnamed anonymous area: the prefix and its trailing space */
     put64(b.mm, 0x500000);
