@@ -35,10 +35,11 @@ int ms_modsyms_decode(const uint8_t *symtab, size_t nsyms, const uint8_t *strtab
         memcpy(&shndx, e + 6, 2);
         if (name == 0 || shndx == 0) /* unnamed, or undefined */
             continue;
+        /* KSYM_NAME_LEN counts the NUL: a name has at most 511 bytes */
+        size_t room = MS_MODSYM_NAME_MAX - 1;
         size_t len = name < strtab_len
                          ? strnlen((const char *)strtab + name,
-                                   strtab_len - name < MS_MODSYM_NAME_MAX ? strtab_len - name
-                                                                          : MS_MODSYM_NAME_MAX)
+                                   strtab_len - name < room ? strtab_len - name : room)
                          : 0;
         if (len == 0 || name + len >= strtab_len || strtab[name + len] != '\0') {
             ++*skipped; /* outside the table, empty, or too long */
