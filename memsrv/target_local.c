@@ -433,12 +433,13 @@ static int symbolize(void *arg, uint64_t addr, char *out, size_t size)
 
 /* The kernel whose symbols name x's addresses: one already open with
  * symbols, or (with a symbol file) opened now. A plain x on memory with no
- * Linux in it never pays for a RAM scan. */
+ * Linux in it never pays for a RAM scan. Physical addresses are never named
+ * with the kernel's virtual ones. */
 static struct ms_kernel *naming_kernel(struct local *l, ms_handle h)
 {
     const struct local_stack *st = NULL;
     struct ms_kernel *k;
-    if (stack_of(l, h, &st, NULL))
+    if (stack_of(l, h, &st, NULL) || st->desc.first == MS_FIRST_NONE)
         return NULL;
     bool open = false;
     for (unsigned i = 0; i < l->nkernels; i++)
