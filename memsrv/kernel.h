@@ -28,6 +28,7 @@ struct ms_kernel_opts {
 };
 
 struct ms_backtracer; /* backtrace.h */
+struct ms_modsyms;    /* modsyms.h */
 
 struct ms_kernel {
     struct ms_space *phys;            /* guest-physical: phys, or EPT/NPT for a nested guest */
@@ -47,6 +48,8 @@ struct ms_kernel {
     unsigned levels;          /* 4 or 5 */
     char how[160];            /* where the slide and root came from */
     struct ms_backtracer *bt; /* ORC tables and stack layout once loaded (backtrace.h) */
+    struct ms_modsyms *modsyms;  /* the modules and their symbols (ms_kernel_modsyms) */
+    uint64_t modsyms_generation; /* the RAM's generation when they were read */
 };
 
 int ms_kernel_open(struct ms_kernel **out, struct ms_space *phys, const struct ms_kernel_opts *o,

@@ -54,9 +54,6 @@ struct local_kernel {
     struct ms_err kallsyms_err; /* why reading them failed (code 0: they did not) */
     /* The modules' symbols, read again when the RAM's generation moved (a
      * module may have come or gone). */
-    bool modsyms_read;
-    uint64_t modsyms_generation;
-    struct ms_modsyms modsyms;
 };
 
 struct local {
@@ -160,8 +157,6 @@ static void kernel_drop(struct local_kernel *e)
     e->k = NULL;
     e->kallsyms_tried = false;
     ms_err_clear(&e->kallsyms_err);
-    ms_modsyms_free(&e->modsyms);
-    e->modsyms_read = false;
 }
 
 /* The kernel in the guest-physical space of a stack (its second stage,
@@ -580,19 +575,9 @@ static int local_dmesg_next(struct ms_target *t, ms_handle h, const struct ms_dm
  * once per RAM generation; none when they cannot be read. */
 static const struct ms_modsyms *modsyms_of(struct local *l, ms_handle h)
 {
-    struct local_kernel *e;
     struct ms_kernel *k;
     struct ms_err scratch; /* kernel_syms copies its kept error into it */
-    if (kernel_syms(l, h, &k, &scratch) < 0 || kernel_of(l, h, &e, &scratch) < 0)
-        return NULL;
-    if (e->modsyms_read && e->modsyms_generation == l->ram->generation)
-        return &e->modsyms;
-    ms_modsyms_free(&e->modsyms);
-    if (ms_modsyms_load(k, &e->modsyms, &scratch) < 0) /* keep what was read */
-        e->modsyms.bad++;
-    e->modsyms_read = true;
-    e->modsyms_generation = l->ram->generation;
-    return &e->modsyms;
+    return kernel_syms(l, h, &k, &scratch) < 0 ? NULL : ms_kernel_modsyms(k);
 }
 
 /* Kernel symbols first, then the modules'. */
@@ -794,7 +779,6 @@ static void local_close(struct ms_target *t)
     struct local *l = L(t);
     for (unsigned i = 0; i < l->nkernels; i++) {
         ms_kernel_close(l->kernels[i]->k);
-        ms_modsyms_free(&l->kernels[i]->modsyms);
         free(l->kernels[i]);
     }
     for (unsigned i = 0; i < l->nstacks; i++) {
