@@ -235,8 +235,8 @@ static int read_module_orc(struct ms_kernel *k, const struct module_orc_layout *
     if (rc == 0)
         rc = ms_space_read(k->space, orc_addr, orc, (size_t)n * MS_ORC_ENTRY_SIZE, NULL, err);
     if (rc == 0)
-        rc = ms_orc_table_decode(t, ip_addr, ips, (size_t)n * 4, orc,
-                                 (size_t)n * MS_ORC_ENTRY_SIZE, MODULE_ORC_MAX, err);
+        rc = ms_orc_table_decode(t, ip_addr, ips, (size_t)n * 4, orc, (size_t)n * MS_ORC_ENTRY_SIZE,
+                                 MODULE_ORC_MAX, err);
     free(ips);
     free(orc);
     if (rc < 0)

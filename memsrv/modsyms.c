@@ -185,8 +185,7 @@ int ms_modsyms_addr_extent(const struct ms_modsyms *s, uint64_t addr, uint64_t e
     const struct ms_module *m = &s->mods.modules[(*sym)->module];
     uint64_t next = m->base + m->size < end ? m->base + m->size : end;
     for (size_t i = 0; i < s->count; i++)
-        if (s->syms[i].module == (*sym)->module && s->syms[i].addr > addr &&
-            s->syms[i].addr < next)
+        if (s->syms[i].module == (*sym)->module && s->syms[i].addr > addr && s->syms[i].addr < next)
             next = s->syms[i].addr;
     *size = next > (*sym)->addr ? next - (*sym)->addr : 0;
     return 0;

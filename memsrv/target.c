@@ -375,6 +375,14 @@ int ms_target_addrsym(struct ms_target *t, ms_handle h, uint64_t addr, struct ms
     return t->ops->addrsym(t, h, addr, name, offset, err);
 }
 
+int ms_target_kernel_info(struct ms_target *t, ms_handle h, struct ms_kernel_info *out,
+                          struct ms_err *err)
+{
+    SCRATCH(err);
+    memset(out, 0, sizeof(*out));
+    return t->ops->kernel_info(t, h, out, err);
+}
+
 int ms_target_types_source(struct ms_target *t, ms_handle h, struct ms_strbuf *out,
                            struct ms_err *err)
 {

@@ -650,6 +650,51 @@ static int local_modules(struct ms_target *t, ms_handle h, struct ms_module_list
     return rc < 0 ? rc : ms_modules_list(k, 0, out, err);
 }
 
+/* new_utsname is uapi: release follows sysname[65] and nodename[65], and
+ * uts_namespace starts with it. */
+#define UTS_RELEASE_OFFSET 130
+
+static int local_kernel_info(struct ms_target *t, ms_handle h, struct ms_kernel_info *out,
+                             struct ms_err *err)
+{
+    struct ms_kernel *k;
+    int rc = kernel_syms(L(t), h, &k, err);
+    if (rc == MS_ENOTFOUND) { /* a kernel with no symbols but VMCOREINFO's */
+        struct local_kernel *e;
+        struct ms_err e2;
+        if (kernel_of(L(t), h, &e, &e2) == 0) {
+            k = e->k;
+            rc = 0;
+            ms_err_clear(err);
+        }
+    }
+    if (rc < 0)
+        return rc;
+    const char *release = k->vmcoreinfo ? ms_vmcoreinfo_get(k->vmcoreinfo, "OSRELEASE") : NULL;
+    uint64_t uts;
+    if (release) {
+        snprintf(out->release, sizeof(out->release), "%s", release);
+    } else if (ms_kernel_symbol(k, "init_uts_ns", &uts, NULL) == 0 &&
+               ms_space_read(k->space, uts + UTS_RELEASE_OFFSET, out->release,
+                             sizeof(out->release) - 1, NULL, NULL) == 0) {
+        for (size_t i = 0; out->release[i]; i++)
+            if (out->release[i] < 0x20 || out->release[i] > 0x7e)
+                out->release[i] = '?';
+    }
+    out->slide = k->slide;
+    out->phys_base = k->phys_base;
+    out->root = k->root;
+    out->levels = k->levels;
+    if (k->syms) {
+        out->symbols = ms_symtab_count(k->syms);
+        snprintf(out->symbols_from, sizeof(out->symbols_from), "%s", ms_symtab_path(k->syms));
+    } else {
+        snprintf(out->symbols_from, sizeof(out->symbols_from), "VMCOREINFO's SYMBOL() lines");
+    }
+    snprintf(out->how, sizeof(out->how), "%s", k->how);
+    return 0;
+}
+
 static int local_types(struct ms_target *t, ms_handle h, unsigned what, const char *flags,
                        const char *name, struct ms_strbuf *out, struct ms_err *err)
 {
@@ -818,6 +863,7 @@ static const struct ms_target_ops local_ops = {
     .tasks = local_tasks,
     .modules = local_modules,
     .types = local_types,
+    .kernel_info = local_kernel_info,
     .set_symbols = local_set_symbols,
     .backtrace = local_backtrace,
     .task_regs = local_task_regs,

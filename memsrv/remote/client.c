@@ -672,6 +672,41 @@ static int remote_backtrace(struct ms_target *t, ms_handle h, const int32_t *pid
     return text_op(c, f, MS_OP_BACKTRACE, out, &r, err);
 }
 
+/* A string of the response into a fixed field; false when it does not fit. */
+static bool get_field(struct ms_rbuf *r, char *dst, size_t size)
+{
+    const char *s;
+    uint32_t n;
+    if (!ms_rbuf_str(r, &s, &n) || n >= size || memchr(s, '\0', n))
+        return false;
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+    return true;
+}
+
+static int remote_kernel_info(struct ms_target *t, ms_handle h, struct ms_kernel_info *out,
+                              struct ms_err *err)
+{
+    struct ms_client *c = &R(t)->c;
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, h);
+    struct ms_rbuf r;
+    int rc = exchange(c, f, MS_OP_KERNEL, &r, err);
+    if (rc)
+        return rc;
+    bool ok = get_field(&r, out->release, sizeof(out->release));
+    ms_rbuf_u64(&r, &out->slide);
+    ms_rbuf_u64(&r, &out->phys_base);
+    ms_rbuf_u64(&r, &out->root);
+    ms_rbuf_u32(&r, &out->levels);
+    ms_rbuf_u64(&r, &out->symbols);
+    ok = ok && get_field(&r, out->symbols_from, sizeof(out->symbols_from)) &&
+         get_field(&r, out->how, sizeof(out->how));
+    if (!ok || r.bad)
+        return ms_err_set(err, MS_EPROTO, "malformed KERNEL response");
+    return 0;
+}
+
 static int remote_task_regs(struct ms_target *t, ms_handle h, uint64_t task,
                             struct ms_task_regs *out, struct ms_err *err)
 {
@@ -857,6 +892,7 @@ static const struct ms_target_ops remote_ops = {
     .tasks = remote_tasks,
     .modules = remote_modules,
     .types = remote_types,
+    .kernel_info = remote_kernel_info,
     .set_symbols = remote_set_symbols,
     .backtrace = remote_backtrace,
     .task_regs = remote_task_regs,

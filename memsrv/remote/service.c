@@ -457,6 +457,28 @@ static void op_unwind_step(struct ms_service *svc, struct ms_rbuf *r, struct ms_
     ms_wire_put_frame(out, &caller);
 }
 
+static void op_kernel(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                      struct ms_err *item)
+{
+    uint32_t handle = 0;
+    ms_rbuf_u32(r, &handle);
+    if (r->bad)
+        return;
+    struct ms_kernel_info ki;
+    int rc = ms_target_kernel_info(svc->target, handle, &ki, item);
+    ms_wire_put_err(out, rc, item);
+    if (rc)
+        return;
+    ms_wbuf_str(out, ki.release, strlen(ki.release));
+    ms_wbuf_u64(out, ki.slide);
+    ms_wbuf_u64(out, ki.phys_base);
+    ms_wbuf_u64(out, ki.root);
+    ms_wbuf_u32(out, ki.levels);
+    ms_wbuf_u64(out, ki.symbols);
+    ms_wbuf_str(out, ki.symbols_from, strlen(ki.symbols_from));
+    ms_wbuf_str(out, ki.how, strlen(ki.how));
+}
+
 static void op_modules(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
                        struct ms_err *item)
 {
@@ -564,6 +586,7 @@ static const op_fn ops[] = {
     [MS_OP_TASKS] = op_tasks,
     [MS_OP_STACK] = op_stack,
     [MS_OP_TYPES] = op_types,
+    [MS_OP_KERNEL] = op_kernel,
     [MS_OP_BACKTRACE] = op_backtrace,
     [MS_OP_TASK_REGS] = op_task_regs,
     [MS_OP_UNWIND_STEP] = op_unwind_step,
