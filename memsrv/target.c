@@ -352,10 +352,6 @@ int ms_target_dmesg_next(struct ms_target *t, ms_handle h, const struct ms_dmesg
     if (!lost)
         lost = &scratch_lost;
     *lost = 0;
-    if (!t->ops->dmesg_next)
-        return ms_err_set(err, MS_EINVAL,
-                          "following the log is not offered over a server yet: run it on the RAM "
-                          "file");
     return t->ops->dmesg_next(t, h, opts, cursor, text, lost, err);
 }
 

@@ -41,7 +41,6 @@ struct ms_target_ops {
                     struct ms_err *err);
     int (*dmesg)(struct ms_target *t, ms_handle h, const struct ms_dmesg_opts *opts,
                  struct ms_strbuf *text, struct ms_dmesg_info *info, struct ms_err *err);
-    /* NULL: not offered by the backend */
     int (*dmesg_next)(struct ms_target *t, ms_handle h, const struct ms_dmesg_opts *opts,
                       struct ms_dmesg_cursor *cursor, struct ms_strbuf *text, uint64_t *lost,
                       struct ms_err *err);
