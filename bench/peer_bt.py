@@ -102,18 +102,25 @@ def timed(argv, rounds, check, stdin=b""):
     return statistics.median(secs), rss
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def start(name, doc):
+    """A peer benchmark's arguments (--rounds, --quick), its tools checked,
+    the machine line printed."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="3 rounds")
     args = ap.parse_args()
     if args.quick:
         args.rounds = min(args.rounds, 3)
     if not os.access(MEMSRV, os.X_OK):
-        sys.exit(f"peer_bt: no {MEMSRV} (make)")
+        sys.exit(f"{name}: no {MEMSRV} (make)")
     if subprocess.run([PY, "-c", "import drgn"], capture_output=True).returncode != 0:
-        sys.exit("peer_bt: no python3-drgn (scripts/install-deps)")
+        sys.exit(f"{name}: no python3-drgn (scripts/install-deps)")
     print(f"machine: {cpuinfo.machine()}; load average {os.getloadavg()[0]:.2f} at start")
+    return args
+
+
+def main():
+    args = start("peer_bt", __doc__)
     g = guests.Guest("peer-bt", machine="q35", mem=512 * guests.MiB, cpu="max",
                      append="lab.user=sleep lab.sysrq=t", boot_timeout=600)
     failed = False

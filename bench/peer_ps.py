@@ -18,10 +18,8 @@ Measured: wall time (median of rounds, inputs in the page cache), peak RSS.
   bench/peer_ps.py [--rounds N] [--quick]
 """
 
-import argparse
 import os
 import re
-import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,8 +28,7 @@ import guests  # noqa: E402
 import test_bt  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import cpuinfo  # noqa: E402
-from peer_bt import MEMSRV, PY, Run, timed  # noqa: E402
+from peer_bt import MEMSRV, PY, start, timed  # noqa: E402
 
 DRGN = r"""
 import sys, drgn
@@ -50,15 +47,7 @@ def memsrv_pids(out):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--quick", action="store_true", help="3 rounds")
-    args = ap.parse_args()
-    if args.quick:
-        args.rounds = min(args.rounds, 3)
-    if not os.access(MEMSRV, os.X_OK):
-        sys.exit(f"peer_ps: no {MEMSRV} (make)")
-    print(f"machine: {cpuinfo.machine()}; load average {os.getloadavg()[0]:.2f} at start")
+    args = start("peer_ps", __doc__)
     g = guests.Guest("peer-ps", machine="q35", mem=512 * guests.MiB, cpu="max",
                      append="lab.user=sleep lab.sysrq=t", boot_timeout=600)
     rows, failed = [], False
