@@ -44,7 +44,7 @@ enum ms_op {
     MS_OP_MODULES = 22,     /* handle -> the kernel's module list */
     MS_OP_MAPS = 24,        /* handle, pid -> the process's memory map */
     MS_OP_KERNEL = 26,      /* handle -> release, slide, phys_base, root, levels, symbols */
-    MS_OP_DMESG_NEXT = 27,  /* handle, style, max level, cursor -> new records' text, lost, cursor */
+    MS_OP_DMESG_NEXT = 27, /* handle, style, max level, cursor -> new records' text, lost, cursor */
 };
 
 /* MS_OP_TYPES' questions. */
