@@ -6,12 +6,13 @@ Linux L2 through --ncr3 (tests/guest/l2init prints "l2lab: user pid=N" and
 [heap]/[stack]/[vdso]/[vvar]/[vsyscall] names included; the layouts come
 from the kernel's own BTF (no vmlinux) and from the -dbg vmlinux's DWARF."""
 
+import os
 import subprocess
 
 import pytest
 
 from test_l2linux import FIXTURES, _nested
-from test_linux import MEMSRV, memsrv, vmlinux
+from test_linux import MEMSRV, memsrv, transplant, vmlinux
 
 
 class Server:
@@ -87,18 +88,43 @@ def test_maps_errors(guest5):
     assert rc != 0 and "maps" in err, err
 
 
+@pytest.mark.parametrize("kind", ["ept", "npt"])
+def test_maps_behind_second_stage(guest5, tmp_path, kind):
+    """guest5's RAM behind generated EPT/NPT tables (test_linux.transplant):
+    the same map through --eptp and --ncr3."""
+    g = guest5
+    dst = str(tmp_path / "l1.ram")
+    root = transplant(g.ram, dst, kind)
+    stage = ["--eptp", hex(root)] if kind == "ept" else ["--ncr3", hex(root), "--npt-levels", "4"]
+    for pid, want in ((g.maps_pid, g.maps), (g.maps2_pid, g.maps2)):
+        mine, err, _ = maps("--ram", dst, *stage, "maps", str(pid))
+        assert mine == want, (mine, want, err)
+    os.unlink(dst)
+
+
 @pytest.fixture(params=FIXTURES)
 def l2g(request):
     return request.getfixturevalue(request.param)
 
 
-def test_maps_l2_through_npt(l2g):
+def test_maps_l2_through_npt(l2g, tmp_path):
     l2 = l2g.l2linux
     want = l2["maps"]
     _check_oracle(want)
-    mine, err, _ = maps(*_nested(l2g), "maps", str(l2["user"]["pid"]), "--stats")
+    pid = str(l2["user"]["pid"])
+    mine, err, _ = maps(*_nested(l2g), "maps", pid, "--stats")
     assert "types: BTF" in err, err
     assert mine == want, (mine, want)
+    # the second stage found by discover, and over a server
+    auto, err, _ = maps("--ram", l2g.ram, "--nested", "auto", "maps", pid)
+    assert auto == want, err
+    srv = Server(l2g.ram, str(tmp_path / "s.sock"))
+    try:
+        args = _nested(l2g)
+        remote, err, _ = maps("--connect", srv.sock, *args[2:], "maps", pid)
+        assert remote == want, err
+    finally:
+        srv.stop()
 
 
 def test_maps_qemu_in_l1(guest_l2linux):
