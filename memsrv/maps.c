@@ -16,6 +16,7 @@
 #define VM_MAYSHARE 0x80ull
 #define ANON_NAME_MAX 80 /* ANON_VMA_NAME_MAX_LEN */
 #define SPECIAL_NAME_MAX 64
+#define PF_KTHREAD 0x00200000u      /* task_struct.flags: a kernel thread */
 #define MM_CONTEXT_HAS_VSYSCALL 0x2 /* in the u16 mm->context.flags */
 
 static uint64_t get64(const uint8_t *p)
@@ -34,44 +35,19 @@ static uint32_t get32(const uint8_t *p)
 
 int ms_maps_layout_check(const struct ms_maps_layout *l, struct ms_err *err)
 {
-    const uint64_t all[] = {l->task_mm,
-                            l->mm_context_flags,
-                            l->task_fs,
-                            l->fs_root,
-                            l->mm_mt,
-                            l->mm_start_brk,
-                            l->mm_brk,
-                            l->mm_start_stack,
-                            l->mt_root,
-                            l->mt_flags,
-                            l->vm_start,
-                            l->vm_end,
-                            l->vm_flags,
-                            l->vm_pgoff,
-                            l->vm_file,
-                            l->vm_ops,
-                            l->vm_private_data,
-                            l->vm_anon_name,
-                            l->anon_name_name,
-                            l->special_name,
-                            l->vmops_name,
-                            l->f_path,
-                            l->f_inode,
-                            l->path_mnt,
-                            l->path_dentry,
-                            l->i_ino,
-                            l->i_sb,
-                            l->s_dev,
-                            l->d_parent,
-                            l->d_name,
-                            l->d_op,
-                            l->d_hash_pprev,
-                            l->qstr_name,
-                            l->qstr_len,
-                            l->d_dname,
-                            l->mnt_root,
-                            l->mount_parent,
-                            l->mount_mountpoint,
+    const uint64_t all[] = {l->task_mm,      l->task_flags,     l->mm_context_flags,
+                            l->task_fs,      l->fs_root,        l->mm_mt,
+                            l->mm_start_brk, l->mm_brk,         l->mm_start_stack,
+                            l->mt_root,      l->mt_flags,       l->vm_start,
+                            l->vm_end,       l->vm_flags,       l->vm_pgoff,
+                            l->vm_file,      l->vm_ops,         l->vm_private_data,
+                            l->vm_anon_name, l->anon_name_name, l->special_name,
+                            l->vmops_name,   l->f_path,         l->f_inode,
+                            l->path_mnt,     l->path_dentry,    l->i_ino,
+                            l->i_sb,         l->s_dev,          l->d_parent,
+                            l->d_name,       l->d_op,           l->d_hash_pprev,
+                            l->qstr_name,    l->qstr_len,       l->d_dname,
+                            l->mnt_root,     l->mount_parent,   l->mount_mountpoint,
                             l->mount_mnt};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         if (all[i] > MS_MAPS_FIELD_MAX)
@@ -85,6 +61,8 @@ int ms_vma_list_push(struct ms_vma_list *out, const struct ms_vma *v, const char
 {
     if (len > MS_MAPS_PATH_MAX)
         len = MS_MAPS_PATH_MAX;
+    if (out->names_len + len + 1 > UINT32_MAX) /* name_off is 32 bits */
+        return ms_err_set(err, MS_ELIMIT, "the names of %zu memory areas pass 4 GiB", out->count);
     if (!MS_ARRAY_RESERVE(&out->vmas, &out->cap, out->count + 1, 32) ||
         !MS_ARRAY_RESERVE(&out->names, &out->names_cap, out->names_len + len + 1, 1024))
         return ms_err_set(err, MS_ENOMEM, "out of memory for %zu memory areas", out->count);
@@ -442,10 +420,13 @@ int ms_maps_walk(const struct ms_maps_layout *l, const struct ms_maps_kernel *kk
     rc = read64(read, arg, task, l->task_mm, &mm, "task's mm", err);
     if (rc < 0)
         return rc;
-    if (!mm)
-        return ms_err_set(err, MS_ENOTFOUND,
-                          "the task at %#llx has no memory map (a kernel thread)",
-                          (unsigned long long)task);
+    if (!mm) {
+        uint32_t flags = 0;
+        read32(read, arg, task, l->task_flags, &flags, "task's flags", NULL);
+        return ms_err_set(err, MS_ENOTFOUND, "the task at %#llx %s: it has no memory map",
+                          (unsigned long long)task,
+                          flags & PF_KTHREAD ? "is a kernel thread" : "has exited");
+    }
     /* the task's root: d_path stops there (0: at the mount tree's root) */
     struct root root = {0, 0};
     if (read64(read, arg, task, l->task_fs, &fs, "task's fs", NULL) < 0 || !fs ||
@@ -535,6 +516,7 @@ static int layout_from_types(struct ms_kernel *k, struct ms_maps_layout *l, stru
     } m[] = {
         {"task_struct", "mm", &l->task_mm},
         {"task_struct", "fs", &l->task_fs},
+        {"task_struct", "flags", &l->task_flags},
         {"fs_struct", "root", &l->fs_root},
         {"mm_struct", "mm_mt", &l->mm_mt},
         {"mm_struct", "start_brk", &l->mm_start_brk},
@@ -639,10 +621,7 @@ int ms_maps_list(struct ms_kernel *k, int32_t pid, struct ms_vma_list *out, stru
     struct ms_maps_kernel kk;
     kernel_names(k, &kk);
     rc = ms_maps_walk(&l, &kk, task, read_space, k->space, out, err);
-    if (rc == MS_ENOTFOUND && out->count == 0)
-        return ms_err_set(err, MS_ENOTFOUND, "pid %d is a kernel thread: it has no memory map",
-                          pid);
-    return rc;
+    return rc < 0 ? ms_err_prefix(err, "pid %d: ", pid) : 0;
 }
 
 /* show_vma_header_prefix and the padding of seq_pad: names start at

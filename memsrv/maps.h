@@ -25,7 +25,7 @@
 
 /* Byte offsets of the members read. */
 struct ms_maps_layout {
-    uint64_t task_mm, task_fs;
+    uint64_t task_mm, task_fs, task_flags;
     uint64_t fs_root; /* fs_struct.root, a struct path */
     uint64_t mm_mt, mm_start_brk, mm_brk, mm_start_stack;
     bool has_context_flags; /* x86's mm->context.flags (MM_CONTEXT_HAS_VSYSCALL) */

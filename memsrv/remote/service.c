@@ -544,11 +544,19 @@ static void op_maps(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *o
         return;
     struct ms_vma_list l;
     int rc = ms_target_maps(svc->target, handle, (int32_t)pid, &l, item);
+    /* as many areas as one response holds (57 bytes each and the name) */
+    size_t n = 0, bytes = 64;
+    while (n < l.count && bytes + 57 + l.vmas[n].name_len <= MS_WIRE_MAX_RESPONSE)
+        bytes += 57 + l.vmas[n++].name_len;
+    if (n < l.count && rc == 0)
+        rc =
+            ms_err_set(item, MS_ELIMIT, "the map of pid %u exceeds %u bytes: %zu of %zu areas sent",
+                       pid, MS_WIRE_MAX_RESPONSE, n, l.count);
     /* A walk cut short sends what it read after its error. */
     ms_wire_put_err(out, rc, item);
     ms_wbuf_u64(out, l.bad);
-    ms_wbuf_u32(out, (uint32_t)l.count);
-    for (size_t i = 0; i < l.count; i++)
+    ms_wbuf_u32(out, (uint32_t)n);
+    for (size_t i = 0; i < n; i++)
         ms_wire_put_vma(out, &l, &l.vmas[i]);
     ms_vma_list_free(&l);
 }

@@ -47,6 +47,7 @@ static int read_mem(void *arg, uint64_t addr, void *buf, size_t len, size_t *don
 static const struct ms_maps_layout layout = {
     .task_mm = 0x00,
     .task_fs = 0x08,
+    .task_flags = 0x10,
     .fs_root = 0x00,
     .mm_start_brk = 0x00,
     .mm_brk = 0x08,

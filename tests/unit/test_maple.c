@@ -275,6 +275,7 @@ static void test_broken(void)
 static const struct ms_maps_layout layout = {
     .task_mm = 0x00,
     .task_fs = 0x08,
+    .task_flags = 0x10,
     .fs_root = 0x00,
     .mm_start_brk = 0x00,
     .mm_brk = 0x08,
@@ -378,7 +379,7 @@ static uint64_t vma(uint64_t start, uint64_t end, uint64_t flags, uint64_t pgoff
 }
 
 struct built {
-    uint64_t task, kthread, mm;
+    uint64_t task, kthread, zombie, mm;
 };
 
 static struct built build_process(void)
@@ -441,7 +442,8 @@ static struct built build_process(void)
     uint64_t fs = obj(0x10);
     put64(fs, rootvfs);
     put64(fs + 8, root);
-    struct built b = {obj(0x10), obj(0x10), mm};
+    struct built b = {obj(0x18), obj(0x18), obj(0x18), mm};
+    put32(b.kthread + 0x10, 0x00200000); /* PF_KTHREAD */
     put64(b.task, mm);
     put64(b.task + 8, fs);
     return b;
@@ -535,6 +537,9 @@ static void test_maps(void)
     /* a kernel thread */
     rc = ms_maps_walk(&layout, &kk, b.kthread, read_mem, NULL, &l, &err);
     CHECK(rc == MS_ENOTFOUND && strstr(err.msg, "kernel thread"), "%s", err.msg);
+    /* an exited process (a zombie) has no mm either */
+    rc = ms_maps_walk(&layout, &kk, b.zombie, read_mem, NULL, &l, &err);
+    CHECK(rc == MS_ENOTFOUND && strstr(err.msg, "has exited"), "%s", err.msg);
     /* an unreadable task */
     rc = ms_maps_walk(&layout, &kk, BASE + ARENA + 0x1000, read_mem, NULL, &l, &err);
     CHECK(rc == MS_EUNMAPPED, "%s", err.msg);
