@@ -23,6 +23,7 @@
 #include "symbols.h"
 #include "target_backend.h"
 #include "tasks.h"
+#include "vfs.h"
 #include "vmcore.h"
 
 #define MAX_STACKS 256
@@ -664,6 +665,25 @@ static int local_modules(struct ms_target *t, ms_handle h, struct ms_module_list
     return rc < 0 ? rc : ms_modules_list(k, 0, out, err);
 }
 
+/* init_task and vmemmap_base are symbols: the kernel's symbols are needed. */
+static int local_file_read(struct ms_target *t, ms_handle h, const char *path, uint64_t offset,
+                           void *buf, size_t len, struct ms_file_chunk *out, struct ms_err *err)
+{
+    struct ms_kernel *k;
+    struct ms_vfs_layout l;
+    struct ms_vfs v;
+    struct ms_vfs_file f;
+    int rc = kernel_syms(L(t), h, &k, err);
+    if (rc == 0)
+        rc = ms_vfs_open(k, &l, &v, err);
+    if (rc == 0)
+        rc = ms_vfs_lookup(&v, path, &f, err);
+    if (rc < 0)
+        return rc;
+    rc = ms_vfs_read(&v, &f, offset, buf, len, out, err);
+    return rc < 0 ? ms_err_prefix(err, "%s: ", path) : 0;
+}
+
 static int local_types(struct ms_target *t, ms_handle h, unsigned what, const char *flags,
                        const char *name, struct ms_strbuf *out, struct ms_err *err)
 {
@@ -832,6 +852,7 @@ static const struct ms_target_ops local_ops = {
     .addrsym = local_addrsym,
     .tasks = local_tasks,
     .modules = local_modules,
+    .file_read = local_file_read,
     .types = local_types,
     .set_symbols = local_set_symbols,
     .backtrace = local_backtrace,

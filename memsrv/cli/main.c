@@ -106,6 +106,16 @@ static const struct cli_command commands[] = {
      "\n"
      "Options:\n"
      "  --stats          say on stderr how many modules and where the types came from\n"},
+    {"cat", cmd_cat, "cat /PATH", "a file's bytes from the guest's page cache",
+     "Writes the file at PATH (absolute, as the guest's init sees it) to stdout,\n"
+     "read from the guest kernel's own caches, no agent in the guest: the path\n"
+     "from the dentry cache (mount points crossed, symlinks followed), the bytes\n"
+     "from the inode's page cache, exactly its size. tmpfs, ramfs and initramfs\n"
+     "files are whole; pages of a disk file the kernel has not read (or has\n"
+     "dropped) are reported on stderr and written as zeros, and the exit status\n"
+     "is then 3 (output partial). A name not in the dentry cache, a directory:\n"
+     "an error (status 1). The structs' layout comes from --vmlinux's DWARF,\n"
+     "else the kernel's own BTF; Linux 6.1's dcache.\n"},
     {"bt", cmd_bt, "bt PID...|--all", "kernel stacks of the guest's tasks (ORC unwinder)",
      "Prints the kernel stacks of the given tasks (or of every task), unwound\n"
      "with the kernel's ORC tables; names come from the kernel's kallsyms when\n"

@@ -736,6 +736,42 @@ static int remote_modules(struct ms_target *t, ms_handle h, struct ms_module_lis
     return rc;
 }
 
+static int remote_file_read(struct ms_target *t, ms_handle h, const char *path, uint64_t offset,
+                            void *buf, size_t len, struct ms_file_chunk *out, struct ms_err *err)
+{
+    struct ms_client *c = &R(t)->c;
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, h);
+    ms_wbuf_str(&c->req, path, strlen(path));
+    ms_wbuf_u64(&c->req, offset);
+    ms_wbuf_u32(&c->req, (uint32_t)len);
+    struct ms_rbuf r;
+    int rc = exchange(c, f, MS_OP_FILE, &r, err);
+    if (rc)
+        return rc;
+    const char *data = NULL;
+    uint32_t n = 0;
+    ms_rbuf_u64(&r, &out->size);
+    ms_rbuf_u32(&r, &out->mode);
+    ms_rbuf_u64(&r, &out->inode);
+    ms_rbuf_u32(&r, &out->nholes);
+    if (out->nholes > MS_FILE_HOLES_MAX)
+        r.bad = true;
+    for (unsigned i = 0; i < out->nholes && !r.bad; i++) {
+        ms_rbuf_u64(&r, &out->holes[i].offset);
+        ms_rbuf_u64(&r, &out->holes[i].len);
+    }
+    ms_rbuf_str(&r, &data, &n);
+    if (r.bad || n > len) {
+        memset(out, 0, sizeof(*out));
+        return ms_err_set(err, MS_EPROTO, "malformed FILE response");
+    }
+    if (n)
+        memcpy(buf, data, n);
+    out->len = n;
+    return 0;
+}
+
 static int remote_set_symbols(struct ms_target *t, const char *path, struct ms_err *err)
 {
     (void)path;
@@ -857,6 +893,7 @@ static const struct ms_target_ops remote_ops = {
     .tasks = remote_tasks,
     .modules = remote_modules,
     .types = remote_types,
+    .file_read = remote_file_read,
     .set_symbols = remote_set_symbols,
     .backtrace = remote_backtrace,
     .task_regs = remote_task_regs,

@@ -475,6 +475,43 @@ static void op_modules(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf
     ms_module_list_free(&l);
 }
 
+static void op_file(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                    struct ms_err *item)
+{
+    uint32_t handle = 0, n = 0, len = 0;
+    uint64_t offset = 0;
+    const char *text = NULL;
+    ms_rbuf_u32(r, &handle);
+    ms_rbuf_str(r, &text, &n);
+    ms_rbuf_u64(r, &offset);
+    ms_rbuf_u32(r, &len);
+    if (r->bad)
+        return;
+    char path[MAX_NAME + 1];
+    struct ms_file_chunk chunk = {0};
+    int rc = get_name(text, n, path, sizeof(path), item) ? 0 : item->code;
+    uint8_t *data = NULL;
+    if (!rc && len > MS_FILE_READ_MAX)
+        rc = ms_err_set(item, MS_EINVAL, "%u bytes at once: at most %u", len, MS_FILE_READ_MAX);
+    if (!rc && len && !(data = malloc(len)))
+        rc = ms_err_set(item, MS_ENOMEM, "out of memory");
+    if (!rc)
+        rc = ms_target_file_read(svc->target, handle, path, offset, data, len, &chunk, item);
+    ms_wire_put_err(out, rc, item);
+    if (!rc) {
+        ms_wbuf_u64(out, chunk.size);
+        ms_wbuf_u32(out, chunk.mode);
+        ms_wbuf_u64(out, chunk.inode);
+        ms_wbuf_u32(out, chunk.nholes);
+        for (unsigned i = 0; i < chunk.nholes; i++) {
+            ms_wbuf_u64(out, chunk.holes[i].offset);
+            ms_wbuf_u64(out, chunk.holes[i].len);
+        }
+        ms_wbuf_str(out, data ? (const char *)data : "", (size_t)chunk.len);
+    }
+    free(data);
+}
+
 static void op_space(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
                      struct ms_err *item)
 {
@@ -568,6 +605,7 @@ static const op_fn ops[] = {
     [MS_OP_TASK_REGS] = op_task_regs,
     [MS_OP_UNWIND_STEP] = op_unwind_step,
     [MS_OP_MODULES] = op_modules,
+    [MS_OP_FILE] = op_file,
 };
 
 int ms_service_request(struct ms_service *svc, struct ms_service_conn *conn,

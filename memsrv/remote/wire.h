@@ -42,6 +42,7 @@ enum ms_op {
     MS_OP_TASK_REGS = 20,   /* handle, task -> its registers and where they came from */
     MS_OP_UNWIND_STEP = 21, /* handle, frame -> more?, the caller's frame */
     MS_OP_MODULES = 22,     /* handle -> the kernel's module list */
+    MS_OP_FILE = 25,        /* handle, path, offset, len -> a file's bytes from the page cache */
 };
 
 /* MS_OP_TYPES' questions. */
