@@ -137,7 +137,17 @@ static int cross_mounts(struct walk *w, struct loc *cur)
         uint64_t head = w->ns + l->ns_list, node, found = 0;
         if ((rc = rd64(w->v, head, &node, "the mount list", w->err)) < 0)
             return rc;
+        uint64_t saved = head; /* Brent's cycle finding */
+        unsigned power = 1, run = 0;
         for (unsigned n = 0; node != head && !found; n++) {
+            if (node == saved)
+                return ms_err_set(w->err, MS_EFORMAT, "the mount list loops at 0x%llx",
+                                  (unsigned long long)node);
+            if (++run == power) {
+                saved = node;
+                power <<= 1;
+                run = 0;
+            }
             if ((rc = step(w->v, w->err)) < 0)
                 return ms_err_prefix(w->err, "the mount list: ");
             if (node == 0)

@@ -133,6 +133,11 @@ static int walk_node(struct walk *w, const struct ms_xa_node *node, uint64_t bas
         unsigned n = 1;
         while (start + n < MS_XA_CHUNK_SIZE && node->slots[start + n] == ((uint64_t)start << 2 | 2))
             n++;
+        if (start + n <= o) /* the siblings before o are not all start's */
+            return ms_err_set(w->err, MS_EFORMAT,
+                              "xarray slot %u at index 0x%llx: a sibling of slot %u, cut off "
+                              "from it",
+                              o, (unsigned long long)(base + ((uint64_t)o << shift)), start);
         struct ms_xa_entry x = {base + ((uint64_t)start << shift), (uint64_t)n << shift, e};
         int rc = w->fn(w->fn_arg, &x);
         if (rc)

@@ -163,6 +163,21 @@ static void test_broken(void)
     CHECK(cat("/lab/file", buf, sizeof(buf), &c, &err) == MS_EFORMAT && strstr(err.msg, "NULL"),
           "%s", err.msg);
 
+    vi_build(&img);
+    /* the mount list's last entry leads back to its first: a loop without the head */
+    vi_vfs(&img, &v);
+    uint64_t ns = k64(k64(v.init_task + l->task_nsproxy) + l->nsproxy_mnt_ns);
+    uint64_t mfirst = k64(ns + l->ns_list), mlast = k64(ns + l->ns_list + 8);
+    vi_put(&img, mlast, mfirst, 8);
+    /* /mnt's mount is the last one: found before the loop shows; f2 in it */
+    CHECK(cat("/mnt/f2", buf, sizeof(buf), &c, &err) == 0, "%s", err.msg);
+    vi_put(&img, mlast, mlast, 8); /* now the last one leads to itself, the first is found */
+    vi_put(&img, mfirst, mlast, 8);
+    vi_put(&img, mlast + l->mnt_mountpoint - l->mnt_list, 0x1000, 8); /* not on /mnt */
+    CHECK(cat("/mnt/f2", buf, sizeof(buf), &c, &err) == MS_EFORMAT &&
+              strstr(err.msg, "mount list loops"),
+          "%s", err.msg);
+
     /* a budget too small */
     vi_build(&img);
     vi_vfs(&img, &v);

@@ -180,6 +180,11 @@ static void test_broken(void)
           err.msg);
 
     build_tree();
+    set_slot(2, 1, page(65)); /* slot 2's sibling of slot 0 is cut off from it */
+    CHECK(walk(node_entry(0), 66, 66, 0, &s, &err) == MS_EFORMAT && strstr(err.msg, "cut off"),
+          "%s", err.msg);
+
+    build_tree();
     set_slot(1, 7, node_entry(0)); /* a node in a leaf node: the loop back to the root */
     CHECK(walk(node_entry(0), 0, 100, 0, &s, &err) == MS_EFORMAT && strstr(err.msg, "below"), "%s",
           err.msg);
