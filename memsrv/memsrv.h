@@ -399,6 +399,25 @@ int ms_target_dmesg_next(struct ms_target *t, ms_handle h, const struct ms_dmesg
                          struct ms_dmesg_cursor *cursor, struct ms_strbuf *text, uint64_t *lost,
                          struct ms_err *err);
 
+/* What was found of the kernel: its release, where it lies (KASLR), and
+ * where its symbols come from. */
+struct ms_kernel_info {
+    char release[65]; /* "6.1.0-57-cloud-amd64"; "" when unknown */
+    uint64_t slide;   /* KASLR: runtime - link-time address (GDB's qOffsets) */
+    uint64_t
+        phys_base;    /* physical address of the kernel image's first byte, less its link offset */
+    uint64_t root;    /* its page-table root, guest-physical */
+    unsigned levels;  /* 4 or 5 */
+    uint64_t symbols; /* how many (0: none yet, VMCOREINFO's SYMBOL() lines only) */
+    char symbols_from[160]; /* "vmlinux PATH", "System.map PATH", "kallsyms", ... */
+    char how[160];          /* where the slide and root came from */
+};
+
+/* Finds the kernel of the handle's guest-physical space (and its symbols)
+ * if not found yet, and says what was found. */
+int ms_target_kernel_info(struct ms_target *t, ms_handle h, struct ms_kernel_info *out,
+                          struct ms_err *err);
+
 /* Symbols, KASLR applied: the symbol file's, else the kernel's kallsyms.
  * name -> runtime address; address -> the symbol at or below it (appended
  * to *name) and the offset. */

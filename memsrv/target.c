@@ -352,10 +352,6 @@ int ms_target_dmesg_next(struct ms_target *t, ms_handle h, const struct ms_dmesg
     if (!lost)
         lost = &scratch_lost;
     *lost = 0;
-    if (!t->ops->dmesg_next)
-        return ms_err_set(err, MS_EINVAL,
-                          "following the log is not offered over a server yet: run it on the RAM "
-                          "file");
     return t->ops->dmesg_next(t, h, opts, cursor, text, lost, err);
 }
 
@@ -373,6 +369,14 @@ int ms_target_addrsym(struct ms_target *t, ms_handle h, uint64_t addr, struct ms
 {
     SCRATCH(err);
     return t->ops->addrsym(t, h, addr, name, offset, err);
+}
+
+int ms_target_kernel_info(struct ms_target *t, ms_handle h, struct ms_kernel_info *out,
+                          struct ms_err *err)
+{
+    SCRATCH(err);
+    memset(out, 0, sizeof(*out));
+    return t->ops->kernel_info(t, h, out, err);
 }
 
 int ms_target_types_source(struct ms_target *t, ms_handle h, struct ms_strbuf *out,

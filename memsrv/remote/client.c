@@ -581,6 +581,46 @@ static int remote_dmesg(struct ms_target *t, ms_handle h, const struct ms_dmesg_
     return text->failed ? ms_err_set(err, MS_ENOMEM, "out of memory") : 0;
 }
 
+static void put_cursor(struct ms_wbuf *w, const struct ms_dmesg_cursor *c)
+{
+    ms_wbuf_u64(w, c->next_seq);
+    ms_wbuf_u8(w, c->started);
+    ms_wbuf_u64(w, c->stall_seq);
+    ms_wbuf_u32(w, c->stalls);
+}
+
+static int remote_dmesg_next(struct ms_target *t, ms_handle h, const struct ms_dmesg_opts *opts,
+                             struct ms_dmesg_cursor *cursor, struct ms_strbuf *text, uint64_t *lost,
+                             struct ms_err *err)
+{
+    struct ms_client *c = &R(t)->c;
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, h);
+    ms_wbuf_u8(&c->req, (uint8_t)opts->style);
+    ms_wbuf_u8(&c->req, (uint8_t)(int8_t)opts->max_level);
+    put_cursor(&c->req, cursor);
+    struct ms_rbuf r;
+    int rc = exchange(c, f, MS_OP_DMESG_NEXT, &r, err);
+    if (rc)
+        return rc;
+    const char *s = NULL;
+    uint32_t n = 0;
+    uint8_t started = 0;
+    struct ms_dmesg_cursor next;
+    ms_rbuf_str(&r, &s, &n);
+    ms_rbuf_u64(&r, lost);
+    ms_rbuf_u64(&r, &next.next_seq);
+    ms_rbuf_u8(&r, &started);
+    ms_rbuf_u64(&r, &next.stall_seq);
+    ms_rbuf_u32(&r, &next.stalls);
+    if (r.bad)
+        return ms_err_set(err, MS_EPROTO, "malformed DMESG_NEXT response");
+    next.started = started != 0;
+    *cursor = next;
+    ms_strbuf_append(text, s, n);
+    return text->failed ? ms_err_set(err, MS_ENOMEM, "out of memory") : 0;
+}
+
 static int remote_symbol(struct ms_target *t, ms_handle h, const char *name, uint64_t *addr,
                          struct ms_err *err)
 {
@@ -670,6 +710,29 @@ static int remote_backtrace(struct ms_target *t, ms_handle h, const int32_t *pid
         ms_wbuf_u32(&c->req, (uint32_t)pids[i]);
     struct ms_rbuf r;
     return text_op(c, f, MS_OP_BACKTRACE, out, &r, err);
+}
+
+static int remote_kernel_info(struct ms_target *t, ms_handle h, struct ms_kernel_info *out,
+                              struct ms_err *err)
+{
+    struct ms_client *c = &R(t)->c;
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, h);
+    struct ms_rbuf r;
+    int rc = exchange(c, f, MS_OP_KERNEL, &r, err);
+    if (rc)
+        return rc;
+    bool ok = ms_rbuf_cstr(&r, out->release, sizeof(out->release));
+    ms_rbuf_u64(&r, &out->slide);
+    ms_rbuf_u64(&r, &out->phys_base);
+    ms_rbuf_u64(&r, &out->root);
+    ms_rbuf_u32(&r, &out->levels);
+    ms_rbuf_u64(&r, &out->symbols);
+    ok = ok && ms_rbuf_cstr(&r, out->symbols_from, sizeof(out->symbols_from)) &&
+         ms_rbuf_cstr(&r, out->how, sizeof(out->how));
+    if (!ok || r.bad)
+        return ms_err_set(err, MS_EPROTO, "malformed KERNEL response");
+    return 0;
 }
 
 static int remote_task_regs(struct ms_target *t, ms_handle h, uint64_t task,
@@ -894,6 +957,8 @@ static const struct ms_target_ops remote_ops = {
     .modules = remote_modules,
     .types = remote_types,
     .file_read = remote_file_read,
+    .dmesg_next = remote_dmesg_next,
+    .kernel_info = remote_kernel_info,
     .set_symbols = remote_set_symbols,
     .backtrace = remote_backtrace,
     .task_regs = remote_task_regs,

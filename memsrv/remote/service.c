@@ -251,6 +251,43 @@ static void op_dmesg(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *
     ms_strbuf_free(&sb);
 }
 
+/* The cursor is the client's: the server keeps nothing between calls. */
+static void op_dmesg_next(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                          struct ms_err *item)
+{
+    uint32_t handle = 0;
+    uint8_t style = 0, level = 0, started = 0;
+    struct ms_dmesg_cursor cur;
+    ms_rbuf_u32(r, &handle);
+    ms_rbuf_u8(r, &style);
+    ms_rbuf_u8(r, &level);
+    ms_rbuf_u64(r, &cur.next_seq);
+    ms_rbuf_u8(r, &started);
+    ms_rbuf_u64(r, &cur.stall_seq);
+    ms_rbuf_u32(r, &cur.stalls);
+    if (r->bad)
+        return;
+    cur.started = started != 0;
+    struct ms_dmesg_opts o = {(enum ms_dmesg_style)style, (int8_t)level};
+    struct ms_strbuf sb;
+    ms_strbuf_init(&sb);
+    uint64_t lost = 0;
+    int rc = ms_target_dmesg_next(svc->target, handle, &o, &cur, &sb, &lost, item);
+    if (!rc && sb.len > MS_WIRE_MAX_RESPONSE)
+        rc = ms_err_set(item, MS_ELIMIT, "the new records' text (%zu bytes) exceeds %u bytes",
+                        sb.len, MS_WIRE_MAX_RESPONSE);
+    ms_wire_put_err(out, rc, item);
+    if (!rc) {
+        ms_wbuf_str(out, ms_strbuf_str(&sb), sb.len);
+        ms_wbuf_u64(out, lost);
+        ms_wbuf_u64(out, cur.next_seq);
+        ms_wbuf_u8(out, cur.started);
+        ms_wbuf_u64(out, cur.stall_seq);
+        ms_wbuf_u32(out, cur.stalls);
+    }
+    ms_strbuf_free(&sb);
+}
+
 static void op_symbol(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
                       struct ms_err *item)
 {
@@ -457,6 +494,28 @@ static void op_unwind_step(struct ms_service *svc, struct ms_rbuf *r, struct ms_
     ms_wire_put_frame(out, &caller);
 }
 
+static void op_kernel(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                      struct ms_err *item)
+{
+    uint32_t handle = 0;
+    ms_rbuf_u32(r, &handle);
+    if (r->bad)
+        return;
+    struct ms_kernel_info ki;
+    int rc = ms_target_kernel_info(svc->target, handle, &ki, item);
+    ms_wire_put_err(out, rc, item);
+    if (rc)
+        return;
+    ms_wbuf_str(out, ki.release, strlen(ki.release));
+    ms_wbuf_u64(out, ki.slide);
+    ms_wbuf_u64(out, ki.phys_base);
+    ms_wbuf_u64(out, ki.root);
+    ms_wbuf_u32(out, ki.levels);
+    ms_wbuf_u64(out, ki.symbols);
+    ms_wbuf_str(out, ki.symbols_from, strlen(ki.symbols_from));
+    ms_wbuf_str(out, ki.how, strlen(ki.how));
+}
+
 static void op_modules(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
                        struct ms_err *item)
 {
@@ -601,6 +660,8 @@ static const op_fn ops[] = {
     [MS_OP_TASKS] = op_tasks,
     [MS_OP_STACK] = op_stack,
     [MS_OP_TYPES] = op_types,
+    [MS_OP_KERNEL] = op_kernel,
+    [MS_OP_DMESG_NEXT] = op_dmesg_next,
     [MS_OP_BACKTRACE] = op_backtrace,
     [MS_OP_TASK_REGS] = op_task_regs,
     [MS_OP_UNWIND_STEP] = op_unwind_step,

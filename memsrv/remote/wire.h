@@ -43,6 +43,8 @@ enum ms_op {
     MS_OP_UNWIND_STEP = 21, /* handle, frame -> more?, the caller's frame */
     MS_OP_MODULES = 22,     /* handle -> the kernel's module list */
     MS_OP_FILE = 25,        /* handle, path, offset, len -> a file's bytes from the page cache */
+    MS_OP_KERNEL = 26,      /* handle -> release, slide, phys_base, root, levels, symbols */
+    MS_OP_DMESG_NEXT = 27,  /* handle, style, max level, cursor -> new records' text, lost, cursor */
 };
 
 /* MS_OP_TYPES' questions. */

@@ -51,8 +51,9 @@ SCENARIOS = {
     # /dev/kmsg with numbered lines, so the ring wraps under the reader.
     "guest_flood": dict(machine="q35", mem=512 * MiB, cpu="max",
                         append="nokaslr lab.user=none lab.kmsgflood=20000"),
+    # sysrq t: the oracle of memsrv bt through module code (KVM's threads)
     "guest_svm": dict(machine="q35", mem=1 * GiB, cpu="max",
-                      append="nokaslr lab.kvm=1 lab.run=l2kvm lab.user=sleep"),
+                      append="nokaslr lab.kvm=1 lab.run=l2kvm lab.user=sleep lab.sysrq=t"),
     # L1 with LA57 (KVM's NPT is 5-level), and without (4-level NPT).
     "guest_l2linux": dict(machine="q35", mem=3 * GiB, cpu="max", image="l2linux",
                           append="nokaslr lab.kvm=1 lab.run=l2linux lab.user=none"),
