@@ -626,6 +626,31 @@ struct ms_file_chunk {
 int ms_target_file_read(struct ms_target *t, ms_handle h, const char *path, uint64_t offset,
                         void *buf, size_t len, struct ms_file_chunk *out, struct ms_err *err);
 
+/* A directory's entries in the dentry cache: what the guest has looked up
+ * (every entry, on tmpfs, ramfs and the initramfs), mount points as the
+ * mounted root shows them. */
+#define MS_DIR_NAME_MAX 255
+
+struct ms_dirent {
+    char name[MS_DIR_NAME_MAX + 1];
+    uint32_t mode; /* i_mode */
+    uint64_t size; /* i_size */
+    uint64_t inode;
+};
+
+struct ms_dir {
+    struct ms_dirent *entries; /* sorted by name */
+    size_t count, cap;
+};
+
+/* Lists the directory at the absolute path (symlinks followed) into out
+ * (free it with ms_dir_free). */
+int ms_target_dir_list(struct ms_target *t, ms_handle h, const char *path, struct ms_dir *out,
+                       struct ms_err *err);
+void ms_dir_free(struct ms_dir *d);
+/* ls -l's columns: "drwxr-xr-x     4096 name", one entry a line. */
+void ms_dir_format(const struct ms_dir *d, struct ms_strbuf *sb);
+
 /* The kernel's types. The walks' struct layouts come from the symbol
  * file's DWARF when it has debug info, else from the kernel's own BTF
  * (CONFIG_DEBUG_INFO_BTF keeps it in memory), else from VMCOREINFO's

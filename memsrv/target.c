@@ -434,6 +434,19 @@ int ms_target_file_read(struct ms_target *t, ms_handle h, const char *path, uint
     return t->ops->file_read(t, h, path, offset, buf, len, out, err);
 }
 
+int ms_target_dir_list(struct ms_target *t, ms_handle h, const char *path, struct ms_dir *out,
+                       struct ms_err *err)
+{
+    SCRATCH(err);
+    memset(out, 0, sizeof(*out));
+    if (!path)
+        return ms_err_set(err, MS_EINVAL, "no path");
+    int rc = t->ops->dir_list(t, h, path, out, err);
+    if (rc < 0)
+        ms_dir_free(out); /* a listing cut short is not a listing */
+    return rc;
+}
+
 int ms_target_backtrace(struct ms_target *t, ms_handle h, const int32_t *pids, size_t npids,
                         struct ms_strbuf *out, struct ms_err *err)
 {

@@ -54,6 +54,8 @@ struct ms_target_ops {
                    struct ms_err *err);
     int (*file_read)(struct ms_target *t, ms_handle h, const char *path, uint64_t offset, void *buf,
                      size_t len, struct ms_file_chunk *out, struct ms_err *err);
+    int (*dir_list)(struct ms_target *t, ms_handle h, const char *path, struct ms_dir *out,
+                    struct ms_err *err);
     int (*set_symbols)(struct ms_target *t, const char *path, struct ms_err *err);
     int (*backtrace)(struct ms_target *t, ms_handle h, const int32_t *pids, size_t npids,
                      struct ms_strbuf *out, struct ms_err *err);

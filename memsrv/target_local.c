@@ -670,6 +670,24 @@ static int local_file_read(struct ms_target *t, ms_handle h, const char *path, u
     return rc < 0 ? ms_err_prefix(err, "%s: ", path) : 0;
 }
 
+static int local_dir_list(struct ms_target *t, ms_handle h, const char *path, struct ms_dir *out,
+                          struct ms_err *err)
+{
+    struct ms_kernel *k;
+    struct ms_vfs_layout l;
+    struct ms_vfs v;
+    struct ms_vfs_file f;
+    int rc = kernel_syms(L(t), h, &k, err);
+    if (rc == 0)
+        rc = ms_vfs_open(k, &l, &v, err);
+    if (rc == 0)
+        rc = ms_vfs_lookup(&v, path, &f, err);
+    if (rc < 0)
+        return rc;
+    rc = ms_vfs_list(&v, &f, out, err);
+    return rc < 0 ? ms_err_prefix(err, "%s: ", path) : 0;
+}
+
 /* new_utsname is uapi: release follows sysname[65] and nodename[65], and
  * uts_namespace starts with it. */
 #define UTS_RELEASE_OFFSET 130
@@ -883,6 +901,7 @@ static const struct ms_target_ops local_ops = {
     .tasks = local_tasks,
     .modules = local_modules,
     .file_read = local_file_read,
+    .dir_list = local_dir_list,
     .types = local_types,
     .kernel_info = local_kernel_info,
     .set_symbols = local_set_symbols,

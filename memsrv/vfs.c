@@ -1,7 +1,11 @@
 #include "vfs.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "array.h"
+#include "strbuf.h"
 
 /* ------------------------------------------------------------- decoder */
 
@@ -405,6 +409,123 @@ int ms_vfs_lookup(struct ms_vfs *v, const char *path, struct ms_vfs_file *out, s
     if ((rc = rd64(v, d.inode + w.l->i_size, &out->size, "the inode's size", err)) < 0 ||
         (rc = rd64(v, d.inode + w.l->i_mapping, &out->mapping, "the inode's mapping", err)) < 0)
         return rc;
+    return 0;
+}
+
+/* ------------------------------------------------------------ directories */
+
+int ms_dir_push(struct ms_dir *d, const struct ms_dirent *e, struct ms_err *err)
+{
+    if (!MS_ARRAY_RESERVE(&d->entries, &d->cap, d->count + 1, 64))
+        return ms_err_set(err, MS_ENOMEM, "out of memory for directory entries");
+    d->entries[d->count++] = *e;
+    return 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const struct ms_dirent *)a)->name, ((const struct ms_dirent *)b)->name);
+}
+
+void ms_dir_sort(struct ms_dir *d)
+{
+    if (d->count)
+        qsort(d->entries, d->count, sizeof(d->entries[0]), by_name);
+}
+
+void ms_dir_free(struct ms_dir *d)
+{
+    free(d->entries);
+    memset(d, 0, sizeof(*d));
+}
+
+void ms_dir_format(const struct ms_dir *d, struct ms_strbuf *sb)
+{
+    static const char types[16] = {'?', 'p', 'c', '?', 'd', '?', 'b', '?',
+                                   '-', '?', 'l', '?', 's', '?', '?', '?'};
+    for (size_t i = 0; i < d->count; i++) {
+        const struct ms_dirent *e = &d->entries[i];
+        char mode[11];
+        mode[0] = types[(e->mode >> 12) & 15];
+        for (int b = 0; b < 9; b++)
+            mode[1 + b] = e->mode & (1u << (8 - b)) ? "rwxrwxrwx"[b] : '-';
+        mode[10] = '\0';
+        ms_strbuf_printf(sb, "%s %10llu ", mode, (unsigned long long)e->size);
+        /* names as the kernel holds them; anything unprintable as \xHH */
+        for (const unsigned char *c = (const unsigned char *)e->name; *c; c++)
+            if (*c >= 0x20 && *c < 0x7f && *c != '\\')
+                ms_strbuf_printf(sb, "%c", *c);
+            else
+                ms_strbuf_printf(sb, "\\x%02x", *c);
+        ms_strbuf_printf(sb, "\n");
+    }
+}
+
+int ms_vfs_list(struct ms_vfs *v, const struct ms_vfs_file *f, struct ms_dir *out,
+                struct ms_err *err)
+{
+    const struct ms_vfs_layout *l = v->l;
+    struct walk w = {v, l, err, 0, {0, 0}, ""};
+    memset(out, 0, sizeof(*out));
+    if (!v->steps)
+        v->steps = MS_VFS_STEPS_DEFAULT;
+    if ((f->mode & MS_S_IFMT) != MS_S_IFDIR)
+        return ms_err_set(err, MS_EINVAL, "not a directory");
+    int rc = open_root(&w);
+    if (rc < 0)
+        return ms_err_prefix(err, "the root directory: ");
+    strcpy(w.where, "the directory");
+    struct ms_dentry d;
+    if ((rc = read_dentry(&w, f->dentry, &d)) < 0)
+        return rc;
+    uint64_t head = f->dentry + l->d_subdirs, cur = d.subdirs_next;
+    uint64_t saved = head; /* Brent's cycle finding */
+    unsigned power = 1, run = 0;
+    while (cur != head) {
+        if (cur == saved)
+            return ms_err_set(err, MS_EFORMAT, "the entries loop at 0x%llx",
+                              (unsigned long long)cur);
+        if (++run == power) {
+            saved = cur;
+            power <<= 1;
+            run = 0;
+        }
+        if ((rc = step(v, err)) < 0)
+            return rc;
+        if (cur == 0)
+            return ms_err_set(err, MS_EFORMAT, "NULL in the entries after %zu", out->count);
+        if (out->count >= MS_VFS_DIR_MAX)
+            return ms_err_set(err, MS_ELIMIT, "more than %u entries", MS_VFS_DIR_MAX);
+        struct loc at = {f->mnt, cur - l->d_child};
+        struct ms_dentry c;
+        if ((rc = read_dentry(&w, at.dentry, &c)) < 0)
+            return rc;
+        cur = c.child_next;
+        if (c.flags & MS_DCACHE_DENTRY_CURSOR || c.inode == 0 ||
+            (c.flags & MS_DCACHE_ENTRY_TYPE) == 0)
+            continue;
+        struct ms_dirent e = {0};
+        if (c.name_len == 0 || c.name_len > MS_VFS_NAME_MAX)
+            return ms_err_set(err, MS_EFORMAT, "the dentry at 0x%llx: a name of %u bytes",
+                              (unsigned long long)at.dentry, c.name_len);
+        if ((rc = v->read(v->arg, c.name, e.name, c.name_len, NULL, err)) < 0)
+            return ms_err_prefix(
+                err, "the name of the dentry at 0x%llx: ", (unsigned long long)at.dentry);
+        if (memchr(e.name, '\0', c.name_len) || memchr(e.name, '/', c.name_len))
+            return ms_err_set(err, MS_EFORMAT, "the dentry at 0x%llx: a name with a NUL or '/'",
+                              (unsigned long long)at.dentry);
+        e.inode = c.inode;
+        if (c.flags & MS_DCACHE_MOUNTED) {
+            if ((rc = cross_mounts(&w, &at)) < 0 || (rc = read_dentry(&w, at.dentry, &c)) < 0)
+                return rc;
+            e.inode = c.inode;
+        }
+        if ((rc = inode_mode(&w, e.inode, &e.mode)) < 0 ||
+            (rc = rd64(v, e.inode + l->i_size, &e.size, "the inode's size", err)) < 0 ||
+            (rc = ms_dir_push(out, &e, err)) < 0)
+            return rc;
+    }
+    ms_dir_sort(out);
     return 0;
 }
 

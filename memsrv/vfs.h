@@ -94,6 +94,17 @@ struct ms_vfs_file {
  * name was absent from the dentry cache or a negative dentry. */
 int ms_vfs_lookup(struct ms_vfs *v, const char *path, struct ms_vfs_file *out, struct ms_err *err);
 
+#define MS_VFS_DIR_MAX (1u << 20) /* entries listed at most */
+
+/* Lists the positive entries of the directory f (a lookup's result) into
+ * out, at most MS_VFS_DIR_MAX; a mount point shows the mounted root. */
+int ms_vfs_list(struct ms_vfs *v, const struct ms_vfs_file *f, struct ms_dir *out,
+                struct ms_err *err);
+/* Appends e to d (the walker, and the client decoding a server's list). */
+int ms_dir_push(struct ms_dir *d, const struct ms_dirent *e, struct ms_err *err);
+/* Sorts d's entries by name. */
+void ms_dir_sort(struct ms_dir *d);
+
 /* Reads [offset, offset + len) of a regular file (len at most
  * MS_FILE_READ_MAX) into buf: out->len bytes (up to i_size), pages not in
  * the page cache zero-filled and listed in out->holes. */

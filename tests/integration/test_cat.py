@@ -5,7 +5,8 @@ the rootfs (/lab/rootfile) and on a tmpfs mounted for it (/mnt/labtmp/tmpfile,
 the Linux L2 writes /tmp/l2file on its tmpfs ("l2lab: file"). Files of the
 initramfs (/init, /bin/busybox, and /bin/sh, a relative symlink to it) against the
 image's own bytes on the host. With no vmlinux (the kernel's BTF), with its
-DWARF, over a server, and through NPT into the L2."""
+DWARF, over a server, and through NPT into the L2. memsrv ls on the same
+directories."""
 
 import gzip
 import hashlib
@@ -22,9 +23,18 @@ from test_remote_linux import Server
 PARTIAL = 3  # the exit status of a file with pages not in the page cache
 
 
-def cat(*args):
-    p = subprocess.run([MEMSRV, "cat", *args], capture_output=True, timeout=300)
+def cat(*args, command="cat"):
+    p = subprocess.run([MEMSRV, command, *args], capture_output=True, timeout=300)
     return p.stdout, p.stderr.decode("utf-8", "replace"), p.returncode
+
+
+def ls(*args):
+    """memsrv ls: {name: (mode text, size)}."""
+    out, err, rc = cat(*args, command="ls")
+    assert rc == 0, err
+    rows = [ln.split(None, 2) for ln in out.decode().splitlines()]
+    assert [r[2] for r in rows] == sorted(r[2] for r in rows), rows
+    return {name: (mode, int(size)) for mode, size, name in rows}
 
 
 def md5(data):
@@ -122,6 +132,34 @@ def test_cat_remote(guest5, tmp_path):
         check_files(guest5, "--connect", srv.sock)
         out, err, rc = cat("/lab", "--connect", srv.sock)
         assert rc == 1 and "/lab: is a directory" in err, err
+    finally:
+        srv.stop()
+
+
+def test_ls(guest5, tmp_path):
+    """Directories from the dentry cache: the guest's files with their sizes,
+    the tmpfs mount point as its root, the initramfs' top level; the same
+    over a server; a file is no directory."""
+    g = guest5
+    sizes = {p: f["size"] for p, f in g.files.items()}
+    assert ls("/lab", "--ram", g.ram) == {"rootfile": ("-rw-r--r--", sizes["/lab/rootfile"])}
+    assert ls("/mnt/labtmp", "--ram", g.ram) == {
+        "tmpfile": ("-rw-r--r--", sizes["/mnt/labtmp/tmpfile"])}
+    top = ls("/", "--ram", g.ram)
+    assert {"bin", "dev", "init", "lab", "lib", "mnt", "proc", "sys", "tmp"} <= set(top), top
+    assert top["init"][0] == "-rwxr-xr-x" and top["lab"][0].startswith("d"), top
+    # /mnt/labtmp is a tmpfs root (mode 1777), not the rootfs directory under it
+    assert ls("/mnt", "--ram", g.ram)["labtmp"][0] == "drwxrwxrwx"
+    files, _ = initramfs(g)
+    assert ls("/", "--ram", g.ram)["init"][1] == len(files["/init"])
+    bins = ls("/bin", "--ram", g.ram)
+    assert bins["busybox"] == ("-rwxr-xr-x", len(files["/bin/busybox"])) and \
+        bins["sh"][0] == "lrwxrwxrwx", bins
+    srv = Server(g.ram, str(tmp_path / "s.sock"))
+    try:
+        assert ls("/", "--connect", srv.sock) == top
+        out, err, rc = cat("/init", "--connect", srv.sock, command="ls")
+        assert rc == 1 and "/init: not a directory" in err, err
     finally:
         srv.stop()
 

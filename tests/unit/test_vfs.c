@@ -198,8 +198,55 @@ static void test_broken(void)
     CHECK(ms_dentry_decode(&bad, bytes, sizeof(bytes), &d, &err) == MS_EFORMAT, "far field");
 }
 
+static void test_list(void)
+{
+    struct ms_err err;
+    struct ms_vfs v;
+    struct ms_vfs_file f;
+    struct ms_dir d;
+    vi_build(&img);
+    vi_vfs(&img, &v);
+    int rc = ms_vfs_lookup(&v, "/", &f, &err);
+    if (rc == 0)
+        rc = ms_vfs_list(&v, &f, &d, &err);
+    CHECK(rc == 0, "%s", err.msg);
+    /* sorted, the negative /neg left out, /mnt as the mounted root */
+    const char *names[] = {"abs", "lab", "link", "loop", "mnt"};
+    CHECK(d.count == 5, "%zu entries", d.count);
+    for (unsigned i = 0; i < 5 && i < d.count; i++)
+        CHECK(!strcmp(d.entries[i].name, names[i]), "%u: %s", i, d.entries[i].name);
+    struct ms_strbuf sb;
+    ms_strbuf_init(&sb);
+    ms_dir_format(&d, &sb);
+    CHECK(strstr(ms_strbuf_str(&sb), "lrwxrwxrwx          8 link\n") &&
+              strstr(ms_strbuf_str(&sb), "drwxr-xr-x          0 mnt\n"),
+          "%s", ms_strbuf_str(&sb));
+    ms_strbuf_free(&sb);
+    ms_dir_free(&d);
+
+    /* through the symlink-free path into the mount: f2 only */
+    rc = ms_vfs_lookup(&v, "/mnt", &f, &err);
+    if (rc == 0)
+        rc = ms_vfs_list(&v, &f, &d, &err);
+    CHECK(rc == 0 && d.count == 1 && !strcmp(d.entries[0].name, "f2") && d.entries[0].size == 100,
+          "/mnt: %s", err.msg);
+    ms_dir_free(&d);
+
+    /* /lab: the cursor left out */
+    rc = ms_vfs_lookup(&v, "/lab", &f, &err);
+    if (rc == 0)
+        rc = ms_vfs_list(&v, &f, &d, &err);
+    CHECK(rc == 0 && d.count == 1 && !strcmp(d.entries[0].name, "file"), "/lab: %zu", d.count);
+    ms_dir_free(&d);
+
+    rc = ms_vfs_lookup(&v, "/lab/file", &f, &err);
+    CHECK(rc == 0 && ms_vfs_list(&v, &f, &d, &err) == MS_EINVAL, "a file is no directory");
+    ms_dir_free(&d);
+}
+
 int main(void)
 {
+    test_list();
     test_read();
     test_errors();
     test_broken();

@@ -1,0 +1,23 @@
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+int cmd_ls(struct cli *cli, int argc, char **argv)
+{
+    if (argc != 2 || argv[1][0] != '/')
+        return cli_usage("usage: ls /DIR");
+    if (cli_open(cli))
+        return cli_fail(cli);
+    struct ms_dir d;
+    int rc = ms_target_dir_list(cli->t, cli->h, argv[1], &d, &cli->err);
+    if (rc < 0)
+        return cli_fail(cli);
+    struct ms_strbuf sb;
+    ms_strbuf_init(&sb);
+    ms_dir_format(&d, &sb);
+    fwrite(ms_strbuf_str(&sb), 1, sb.len, stdout);
+    ms_strbuf_free(&sb);
+    ms_dir_free(&d);
+    return 0;
+}
