@@ -688,16 +688,9 @@ static int read_space(void *arg, uint64_t addr, void *buf, size_t len, size_t *d
     return ms_space_read(arg, addr, buf, len, done, err);
 }
 
-int ms_vfs_open(struct ms_kernel *k, struct ms_vfs_layout *l, struct ms_vfs *v, struct ms_err *err)
+/* The layout from the typedb; MS_ENOTFOUND naming the first key missing. */
+static int layout_from_db(const struct ms_typedb *db, struct ms_vfs_layout *l, struct ms_err *err)
 {
-    static const char *const want[] = {
-        "task_struct",   "fs_struct", "path",    "nsproxy",  "mnt_namespace",
-        "dentry",        "qstr",      "mount",   "vfsmount", "inode",
-        "address_space", "xarray",    "xa_node", "page",     NULL};
-    int rc = ms_kernel_need_types(k, want, err);
-    if (rc < 0)
-        return ms_err_prefix(err, "files from the page cache need the VFS structs: ");
-    const struct ms_typedb *db = &k->types;
     memset(l, 0, sizeof(*l));
     uint64_t d_name = 0, qlen = 0, qname = 0, i_pages = 0, xa_head = 0;
     struct {
@@ -736,18 +729,37 @@ int ms_vfs_open(struct ms_kernel *k, struct ms_vfs_layout *l, struct ms_vfs *v, 
         {"xa_node.shift", &l->xa.shift},
         {"xa_node.slots", &l->xa.slots},
     };
-    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
-        if ((rc = member(db, fields[i].key, fields[i].dst, err)) < 0)
-            return ms_err_prefix(err, "files from the page cache: %s",
-                                 !strcmp(fields[i].key, "dentry.d_subdirs")
-                                     ? "a kernel without 6.1's d_subdirs: "
-                                     : "");
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        int rc = member(db, fields[i].key, fields[i].dst, err);
+        if (rc < 0)
+            return !strcmp(fields[i].key, "dentry.d_subdirs")
+                       ? ms_err_prefix(err, "a kernel without 6.1's d_subdirs: ")
+                       : rc;
+    }
     l->d_name_len = d_name + qlen;
     l->d_name_name = d_name + qname;
     l->i_pages_head = i_pages + xa_head;
     if (l->page_size == 0 || l->page_size > 1024)
         return ms_err_set(err, MS_EFORMAT, "sizeof(struct page) is %llu",
                           (unsigned long long)l->page_size);
+    return 0;
+}
+
+int ms_vfs_open(struct ms_kernel *k, struct ms_vfs_layout *l, struct ms_vfs *v, struct ms_err *err)
+{
+    static const char *const want[] = {
+        "task_struct",   "fs_struct", "path",    "nsproxy",  "mnt_namespace",
+        "dentry",        "qstr",      "mount",   "vfsmount", "inode",
+        "address_space", "xarray",    "xa_node", "page",     NULL};
+    /* the structs are loaded once per kernel: later calls find them */
+    int rc = layout_from_db(&k->types, l, NULL);
+    if (rc < 0) {
+        rc = ms_kernel_need_types(k, want, err);
+        if (rc == 0)
+            rc = layout_from_db(&k->types, l, err);
+        if (rc < 0)
+            return ms_err_prefix(err, "files from the page cache: ");
+    }
     memset(v, 0, sizeof(*v));
     v->l = l;
     v->read = read_space;
