@@ -648,8 +648,9 @@ struct ms_dir {
 int ms_target_dir_list(struct ms_target *t, ms_handle h, const char *path, struct ms_dir *out,
                        struct ms_err *err);
 void ms_dir_free(struct ms_dir *d);
-/* ls -l's columns: "drwxr-xr-x     4096 name", one entry a line. */
-void ms_dir_format(const struct ms_dir *d, struct ms_strbuf *sb);
+/* ls -l's columns: "drwxr-xr-x     4096 name", one entry a line; with
+ * inodes, each struct inode's address first ("0xffff... "). */
+void ms_dir_format(const struct ms_dir *d, bool inodes, struct ms_strbuf *sb);
 
 /* The kernel's types. The walks' struct layouts come from the symbol
  * file's DWARF when it has debug info, else from the kernel's own BTF

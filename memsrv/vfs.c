@@ -439,7 +439,7 @@ void ms_dir_free(struct ms_dir *d)
     memset(d, 0, sizeof(*d));
 }
 
-void ms_dir_format(const struct ms_dir *d, struct ms_strbuf *sb)
+void ms_dir_format(const struct ms_dir *d, bool inodes, struct ms_strbuf *sb)
 {
     static const char types[16] = {'?', 'p', 'c', '?', 'd', '?', 'b', '?',
                                    '-', '?', 'l', '?', 's', '?', '?', '?'};
@@ -450,6 +450,8 @@ void ms_dir_format(const struct ms_dir *d, struct ms_strbuf *sb)
         for (int b = 0; b < 9; b++)
             mode[1 + b] = e->mode & (1u << (8 - b)) ? "rwxrwxrwx"[b] : '-';
         mode[10] = '\0';
+        if (inodes)
+            ms_strbuf_printf(sb, "0x%016llx ", (unsigned long long)e->inode);
         ms_strbuf_printf(sb, "%s %10llu ", mode, (unsigned long long)e->size);
         /* names as the kernel holds them; anything unprintable as \xHH */
         for (const unsigned char *c = (const unsigned char *)e->name; *c; c++)

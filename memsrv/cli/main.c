@@ -116,12 +116,15 @@ static const struct cli_command commands[] = {
      "is then 3 (output partial). A name not in the dentry cache, a directory:\n"
      "an error (status 1). The structs' layout comes from --vmlinux's DWARF,\n"
      "else the kernel's own BTF; Linux 6.1's dcache.\n"},
-    {"ls", cmd_ls, "ls /DIR", "a directory's entries in the guest's dentry cache",
+    {"ls", cmd_ls, "ls [-i] /DIR", "a directory's entries in the guest's dentry cache",
      "Lists the directory at DIR (absolute; symlinks followed) as the guest\n"
      "kernel's dentry cache holds it, sorted by name: type and permissions,\n"
      "size, name (ls -l's columns). tmpfs, ramfs and initramfs directories are\n"
      "whole; on a disk file system only the names the guest has looked up (and\n"
-     "not yet dropped) are there. A mount point shows the mounted root.\n"},
+     "not yet dropped) are there. A mount point shows the mounted root.\n"
+     "\n"
+     "Options:\n"
+     "  -i               each entry's struct inode address first (for x, ptype)\n"},
     {"bt", cmd_bt, "bt PID...|--all", "kernel stacks of the guest's tasks (ORC unwinder)",
      "Prints the kernel stacks of the given tasks (or of every task), unwound\n"
      "with the kernel's ORC tables; names come from the kernel's kallsyms when\n"

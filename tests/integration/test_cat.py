@@ -10,7 +10,11 @@ directories."""
 
 import gzip
 import hashlib
+import mmap
 import os
+import re
+import shutil
+import struct
 import subprocess
 
 import pytest
@@ -162,6 +166,49 @@ def test_ls(guest5, tmp_path):
         assert rc == 1 and "/init: not a directory" in err, err
     finally:
         srv.stop()
+
+
+def test_cat_partial(guest5, tmp_path):
+    """A page the page cache does not hold, made so in a copy of the RAM: the
+    struct page of /lab/rootfile's page 1 no longer names the file's
+    address_space. cat writes zeros there, names the range on stderr and
+    exits 3; every other byte is the file's."""
+    g = guest5
+    ram = str(tmp_path / "guest.ram")
+    shutil.copyfile(g.ram, ram)
+    shutil.copyfile(g.layout, ram + ".layout")
+    want, _, rc = cat("/lab/rootfile", "--ram", ram)
+    assert rc == 0 and md5(want) == g.files["/lab/rootfile"]["md5"]
+    out, err, rc = cat("-i", "/lab", "--ram", ram, command="ls")
+    assert rc == 0, err
+    inode = int(out.split()[0], 16)
+    ptype, err, rc = cat("struct inode", "--ram", ram, command="ptype/o")
+    m = re.search(rb"/\*\s+(\d+)\s+\|\s+8 \*/\s+struct address_space \*i_mapping;", ptype)
+    assert rc == 0 and m, ptype[:2000]
+    x, err, rc = cat(hex(inode + int(m.group(1))), "--ram", ram, "--vmlinux", vmlinux(g),
+                     command="x/gx")
+    assert rc == 0, err
+    mapping = int(x.split()[-1], 16)
+    # struct page: mapping, then index (include/linux/mm_types.h)
+    with open(ram, "r+b") as f:
+        mem = mmap.mmap(f.fileno(), 0)
+        try:
+            needle = struct.pack("<QQ", mapping, 1)
+            hits = []
+            at = mem.find(needle)
+            while at >= 0:
+                hits.append(at)
+                at = mem.find(needle, at + 1)
+            assert len(hits) == 1, hits
+            mem[hits[0]:hits[0] + 8] = bytes(8)
+        finally:
+            mem.close()
+    out, err, rc = cat("/lab/rootfile", "--ram", ram)
+    assert rc == PARTIAL, err
+    assert len(out) == len(want) and out[4096:8192] == bytes(4096), err
+    assert out[:4096] == want[:4096] and out[8192:] == want[8192:]
+    assert "/lab/rootfile: bytes 4096-8191 (4096) not in the page cache: zeros" in err, err
+    assert f"4096 of {len(want)} bytes not in the page cache (output partial)" in err, err
 
 
 @pytest.fixture(params=FIXTURES)

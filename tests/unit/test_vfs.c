@@ -217,7 +217,7 @@ static void test_list(void)
         CHECK(!strcmp(d.entries[i].name, names[i]), "%u: %s", i, d.entries[i].name);
     struct ms_strbuf sb;
     ms_strbuf_init(&sb);
-    ms_dir_format(&d, &sb);
+    ms_dir_format(&d, false, &sb);
     CHECK(strstr(ms_strbuf_str(&sb), "lrwxrwxrwx          8 link\n") &&
               strstr(ms_strbuf_str(&sb), "drwxr-xr-x          0 mnt\n"),
           "%s", ms_strbuf_str(&sb));
