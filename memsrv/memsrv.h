@@ -597,6 +597,61 @@ const char *ms_module_state_name(uint32_t state);
  * modules still unformed left out as the kernel leaves them out. */
 void ms_modules_format(const struct ms_module_list *l, struct ms_strbuf *sb);
 
+/* A file's bytes from the guest kernel's page cache, no agent in the guest:
+ * the path looked up in the dentry cache from init_task's root (mount
+ * points crossed, "." and "..", symlinks followed), the inode's address_space
+ * xarray, each page through vmemmap to guest-physical memory. Files of
+ * tmpfs, ramfs and the initramfs are whole; a disk file's pages the kernel
+ * has not read (or has dropped) are holes. Struct layouts from DWARF, else
+ * the kernel's BTF; linux 6.1's dcache (d_subdirs). */
+#define MS_FILE_READ_MAX (1u << 20)                         /* bytes per call */
+#define MS_FILE_HOLES_MAX (MS_FILE_READ_MAX / 4096 / 2 + 1) /* every other page */
+
+struct ms_file_hole {
+    uint64_t offset, len; /* file offsets */
+};
+
+struct ms_file_chunk {
+    uint64_t size;  /* the file's size (i_size) */
+    uint32_t mode;  /* i_mode: type and permission bits */
+    uint64_t inode; /* its struct inode */
+    uint64_t len;   /* bytes read into buf: what was asked, up to the file's end */
+    unsigned nholes;
+    struct ms_file_hole holes[MS_FILE_HOLES_MAX]; /* not in the page cache: zeros in buf */
+};
+
+/* Reads [offset, offset + len) (len at most MS_FILE_READ_MAX; 0 only looks
+ * the file up) of the regular file at the absolute path. A directory or
+ * other non-regular file, a name not in the dentry cache: an error. */
+int ms_target_file_read(struct ms_target *t, ms_handle h, const char *path, uint64_t offset,
+                        void *buf, size_t len, struct ms_file_chunk *out, struct ms_err *err);
+
+/* A directory's entries in the dentry cache: what the guest has looked up
+ * (every entry, on tmpfs, ramfs and the initramfs), mount points as the
+ * mounted root shows them. */
+#define MS_DIR_NAME_MAX 255
+
+struct ms_dirent {
+    char name[MS_DIR_NAME_MAX + 1];
+    uint32_t mode; /* i_mode */
+    uint64_t size; /* i_size */
+    uint64_t inode;
+};
+
+struct ms_dir {
+    struct ms_dirent *entries; /* sorted by name */
+    size_t count, cap;
+};
+
+/* Lists the directory at the absolute path (symlinks followed) into out
+ * (free it with ms_dir_free). */
+int ms_target_dir_list(struct ms_target *t, ms_handle h, const char *path, struct ms_dir *out,
+                       struct ms_err *err);
+void ms_dir_free(struct ms_dir *d);
+/* ls -l's columns: "drwxr-xr-x     4096 name", one entry a line; with
+ * inodes, each struct inode's address first ("0xffff... "). */
+void ms_dir_format(const struct ms_dir *d, bool inodes, struct ms_strbuf *sb);
+
 /* A process's memory area as /proc/PID/maps shows it. */
 struct ms_vma {
     uint64_t addr;               /* its vm_area_struct (the gate VMA's for [vsyscall]) */

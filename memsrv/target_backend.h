@@ -52,6 +52,10 @@ struct ms_target_ops {
                  uint64_t *bad, struct ms_err *err);
     int (*modules)(struct ms_target *t, ms_handle h, struct ms_module_list *out,
                    struct ms_err *err);
+    int (*file_read)(struct ms_target *t, ms_handle h, const char *path, uint64_t offset, void *buf,
+                     size_t len, struct ms_file_chunk *out, struct ms_err *err);
+    int (*dir_list)(struct ms_target *t, ms_handle h, const char *path, struct ms_dir *out,
+                    struct ms_err *err);
     int (*maps)(struct ms_target *t, ms_handle h, int32_t pid, struct ms_vma_list *out,
                 struct ms_err *err);
     int (*set_symbols)(struct ms_target *t, const char *path, struct ms_err *err);

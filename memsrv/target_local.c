@@ -24,6 +24,7 @@
 #include "symbols.h"
 #include "target_backend.h"
 #include "tasks.h"
+#include "vfs.h"
 #include "vmcore.h"
 
 #define MAX_STACKS 256
@@ -651,6 +652,43 @@ static int local_modules(struct ms_target *t, ms_handle h, struct ms_module_list
     return rc < 0 ? rc : ms_modules_list(k, 0, out, err);
 }
 
+/* init_task and vmemmap_base are symbols: the kernel's symbols are needed. */
+static int local_file_read(struct ms_target *t, ms_handle h, const char *path, uint64_t offset,
+                           void *buf, size_t len, struct ms_file_chunk *out, struct ms_err *err)
+{
+    struct ms_kernel *k;
+    struct ms_vfs_layout l;
+    struct ms_vfs v;
+    struct ms_vfs_file f;
+    int rc = kernel_syms(L(t), h, &k, err);
+    if (rc == 0)
+        rc = ms_vfs_open(k, &l, &v, err);
+    if (rc == 0)
+        rc = ms_vfs_lookup(&v, path, &f, err);
+    if (rc < 0)
+        return rc;
+    rc = ms_vfs_read(&v, &f, offset, buf, len, out, err);
+    return rc < 0 ? ms_err_prefix(err, "%s: ", path) : 0;
+}
+
+static int local_dir_list(struct ms_target *t, ms_handle h, const char *path, struct ms_dir *out,
+                          struct ms_err *err)
+{
+    struct ms_kernel *k;
+    struct ms_vfs_layout l;
+    struct ms_vfs v;
+    struct ms_vfs_file f;
+    int rc = kernel_syms(L(t), h, &k, err);
+    if (rc == 0)
+        rc = ms_vfs_open(k, &l, &v, err);
+    if (rc == 0)
+        rc = ms_vfs_lookup(&v, path, &f, err);
+    if (rc < 0)
+        return rc;
+    rc = ms_vfs_list(&v, &f, out, err);
+    return rc < 0 ? ms_err_prefix(err, "%s: ", path) : 0;
+}
+
 /* The names /proc gives special mappings and pseudo files come from the
  * kernel's symbols (its kallsyms when there is no symbol file). */
 static int local_maps(struct ms_target *t, ms_handle h, int32_t pid, struct ms_vma_list *out,
@@ -874,6 +912,8 @@ static const struct ms_target_ops local_ops = {
     .tasks = local_tasks,
     .modules = local_modules,
     .maps = local_maps,
+    .file_read = local_file_read,
+    .dir_list = local_dir_list,
     .types = local_types,
     .kernel_info = local_kernel_info,
     .set_symbols = local_set_symbols,

@@ -5,6 +5,7 @@
 #include "error.h"
 #include "strbuf.h"
 #include "target_backend.h"
+#include "vfs.h"
 #include "wire.h"
 
 #include <errno.h>
@@ -799,6 +800,84 @@ static int remote_modules(struct ms_target *t, ms_handle h, struct ms_module_lis
     return rc;
 }
 
+static int remote_file_read(struct ms_target *t, ms_handle h, const char *path, uint64_t offset,
+                            void *buf, size_t len, struct ms_file_chunk *out, struct ms_err *err)
+{
+    struct ms_client *c = &R(t)->c;
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, h);
+    ms_wbuf_u8(&c->req, MS_WIRE_FILE_READ);
+    ms_wbuf_str(&c->req, path, strlen(path));
+    ms_wbuf_u64(&c->req, offset);
+    ms_wbuf_u32(&c->req, (uint32_t)len);
+    struct ms_rbuf r;
+    int rc = exchange(c, f, MS_OP_FILE, &r, err);
+    if (rc)
+        return rc;
+    const char *data = NULL;
+    uint32_t n = 0;
+    ms_rbuf_u64(&r, &out->size);
+    ms_rbuf_u32(&r, &out->mode);
+    ms_rbuf_u64(&r, &out->inode);
+    ms_rbuf_u32(&r, &out->nholes);
+    if (out->nholes > MS_FILE_HOLES_MAX)
+        r.bad = true;
+    for (unsigned i = 0; i < out->nholes && !r.bad; i++) {
+        ms_rbuf_u64(&r, &out->holes[i].offset);
+        ms_rbuf_u64(&r, &out->holes[i].len);
+    }
+    ms_rbuf_str(&r, &data, &n);
+    if (r.bad || n > len) {
+        memset(out, 0, sizeof(*out));
+        return ms_err_set(err, MS_EPROTO, "malformed FILE response");
+    }
+    if (n)
+        memcpy(buf, data, n);
+    out->len = n;
+    return 0;
+}
+
+static int remote_dir_list(struct ms_target *t, ms_handle h, const char *path, struct ms_dir *out,
+                           struct ms_err *err)
+{
+    struct ms_client *c = &R(t)->c;
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, h);
+    ms_wbuf_u8(&c->req, MS_WIRE_FILE_LIST);
+    ms_wbuf_str(&c->req, path, strlen(path));
+    ms_wbuf_u64(&c->req, 0);
+    ms_wbuf_u32(&c->req, 0);
+    struct ms_rbuf r;
+    int rc = exchange(c, f, MS_OP_FILE, &r, err);
+    if (rc)
+        return rc;
+    uint32_t n = 0;
+    ms_rbuf_u32(&r, &n);
+    if (!r.bad && n > r.len / 24) /* each entry takes at least 24 bytes */
+        r.bad = true;
+    for (uint32_t i = 0; i < n && !r.bad; i++) {
+        struct ms_dirent e = {0};
+        const char *name;
+        uint32_t len = 0;
+        if (!ms_rbuf_str(&r, &name, &len) || len == 0 || len > MS_DIR_NAME_MAX ||
+            memchr(name, '\0', len)) {
+            r.bad = true;
+            break;
+        }
+        memcpy(e.name, name, len);
+        ms_rbuf_u32(&r, &e.mode);
+        ms_rbuf_u64(&r, &e.size);
+        ms_rbuf_u64(&r, &e.inode);
+        if (!r.bad && ms_dir_push(out, &e, NULL) < 0)
+            r.bad = true;
+    }
+    if (r.bad) {
+        ms_dir_free(out);
+        return ms_err_set(err, MS_EPROTO, "malformed FILE (list) response");
+    }
+    return 0;
+}
+
 static int remote_maps(struct ms_target *t, ms_handle h, int32_t pid, struct ms_vma_list *out,
                        struct ms_err *err)
 {
@@ -945,6 +1024,8 @@ static const struct ms_target_ops remote_ops = {
     .modules = remote_modules,
     .maps = remote_maps,
     .types = remote_types,
+    .file_read = remote_file_read,
+    .dir_list = remote_dir_list,
     .dmesg_next = remote_dmesg_next,
     .kernel_info = remote_kernel_info,
     .set_symbols = remote_set_symbols,

@@ -534,6 +534,83 @@ static void op_modules(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf
     ms_module_list_free(&l);
 }
 
+static void file_list(struct ms_service *svc, uint32_t handle, const char *path,
+                      struct ms_wbuf *out, struct ms_err *item)
+{
+    struct ms_dir d;
+    int rc = ms_target_dir_list(svc->target, handle, path, &d, item);
+    uint64_t bytes = 4;
+    for (size_t i = 0; rc == 0 && i < d.count; i++)
+        bytes += 24 + strlen(d.entries[i].name);
+    if (rc == 0 && bytes > MS_WIRE_MAX_RESPONSE)
+        rc = ms_err_set(item, MS_ELIMIT, "%zu entries exceed a response's %u bytes", d.count,
+                        MS_WIRE_MAX_RESPONSE);
+    ms_wire_put_err(out, rc, item);
+    if (rc == 0) {
+        ms_wbuf_u32(out, (uint32_t)d.count);
+        for (size_t i = 0; i < d.count; i++) {
+            const struct ms_dirent *e = &d.entries[i];
+            ms_wbuf_str(out, e->name, strlen(e->name));
+            ms_wbuf_u32(out, e->mode);
+            ms_wbuf_u64(out, e->size);
+            ms_wbuf_u64(out, e->inode);
+        }
+    }
+    ms_dir_free(&d);
+}
+
+static void file_read(struct ms_service *svc, uint32_t handle, const char *path, uint64_t offset,
+                      uint32_t len, struct ms_wbuf *out, struct ms_err *item)
+{
+    struct ms_file_chunk chunk = {0};
+    uint8_t *data = NULL;
+    int rc = 0;
+    if (len > MS_FILE_READ_MAX)
+        rc = ms_err_set(item, MS_EINVAL, "%u bytes at once: at most %u", len, MS_FILE_READ_MAX);
+    if (!rc && len && !(data = malloc(len)))
+        rc = ms_err_set(item, MS_ENOMEM, "out of memory");
+    if (!rc)
+        rc = ms_target_file_read(svc->target, handle, path, offset, data, len, &chunk, item);
+    ms_wire_put_err(out, rc, item);
+    if (!rc) {
+        ms_wbuf_u64(out, chunk.size);
+        ms_wbuf_u32(out, chunk.mode);
+        ms_wbuf_u64(out, chunk.inode);
+        ms_wbuf_u32(out, chunk.nholes);
+        for (unsigned i = 0; i < chunk.nholes; i++) {
+            ms_wbuf_u64(out, chunk.holes[i].offset);
+            ms_wbuf_u64(out, chunk.holes[i].len);
+        }
+        ms_wbuf_str(out, data ? (const char *)data : "", (size_t)chunk.len);
+    }
+    free(data);
+}
+
+static void op_file(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                    struct ms_err *item)
+{
+    uint32_t handle = 0, n = 0, len = 0;
+    uint8_t what = 0;
+    uint64_t offset = 0;
+    const char *text = NULL;
+    ms_rbuf_u32(r, &handle);
+    ms_rbuf_u8(r, &what);
+    ms_rbuf_str(r, &text, &n);
+    ms_rbuf_u64(r, &offset);
+    ms_rbuf_u32(r, &len);
+    if (r->bad)
+        return;
+    char path[MAX_NAME + 1];
+    if (!get_name(text, n, path, sizeof(path), item))
+        ms_wire_put_err(out, item->code, item);
+    else if (what == MS_WIRE_FILE_READ)
+        file_read(svc, handle, path, offset, len, out, item);
+    else if (what == MS_WIRE_FILE_LIST)
+        file_list(svc, handle, path, out, item);
+    else
+        ms_wire_put_err(out, ms_err_set(item, MS_EINVAL, "unknown file question %u", what), item);
+}
+
 static void op_maps(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
                     struct ms_err *item)
 {
@@ -657,6 +734,7 @@ static const op_fn ops[] = {
     [MS_OP_UNWIND_STEP] = op_unwind_step,
     [MS_OP_MODULES] = op_modules,
     [MS_OP_MAPS] = op_maps,
+    [MS_OP_FILE] = op_file,
 };
 
 int ms_service_request(struct ms_service *svc, struct ms_service_conn *conn,

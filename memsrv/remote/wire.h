@@ -43,8 +43,15 @@ enum ms_op {
     MS_OP_UNWIND_STEP = 21, /* handle, frame -> more?, the caller's frame */
     MS_OP_MODULES = 22,     /* handle -> the kernel's module list */
     MS_OP_MAPS = 24,        /* handle, pid -> the process's memory map */
-    MS_OP_KERNEL = 26,      /* handle -> release, slide, phys_base, root, levels, symbols */
+    MS_OP_FILE = 25,   /* handle, question, path, offset, len -> a file's bytes, or a directory */
+    MS_OP_KERNEL = 26, /* handle -> release, slide, phys_base, root, levels, symbols */
     MS_OP_DMESG_NEXT = 27, /* handle, style, max level, cursor -> new records' text, lost, cursor */
+};
+
+/* MS_OP_FILE's questions. */
+enum ms_wire_file {
+    MS_WIRE_FILE_READ = 0, /* offset, len -> size, mode, inode, holes, bytes */
+    MS_WIRE_FILE_LIST = 1, /* -> the directory's entries */
 };
 
 /* MS_OP_TYPES' questions. */

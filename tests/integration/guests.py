@@ -209,6 +209,9 @@ class Guest:
         # (name, address, module) of module symbols in L1's /proc/kallsyms
         self.modsyms = [(n, int(a, 16), m) for a, n, m in
                         re.findall(r"lab: modsym ([0-9a-f]+) \w (\w+)\s+\[(\w+)\]", log)]
+        # Files the guest wrote for memsrv cat: path -> {"size": N, "md5": HEX}
+        self.files = {p: {"size": int(n), "md5": h} for p, n, h in
+                      re.findall(r"(?<!l2)lab: file (\S+) size=(\d+) md5=([0-9a-f]+)", log)}
         self.user = None
         m = re.search(r"lab: userpat (pid=.*)", log)
         if m:
