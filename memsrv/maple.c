@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "array.h"
+#include "fields.h"
 
 /* struct maple_range_64 (leaf_64 too): parent, pivot[15], slot[16], the
  * metadata in the last slot's bytes; struct maple_arange_64: parent,
@@ -24,13 +25,6 @@
 #define PARENT_RANGE64 0x06ull  /* MAPLE_PARENT_RANGE64: a 64-bit range parent */
 #define PARENT_SLOT_SHIFT 3     /* MAPLE_PARENT_SLOT_SHIFT */
 #define RESERVED_RANGE 4096     /* MAPLE_RESERVED_RANGE */
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
 
 static const char *type_name(unsigned type)
 {
@@ -54,7 +48,7 @@ int ms_maple_node_decode(const uint8_t node[MS_MAPLE_NODE_SIZE], unsigned type, 
         nslots = RANGE64_SLOTS;
         slot_off = RANGE64_SLOT_OFF;
         /* ma_data_end: a full node has no room for metadata */
-        uint64_t last_pivot = get64(pivots + (nslots - 2) * 8);
+        uint64_t last_pivot = ms_get64(pivots + (nslots - 2) * 8);
         if (last_pivot == 0)
             end = node[RANGE64_META_OFF];
         else if (last_pivot == max)
@@ -76,7 +70,7 @@ int ms_maple_node_decode(const uint8_t node[MS_MAPLE_NODE_SIZE], unsigned type, 
                           type_name(type), end, nslots);
     uint64_t first = min;
     for (unsigned i = 0; i <= end; i++) {
-        uint64_t last = i < nslots - 1 ? get64(pivots + i * 8) : max;
+        uint64_t last = i < nslots - 1 ? ms_get64(pivots + i * 8) : max;
         if (last == 0 && i > 0) /* mas_logical_pivot: an unset pivot is the node's max */
             last = max;
         if (last < first || last > max)
@@ -87,7 +81,7 @@ int ms_maple_node_decode(const uint8_t node[MS_MAPLE_NODE_SIZE], unsigned type, 
                               (unsigned long long)first, (unsigned long long)max);
         out[*count].first = first;
         out[*count].last = last;
-        out[*count].value = get64(node + slot_off + i * 8);
+        out[*count].value = ms_get64(node + slot_off + i * 8);
         (*count)++;
         if (last == max) /* the rest of the node is past its range */
             break;
@@ -181,11 +175,12 @@ static int walk_node(struct walk *w, uint64_t enode, uint64_t parent, unsigned d
     if (rc < 0)
         return ms_err_prefix(err, "maple node %#llx: ", (unsigned long long)addr);
     /* a node freed under RCU points to itself: ma_dead_node */
-    if (get64(node) != parent)
-        return ms_err_set(
-            err, MS_EFORMAT, "maple node %#llx: parent pointer %#llx, expected %#llx%s",
-            (unsigned long long)addr, (unsigned long long)get64(node), (unsigned long long)parent,
-            (get64(node) & ~NODE_MASK) == addr ? " (a dead node)" : "");
+    if (ms_get64(node) != parent)
+        return ms_err_set(err, MS_EFORMAT,
+                          "maple node %#llx: parent pointer %#llx, expected %#llx%s",
+                          (unsigned long long)addr, (unsigned long long)ms_get64(node),
+                          (unsigned long long)parent,
+                          (ms_get64(node) & ~NODE_MASK) == addr ? " (a dead node)" : "");
     struct ms_maple_slot slots[MS_MAPLE_SLOTS_MAX];
     unsigned n;
     rc = ms_maple_node_decode(node, type, min, max, slots, &n, err);

@@ -8,6 +8,7 @@
 #include "maple.h"
 #include "strbuf.h"
 #include "tasks.h"
+#include "fields.h"
 
 #define PAGE_SHIFT 12
 #define VM_READ 0x1ull
@@ -18,20 +19,6 @@
 #define SPECIAL_NAME_MAX 64
 #define PF_KTHREAD 0x00200000u      /* task_struct.flags: a kernel thread */
 #define MM_CONTEXT_HAS_VSYSCALL 0x2 /* in the u16 mm->context.flags */
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
 
 int ms_maps_layout_check(const struct ms_maps_layout *l, struct ms_err *err)
 {
@@ -94,7 +81,7 @@ static int read64(ms_read_fn read, void *arg, uint64_t addr, uint64_t off, uint6
     int rc = read(arg, addr + off, b, 8, NULL, err);
     if (rc < 0)
         return ms_err_prefix(err, "%s at %#llx: ", what, (unsigned long long)(addr + off));
-    *v = get64(b);
+    *v = ms_get64(b);
     return 0;
 }
 
@@ -108,7 +95,7 @@ static int read32(ms_read_fn read, void *arg, uint64_t addr, uint64_t off, uint3
     int rc = read(arg, addr + off, b, 4, NULL, err);
     if (rc < 0)
         return ms_err_prefix(err, "%s at %#llx: ", what, (unsigned long long)(addr + off));
-    *v = get32(b);
+    *v = ms_get32(b);
     return 0;
 }
 

@@ -7,22 +7,9 @@
 #include "modules.h"
 #include "ram.h"
 #include "space.h"
+#include "fields.h"
 
 #define STRTAB_MAX (16u << 20) /* bytes of one module's string table read */
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
 
 int ms_modsyms_decode(const uint8_t *symtab, size_t nsyms, const uint8_t *strtab, size_t strtab_len,
                       const uint8_t *typetab, uint32_t module, struct ms_modsyms *out,
@@ -32,7 +19,7 @@ int ms_modsyms_decode(const uint8_t *symtab, size_t nsyms, const uint8_t *strtab
         return ms_err_set(err, MS_EFORMAT, "%zu module symbols, at most %u", nsyms, MS_MODSYMS_MAX);
     for (size_t i = 1; i < nsyms; i++) {
         const uint8_t *e = symtab + i * MS_MODSYM_SIZE;
-        uint32_t name = get32(e);
+        uint32_t name = ms_get32(e);
         uint16_t shndx;
         memcpy(&shndx, e + 6, 2);
         if (name == 0 || shndx == 0) /* unnamed, or undefined */
@@ -53,8 +40,8 @@ int ms_modsyms_decode(const uint8_t *symtab, size_t nsyms, const uint8_t *strtab
             !MS_ARRAY_RESERVE(&out->syms, &out->cap, out->count + 1, 256))
             return ms_err_set(err, MS_ENOMEM, "out of memory for module symbols");
         struct ms_modsym *s = &out->syms[out->count++];
-        s->addr = get64(e + 8);
-        s->size = get64(e + 16);
+        s->addr = ms_get64(e + 8);
+        s->size = ms_get64(e + 16);
         s->name = (uint32_t)out->names_len;
         s->module = module;
         s->type = typetab && typetab[i] > 0x20 && typetab[i] < 0x7f ? (char)typetab[i] : '?';
@@ -89,8 +76,8 @@ static int read_module(const struct ms_modsym_layout *l, ms_read_fn read, void *
     if (rc == 0) {
         uint64_t end = 0;
         for (uint32_t i = 1; i < n; i++)
-            if (get32(sym + (size_t)i * MS_MODSYM_SIZE) > end)
-                end = get32(sym + (size_t)i * MS_MODSYM_SIZE);
+            if (ms_get32(sym + (size_t)i * MS_MODSYM_SIZE) > end)
+                end = ms_get32(sym + (size_t)i * MS_MODSYM_SIZE);
         end += MS_MODSYM_NAME_MAX + 1;
         str_len = end < STRTAB_MAX ? (size_t)end : STRTAB_MAX;
         str = malloc(str_len);

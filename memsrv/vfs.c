@@ -6,6 +6,7 @@
 
 #include "array.h"
 #include "strbuf.h"
+#include "fields.h"
 
 /* ------------------------------------------------------------- decoder */
 
@@ -15,33 +16,8 @@ int ms_dentry_layout_span(const struct ms_vfs_layout *l, uint64_t *lo, uint64_t 
     const uint64_t off[] = {l->d_flags, l->d_parent, l->d_name_len, l->d_name_name,
                             l->d_inode, l->d_child,  l->d_subdirs};
     const uint64_t size[] = {4, 8, 4, 8, 8, 8, 8};
-    *lo = UINT64_MAX;
-    *hi = 0;
-    for (unsigned i = 0; i < sizeof(off) / sizeof(off[0]); i++) {
-        if (off[i] > MS_VFS_FIELD_MAX)
-            return ms_err_set(err, MS_EFORMAT,
-                              "dentry field at offset %#llx: past %#x, not a struct dentry",
-                              (unsigned long long)off[i], MS_VFS_FIELD_MAX);
-        if (off[i] < *lo)
-            *lo = off[i];
-        if (off[i] + size[i] > *hi)
-            *hi = off[i] + size[i];
-    }
-    return 0;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
+    return ms_fields_span(off, size, sizeof(off) / sizeof(off[0]), MS_VFS_FIELD_MAX,
+                          "struct dentry", lo, hi, err);
 }
 
 int ms_dentry_decode(const struct ms_vfs_layout *l, const uint8_t *bytes, size_t len,
@@ -55,13 +31,13 @@ int ms_dentry_decode(const struct ms_vfs_layout *l, const uint8_t *bytes, size_t
         return ms_err_set(err, MS_EINVAL, "dentry bytes: %zu, the layout needs %llu", len,
                           (unsigned long long)(hi - lo));
     const uint8_t *b = bytes - lo; /* b + offset: the field */
-    d->flags = get32(b + l->d_flags);
-    d->parent = get64(b + l->d_parent);
-    d->name_len = get32(b + l->d_name_len);
-    d->name = get64(b + l->d_name_name);
-    d->inode = get64(b + l->d_inode);
-    d->child_next = get64(b + l->d_child);
-    d->subdirs_next = get64(b + l->d_subdirs);
+    d->flags = ms_get32(b + l->d_flags);
+    d->parent = ms_get64(b + l->d_parent);
+    d->name_len = ms_get32(b + l->d_name_len);
+    d->name = ms_get64(b + l->d_name_name);
+    d->inode = ms_get64(b + l->d_inode);
+    d->child_next = ms_get64(b + l->d_child);
+    d->subdirs_next = ms_get64(b + l->d_subdirs);
     return 0;
 }
 
