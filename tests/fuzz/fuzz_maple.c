@@ -3,7 +3,7 @@
  * structs) at BASE, read as it is; then formats what was listed.
  *
  * Input: u8 mode (bit 0: the maps walk of a task at BASE + 0x10 in the
- *        arena, with test_maple's compact layout; bit 1: a gate VMA at
+ *        arena, with the compact layout of tests/support/mapslayout.h; bit 1: a gate VMA at
  *        BASE + 0x40), u8 max_entries (1 + n % 64), u8 max_nodes
  *        (1 + n % 64), u8 hole (reads touching arena byte hole * 32 fail;
  *        255: none), u64 ma_root, u32 ma_flags, then the arena. A tree's
@@ -17,6 +17,7 @@
 #include "maple.h"
 #include "maps.h"
 #include "strbuf.h"
+#include "../support/mapslayout.h"
 
 #define BASE 0xffff888000100000ULL
 #define ARENA (32 * 256)
@@ -42,52 +43,6 @@ static int read_mem(void *arg, uint64_t addr, void *buf, size_t len, size_t *don
         *done = len;
     return 0;
 }
-
-/* test_maple's layout: every offset small */
-static const struct ms_maps_layout layout = {
-    .task_mm = 0x00,
-    .task_fs = 0x08,
-    .task_flags = 0x10,
-    .fs_root = 0x00,
-    .mm_start_brk = 0x00,
-    .mm_brk = 0x08,
-    .mm_start_stack = 0x10,
-    .mm_mt = 0x20,
-    .has_context_flags = true,
-    .mm_context_flags = 0x38,
-    .mt_root = 0x08,
-    .mt_flags = 0x10,
-    .vm_start = 0x00,
-    .vm_end = 0x08,
-    .vm_flags = 0x10,
-    .vm_pgoff = 0x18,
-    .vm_file = 0x20,
-    .vm_ops = 0x28,
-    .vm_private_data = 0x30,
-    .has_anon_name = true,
-    .vm_anon_name = 0x38,
-    .anon_name_name = 0x04,
-    .special_name = 0x00,
-    .vmops_name = 0x10,
-    .f_path = 0x00,
-    .f_inode = 0x10,
-    .path_mnt = 0x00,
-    .path_dentry = 0x08,
-    .i_ino = 0x00,
-    .i_sb = 0x08,
-    .s_dev = 0x00,
-    .d_parent = 0x00,
-    .d_name = 0x08,
-    .qstr_len = 0x04,
-    .qstr_name = 0x08,
-    .d_op = 0x18,
-    .d_hash_pprev = 0x20,
-    .d_dname = 0x00,
-    .mnt_root = 0x00,
-    .mount_parent = 0x00,
-    .mount_mountpoint = 0x08,
-    .mount_mnt = 0x10,
-};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -121,7 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     struct ms_maps_kernel kk = {0x1111, 0x2222, 0x3333, mode & 2 ? BASE + 0x40 : 0};
     struct ms_vma_list l;
-    ms_maps_walk(&layout, &kk, BASE + 0x10, read_mem, &m, &l, &err);
+    ms_maps_walk(&maps_layout, &kk, BASE + 0x10, read_mem, &m, &l, &err);
     struct ms_strbuf sb;
     ms_strbuf_init(&sb);
     ms_maps_format(&l, &sb);

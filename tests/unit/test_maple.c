@@ -12,6 +12,7 @@
 #include "maple.h"
 #include "maps.h"
 #include "strbuf.h"
+#include "../support/mapslayout.h"
 
 #define BASE 0xffff888000200000ULL
 #define NODES 32
@@ -271,52 +272,6 @@ static void test_broken(void)
 
 /* ---------------------------------------------------------- the maps walk */
 
-/* Compact structs, every offset small (the fuzz target's too). */
-static const struct ms_maps_layout layout = {
-    .task_mm = 0x00,
-    .task_fs = 0x08,
-    .task_flags = 0x10,
-    .fs_root = 0x00,
-    .mm_start_brk = 0x00,
-    .mm_brk = 0x08,
-    .mm_start_stack = 0x10,
-    .mm_mt = 0x20,
-    .has_context_flags = true,
-    .mm_context_flags = 0x38,
-    .mt_root = 0x08,
-    .mt_flags = 0x10,
-    .vm_start = 0x00,
-    .vm_end = 0x08,
-    .vm_flags = 0x10,
-    .vm_pgoff = 0x18,
-    .vm_file = 0x20,
-    .vm_ops = 0x28,
-    .vm_private_data = 0x30,
-    .has_anon_name = true,
-    .vm_anon_name = 0x38,
-    .anon_name_name = 0x04,
-    .special_name = 0x00,
-    .vmops_name = 0x10,
-    .f_path = 0x00,
-    .f_inode = 0x10,
-    .path_mnt = 0x00,
-    .path_dentry = 0x08,
-    .i_ino = 0x00,
-    .i_sb = 0x08,
-    .s_dev = 0x00,
-    .d_parent = 0x00,
-    .d_name = 0x08,
-    .qstr_len = 0x04,
-    .qstr_name = 0x08,
-    .d_op = 0x18,
-    .d_hash_pprev = 0x20,
-    .d_dname = 0x00,
-    .mnt_root = 0x00,
-    .mount_parent = 0x00,
-    .mount_mountpoint = 0x08,
-    .mount_mnt = 0x10,
-};
-
 #define SPECIAL_NAME_FN 0xffffffff81111000ULL
 #define SIMPLE_DNAME_FN 0xffffffff82222000ULL
 #define ANON_DNAME_FN 0xffffffff83333000ULL
@@ -481,7 +436,7 @@ static void test_maps(void)
     struct ms_maps_kernel kk = {SPECIAL_NAME_FN, SIMPLE_DNAME_FN, ANON_DNAME_FN, gate};
     struct ms_vma_list l;
     struct ms_err err;
-    int rc = ms_maps_walk(&layout, &kk, b.task, read_mem, NULL, &l, &err);
+    int rc = ms_maps_walk(&maps_layout, &kk, b.task, read_mem, NULL, &l, &err);
     CHECK(rc == 0, "%s", err.msg);
     CHECK(l.count == 10 && l.bad == 1, "count %zu bad %llu", l.count, (unsigned long long)l.bad);
     struct ms_strbuf sb, want;
@@ -501,7 +456,7 @@ static void test_maps(void)
 
     /* a 32-bit process has no [vsyscall] */
     put32(b.mm + 0x38, 0);
-    rc = ms_maps_walk(&layout, &kk, b.task, read_mem, NULL, &l, &err);
+    rc = ms_maps_walk(&maps_layout, &kk, b.task, read_mem, NULL, &l, &err);
     CHECK(rc == 0 && l.count == 9, "%d %zu %s", rc, l.count, err.msg);
     ms_vma_list_free(&l);
     put32(b.mm + 0x38, 2);
@@ -510,7 +465,7 @@ static void test_maps(void)
     put64(b.mm, 0x500000);
     put64(b.mm + 8, 0x500000);
     kk.gate_vma = 0;
-    rc = ms_maps_walk(&layout, &kk, b.task, read_mem, NULL, &l, &err);
+    rc = ms_maps_walk(&maps_layout, &kk, b.task, read_mem, NULL, &l, &err);
     ms_strbuf_init(&sb);
     ms_maps_format(&l, &sb);
     CHECK(rc == 0 && strstr(ms_strbuf_str(&sb), "\n00600000-00621000 rw-p 00000000 00:00 0 \n"),
@@ -523,25 +478,25 @@ static void test_maps(void)
     uint64_t v1 = 0;
     memcpy(&v1, mem + (node(0) - BASE) + 128 + 8, 8);
     put64(v1 + 8, 0x401800);
-    rc = ms_maps_walk(&layout, &kk, b.task, read_mem, NULL, &l, &err);
+    rc = ms_maps_walk(&maps_layout, &kk, b.task, read_mem, NULL, &l, &err);
     CHECK(rc == MS_EFORMAT && strstr(err.msg, "the tree has it"), "%s", err.msg);
     ms_vma_list_free(&l);
     put64(v1 + 8, 0x401000);
     /* an entry no VMA can be */
     put64(node(0) + 128 + 8, v1 | 2);
-    rc = ms_maps_walk(&layout, &kk, b.task, read_mem, NULL, &l, &err);
+    rc = ms_maps_walk(&maps_layout, &kk, b.task, read_mem, NULL, &l, &err);
     CHECK(rc == MS_EFORMAT && strstr(err.msg, "not a VMA"), "%s", err.msg);
     ms_vma_list_free(&l);
     put64(node(0) + 128 + 8, v1);
 
     /* a kernel thread */
-    rc = ms_maps_walk(&layout, &kk, b.kthread, read_mem, NULL, &l, &err);
+    rc = ms_maps_walk(&maps_layout, &kk, b.kthread, read_mem, NULL, &l, &err);
     CHECK(rc == MS_ENOTFOUND && strstr(err.msg, "kernel thread"), "%s", err.msg);
     /* an exited process (a zombie) has no mm either */
-    rc = ms_maps_walk(&layout, &kk, b.zombie, read_mem, NULL, &l, &err);
+    rc = ms_maps_walk(&maps_layout, &kk, b.zombie, read_mem, NULL, &l, &err);
     CHECK(rc == MS_ENOTFOUND && strstr(err.msg, "has exited"), "%s", err.msg);
     /* an unreadable task */
-    rc = ms_maps_walk(&layout, &kk, BASE + ARENA + 0x1000, read_mem, NULL, &l, &err);
+    rc = ms_maps_walk(&maps_layout, &kk, BASE + ARENA + 0x1000, read_mem, NULL, &l, &err);
     CHECK(rc == MS_EUNMAPPED, "%s", err.msg);
     /* a mount loop: d_path ends with an error, the area is named "?" */
     uint64_t f1;
@@ -551,12 +506,12 @@ static void test_maps(void)
     uint64_t bin;
     memcpy(&bin, mem + (d1 - BASE), 8);
     put64(bin, d1); /* bin's parent is busybox, whose parent is bin */
-    rc = ms_maps_walk(&layout, &kk, b.task, read_mem, NULL, &l, &err);
+    rc = ms_maps_walk(&maps_layout, &kk, b.task, read_mem, NULL, &l, &err);
     CHECK(rc == 0 && l.count >= 1 && !l.vmas[0].name_known && l.bad == 2, "%d %zu %llu %s", rc,
           l.count, (unsigned long long)l.bad, err.msg);
     ms_vma_list_free(&l);
     /* a bad layout */
-    struct ms_maps_layout bad = layout;
+    struct ms_maps_layout bad = maps_layout;
     bad.vm_file = 1 << 20;
     rc = ms_maps_walk(&bad, &kk, b.task, read_mem, NULL, &l, &err);
     CHECK(rc == MS_EFORMAT, "%s", err.msg);
