@@ -652,19 +652,25 @@ static int local_modules(struct ms_target *t, ms_handle h, struct ms_module_list
     return rc < 0 ? rc : ms_modules_list(k, 0, out, err);
 }
 
-/* init_task and vmemmap_base are symbols: the kernel's symbols are needed. */
+/* path in the kernel's file systems. init_task and vmemmap_base are
+ * symbols: the kernel's symbols are needed. */
+static int vfs_lookup(struct ms_target *t, ms_handle h, const char *path, struct ms_vfs_layout *l,
+                      struct ms_vfs *v, struct ms_vfs_file *f, struct ms_err *err)
+{
+    struct ms_kernel *k;
+    int rc = kernel_syms(L(t), h, &k, err);
+    if (rc == 0)
+        rc = ms_vfs_open(k, l, v, err);
+    return rc == 0 ? ms_vfs_lookup(v, path, f, err) : rc;
+}
+
 static int local_file_read(struct ms_target *t, ms_handle h, const char *path, uint64_t offset,
                            void *buf, size_t len, struct ms_file_chunk *out, struct ms_err *err)
 {
-    struct ms_kernel *k;
     struct ms_vfs_layout l;
     struct ms_vfs v;
     struct ms_vfs_file f;
-    int rc = kernel_syms(L(t), h, &k, err);
-    if (rc == 0)
-        rc = ms_vfs_open(k, &l, &v, err);
-    if (rc == 0)
-        rc = ms_vfs_lookup(&v, path, &f, err);
+    int rc = vfs_lookup(t, h, path, &l, &v, &f, err);
     if (rc < 0)
         return rc;
     rc = ms_vfs_read(&v, &f, offset, buf, len, out, err);
@@ -674,15 +680,10 @@ static int local_file_read(struct ms_target *t, ms_handle h, const char *path, u
 static int local_dir_list(struct ms_target *t, ms_handle h, const char *path, struct ms_dir *out,
                           struct ms_err *err)
 {
-    struct ms_kernel *k;
     struct ms_vfs_layout l;
     struct ms_vfs v;
     struct ms_vfs_file f;
-    int rc = kernel_syms(L(t), h, &k, err);
-    if (rc == 0)
-        rc = ms_vfs_open(k, &l, &v, err);
-    if (rc == 0)
-        rc = ms_vfs_lookup(&v, path, &f, err);
+    int rc = vfs_lookup(t, h, path, &l, &v, &f, err);
     if (rc < 0)
         return rc;
     rc = ms_vfs_list(&v, &f, out, err);
