@@ -43,6 +43,16 @@ enum ms_op {
     MS_OP_UNWIND_STEP = 21, /* handle, frame -> more?, the caller's frame */
     MS_OP_MODULES = 22,     /* handle -> the kernel's module list */
     MS_OP_PRINT = 23,       /* handle, "fmt", "expr" -> GDB's print text */
+    MS_OP_MAPS = 24,        /* handle, pid -> the process's memory map */
+    MS_OP_FILE = 25,   /* handle, question, path, offset, len -> a file's bytes, or a directory */
+    MS_OP_KERNEL = 26, /* handle -> release, slide, phys_base, root, levels, symbols */
+    MS_OP_DMESG_NEXT = 27, /* handle, style, max level, cursor -> new records' text, lost, cursor */
+};
+
+/* MS_OP_FILE's questions. */
+enum ms_wire_file {
+    MS_WIRE_FILE_READ = 0, /* offset, len -> size, mode, inode, holes, bytes */
+    MS_WIRE_FILE_LIST = 1, /* -> the directory's entries */
 };
 
 /* MS_OP_TYPES' questions. */
@@ -120,6 +130,10 @@ void ms_wire_put_module(struct ms_wbuf *b, const struct ms_module_list *l,
                         const struct ms_module *m);
 /* Decodes one module onto the end of l (its users into l->users). */
 bool ms_wire_get_module(struct ms_rbuf *r, struct ms_module_list *l);
+/* A memory area and its name (from l->names). */
+void ms_wire_put_vma(struct ms_wbuf *b, const struct ms_vma_list *l, const struct ms_vma *v);
+/* Decodes one memory area onto the end of l. */
+bool ms_wire_get_vma(struct ms_rbuf *r, struct ms_vma_list *l);
 void ms_wire_put_cpu(struct ms_wbuf *b, const struct ms_cpu_state *c);
 bool ms_wire_get_cpu(struct ms_rbuf *r, struct ms_cpu_state *c);
 /* Registers: u64 valid, u8 n, n x u64 (ms_reg order). A decoder keeps the
