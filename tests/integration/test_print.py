@@ -22,7 +22,7 @@ import pytest
 
 from test_gdbserver import slide
 from test_l2linux import FIXTURES, _nested
-from test_linux import MEMSRV, memsrv, vmlinux
+from test_linux import MEMSRV, memsrv, transplant, vmlinux
 from test_remote_linux import Server
 
 GUESTS = ["guest5", "guest_kaslr"]
@@ -225,3 +225,18 @@ def test_print_l2_through_npt(l2g):
     tail = '"...' if len(banner) + 1 > 200 else '"'  # print elements: 200 characters
     assert re.fullmatch(r"\$1 = 0x[0-9a-f]+ <linux_banner> ", out[:-len(text) - len(tail) - 2]), out
     assert out.endswith(f'"{text}{tail}\n'), out
+
+
+@pytest.mark.parametrize("kind", ["ept", "npt"])
+def test_print_through_transplant(guest5, tmp_path, kind):
+    """guest5's memory moved behind an EPT/NPT (the kernel as a nested
+    guest would see it): the same texts as on its own RAM."""
+    g = guest5
+    dst = str(tmp_path / "l1.ram")
+    root = transplant(g.ram, dst, kind)
+    stage = ["--eptp", hex(root)] if kind == "ept" else ["--ncr3", hex(root), "--npt-levels", "4"]
+    cmds = commands(g)
+    direct = memsrv_prints(["--ram", g.ram], cmds)
+    nested = memsrv_prints(["--ram", dst, *stage], cmds)
+    assert nested == direct
+    os.unlink(dst)
