@@ -98,7 +98,8 @@ struct ctx {
     struct ms_strbuf *out;
     struct ms_err *err;
     char fmt;
-    bool noside; /* sizeof's operand: no memory is read */
+    bool noside;   /* sizeof's operand: no memory is read */
+    unsigned nest; /* print_value's recursion (anonymous members add no max-depth) */
     unsigned reads;
     const struct ms_cexpr *ex;
 };
@@ -360,6 +361,8 @@ static uint64_t bitfield(const uint8_t *p, size_t avail, unsigned bitpos, unsign
                          bool sgn)
 {
     uint64_t v = 0;
+    if (bitsize > 64)
+        bitsize = 64; /* callers refuse wider ones first */
     for (unsigned i = 0; i < bitsize; i++) {
         unsigned bit = bitpos + i;
         if (bit / 8 < avail && (p[bit / 8] >> (bit % 8)) & 1)
@@ -383,6 +386,8 @@ static int fetch(struct ctx *c, const struct val *v, const struct ty *t, uint64_
     }
     uint8_t buf[16] = {0};
     if (v->bitsize) {
+        if (v->bitsize > 64 || v->bitpos > 7)
+            return ms_err_set(c->err, MS_EFORMAT, "a %u-bit bitfield", v->bitsize);
         size_t n = (v->bitpos + v->bitsize + 7) / 8;
         int rc = rd(c, v->addr, buf, n, NULL);
         if (rc < 0)
@@ -1405,6 +1410,8 @@ static void put_enum(struct ctx *c, const struct ty *t, uint64_t bits)
 
 static int print_value(struct ctx *c, uint32_t ref, const uint8_t *buf, size_t len, uint64_t addr,
                        int depth);
+static int print_kind(struct ctx *c, uint32_t ref, const struct ty *t, const uint8_t *buf,
+                      size_t len, uint64_t addr, int depth);
 
 /* A pointer's value as GDB's print_unpacked_pointer shows it. */
 static int put_pointer(struct ctx *c, uint32_t target, uint64_t p)
@@ -1497,8 +1504,10 @@ static int print_struct(struct ctx *c, const struct ty *t, const uint8_t *buf, s
         if (rc < 0)
             return rc;
         if (m.bitfield_size) {
-            if (!is_integral(&mt))
-                return ms_err_set(c->err, MS_EFORMAT, "BTF bitfield of a non-integer type");
+            if (!is_integral(&mt) || m.bitfield_size > 64)
+                return ms_err_set(c->err, MS_EFORMAT,
+                                  "BTF member %s: a %u-bit bitfield, not of an integer", m.name,
+                                  m.bitfield_size);
             size_t avail = off < len ? len - off : 0;
             uint64_t v = bitfield(buf + (off < len ? off : len), avail,
                                   (unsigned)(m.bit_offset % 8), m.bitfield_size, mt.sgn);
@@ -1572,6 +1581,19 @@ static int print_value(struct ctx *c, uint32_t ref, const uint8_t *buf, size_t l
     int rc = peel(c, ref, &t);
     if (rc < 0)
         return rc;
+    if (c->nest > 4 * MAX_DEPTH) /* anonymous members nested this deep: a cycle */
+        return ms_err_set(c->err, MS_EFORMAT, "BTF structs nest deeper than %d", 4 * MAX_DEPTH);
+    c->nest++;
+    rc = print_kind(c, ref, &t, buf, len, addr, depth);
+    c->nest--;
+    return rc;
+}
+
+static int print_kind(struct ctx *c, uint32_t ref, const struct ty *tp, const uint8_t *buf,
+                      size_t len, uint64_t addr, int depth)
+{
+    struct ty t = *tp;
+    int rc;
     switch (t.kind) {
     case K_STRUCT:
     case K_ARRAY:

@@ -1,9 +1,12 @@
 /* Fuzzes memsrv p: the input is an expression (up to the first newline,
  * byte 0 choosing the format letter) and the guest memory after it, mapped
  * at SAMPLE_BASE, over the sample BTF of tests/fuzz/cexpr_sample.h (structs,
- * unions, bitfields, enums, arrays, pointers, a function). Parsing,
- * evaluation and printing must end with text or an error, within the
- * output bound, never outside the memory given. */
+ * unions, bitfields, enums, arrays, pointers, a function). With bit 7 of
+ * byte 0 set, the memory starts with a u16 length and that many bytes of a
+ * BTF blob of the input's own (hostile types: cycles, huge bitfields,
+ * bad sizes), used in place of the sample's. Parsing, evaluation and
+ * printing must end with text or an error, within the output bound, never
+ * outside the memory given. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +31,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     static const char fmts[] = "\0xduotcasz";
-    char fmt[2] = {fmts[data[0] % (sizeof(fmts) - 1)], 0};
+    char fmt[2] = {fmts[(data[0] & 0x7f) % (sizeof(fmts) - 1)], 0};
+    bool own_btf = data[0] & 0x80;
     data++, size--;
     const uint8_t *nl = memchr(data, '\n', size);
     size_t elen = nl ? (size_t)(nl - data) : size;
@@ -39,8 +43,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     memcpy(expr, data, elen);
     expr[elen] = '\0';
-    struct sample_mem mem = {nl ? nl + 1 : data + size, nl ? size - elen - 1 : 0};
-    struct ms_print_env env = {btf, sample_read, &mem, sample_symbol, sample_addrsym, NULL};
+    struct sample_mem mem = {nl ? nl + 1 : data + size, nl ? (size_t)(data + size - nl - 1) : 0};
+    struct ms_btf *use = btf, *mine = NULL;
+    if (own_btf) {
+        size_t blen = mem.len >= 2 ? (size_t)(mem.bytes[0] | mem.bytes[1] << 8) : 0;
+        if (blen > mem.len - 2 || ms_btf_parse(&mine, mem.bytes + 2, blen, NULL) < 0) {
+            free(expr);
+            return 0;
+        }
+        use = mine;
+        mem.bytes += 2 + blen;
+        mem.len -= 2 + blen;
+    }
+    struct ms_print_env env = {use, sample_read, &mem, sample_symbol, sample_addrsym, NULL};
     struct ms_strbuf out;
     ms_strbuf_init(&out);
     struct ms_err err;
@@ -52,6 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (out.len > MS_PRINT_OUTPUT_MAX + 4096)
         abort();
     ms_strbuf_free(&out);
+    ms_btf_free(mine);
     free(expr);
     return 0;
 }
