@@ -158,7 +158,7 @@ static int lex(struct parser *p, struct tok *t)
             t->len = 2;
             return 0;
         }
-    if (!strchr("+-*/%()[]<>&|^~!.{}", s[i]))
+    if (!strchr("+-*/%()[]<>&|^~!.{}?:@", s[i]))
         return ms_err_set(p->err, MS_EINVAL, "Invalid character '%c' in expression.",
                           isprint((unsigned char)s[i]) ? s[i] : '?');
     t->punct[0] = s[i];
@@ -192,6 +192,7 @@ static int new_node(struct parser *p, enum ms_cexpr_op op, int k0, int k1)
     n->op = op;
     n->kid[0] = k0;
     n->kid[1] = k1;
+    n->kid[2] = -1;
     return i;
 }
 
@@ -337,6 +338,7 @@ static int type_name(struct parser *p, struct ms_cexpr_type *ty)
 
 static int expr(struct parser *p, int min_prec);
 static int unary(struct parser *p);
+static int conditional(struct parser *p);
 
 static int expect(struct parser *p, const char *punct)
 {
@@ -389,7 +391,7 @@ static int primary(struct parser *p)
     }
     if (is_punct(&t, "(")) {
         take(p, &t);
-        int n = expr(p, 0);
+        int n = conditional(p);
         if (n < 0)
             return n;
         rc = expect(p, ")");
@@ -427,7 +429,7 @@ static int postfix(struct parser *p)
             n = k;
         } else if (is_punct(&t, "[")) {
             take(p, &t);
-            int i = expr(p, 0);
+            int i = conditional(p);
             if (i < 0)
                 return i;
             rc = expect(p, "]");
@@ -542,11 +544,11 @@ struct binop_info {
 };
 
 static const struct binop_info binops[] = {
-    {"||", MS_CX_LOR, 1}, {"&&", MS_CX_LAND, 2}, {"|", MS_CX_OR, 3},  {"^", MS_CX_XOR, 4},
-    {"&", MS_CX_AND, 5},  {"==", MS_CX_EQ, 6},   {"!=", MS_CX_NE, 6}, {"<", MS_CX_LT, 7},
-    {">", MS_CX_GT, 7},   {"<=", MS_CX_LE, 7},   {">=", MS_CX_GE, 7}, {"<<", MS_CX_SHL, 8},
-    {">>", MS_CX_SHR, 8}, {"+", MS_CX_ADD, 9},   {"-", MS_CX_SUB, 9}, {"*", MS_CX_MUL, 10},
-    {"/", MS_CX_DIV, 10}, {"%", MS_CX_MOD, 10},
+    {"||", MS_CX_LOR, 1}, {"&&", MS_CX_LAND, 2}, {"|", MS_CX_OR, 3},   {"^", MS_CX_XOR, 4},
+    {"&", MS_CX_AND, 5},  {"==", MS_CX_EQ, 6},   {"!=", MS_CX_NE, 6},  {"<", MS_CX_LT, 7},
+    {">", MS_CX_GT, 7},   {"<=", MS_CX_LE, 7},   {">=", MS_CX_GE, 7},  {"<<", MS_CX_SHL, 8},
+    {">>", MS_CX_SHR, 8}, {"@", MS_CX_AT, 9},    {"+", MS_CX_ADD, 10}, {"-", MS_CX_SUB, 10},
+    {"*", MS_CX_MUL, 11}, {"/", MS_CX_DIV, 11},  {"%", MS_CX_MOD, 11},
 };
 
 /* Precedence climbing: left-associative binary operators. */
@@ -581,6 +583,37 @@ static int expr(struct parser *p, int min_prec)
     return lhs;
 }
 
+/* cond ? a : b, right-associative, below every binary operator. */
+static int conditional(struct parser *p)
+{
+    int rc = deeper(p);
+    if (rc < 0)
+        return rc;
+    int n = expr(p, 0);
+    struct tok t;
+    if (n >= 0 && (rc = lex(p, &t)) < 0)
+        return rc;
+    if (n >= 0 && is_punct(&t, "?")) {
+        take(p, &t);
+        int a = conditional(p);
+        if (a < 0)
+            return a;
+        rc = expect(p, ":");
+        if (rc < 0)
+            return rc;
+        int b = conditional(p);
+        if (b < 0)
+            return b;
+        int k = new_node(p, MS_CX_COND, n, a);
+        if (k < 0)
+            return k;
+        p->out->nodes[k].kid[2] = b;
+        n = k;
+    }
+    p->depth--;
+    return n;
+}
+
 int ms_cexpr_parse(struct ms_cexpr *out, const char *text, ms_cexpr_is_type_fn is_type, void *arg,
                    struct ms_err *err)
 {
@@ -597,7 +630,7 @@ int ms_cexpr_parse(struct ms_cexpr *out, const char *text, ms_cexpr_is_type_fn i
         return rc;
     if (t.kind == T_END)
         return ms_err_set(err, MS_EINVAL, "An expression is needed.");
-    int root = expr(&p, 0);
+    int root = conditional(&p);
     if (root < 0)
         return root;
     rc = lex(&p, &t);

@@ -2,10 +2,11 @@
  * memory, no types looked up (a callback says which identifiers name
  * types, for casts and sizeof). Symbols, integer and character literals,
  * . -> [] unary * & - + ~ !, casts to (struct X *), (unsigned long),
- * (typedef_t) ..., sizeof(type) and sizeof expr, GDB's {type} addr, the
- * binary operators of C with their precedence (no assignment, no comma, no
- * ?:). Bounded: the text's length, the node count and the nesting depth;
- * errors as GDB words them ("A syntax error in expression, near `...'."). */
+ * (typedef_t) ..., sizeof(type) and sizeof expr, GDB's {type} addr and
+ * GDB's artificial arrays (x@n), the binary operators of C with their
+ * precedence and ?: (no assignment, no comma, no floating point). Bounded: the text's length, the
+ * node count and the nesting depth; errors as GDB words them ("A syntax error in expression, near
+ * `...'."). */
 #ifndef MEMSRV_CEXPR_H
 #define MEMSRV_CEXPR_H
 
@@ -37,6 +38,7 @@ enum ms_cexpr_op {
     MS_CX_SIZEOF_TYPE, /* sizeof (type) */
     MS_CX_SIZEOF_EXPR, /* sizeof kid[0] */
     MS_CX_BINARY,      /* kid[0] binop kid[1] */
+    MS_CX_COND,        /* kid[0] ? kid[1] : kid[2] */
 };
 
 enum ms_cexpr_binop {
@@ -58,6 +60,7 @@ enum ms_cexpr_binop {
     MS_CX_OR,
     MS_CX_LAND,
     MS_CX_LOR,
+    MS_CX_AT, /* GDB's x@n: n objects like x from x's address on */
 };
 
 /* A type as written: base is "struct task_struct", "union x", "enum y",
@@ -72,7 +75,7 @@ struct ms_cexpr_type {
 struct ms_cexpr_node {
     enum ms_cexpr_op op;
     enum ms_cexpr_binop binop;
-    int kid[2]; /* node indexes, -1: none */
+    int kid[3]; /* node indexes, -1: none */
     uint64_t num;
     bool num_unsigned; /* a u suffix */
     unsigned num_long; /* 0, 1 (l) or 2 (ll) */

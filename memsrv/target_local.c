@@ -795,9 +795,10 @@ static int print_symbol(void *arg, const char *name, uint64_t *addr, bool *text)
 }
 
 /* GDB names an address only inside a symbol's extent: its ELF size, or
- * (kallsyms has no sizes) up to the next symbol, for data at most
- * KALLSYMS_DATA_EXTENT (string literals and other unnamed data follow
- * small statics); zero-sized data symbols name nothing. */
+ * (kallsyms has no sizes) the size of its type when print knows it, else
+ * up to the next symbol, for data at most KALLSYMS_DATA_EXTENT (string
+ * literals and other unnamed data follow small statics); zero-sized data
+ * symbols name nothing. */
 static int print_addrsym(void *arg, uint64_t addr, char *name, size_t size, uint64_t *offset)
 {
     struct ms_kernel *k = arg;
@@ -811,6 +812,10 @@ static int print_addrsym(void *arg, uint64_t addr, char *name, size_t size, uint
     } else if (ms_symtab_addr_extent(k->syms, addr, &s, offset, &extent, NULL) < 0) {
         return -1;
     }
+    /* an object whose type print knows ends where its type does */
+    uint64_t known;
+    if (k->btf && ms_print_symbol_size(k->btf, s->name, &known) == 0 && known < extent)
+        extent = known;
     bool text = s->type == 'T' || s->type == 't';
     if (ms_symtab_is_elf(k->syms)) {
         if (s->size ? *offset >= s->size : !text)

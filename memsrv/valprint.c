@@ -19,9 +19,9 @@
 #define ENUM_SCAN_MAX 2000000 /* enumerators looked at to find a constant */
 
 /* Synthetic types: C's base types (so arithmetic never needs the BTF to
- * have them), pointers to anything, and the two kinds of symbol with no
- * type. The first slots are fixed. */
-enum syn_kind { S_INT, S_VOID, S_PTR, S_NODEBUG_DATA, S_NODEBUG_TEXT };
+ * have them), pointers to anything, x@n's arrays, and the two kinds of
+ * symbol with no type. The first slots are fixed. */
+enum syn_kind { S_INT, S_VOID, S_PTR, S_ARRAY, S_NODEBUG_DATA, S_NODEBUG_TEXT };
 enum {
     B_CHAR,
     B_SCHAR,
@@ -63,6 +63,7 @@ static const struct {
 struct syn {
     enum syn_kind kind;
     uint32_t target;
+    uint32_t nelems; /* S_ARRAY */
 };
 
 #define T(b) (SYN | (uint32_t)(b))
@@ -157,23 +158,24 @@ static int rd(struct ctx *c, uint64_t addr, void *buf, size_t len, size_t *got)
 
 /* ---- types ---- */
 
-static int syn_new(struct ctx *c, enum syn_kind kind, uint32_t target, uint32_t *out)
+static int syn_new(struct ctx *c, enum syn_kind kind, uint32_t target, uint32_t nelems,
+                   uint32_t *out)
 {
     for (unsigned i = B_COUNT; i < c->nsyn; i++)
-        if (c->syn[i].kind == kind && c->syn[i].target == target) {
+        if (c->syn[i].kind == kind && c->syn[i].target == target && c->syn[i].nelems == nelems) {
             *out = T(i);
             return 0;
         }
     if (c->nsyn >= SYN_MAX)
         return ms_err_set(c->err, MS_ELIMIT, "expression makes over %d types", SYN_MAX);
-    c->syn[c->nsyn] = (struct syn){kind, target};
+    c->syn[c->nsyn] = (struct syn){kind, target, nelems};
     *out = T(c->nsyn++);
     return 0;
 }
 
 static int ptr_to(struct ctx *c, uint32_t target, uint32_t *out)
 {
-    return syn_new(c, S_PTR, target, out);
+    return syn_new(c, S_PTR, target, 0, out);
 }
 
 static int peel(struct ctx *c, uint32_t ref, struct ty *t)
@@ -196,6 +198,15 @@ static int peel(struct ctx *c, uint32_t ref, struct ty *t)
             t->kind = K_NODEBUG_DATA;
         } else if (i == B_NODEBUG_TEXT) {
             t->kind = K_NODEBUG_TEXT;
+        } else if (c->syn[i].kind == S_ARRAY) {
+            struct ty et;
+            int rc = peel(c, c->syn[i].target, &et);
+            if (rc < 0)
+                return rc;
+            t->kind = K_ARRAY;
+            t->target = c->syn[i].target;
+            t->nelems = c->syn[i].nelems;
+            t->size = et.size * t->nelems; /* both below 2^32: no overflow */
         } else {
             t->kind = K_PTR;
             t->size = 8;
@@ -302,11 +313,15 @@ static int type_text(struct ctx *c, uint32_t ref, const char *inner, char *out, 
         snprintf(out, size, "%s%s%s", base, inner[0] ? " " : "", inner);
         return 0;
     }
+    char wrapped[1024];
+    if (c->syn[i].kind == S_ARRAY) {
+        snprintf(wrapped, sizeof(wrapped), "%s[%u]", inner, c->syn[i].nelems);
+        return type_text(c, c->syn[i].target, wrapped, out, size, depth + 1);
+    }
     struct ty to;
     int rc = peel(c, c->syn[i].target, &to);
     if (rc < 0)
         return rc;
-    char wrapped[1024];
     bool paren = to.kind == K_ARRAY || to.kind == K_FUNC;
     /* GDB looks at the pointee as declared: a typedef of an array reads "t *" */
     if (!(c->syn[i].target & SYN)) {
@@ -522,7 +537,64 @@ static const struct {
     {"init_time_ns", "struct time_namespace", 0},
     {"pid_max", "int", 0},
     {"vm_committed_as", "struct percpu_counter", 0},
+    {"fixed_percpu_data", "struct fixed_percpu_data", 0}, /* per-CPU, outside BTF's DATASEC */
 };
+
+/* The type of a global: its BTF VAR, else a well-known global's; 0: none. */
+static uint32_t global_type(struct ctx *c, const char *name)
+{
+    const struct ms_btf *b = c->env->btf;
+    uint32_t var = ms_btf_find(b, MS_BTF_VAR, name);
+    struct ms_btf_type t;
+    if (var && ms_btf_type(b, var, &t, NULL) == 0)
+        return t.type;
+    for (size_t i = 0; i < sizeof(known_globals) / sizeof(known_globals[0]); i++) {
+        if (strcmp(known_globals[i].name, name))
+            continue;
+        struct ms_cexpr_type ct = {.stars = known_globals[i].stars};
+        snprintf(ct.base, sizeof(ct.base), "%s", known_globals[i].type);
+        uint32_t r;
+        struct ms_err *keep = c->err; /* a type this BTF lacks: no type, no error */
+        c->err = NULL;
+        int rc = lookup_type(c, &ct, &r);
+        c->err = keep;
+        return rc == 0 ? r : 0;
+    }
+    return 0;
+}
+
+static void ctx_init(struct ctx *c, const struct ms_print_env *env)
+{
+    c->env = env;
+    c->nsyn = B_COUNT;
+    for (unsigned i = 0; i < B_COUNT; i++)
+        c->syn[i].kind = i < B_VOID ? S_INT : S_VOID;
+}
+
+int ms_print_symbol_size(const struct ms_btf *btf, const char *name, uint64_t *size)
+{
+    struct ms_print_env env = {.btf = btf};
+    struct ctx *c = calloc(1, sizeof(*c));
+    if (!c)
+        return MS_ENOMEM;
+    ctx_init(c, &env);
+    uint32_t type = global_type(c, name);
+    struct ty t;
+    int rc = type && peel(c, type, &t) == 0 && t.size ? 0 : MS_ENOTFOUND;
+    struct ms_btf_type bt;
+    if (rc == 0 && t.kind == K_STRUCT && ms_btf_type(btf, t.ref, &bt, NULL) == 0 && bt.vlen) {
+        /* a flexible array at the end: the object may be larger (init_struct_pid) */
+        struct ms_btf_member m;
+        struct ty mt;
+        if (ms_btf_member(btf, t.ref, bt.vlen - 1U, &m, NULL) < 0 || peel(c, m.type, &mt) < 0 ||
+            (mt.kind == K_ARRAY && mt.nelems == 0))
+            rc = MS_ENOTFOUND;
+    }
+    if (rc == 0)
+        *size = t.size;
+    free(c);
+    return rc;
+}
 
 /* An enumerator of that name anywhere in the BTF: 1 found. */
 static int find_enumerator(struct ctx *c, const char *name, uint32_t *type, int64_t *value)
@@ -558,23 +630,7 @@ static int eval_symbol(struct ctx *c, const char *name, struct val *v)
     bool found = src == 0;
     uint32_t type = 0;
     if (found) {
-        uint32_t var = ms_btf_find(b, MS_BTF_VAR, name);
-        if (var) {
-            struct ms_btf_type t;
-            if (ms_btf_type(b, var, &t, c->err) < 0)
-                return c->err ? c->err->code : MS_EFORMAT;
-            type = t.type;
-        }
-        for (size_t i = 0; !type && i < sizeof(known_globals) / sizeof(known_globals[0]); i++) {
-            if (strcmp(known_globals[i].name, name))
-                continue;
-            struct ms_cexpr_type ct = {.stars = known_globals[i].stars};
-            snprintf(ct.base, sizeof(ct.base), "%s", known_globals[i].type);
-            uint32_t r;
-            if (lookup_type(c, &ct, &r) == 0)
-                type = r;
-            ms_err_clear(c->err);
-        }
+        type = global_type(c, name);
         if (!type)
             type = ms_btf_find(b, MS_BTF_FUNC, name);
         if (!type)
@@ -625,12 +681,13 @@ static int decay(struct ctx *c, struct val *v, struct ty *t)
     return 0;
 }
 
-/* An operand of arithmetic: its peeled type and its value as 64 bits. */
-static int operand(struct ctx *c, int node, struct val *v, struct ty *t, uint64_t *x, int depth)
+/* An evaluated operand of arithmetic: its peeled type and its value as 64
+ * bits; a struct is GDB's error for a missing C++ operator. */
+static int operand_value(struct ctx *c, struct val *v, struct ty *t, uint64_t *x, const char *op)
 {
-    int rc = eval(c, node, v, depth);
-    if (rc == 0)
-        rc = peel(c, v->type, t);
+    int rc = peel(c, v->type, t);
+    if (rc == 0 && t->kind == K_STRUCT && op)
+        return ms_err_set(c->err, MS_EINVAL, "Structure has no component named operator%s.", op);
     if (rc == 0)
         rc = decay(c, v, t);
     if (rc == 0 && (is_integral(t) || t->kind == K_PTR)) {
@@ -644,6 +701,18 @@ static int operand(struct ctx *c, int node, struct val *v, struct ty *t, uint64_
                         "Argument to arithmetic operation not a number or "
                         "boolean.");
     return rc;
+}
+
+static int operand_op(struct ctx *c, int node, struct val *v, struct ty *t, uint64_t *x, int depth,
+                      const char *op)
+{
+    int rc = eval(c, node, v, depth);
+    return rc < 0 ? rc : operand_value(c, v, t, x, op);
+}
+
+static int operand(struct ctx *c, int node, struct val *v, struct ty *t, uint64_t *x, int depth)
+{
+    return operand_op(c, node, v, t, x, depth, NULL);
 }
 
 /* C's integer promotions as GDB's binop_promote does them. */
@@ -682,12 +751,59 @@ static int elem_size(struct ctx *c, uint32_t target, uint64_t *size)
     return 0;
 }
 
+static const char *const binop_text[] = {
+    [MS_CX_MUL] = "*",   [MS_CX_DIV] = "/",  [MS_CX_MOD] = "%",  [MS_CX_ADD] = "+",
+    [MS_CX_SUB] = "-",   [MS_CX_SHL] = "<<", [MS_CX_SHR] = ">>", [MS_CX_LT] = "<",
+    [MS_CX_GT] = ">",    [MS_CX_LE] = "<=",  [MS_CX_GE] = ">=",  [MS_CX_EQ] = "==",
+    [MS_CX_NE] = "!=",   [MS_CX_AND] = "&",  [MS_CX_XOR] = "^",  [MS_CX_OR] = "|",
+    [MS_CX_LAND] = "&&", [MS_CX_LOR] = "||", [MS_CX_AT] = "@",
+};
+
+/* GDB's x@n: n objects of x's type from x's address on. */
+static int artificial_array(struct ctx *c, const struct ms_cexpr_node *n, struct val *v, int depth)
+{
+    int rc = eval(c, n->kid[0], v, depth);
+    struct val b;
+    struct ty t, tb;
+    uint64_t count;
+    if (rc == 0)
+        rc = peel(c, v->type, &t);
+    if (rc == 0)
+        rc = operand(c, n->kid[1], &b, &tb, &count, depth);
+    if (rc < 0)
+        return rc;
+    if (tb.kind != K_INT && tb.kind != K_ENUM)
+        return ms_err_set(c->err, MS_EINVAL,
+                          "Argument to arithmetic operation not a number or "
+                          "boolean.");
+    if (t.kind == K_NODEBUG_DATA || t.kind == K_NODEBUG_TEXT)
+        return nodebug_error(c, v);
+    if (!v->lval || v->bitsize)
+        return ms_err_set(c->err, MS_EINVAL, "Only values in memory can be extended with '@'.");
+    if ((int64_t)count <= 0 || (int64_t)count > INT32_MAX)
+        return ms_err_set(c->err, MS_EINVAL, "Invalid number %d of repetitions.", (int)count);
+    if (count > MS_PRINT_VALUE_MAX || t.size == 0)
+        return ms_err_set(c->err, MS_ELIMIT,
+                          "value requires %llu bytes, which is more than "
+                          "max-value-size",
+                          (unsigned long long)(count * (t.size ? t.size : 1)));
+    uint32_t arr;
+    rc = syn_new(c, S_ARRAY, v->type, (uint32_t)count, &arr);
+    if (rc < 0)
+        return rc;
+    v->type = arr;
+    return 0;
+}
+
 static int binary(struct ctx *c, const struct ms_cexpr_node *n, struct val *v, int depth)
 {
     struct val a, b;
     struct ty ta, tb;
     uint64_t x, y;
-    int rc = operand(c, n->kid[0], &a, &ta, &x, depth);
+    if (n->binop == MS_CX_AT)
+        return artificial_array(c, n, v, depth);
+    const char *optext = binop_text[n->binop];
+    int rc = operand_op(c, n->kid[0], &a, &ta, &x, depth, optext);
     if (rc < 0)
         return rc;
     if (n->binop == MS_CX_LAND || n->binop == MS_CX_LOR) {
@@ -696,13 +812,13 @@ static int binary(struct ctx *c, const struct ms_cexpr_node *n, struct val *v, i
             *v = scalar(T(B_INT), l);
             return 0;
         }
-        rc = operand(c, n->kid[1], &b, &tb, &y, depth);
+        rc = operand_op(c, n->kid[1], &b, &tb, &y, depth, optext);
         if (rc < 0)
             return rc;
         *v = scalar(T(B_INT), y != 0);
         return 0;
     }
-    rc = operand(c, n->kid[1], &b, &tb, &y, depth);
+    rc = operand_op(c, n->kid[1], &b, &tb, &y, depth, optext);
     if (rc < 0)
         return rc;
     bool pa = ta.kind == K_PTR, pb = tb.kind == K_PTR;
@@ -1146,6 +1262,13 @@ static int eval(struct ctx *c, int node, struct val *v, int depth)
     }
     case MS_CX_BINARY:
         return binary(c, n, v, depth + 1);
+    case MS_CX_COND: {
+        struct val cv;
+        rc = operand(c, n->kid[0], &cv, &t, &x, depth + 1);
+        if (rc < 0)
+            return rc;
+        return eval(c, n->kid[x ? 1 : 2], v, depth + 1);
+    }
     }
     return ms_err_set(c->err, MS_EINVAL, "malformed expression");
 }
@@ -1749,13 +1872,10 @@ int ms_print_expr(const struct ms_print_env *env, const char *fmt, const char *e
         rc = ms_err_set(err, MS_ENOMEM, "out of memory");
         goto done;
     }
-    c->env = env;
+    ctx_init(c, env);
     c->out = out;
     c->err = err;
     c->ex = ex;
-    c->nsyn = B_COUNT;
-    for (unsigned i = 0; i < B_COUNT; i++)
-        c->syn[i].kind = i < B_VOID ? S_INT : S_VOID;
     fmt = fmt ? fmt : "";
     size_t fl = strlen(fmt);
     if (fl > 1 || (fl == 1 && !strchr("xduotcasz", fmt[0]))) {

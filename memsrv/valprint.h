@@ -52,4 +52,10 @@ struct ms_print_env {
 int ms_print_expr(const struct ms_print_env *env, const char *fmt, const char *expr,
                   struct ms_strbuf *out, struct ms_err *err);
 
+/* The size of the object a kernel global is, when its type is known as
+ * print knows it (a BTF VAR, or a well-known global's declaration): 0 when
+ * known, MS_ENOTFOUND when not. kallsyms has no sizes: this bounds where
+ * <sym+off> may name an address. */
+int ms_print_symbol_size(const struct ms_btf *btf, const char *name, uint64_t *size);
+
 #endif

@@ -99,6 +99,18 @@ EXPRS = [
     "p 1 +",
     "p 1/0",
     "p init_task.pid.x",
+    "p init_task.prio > 100 ? init_task.comm : init_uts_ns.name.release",
+    "p init_task.comm@2",
+    "p init_uts_ns.name.sysname[0]@10",
+    "p *init_task.tasks.next@2",
+    "p &(init_task.pid@3)",
+    "p init_task + 1",
+    "p init_task.pid@0",
+    "p *init_task.thread_pid",
+    "p *init_task.real_cred",
+    "p *prb",
+    "p init_net",
+    "p/x init_task",
 ]
 
 

@@ -222,6 +222,14 @@ static void test_print(void)
     expect("", "*0xffff888000001000", "42");
     expect("", "(_Bool)7", "true");
     expect("", "(void)0", "void");
+    expect("", "task0.pid ? 1 : 2", "1");
+    expect("", "0 ? 1 : 2 ? 3 : 4", "3");
+    expect("", "task0.nums[1]@3", "{3, 3, 3}");
+    expect("", "task0.comm[0]@4", "\"swap\"");
+    expect("", "task0.tasks@2",
+           "{{next = 0xffff888000001050 <task0+80>, prev = 0xffff888000001200}, "
+           "{next = 0xffff888000001100, prev = 0xffffffff81000010 <do_thing+16>}}");
+    expect("", "&(task0.pid@2)", "(pid_t (*)[2]) 0xffff888000001000 <task0>");
 }
 
 static void test_strings(void)
@@ -301,7 +309,10 @@ static void test_limits(void)
     expect_error("&1", "Attempt to take address of value not located in memory.");
     expect_error("&task0.bf1", "Attempt to take address of value not located in memory.");
     expect_error("(struct task)1", "Invalid cast.");
-    expect_error("task0 + 1", "Argument to arithmetic operation not a number or boolean.");
+    expect_error("task0 + 1", "Structure has no component named operator+.");
+    expect_error("-task0", "Argument to arithmetic operation not a number or boolean.");
+    expect_error("task0.pid@2@0", "Invalid number 0 of repetitions.");
+    expect_error("1@2", "Only values in memory can be extended with '@'.");
     /* formats GDB refuses */
     CHECK(print("2x", "1", &out, &err) < 0 &&
               !strcmp(err.msg, "Item count other than 1 is meaningless in \"print\" command."),
