@@ -15,129 +15,79 @@
 #include "btf.h"
 #include "valprint.h"
 
+#include "../support/btfblob.h"
+
 #define SAMPLE_BASE 0xffff888000001000ULL
 #define SAMPLE_TEXT 0xffffffff81000000ULL
-
-struct sample_blob {
-    uint8_t types[4096];
-    uint32_t tlen;
-    char strs[1024];
-    uint32_t slen;
-    uint32_t ntypes;
-};
-
-static uint32_t sample_str(struct sample_blob *b, const char *s)
-{
-    if (!*s)
-        return 0;
-    uint32_t off = b->slen;
-    size_t n = strlen(s) + 1;
-    memcpy(b->strs + off, s, n);
-    b->slen += (uint32_t)n;
-    return off;
-}
-
-static void sample_u32(struct sample_blob *b, uint32_t v)
-{
-    memcpy(b->types + b->tlen, &v, 4);
-    b->tlen += 4;
-}
-
-static uint32_t sample_type(struct sample_blob *b, const char *name, unsigned kind, unsigned vlen,
-                            bool kflag, uint32_t size_or_type)
-{
-    sample_u32(b, sample_str(b, name));
-    sample_u32(b, (uint32_t)kflag << 31 | kind << 24 | vlen);
-    sample_u32(b, size_or_type);
-    return ++b->ntypes;
-}
-
-static void sample_member(struct sample_blob *b, const char *name, uint32_t type, uint32_t off)
-{
-    sample_u32(b, sample_str(b, name));
-    sample_u32(b, type);
-    sample_u32(b, off);
-}
-
-static void sample_enumerator(struct sample_blob *b, const char *name, uint32_t v)
-{
-    sample_u32(b, sample_str(b, name));
-    sample_u32(b, v);
-}
 
 /* The blob's bytes into out (4 KiB is plenty); returns the length. */
 static size_t sample_btf(uint8_t *out)
 {
-    static struct sample_blob blob;
-    struct sample_blob *b = &blob;
-    memset(b, 0, sizeof(*b));
-    b->slen = 1;
-    sample_type(b, "int", MS_BTF_INT, 0, 0, 4); /* 1 */
-    sample_u32(b, 1u << 24 | 32);
-    sample_type(b, "char", MS_BTF_INT, 0, 0, 1); /* 2 */
-    sample_u32(b, 1u << 24 | 8);
-    sample_type(b, "long unsigned int", MS_BTF_INT, 0, 0, 8); /* 3 */
-    sample_u32(b, 64);
-    sample_type(b, "_Bool", MS_BTF_INT, 0, 0, 1); /* 4 */
-    sample_u32(b, 4u << 24 | 8);
-    sample_type(b, "", MS_BTF_ARRAY, 0, 0, 0); /* 5: char[16] */
-    sample_u32(b, 2);
-    sample_u32(b, 1);
-    sample_u32(b, 16);
-    sample_type(b, "list_head", MS_BTF_STRUCT, 2, 0, 16); /* 6 */
-    sample_member(b, "next", 7, 0);
-    sample_member(b, "prev", 7, 64);
-    sample_type(b, "", MS_BTF_PTR, 0, 0, 6);       /* 7 */
-    sample_type(b, "state", MS_BTF_ENUM, 3, 0, 4); /* 8 */
-    sample_enumerator(b, "S_RUN", 0);
-    sample_enumerator(b, "S_SLEEP", 1);
-    sample_enumerator(b, "S_DEAD", 5);
-    sample_type(b, "flags", MS_BTF_ENUM, 3, 0, 4); /* 9 */
-    sample_enumerator(b, "F_A", 1);
-    sample_enumerator(b, "F_B", 2);
-    sample_enumerator(b, "F_C", 4);
-    sample_type(b, "", MS_BTF_PTR, 0, 0, 2);        /* 10: char * */
-    sample_type(b, "", MS_BTF_FUNC_PROTO, 1, 0, 0); /* 11: void (struct list_head *) */
-    sample_u32(b, 0);
-    sample_u32(b, 7);
-    sample_type(b, "do_thing", MS_BTF_FUNC, 1, 0, 11); /* 12 */
-    sample_type(b, "", MS_BTF_PTR, 0, 0, 11);          /* 13 */
-    sample_type(b, "pid_t", MS_BTF_TYPEDEF, 0, 0, 1);  /* 14 */
-    sample_type(b, "u", MS_BTF_UNION, 2, 0, 8);        /* 15 */
-    sample_member(b, "a", 3, 0);
-    sample_member(b, "b", 1, 0);
-    sample_type(b, "task", MS_BTF_STRUCT, 12, 1, 184); /* 16 */
-    sample_member(b, "pid", 14, 0);
-    sample_member(b, "state", 8, 32);
-    sample_member(b, "comm", 5, 64);
-    sample_member(b, "tasks", 6, 640);
-    sample_member(b, "name", 10, 768);
-    sample_member(b, "fn", 13, 832);
-    sample_member(b, "flags", 9, 896);
-    sample_member(b, "bf1", 1, 3u << 24 | 928);
-    sample_member(b, "bf2", 1, 5u << 24 | 931);
-    sample_member(b, "ok", 4, 960);
-    sample_member(b, "nums", 17, 1024);
-    sample_member(b, "", 15, 1408);
-    sample_type(b, "", MS_BTF_ARRAY, 0, 0, 0); /* 17: int[12] */
-    sample_u32(b, 1);
-    sample_u32(b, 1);
-    sample_u32(b, 12);
-    sample_type(b, "task0", MS_BTF_VAR, 0, 0, 16); /* 18 */
-    sample_u32(b, 1);
-    sample_type(b, "cur", MS_BTF_VAR, 0, 0, 7); /* 19 */
-    sample_u32(b, 1);
-    sample_type(b, "", MS_BTF_ARRAY, 0, 0, 0); /* 20: char[300] */
-    sample_u32(b, 2);
-    sample_u32(b, 1);
-    sample_u32(b, 300);
-    sample_type(b, "bigc", MS_BTF_VAR, 0, 0, 20); /* 21 */
-    sample_u32(b, 1);
-    uint32_t hdr[6] = {0x0001eB9F, 24, 0, b->tlen, b->tlen, b->slen};
-    memcpy(out, hdr, 24);
-    memcpy(out + 24, b->types, b->tlen);
-    memcpy(out + 24 + b->tlen, b->strs, b->slen);
-    return 24 + b->tlen + b->slen;
+    static struct btf_blob blob;
+    struct btf_blob *b = &blob;
+    btf_blob_init(b);
+    btf_type(b, "int", MS_BTF_INT, 0, 0, 4); /* 1 */
+    btf_u32(b, 1u << 24 | 32);
+    btf_type(b, "char", MS_BTF_INT, 0, 0, 1); /* 2 */
+    btf_u32(b, 1u << 24 | 8);
+    btf_type(b, "long unsigned int", MS_BTF_INT, 0, 0, 8); /* 3 */
+    btf_u32(b, 64);
+    btf_type(b, "_Bool", MS_BTF_INT, 0, 0, 1); /* 4 */
+    btf_u32(b, 4u << 24 | 8);
+    btf_type(b, "", MS_BTF_ARRAY, 0, 0, 0); /* 5: char[16] */
+    btf_u32(b, 2);
+    btf_u32(b, 1);
+    btf_u32(b, 16);
+    btf_type(b, "list_head", MS_BTF_STRUCT, 2, 0, 16); /* 6 */
+    btf_member(b, "next", 7, 0);
+    btf_member(b, "prev", 7, 64);
+    btf_type(b, "", MS_BTF_PTR, 0, 0, 6);       /* 7 */
+    btf_type(b, "state", MS_BTF_ENUM, 3, 0, 4); /* 8 */
+    btf_enumerator(b, "S_RUN", 0);
+    btf_enumerator(b, "S_SLEEP", 1);
+    btf_enumerator(b, "S_DEAD", 5);
+    btf_type(b, "flags", MS_BTF_ENUM, 3, 0, 4); /* 9 */
+    btf_enumerator(b, "F_A", 1);
+    btf_enumerator(b, "F_B", 2);
+    btf_enumerator(b, "F_C", 4);
+    btf_type(b, "", MS_BTF_PTR, 0, 0, 2);        /* 10: char * */
+    btf_type(b, "", MS_BTF_FUNC_PROTO, 1, 0, 0); /* 11: void (struct list_head *) */
+    btf_u32(b, 0);
+    btf_u32(b, 7);
+    btf_type(b, "do_thing", MS_BTF_FUNC, 1, 0, 11); /* 12 */
+    btf_type(b, "", MS_BTF_PTR, 0, 0, 11);          /* 13 */
+    btf_type(b, "pid_t", MS_BTF_TYPEDEF, 0, 0, 1);  /* 14 */
+    btf_type(b, "u", MS_BTF_UNION, 2, 0, 8);        /* 15 */
+    btf_member(b, "a", 3, 0);
+    btf_member(b, "b", 1, 0);
+    btf_type(b, "task", MS_BTF_STRUCT, 12, 1, 184); /* 16 */
+    btf_member(b, "pid", 14, 0);
+    btf_member(b, "state", 8, 32);
+    btf_member(b, "comm", 5, 64);
+    btf_member(b, "tasks", 6, 640);
+    btf_member(b, "name", 10, 768);
+    btf_member(b, "fn", 13, 832);
+    btf_member(b, "flags", 9, 896);
+    btf_member(b, "bf1", 1, 3u << 24 | 928);
+    btf_member(b, "bf2", 1, 5u << 24 | 931);
+    btf_member(b, "ok", 4, 960);
+    btf_member(b, "nums", 17, 1024);
+    btf_member(b, "", 15, 1408);
+    btf_type(b, "", MS_BTF_ARRAY, 0, 0, 0); /* 17: int[12] */
+    btf_u32(b, 1);
+    btf_u32(b, 1);
+    btf_u32(b, 12);
+    btf_type(b, "task0", MS_BTF_VAR, 0, 0, 16); /* 18 */
+    btf_u32(b, 1);
+    btf_type(b, "cur", MS_BTF_VAR, 0, 0, 7); /* 19 */
+    btf_u32(b, 1);
+    btf_type(b, "", MS_BTF_ARRAY, 0, 0, 0); /* 20: char[300] */
+    btf_u32(b, 2);
+    btf_u32(b, 1);
+    btf_u32(b, 300);
+    btf_type(b, "bigc", MS_BTF_VAR, 0, 0, 20); /* 21 */
+    btf_u32(b, 1);
+    return btf_blob_bytes(b, out);
 }
 
 /* Memory: bytes mapped at SAMPLE_BASE; nothing else reads. */
