@@ -69,12 +69,16 @@ if mode == "traces":
 
 
 class Run:
-    """One process: wall seconds, peak RSS (KiB), stdout, exit code."""
+    """One process: wall seconds, peak RSS (KiB), stdout, exit code; stdin
+    bytes from a file, so writing them costs no time."""
 
-    def __init__(self, argv):
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    def __init__(self, argv, stdin=b""):
+        with tempfile.TemporaryFile() as inp, tempfile.TemporaryFile() as out, \
+                tempfile.TemporaryFile() as err:
+            inp.write(stdin)
+            inp.seek(0)
             t0 = time.perf_counter()
-            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+            p = subprocess.Popen(argv, stdin=inp, stdout=out, stderr=err)
             _, status, ru = os.wait4(p.pid, 0)
             self.seconds = time.perf_counter() - t0
             self.rc = os.waitstatus_to_exitcode(status)
@@ -85,11 +89,11 @@ class Run:
             self.err = err.read().decode("utf-8", "replace")
 
 
-def timed(argv, rounds, check):
+def timed(argv, rounds, check, stdin=b""):
     """Median wall time and max RSS of `rounds` runs, each output checked."""
     secs, rss = [], 0
     for _ in range(rounds):
-        r = Run(argv)
+        r = Run(argv, stdin)
         if r.rc != 0:
             raise RuntimeError(f"{' '.join(argv)[:160]} exited {r.rc}: {r.err[-800:]}")
         check(r.out)
@@ -98,18 +102,25 @@ def timed(argv, rounds, check):
     return statistics.median(secs), rss
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def start(name, doc):
+    """A peer benchmark's arguments (--rounds, --quick), its tools checked,
+    the machine line printed."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="3 rounds")
     args = ap.parse_args()
     if args.quick:
         args.rounds = min(args.rounds, 3)
     if not os.access(MEMSRV, os.X_OK):
-        sys.exit(f"peer_bt: no {MEMSRV} (make)")
+        sys.exit(f"{name}: no {MEMSRV} (make)")
     if subprocess.run([PY, "-c", "import drgn"], capture_output=True).returncode != 0:
-        sys.exit("peer_bt: no python3-drgn (scripts/install-deps)")
+        sys.exit(f"{name}: no python3-drgn (scripts/install-deps)")
     print(f"machine: {cpuinfo.machine()}; load average {os.getloadavg()[0]:.2f} at start")
+    return args
+
+
+def main():
+    args = start("peer_bt", __doc__)
     g = guests.Guest("peer-bt", machine="q35", mem=512 * guests.MiB, cpu="max",
                      append="lab.user=sleep lab.sysrq=t", boot_timeout=600)
     failed = False

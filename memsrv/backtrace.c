@@ -5,10 +5,16 @@
 #include <string.h>
 
 #include "array.h"
+#include "modsyms.h"
+#include "modules.h"
+#include "ram.h"
+#include "space.h"
 #include "tasks.h"
 #include "vcpus.h"
 
 #define ORC_ENTRIES_MAX (4u << 20) /* a 6.1 distribution kernel has ~370k */
+#define MODULE_ORC_MAX (1u << 20)  /* kvm.ko has ~30k */
+#define MODULE_TEXT_MAX (1u << 30)
 #define THREAD_SIZE_DEFAULT (16u << 10)
 #define THREAD_SIZE_KASAN (32u << 10) /* KASAN doubles x86-64 stacks (KASAN_STACK_ORDER) */
 #define REG_BIT(r) (1ull << (r))
@@ -70,7 +76,9 @@ void ms_backtracer_free(struct ms_backtracer *b)
 {
     if (!b)
         return;
-    ms_orc_table_free(&b->orc);
+    for (size_t i = 0; i < b->ntables; i++)
+        ms_orc_table_free(&b->tables[i]);
+    free(b->tables);
     free(b);
 }
 
@@ -97,7 +105,8 @@ static void *read_table(struct ms_kernel *k, bool file, uint64_t addr, size_t le
 /* The vmlinux's .orc_unwind_ip/.orc_unwind: from the file when it is an
  * ELF (no guest read can disturb it), else from memory through the
  * symbols; ips end up at runtime addresses either way. */
-static int load_orc(struct ms_kernel *k, struct ms_backtracer *b, struct ms_err *err)
+static int load_orc(struct ms_kernel *k, struct ms_orc_table *table, char *source,
+                    size_t source_size, struct ms_err *err)
 {
     bool file = ms_symtab_is_elf(k->syms);
     uint64_t start_ip, stop_ip, start_orc;
@@ -132,7 +141,7 @@ static int load_orc(struct ms_kernel *k, struct ms_backtracer *b, struct ms_err 
     uint8_t *ips = read_table(k, file, start_ip, n * 4, ".orc_unwind_ip", err);
     uint8_t *orc =
         ips ? read_table(k, file, start_orc, n * MS_ORC_ENTRY_SIZE, ".orc_unwind", err) : NULL;
-    rc = orc ? ms_orc_table_decode(&b->orc, start_ip, ips, n * 4, orc, n * MS_ORC_ENTRY_SIZE,
+    rc = orc ? ms_orc_table_decode(table, start_ip, ips, n * 4, orc, n * MS_ORC_ENTRY_SIZE,
                                    ORC_ENTRIES_MAX, err)
              : (err ? err->code : MS_EIO);
     free(ips);
@@ -140,23 +149,156 @@ static int load_orc(struct ms_kernel *k, struct ms_backtracer *b, struct ms_err 
     if (rc < 0)
         return rc;
     if (file)
-        ms_orc_table_slide(&b->orc, k->slide);
+        ms_orc_table_slide(table, k->slide);
     /* only code between _stext and _etext may hold a return address:
      * init text is gone once the kernel runs */
     uint64_t stext, etext;
     if (ms_kernel_symbol(k, "_stext", &stext, NULL) == 0 &&
         ms_kernel_symbol(k, "_etext", &etext, NULL) == 0 && stext < etext) {
-        b->orc.text_start = stext;
-        b->orc.text_end = etext;
+        table->text_start = stext;
+        table->text_end = etext;
     }
-    snprintf(b->orc_source, sizeof(b->orc_source), "%s", file ? "vmlinux" : "guest memory");
+    snprintf(source, source_size, "%s", file ? "vmlinux" : "guest memory");
     return 0;
+}
+
+/* Where a struct module keeps its ORC tables (6.1: arch, a struct
+ * mod_arch_specific) and the size of its core text. */
+struct module_orc_layout {
+    uint64_t num_orcs, orc_unwind_ip, orc_unwind, text_size;
+};
+
+static int module_orc_layout(struct ms_kernel *k, struct module_orc_layout *l, struct ms_err *err)
+{
+    static const char *const want[] = {"module", "mod_arch_specific", NULL};
+    static const char *const core[] = {"module_layout", NULL};
+    static const char *const mem[] = {"module_memory", NULL};
+    const struct ms_typedb *db = &k->types;
+    uint64_t arch, text, size;
+    int rc = ms_kernel_need_types(k, want, err);
+    if (rc == 0)
+        rc = ms_typedb_offset(db, "module", "arch", &arch, err);
+    if (rc == 0)
+        rc = ms_typedb_offset(db, "mod_arch_specific", "num_orcs", &l->num_orcs, err);
+    if (rc == 0)
+        rc = ms_typedb_offset(db, "mod_arch_specific", "orc_unwind_ip", &l->orc_unwind_ip, err);
+    if (rc == 0)
+        rc = ms_typedb_offset(db, "mod_arch_specific", "orc_unwind", &l->orc_unwind, err);
+    if (rc < 0)
+        return rc;
+    if (ms_typedb_has(db, "module", "core_layout")) { /* up to 6.3 */
+        rc = ms_kernel_need_types(k, core, err);
+        if (rc == 0)
+            rc = ms_typedb_offset(db, "module", "core_layout", &text, err);
+        if (rc == 0)
+            rc = ms_typedb_offset(db, "module_layout", "text_size", &size, err);
+    } else { /* 6.4+: mem[MOD_TEXT] (index 0) */
+        rc = ms_kernel_need_types(k, mem, err);
+        if (rc == 0)
+            rc = ms_typedb_offset(db, "module", "mem", &text, err);
+        if (rc == 0)
+            rc = ms_typedb_offset(db, "module_memory", "size", &size, err);
+    }
+    l->num_orcs += arch;
+    l->orc_unwind_ip += arch;
+    l->orc_unwind += arch;
+    l->text_size = text + size;
+    return rc;
+}
+
+/* One module's table: its tables are sorted at load and their ips stay
+ * self-relative (unwind_module_init), as the vmlinux's are; they cover the
+ * module's core text. */
+static int read_module_orc(struct ms_kernel *k, const struct module_orc_layout *l,
+                           const struct ms_module *m, struct ms_orc_table *t, struct ms_err *err)
+{
+    uint32_t n = 0, text_size = 0;
+    uint64_t ip_addr = 0, orc_addr = 0;
+    int rc = ms_space_read(k->space, m->addr + l->num_orcs, &n, 4, NULL, err);
+    if (rc == 0)
+        rc = ms_space_read(k->space, m->addr + l->orc_unwind_ip, &ip_addr, 8, NULL, err);
+    if (rc == 0)
+        rc = ms_space_read(k->space, m->addr + l->orc_unwind, &orc_addr, 8, NULL, err);
+    if (rc == 0)
+        rc = ms_space_read(k->space, m->addr + l->text_size, &text_size, 4, NULL, err);
+    if (rc < 0)
+        return rc;
+    if (n == 0 || !ip_addr || !orc_addr)
+        return 1; /* no tables: a module built without ORC, or one with no code */
+    if (n > MODULE_ORC_MAX || text_size == 0 || text_size > MODULE_TEXT_MAX ||
+        m->base + text_size < m->base)
+        return ms_err_set(err, MS_EFORMAT, "module %s: %u ORC entries over %u bytes of text",
+                          m->name, n, text_size);
+    uint8_t *ips = malloc((size_t)n * 4), *orc = malloc((size_t)n * MS_ORC_ENTRY_SIZE);
+    rc = ips && orc ? 0 : ms_err_set(err, MS_ENOMEM, "out of memory for module ORC tables");
+    if (rc == 0)
+        rc = ms_space_read(k->space, ip_addr, ips, (size_t)n * 4, NULL, err);
+    if (rc == 0)
+        rc = ms_space_read(k->space, orc_addr, orc, (size_t)n * MS_ORC_ENTRY_SIZE, NULL, err);
+    if (rc == 0)
+        rc = ms_orc_table_decode(t, ip_addr, ips, (size_t)n * 4, orc, (size_t)n * MS_ORC_ENTRY_SIZE,
+                                 MODULE_ORC_MAX, err);
+    free(ips);
+    free(orc);
+    if (rc < 0)
+        return ms_err_prefix(err, "module %s's ORC tables: ", m->name);
+    t->text_start = m->base;
+    t->text_end = m->base + text_size;
+    return 0;
+}
+
+/* The modules' tables, read again when the RAM changed. A kernel whose
+ * modules cannot be listed unwinds through its own text only. */
+static int load_module_orc(struct ms_kernel *k, struct ms_backtracer *b, struct ms_err *err)
+{
+    uint64_t now = k->phys->ram->generation;
+    if (b->modules_read && b->modules_generation == now)
+        return 0;
+    for (size_t i = 1; i < b->ntables; i++)
+        ms_orc_table_free(&b->tables[i]);
+    b->ntables = 1;
+    b->modules_bad = 0;
+    b->modules_read = true;
+    b->modules_generation = now;
+    const struct ms_modsyms *ms = ms_kernel_modsyms(k);
+    if (!ms)
+        return ms_err_set(err, MS_ENOMEM, "out of memory for the module list");
+    struct module_orc_layout l;
+    if (!ms->mods.count || module_orc_layout(k, &l, NULL) < 0)
+        return 0;
+    for (size_t i = 0; i < ms->mods.count; i++) {
+        const struct ms_module *m = &ms->mods.modules[i];
+        if (m->state == MS_MODULE_UNFORMED)
+            continue;
+        if (!MS_ARRAY_RESERVE(&b->tables, &b->cap, b->ntables + 1, 8))
+            return ms_err_set(err, MS_ENOMEM, "out of memory for module ORC tables");
+        struct ms_orc_table *t = &b->tables[b->ntables];
+        memset(t, 0, sizeof(*t));
+        struct ms_err e2;
+        int rc = read_module_orc(k, &l, m, t, &e2);
+        if (rc == MS_ENOMEM)
+            return ms_err_set(err, rc, "%s", e2.msg);
+        if (rc == 0)
+            b->ntables++;
+        else if (rc < 0)
+            b->modules_bad++;
+    }
+    return 0;
+}
+
+/* An address in the code of the kernel or of a module with tables. */
+static bool in_text(const struct ms_backtracer *b, uint64_t ip)
+{
+    for (size_t i = 0; i < b->ntables; i++)
+        if (ip >= b->tables[i].text_start && ip < b->tables[i].text_end)
+            return true;
+    return false;
 }
 
 int ms_kernel_backtracer(struct ms_kernel *k, struct ms_err *err)
 {
     if (k->bt)
-        return 0;
+        return load_module_orc(k, k->bt, err);
     if (!k->syms)
         return ms_err_set(err, MS_ENOTFOUND,
                           "backtraces need the kernel's symbols (a vmlinux, a System.map or "
@@ -174,8 +316,14 @@ int ms_kernel_backtracer(struct ms_kernel *k, struct ms_err *err)
         b->layout.thread_size = THREAD_SIZE_KASAN;
     if (rc == 0)
         rc = ms_kernel_symbol(k, "ret_from_fork", &b->ret_from_fork, err);
+    if (rc == 0 && !(b->tables = calloc(1, sizeof(*b->tables))))
+        rc = ms_err_set(err, MS_ENOMEM, "out of memory");
+    if (rc == 0) {
+        b->cap = b->ntables = 1;
+        rc = load_orc(k, &b->tables[0], b->orc_source, sizeof(b->orc_source), err);
+    }
     if (rc == 0)
-        rc = load_orc(k, b, err);
+        rc = load_module_orc(k, b, err);
     if (rc < 0) {
         ms_backtracer_free(b);
         return rc;
@@ -238,8 +386,8 @@ static int walk(const struct ms_backtracer *b, const struct stack_copies *cs,
                 struct ms_orc_state *s, struct ms_backtrace *bt, struct ms_err *err)
 {
     struct ms_orc_unwinder u = {0};
-    u.tables = &b->orc;
-    u.ntables = 1;
+    u.tables = b->tables;
+    u.ntables = b->ntables;
     for (unsigned i = 0; i < cs->n; i++)
         u.stacks[i] = (struct ms_orc_stack){cs->c[i].lo, cs->c[i].lo + cs->c[i].len};
     u.nstacks = cs->n;
@@ -282,7 +430,7 @@ static int unwind(const struct ms_backtracer *b, uint64_t thread_sp, const struc
     memcpy(&ret, c->bytes + (thread_sp - c->lo) + l->frame_ret_addr, 8);
     struct ms_orc_state s;
     ms_orc_state_init(&s, ret, thread_sp + l->frame_size, bp, ret == b->ret_from_fork);
-    if (ret < b->orc.text_start || ret >= b->orc.text_end) {
+    if (!in_text(b, ret)) {
         snprintf(msg, sizeof(msg),
                  "the switched-out frame's return address 0x%llx is not kernel "
                  "text",
@@ -553,8 +701,8 @@ int ms_kernel_unwind_step(struct ms_kernel *k, struct ms_space *mem, const struc
     }
     uint64_t size = k->bt->layout.thread_size, lo = s.sp & ~(size - 1);
     struct ms_orc_unwinder u = {0};
-    u.tables = &k->bt->orc;
-    u.ntables = 1;
+    u.tables = k->bt->tables;
+    u.ntables = k->bt->ntables;
     u.stacks[0] = (struct ms_orc_stack){lo, lo + size ? lo + size : UINT64_MAX};
     /* the way back from an IRQ or exception stack: anywhere in the kernel
      * half (one step: no loop to guard against here) */
@@ -575,7 +723,8 @@ int ms_kernel_unwind_step(struct ms_kernel *k, struct ms_space *mem, const struc
 }
 
 /* The kernel's %pS (exact) or %pB (a return address: the symbol of the
- * call before it): "func+0xoff/0xsize", or the bare address. */
+ * call before it): "func+0xoff/0xsize", "func+0xoff/0xsize [module]", or
+ * the bare address. */
 static void put_symbol(const struct ms_kernel *k, uint64_t addr, bool ret, struct ms_strbuf *sb)
 {
     const struct ms_symbol *s;
@@ -584,6 +733,18 @@ static void put_symbol(const struct ms_kernel *k, uint64_t addr, bool ret, struc
     if (k->syms && ms_symtab_addr_extent(k->syms, at, &s, &off, &size, NULL) == 0 && off < size) {
         ms_strbuf_printf(sb, "%s+%#llx/%#llx", s->name, (unsigned long long)(off + (ret ? 1 : 0)),
                          (unsigned long long)size);
+        return;
+    }
+    const struct ms_modsyms *ms = k->modsyms;
+    const struct ms_modsym *m;
+    uint64_t end = UINT64_MAX;
+    for (size_t i = 1; k->bt && i < k->bt->ntables; i++)
+        if (at >= k->bt->tables[i].text_start && at < k->bt->tables[i].text_end)
+            end = k->bt->tables[i].text_end;
+    if (ms && ms_modsyms_addr_extent(ms, at, end, &m, &off, &size, NULL) == 0 && off < size) {
+        ms_strbuf_printf(sb, "%s+%#llx/%#llx [%s]", ms->names + m->name,
+                         (unsigned long long)(off + (ret ? 1 : 0)), (unsigned long long)size,
+                         ms->mods.modules[m->module].name);
         return;
     }
     ms_strbuf_printf(sb, "0x%llx", (unsigned long long)addr);

@@ -34,9 +34,16 @@ int ms_bt_layout_from_typedb(struct ms_bt_layout *l, const struct ms_typedb *db,
                              struct ms_err *err);
 extern const char *const ms_bt_structs[]; /* NULL-terminated */
 
-/* What unwinding a kernel's tasks needs, loaded once per kernel. */
+/* What unwinding a kernel's tasks needs, loaded once per kernel; the
+ * modules' part again once the RAM changed (modules come and go). */
 struct ms_backtracer {
-    struct ms_orc_table orc; /* vmlinux text, runtime addresses */
+    /* [0] the vmlinux text's, runtime addresses; then one per module whose
+     * ORC tables (struct module's arch.orc_unwind_ip/orc_unwind) were read */
+    struct ms_orc_table *tables;
+    size_t ntables, cap;
+    uint64_t modules_generation; /* the RAM's generation when the modules' were read */
+    bool modules_read;
+    uint64_t modules_bad; /* modules whose tables could not be read */
     struct ms_bt_layout layout;
     uint64_t ret_from_fork;
     char orc_source[64]; /* "vmlinux" or "guest memory" */

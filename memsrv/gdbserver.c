@@ -459,6 +459,25 @@ static bool is(const uint8_t *pkt, size_t len, const char *prefix, const char *s
     return ms_rsp_is(pkt, len, prefix, seps);
 }
 
+/* The kernel image moves as one block under KASLR. A vmlinux has several
+ * segments (text, data, percpu, init), and for those GDB takes only
+ * segment bases: given the first's (the segment _text starts), it moves
+ * every segment by the same amount, as `symbol-file vmlinux -o SLIDE`
+ * does (Text=/Data= offsets would move .text, .data and .bss alone). An
+ * unknown _text is the empty reply: GDB keeps the file's addresses. */
+static void reply_offsets(struct ms_gdbserver *g, struct ms_strbuf *r)
+{
+    uint64_t text = 0;
+    struct ms_err e;
+    if (!g->src.text)
+        return;
+    if (g->src.text(g->src.arg, &text, &e) < 0) {
+        note(g, &e);
+        return;
+    }
+    ms_strbuf_printf(r, "TextSeg=%llx", (unsigned long long)text);
+}
+
 static void reply_q(struct ms_gdbserver *g, const uint8_t *pkt, size_t len, struct ms_strbuf *r)
 {
     const char *s = (const char *)pkt, *end = s + len;
@@ -481,8 +500,10 @@ static void reply_q(struct ms_gdbserver *g, const uint8_t *pkt, size_t len, stru
         reply_features(s + 20, end, r);
     } else if (is(pkt, len, "qSymbol", ":")) {
         ms_strbuf_printf(r, "OK");
+    } else if (is(pkt, len, "qOffsets", NULL)) {
+        reply_offsets(g, r);
     }
-    /* qTStatus, qOffsets, qL, ...: unsupported, the empty reply */
+    /* qTStatus, qL, ...: unsupported, the empty reply */
 }
 
 static void reply_v(struct ms_gdbserver *g, const uint8_t *pkt, size_t len, struct ms_strbuf *r,
@@ -674,10 +695,17 @@ static int target_read(void *arg, uint64_t addr, void *buf, size_t len, size_t *
     return ms_target_read(b->t, b->mem, addr, buf, len, done, err);
 }
 
+static int target_text(void *arg, uint64_t *addr, struct ms_err *err)
+{
+    struct ms_gdb_target *b = arg;
+    return ms_target_symbol(b->t, b->kernel, "_text", addr, err);
+}
+
 void ms_gdb_source_target(struct ms_gdb_source *src, struct ms_gdb_target *b)
 {
     src->arg = b;
     src->tasks = target_tasks;
     src->regs = target_regs;
     src->read = target_read;
+    src->text = target_text;
 }

@@ -29,6 +29,8 @@ struct ms_gdb_source {
     int (*regs)(void *arg, const struct ms_task *task, struct ms_task_regs *out,
                 struct ms_err *err);
     int (*read)(void *arg, uint64_t addr, void *buf, size_t len, size_t *done, struct ms_err *err);
+    /* Where the kernel's _text is at run time, for qOffsets (NULL: GDB is not told) */
+    int (*text)(void *arg, uint64_t *addr, struct ms_err *err);
 };
 
 /* The source over a target: tasks and registers from the kernel of the

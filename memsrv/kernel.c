@@ -8,6 +8,7 @@
 #include "backtrace.h"
 #include "dwarf.h"
 #include "kallsyms.h"
+#include "modsyms.h"
 #include "physscan.h"
 
 #define KERNEL_IMAGE_MAX (1ULL << 30) /* KASLR moves the image within 1 GiB */
@@ -25,6 +26,9 @@ void ms_kernel_close(struct ms_kernel *k)
     ms_typedb_free(&k->types);
     ms_btf_free(k->btf);
     ms_backtracer_free(k->bt);
+    if (k->modsyms)
+        ms_modsyms_free(k->modsyms);
+    free(k->modsyms);
     free(k);
 }
 

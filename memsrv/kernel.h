@@ -28,6 +28,7 @@ struct ms_kernel_opts {
 };
 
 struct ms_backtracer; /* backtrace.h */
+struct ms_modsyms;    /* modsyms.h */
 
 struct ms_kernel {
     struct ms_space *phys;            /* guest-physical: phys, or EPT/NPT for a nested guest */
@@ -39,14 +40,16 @@ struct ms_kernel {
     char *cache_dir;
     ms_progress_fn progress; /* for the DWARF or BTF load */
     void *progress_arg;
-    struct ms_btf *btf;       /* the kernel's own BTF once read (ms_kernel_load_btf), else NULL */
-    double btf_load_ms;       /* how long reading and parsing it took (kallsyms apart) */
-    uint64_t slide;           /* KASLR: runtime - link-time address */
-    uint64_t phys_base;       /* PA of the kernel image = VA - __START_KERNEL_map + phys_base */
-    uint64_t root;            /* kernel page-table root (guest-physical) */
-    unsigned levels;          /* 4 or 5 */
-    char how[160];            /* where the slide and root came from */
-    struct ms_backtracer *bt; /* ORC tables and stack layout once loaded (backtrace.h) */
+    struct ms_btf *btf;         /* the kernel's own BTF once read (ms_kernel_load_btf), else NULL */
+    double btf_load_ms;         /* how long reading and parsing it took (kallsyms apart) */
+    uint64_t slide;             /* KASLR: runtime - link-time address */
+    uint64_t phys_base;         /* PA of the kernel image = VA - __START_KERNEL_map + phys_base */
+    uint64_t root;              /* kernel page-table root (guest-physical) */
+    unsigned levels;            /* 4 or 5 */
+    char how[160];              /* where the slide and root came from */
+    struct ms_backtracer *bt;   /* ORC tables and stack layout once loaded (backtrace.h) */
+    struct ms_modsyms *modsyms; /* the modules and their symbols (ms_kernel_modsyms) */
+    uint64_t modsyms_generation; /* the RAM's generation when they were read */
 };
 
 int ms_kernel_open(struct ms_kernel **out, struct ms_space *phys, const struct ms_kernel_opts *o,

@@ -415,6 +415,25 @@ int ms_target_dmesg_next(struct ms_target *t, ms_handle h, const struct ms_dmesg
                          struct ms_dmesg_cursor *cursor, struct ms_strbuf *text, uint64_t *lost,
                          struct ms_err *err);
 
+/* What was found of the kernel: its release, where it lies (KASLR), and
+ * where its symbols come from. */
+struct ms_kernel_info {
+    char release[65]; /* "6.1.0-57-cloud-amd64"; "" when unknown */
+    uint64_t slide;   /* KASLR: runtime - link-time address (GDB's qOffsets) */
+    uint64_t
+        phys_base;    /* physical address of the kernel image's first byte, less its link offset */
+    uint64_t root;    /* its page-table root, guest-physical */
+    unsigned levels;  /* 4 or 5 */
+    uint64_t symbols; /* how many (0: none yet, VMCOREINFO's SYMBOL() lines only) */
+    char symbols_from[160]; /* "vmlinux PATH", "System.map PATH", "kallsyms", ... */
+    char how[160];          /* where the slide and root came from */
+};
+
+/* Finds the kernel of the handle's guest-physical space (and its symbols)
+ * if not found yet, and says what was found. */
+int ms_target_kernel_info(struct ms_target *t, ms_handle h, struct ms_kernel_info *out,
+                          struct ms_err *err);
+
 /* Symbols, KASLR applied: the symbol file's, else the kernel's kallsyms.
  * name -> runtime address; address -> the symbol at or below it (appended
  * to *name) and the offset. */
@@ -604,6 +623,94 @@ const char *ms_module_state_name(uint32_t state);
  * modules still unformed left out as the kernel leaves them out. */
 void ms_modules_format(const struct ms_module_list *l, struct ms_strbuf *sb);
 
+/* A file's bytes from the guest kernel's page cache, no agent in the guest:
+ * the path looked up in the dentry cache from init_task's root (mount
+ * points crossed, "." and "..", symlinks followed), the inode's address_space
+ * xarray, each page through vmemmap to guest-physical memory. Files of
+ * tmpfs, ramfs and the initramfs are whole; a disk file's pages the kernel
+ * has not read (or has dropped) are holes. Struct layouts from DWARF, else
+ * the kernel's BTF; linux 6.1's dcache (d_subdirs). */
+#define MS_FILE_READ_MAX (1u << 20)                         /* bytes per call */
+#define MS_FILE_HOLES_MAX (MS_FILE_READ_MAX / 4096 / 2 + 1) /* every other page */
+
+struct ms_file_hole {
+    uint64_t offset, len; /* file offsets */
+};
+
+struct ms_file_chunk {
+    uint64_t size;  /* the file's size (i_size) */
+    uint32_t mode;  /* i_mode: type and permission bits */
+    uint64_t inode; /* its struct inode */
+    uint64_t len;   /* bytes read into buf: what was asked, up to the file's end */
+    unsigned nholes;
+    struct ms_file_hole holes[MS_FILE_HOLES_MAX]; /* not in the page cache: zeros in buf */
+};
+
+/* Reads [offset, offset + len) (len at most MS_FILE_READ_MAX; 0 only looks
+ * the file up) of the regular file at the absolute path. A directory or
+ * other non-regular file, a name not in the dentry cache: an error. */
+int ms_target_file_read(struct ms_target *t, ms_handle h, const char *path, uint64_t offset,
+                        void *buf, size_t len, struct ms_file_chunk *out, struct ms_err *err);
+
+/* A directory's entries in the dentry cache: what the guest has looked up
+ * (every entry, on tmpfs, ramfs and the initramfs), mount points as the
+ * mounted root shows them. */
+#define MS_DIR_NAME_MAX 255
+
+struct ms_dirent {
+    char name[MS_DIR_NAME_MAX + 1];
+    uint32_t mode; /* i_mode */
+    uint64_t size; /* i_size */
+    uint64_t inode;
+};
+
+struct ms_dir {
+    struct ms_dirent *entries; /* sorted by name */
+    size_t count, cap;
+};
+
+/* Lists the directory at the absolute path (symlinks followed) into out
+ * (free it with ms_dir_free). */
+int ms_target_dir_list(struct ms_target *t, ms_handle h, const char *path, struct ms_dir *out,
+                       struct ms_err *err);
+void ms_dir_free(struct ms_dir *d);
+/* ls -l's columns: "drwxr-xr-x     4096 name", one entry a line; with
+ * inodes, each struct inode's address first ("0xffff... "). */
+void ms_dir_format(const struct ms_dir *d, bool inodes, struct ms_strbuf *sb);
+
+/* A process's memory area as /proc/PID/maps shows it. */
+struct ms_vma {
+    uint64_t addr;               /* its vm_area_struct (the gate VMA's for [vsyscall]) */
+    uint64_t start, end;         /* vm_start, vm_end */
+    uint64_t flags;              /* vm_flags: VM_READ 1, VM_WRITE 2, VM_EXEC 4, VM_MAYSHARE 0x80 */
+    uint64_t offset;             /* file offset in bytes (vm_pgoff << 12), 0 without a file */
+    uint32_t dev;                /* the file's s_dev: major dev >> 20, minor dev & 0xfffff */
+    uint64_t ino;                /* the file's inode number */
+    bool name_known;             /* false: the name could not be read ("?") */
+    uint32_t name_off, name_len; /* its name in list->names (NUL-terminated), "" for none */
+};
+
+struct ms_vma_list {
+    struct ms_vma *vmas; /* in address order */
+    size_t count, cap;
+    char *names;
+    size_t names_len, names_cap;
+    uint64_t bad; /* areas whose name could not be read */
+};
+
+/* The memory map of the process (or thread) pid: its mm's VMA tree (the
+ * maple tree of 6.1+), names as /proc gives them (file paths from the
+ * dentries and mounts, [heap], [stack], [vdso], [vvar], [vsyscall]). The
+ * layouts come from the kernel's types (DWARF, else its BTF). A pid with
+ * no task, or a task with no mm (a kernel thread), is MS_ENOTFOUND. A walk
+ * cut short hands back what it read, with its error; free out with
+ * ms_vma_list_free. */
+int ms_target_maps(struct ms_target *t, ms_handle h, int32_t pid, struct ms_vma_list *out,
+                   struct ms_err *err);
+void ms_vma_list_free(struct ms_vma_list *l);
+/* /proc/PID/maps' lines, the name column padded as the kernel pads it. */
+void ms_maps_format(const struct ms_vma_list *l, struct ms_strbuf *sb);
+
 /* The kernel's types. The walks' struct layouts come from the symbol
  * file's DWARF when it has debug info, else from the kernel's own BTF
  * (CONFIG_DEBUG_INFO_BTF keeps it in memory), else from VMCOREINFO's
@@ -617,6 +724,16 @@ int ms_target_types_source(struct ms_target *t, ms_handle h, struct ms_strbuf *o
  * long") from the kernel's own BTF; flags as after '/' ("o": offsets,
  * sizes, holes and padding, like ptype/o). */
 int ms_target_ptype(struct ms_target *t, ms_handle h, const char *flags, const char *type,
+                    struct ms_strbuf *out, struct ms_err *err);
+
+/* GDB's `print[/fmt] expr` over the kernel's own BTF and memory (no
+ * vmlinux needed): a C expression of kernel globals, literals, . -> [] * &
+ * casts, sizeof and arithmetic, printed as GDB 13's p prints it ("$1 =
+ * {...}\n"). fmt is what follows '/' (one of x d u o t c a s z, or "").
+ * Kernel addresses are read through the kernel's own page tables. Errors
+ * are GDB's ("No symbol \"x\" in current context.", "There is no member
+ * named y.", "Cannot access memory at address 0x..."). */
+int ms_target_print(struct ms_target *t, ms_handle h, const char *fmt, const char *expr,
                     struct ms_strbuf *out, struct ms_err *err);
 
 /* ------------------------------------------------------------ vmcore export */

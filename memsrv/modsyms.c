@@ -5,22 +5,11 @@
 
 #include "array.h"
 #include "modules.h"
+#include "ram.h"
+#include "space.h"
+#include "fields.h"
 
 #define STRTAB_MAX (16u << 20) /* bytes of one module's string table read */
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
 
 int ms_modsyms_decode(const uint8_t *symtab, size_t nsyms, const uint8_t *strtab, size_t strtab_len,
                       const uint8_t *typetab, uint32_t module, struct ms_modsyms *out,
@@ -30,15 +19,16 @@ int ms_modsyms_decode(const uint8_t *symtab, size_t nsyms, const uint8_t *strtab
         return ms_err_set(err, MS_EFORMAT, "%zu module symbols, at most %u", nsyms, MS_MODSYMS_MAX);
     for (size_t i = 1; i < nsyms; i++) {
         const uint8_t *e = symtab + i * MS_MODSYM_SIZE;
-        uint32_t name = get32(e);
+        uint32_t name = ms_get32(e);
         uint16_t shndx;
         memcpy(&shndx, e + 6, 2);
         if (name == 0 || shndx == 0) /* unnamed, or undefined */
             continue;
+        /* KSYM_NAME_LEN counts the NUL: a name has at most 511 bytes */
+        size_t room = MS_MODSYM_NAME_MAX - 1;
         size_t len = name < strtab_len
                          ? strnlen((const char *)strtab + name,
-                                   strtab_len - name < MS_MODSYM_NAME_MAX ? strtab_len - name
-                                                                          : MS_MODSYM_NAME_MAX)
+                                   strtab_len - name < room ? strtab_len - name : room)
                          : 0;
         if (len == 0 || name + len >= strtab_len || strtab[name + len] != '\0') {
             ++*skipped; /* outside the table, empty, or too long */
@@ -50,8 +40,8 @@ int ms_modsyms_decode(const uint8_t *symtab, size_t nsyms, const uint8_t *strtab
             !MS_ARRAY_RESERVE(&out->syms, &out->cap, out->count + 1, 256))
             return ms_err_set(err, MS_ENOMEM, "out of memory for module symbols");
         struct ms_modsym *s = &out->syms[out->count++];
-        s->addr = get64(e + 8);
-        s->size = get64(e + 16);
+        s->addr = ms_get64(e + 8);
+        s->size = ms_get64(e + 16);
         s->name = (uint32_t)out->names_len;
         s->module = module;
         s->type = typetab && typetab[i] > 0x20 && typetab[i] < 0x7f ? (char)typetab[i] : '?';
@@ -86,8 +76,8 @@ static int read_module(const struct ms_modsym_layout *l, ms_read_fn read, void *
     if (rc == 0) {
         uint64_t end = 0;
         for (uint32_t i = 1; i < n; i++)
-            if (get32(sym + (size_t)i * MS_MODSYM_SIZE) > end)
-                end = get32(sym + (size_t)i * MS_MODSYM_SIZE);
+            if (ms_get32(sym + (size_t)i * MS_MODSYM_SIZE) > end)
+                end = ms_get32(sym + (size_t)i * MS_MODSYM_SIZE);
         end += MS_MODSYM_NAME_MAX + 1;
         str_len = end < STRTAB_MAX ? (size_t)end : STRTAB_MAX;
         str = malloc(str_len);
@@ -156,6 +146,36 @@ int ms_modsyms_load(struct ms_kernel *k, struct ms_modsyms *out, struct ms_err *
         return ms_err_prefix(err, "module symbols: ");
     l.has_typetab = ms_typedb_offset(db, "mod_kallsyms", "typetab", &l.typetab, NULL) == 0;
     return ms_modsyms_read(&l, read_space, k->space, out, err);
+}
+
+const struct ms_modsyms *ms_kernel_modsyms(struct ms_kernel *k)
+{
+    uint64_t now = k->phys->ram->generation;
+    if (k->modsyms && k->modsyms_generation == now)
+        return k->modsyms;
+    if (!k->modsyms && !(k->modsyms = calloc(1, sizeof(*k->modsyms))))
+        return NULL;
+    ms_modsyms_free(k->modsyms);
+    if (ms_modsyms_load(k, k->modsyms, NULL) < 0) /* keep what was read */
+        k->modsyms->bad++;
+    k->modsyms_generation = now;
+    return k->modsyms;
+}
+
+int ms_modsyms_addr_extent(const struct ms_modsyms *s, uint64_t addr, uint64_t end,
+                           const struct ms_modsym **sym, uint64_t *offset, uint64_t *size,
+                           struct ms_err *err)
+{
+    int rc = ms_modsyms_addr(s, addr, sym, offset, err);
+    if (rc < 0)
+        return rc;
+    const struct ms_module *m = &s->mods.modules[(*sym)->module];
+    uint64_t next = m->base + m->size < end ? m->base + m->size : end;
+    for (size_t i = 0; i < s->count; i++)
+        if (s->syms[i].module == (*sym)->module && s->syms[i].addr > addr && s->syms[i].addr < next)
+            next = s->syms[i].addr;
+    *size = next > (*sym)->addr ? next - (*sym)->addr : 0;
+    return 0;
 }
 
 void ms_modsyms_free(struct ms_modsyms *s)

@@ -55,6 +55,12 @@ int ms_modsyms_read(const struct ms_modsym_layout *l, ms_read_fn read, void *arg
 
 /* k's modules and their symbols (types and symbols as for lsmod). */
 int ms_modsyms_load(struct ms_kernel *k, struct ms_modsyms *out, struct ms_err *err);
+
+/* k's modules and their symbols, read on first use and again once the RAM
+ * changed (a live guest loads and unloads modules): what could be read,
+ * with modules that could not counted in ->bad; NULL only when out of
+ * memory. Valid until the next call or ms_kernel_close. */
+const struct ms_modsyms *ms_kernel_modsyms(struct ms_kernel *k);
 void ms_modsyms_free(struct ms_modsyms *s);
 
 /* name -> address (the first module that has it; MS_ENOTFOUND). */
@@ -64,5 +70,11 @@ int ms_modsyms_lookup(const struct ms_modsyms *s, const char *name, uint64_t *ad
  * the offset; MS_ENOTFOUND outside every module. */
 int ms_modsyms_addr(const struct ms_modsyms *s, uint64_t addr, const struct ms_modsym **sym,
                     uint64_t *offset, struct ms_err *err);
+/* The same with the symbol's extent as the kernel's module kallsyms gives
+ * it (%pS, %pB): up to the module's next symbol, at most to end (the end
+ * of the module's text, when known; else UINT64_MAX). */
+int ms_modsyms_addr_extent(const struct ms_modsyms *s, uint64_t addr, uint64_t end,
+                           const struct ms_modsym **sym, uint64_t *offset, uint64_t *size,
+                           struct ms_err *err);
 
 #endif

@@ -6,6 +6,7 @@
 
 #include "array.h"
 #include "strbuf.h"
+#include "fields.h"
 
 #define MODULE_REF_BASE 1 /* the reference a live module holds on itself */
 
@@ -124,33 +125,7 @@ int ms_module_layout_span(const struct ms_module_layout *l, uint64_t *lo, uint64
         FIELD(l->exit, 8);
     }
 #undef FIELD
-    *lo = UINT64_MAX;
-    *hi = 0;
-    for (unsigned i = 0; i < n; i++) {
-        if (off[i] > MS_MODULE_FIELD_MAX)
-            return ms_err_set(err, MS_EFORMAT,
-                              "struct module field at offset %#llx: past %#x, not a struct module",
-                              (unsigned long long)off[i], MS_MODULE_FIELD_MAX);
-        if (off[i] < *lo)
-            *lo = off[i];
-        if (off[i] + size[i] > *hi)
-            *hi = off[i] + size[i];
-    }
-    return 0;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
+    return ms_fields_span(off, size, n, MS_MODULE_FIELD_MAX, "struct module", lo, hi, err);
 }
 
 int ms_module_decode(const struct ms_module_layout *l, uint64_t addr, const uint8_t *bytes,
@@ -170,18 +145,18 @@ int ms_module_decode(const struct ms_module_layout *l, uint64_t addr, const uint
     m->addr = addr;
     memcpy(m->name, b + l->name, l->name_len);
     m->name[l->name_len] = '\0';
-    m->state = get32(b + l->state);
-    m->base = get64(b + l->base);
+    m->state = ms_get32(b + l->state);
+    m->base = ms_get64(b + l->base);
     for (unsigned i = 0; i < l->nsizes; i++)
-        m->size += get32(b + l->sizes[i]);
+        m->size += ms_get32(b + l->sizes[i]);
     if (l->has_taints)
-        m->taints = get64(b + l->taints);
-    links->list_next = get64(b + l->list);
+        m->taints = ms_get64(b + l->taints);
+    links->list_next = ms_get64(b + l->list);
     if (l->has_unload) {
         m->has_unload = true;
-        m->refcount = (int64_t)(int32_t)get32(b + l->refcnt) - MODULE_REF_BASE;
-        m->permanent = get64(b + l->init) != 0 && get64(b + l->exit) == 0;
-        links->source_next = get64(b + l->source_list);
+        m->refcount = (int64_t)(int32_t)ms_get32(b + l->refcnt) - MODULE_REF_BASE;
+        m->permanent = ms_get64(b + l->init) != 0 && ms_get64(b + l->exit) == 0;
+        links->source_next = ms_get64(b + l->source_list);
     }
     return 0;
 }

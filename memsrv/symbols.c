@@ -28,6 +28,8 @@ struct ms_symtab {
     size_t hash_mask;
     uint32_t *by_addr; /* indexes of kernel-half symbols, sorted by address */
     size_t naddr;
+    uint32_t *by_low; /* per-CPU offsets and absolute values, sorted by address */
+    size_t nlow;
     uint64_t slide;
     char build_id[41];
     struct image_section *secs;
@@ -51,6 +53,7 @@ void ms_symtab_free(struct ms_symtab *st)
     free(st->syms);
     free(st->hash);
     free(st->by_addr);
+    free(st->by_low);
     free(st->secs);
     free(st);
 }
@@ -88,6 +91,7 @@ static int index_symbols(struct ms_symtab *st, struct ms_err *err)
         size <<= 1;
     st->hash = calloc(size, sizeof(*st->hash));
     st->by_addr = malloc((st->count ? st->count : 1) * sizeof(*st->by_addr));
+    st->by_low = malloc((st->count ? st->count : 1) * sizeof(*st->by_low));
     if (!st->hash || !st->by_addr)
         return ms_err_set(err, MS_ENOMEM, "out of memory indexing %zu symbols", st->count);
     st->hash_mask = size - 1;
@@ -111,8 +115,11 @@ static int index_symbols(struct ms_symtab *st, struct ms_err *err)
         if (st->syms[i].addr >= 0xffff800000000000ULL && st->syms[i].type != 'A' &&
             st->syms[i].type != 'a')
             st->by_addr[st->naddr++] = (uint32_t)i;
+        else if (st->syms[i].addr < 0xffff800000000000ULL) /* kallsyms: 'A' on x86-64 */
+            st->by_low[st->nlow++] = (uint32_t)i;
     }
     qsort_r(st->by_addr, st->naddr, sizeof(*st->by_addr), cmp_addr, st->syms);
+    qsort_r(st->by_low, st->nlow, sizeof(*st->by_low), cmp_addr, st->syms);
     return 0;
 }
 
@@ -583,6 +590,25 @@ int ms_symtab_addr_extent(const struct ms_symtab *st, uint64_t addr, const struc
         *size = ms_symtab_runtime(st, st->syms[st->by_addr[next]].addr) - start;
     else
         *size = (*sym)->size > *offset ? (*sym)->size : *offset + 1;
+    return 0;
+}
+
+int ms_symtab_addr_percpu(const struct ms_symtab *st, uint64_t addr, const struct ms_symbol **sym,
+                          uint64_t *offset, uint64_t *size)
+{
+    size_t lo = 0, hi = st->nlow; /* first index with addr > addr */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (st->syms[st->by_low[mid]].addr <= addr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0 || lo == st->nlow)
+        return MS_ENOTFOUND; /* past the last one: no extent known */
+    *sym = &st->syms[st->by_low[lo - 1]];
+    *offset = addr - (*sym)->addr;
+    *size = st->syms[st->by_low[lo]].addr - (*sym)->addr;
     return 0;
 }
 

@@ -57,6 +57,11 @@ int ms_symtab_addr(const struct ms_symtab *st, uint64_t addr, const struct ms_sy
  * distance to the next higher symbol address, whatever the ELF size says. */
 int ms_symtab_addr_extent(const struct ms_symtab *st, uint64_t addr, const struct ms_symbol **sym,
                           uint64_t *offset, uint64_t *size, struct ms_err *err);
+/* The per-CPU symbol (an offset into each CPU's area, never slid) at or
+ * below addr, with the extent up to the next one; MS_ENOTFOUND outside
+ * them. GDB names small addresses (NULL: <fixed_percpu_data>) so. */
+int ms_symtab_addr_percpu(const struct ms_symtab *st, uint64_t addr, const struct ms_symbol **sym,
+                          uint64_t *offset, uint64_t *size);
 /* Applies the slide to an address as linked. */
 uint64_t ms_symtab_runtime(const struct ms_symtab *st, uint64_t linked);
 

@@ -352,10 +352,6 @@ int ms_target_dmesg_next(struct ms_target *t, ms_handle h, const struct ms_dmesg
     if (!lost)
         lost = &scratch_lost;
     *lost = 0;
-    if (!t->ops->dmesg_next)
-        return ms_err_set(err, MS_EINVAL,
-                          "following the log is not offered over a server yet: run it on the RAM "
-                          "file");
     return t->ops->dmesg_next(t, h, opts, cursor, text, lost, err);
 }
 
@@ -373,6 +369,14 @@ int ms_target_addrsym(struct ms_target *t, ms_handle h, uint64_t addr, struct ms
 {
     SCRATCH(err);
     return t->ops->addrsym(t, h, addr, name, offset, err);
+}
+
+int ms_target_kernel_info(struct ms_target *t, ms_handle h, struct ms_kernel_info *out,
+                          struct ms_err *err)
+{
+    SCRATCH(err);
+    memset(out, 0, sizeof(*out));
+    return t->ops->kernel_info(t, h, out, err);
 }
 
 int ms_target_types_source(struct ms_target *t, ms_handle h, struct ms_strbuf *out,
@@ -395,6 +399,19 @@ int ms_target_ptype(struct ms_target *t, ms_handle h, const char *flags, const c
     return t->ops->types(t, h, MS_TYPES_PTYPE, flags, type, out, err);
 }
 
+int ms_target_print(struct ms_target *t, ms_handle h, const char *fmt, const char *expr,
+                    struct ms_strbuf *out, struct ms_err *err)
+{
+    SCRATCH(err);
+    if (!fmt)
+        fmt = "";
+    if (!expr || !expr[0])
+        return ms_err_set(err, MS_EINVAL, "print needs an expression");
+    if (strlen(fmt) > 16)
+        return ms_err_set(err, MS_EINVAL, "print/%.16s...: not a format", fmt);
+    return t->ops->print(t, h, fmt, expr, out, err);
+}
+
 int ms_target_tasks(struct ms_target *t, ms_handle h, struct ms_task **tasks, size_t *count,
                     uint64_t *bad, struct ms_err *err)
 {
@@ -414,6 +431,43 @@ int ms_target_modules(struct ms_target *t, ms_handle h, struct ms_module_list *o
     SCRATCH(err);
     memset(out, 0, sizeof(*out));
     return t->ops->modules(t, h, out, err);
+}
+
+int ms_target_file_read(struct ms_target *t, ms_handle h, const char *path, uint64_t offset,
+                        void *buf, size_t len, struct ms_file_chunk *out, struct ms_err *err)
+{
+    SCRATCH(err);
+    memset(out, 0, sizeof(*out));
+    if (!path)
+        return ms_err_set(err, MS_EINVAL, "no path");
+    if (len > MS_FILE_READ_MAX)
+        return ms_err_set(err, MS_EINVAL, "%zu bytes at once: at most %u", len, MS_FILE_READ_MAX);
+    if (len && !buf)
+        return ms_err_set(err, MS_EINVAL, "%zu bytes but no buffer", len);
+    return t->ops->file_read(t, h, path, offset, buf, len, out, err);
+}
+
+int ms_target_dir_list(struct ms_target *t, ms_handle h, const char *path, struct ms_dir *out,
+                       struct ms_err *err)
+{
+    SCRATCH(err);
+    memset(out, 0, sizeof(*out));
+    if (!path)
+        return ms_err_set(err, MS_EINVAL, "no path");
+    int rc = t->ops->dir_list(t, h, path, out, err);
+    if (rc < 0)
+        ms_dir_free(out); /* a listing cut short is not a listing */
+    return rc;
+}
+
+int ms_target_maps(struct ms_target *t, ms_handle h, int32_t pid, struct ms_vma_list *out,
+                   struct ms_err *err)
+{
+    SCRATCH(err);
+    memset(out, 0, sizeof(*out));
+    if (pid < 0)
+        return ms_err_set(err, MS_EINVAL, "pid %d is negative", pid);
+    return t->ops->maps(t, h, pid, out, err);
 }
 
 int ms_target_backtrace(struct ms_target *t, ms_handle h, const int32_t *pids, size_t npids,

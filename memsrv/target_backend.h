@@ -41,7 +41,6 @@ struct ms_target_ops {
                     struct ms_err *err);
     int (*dmesg)(struct ms_target *t, ms_handle h, const struct ms_dmesg_opts *opts,
                  struct ms_strbuf *text, struct ms_dmesg_info *info, struct ms_err *err);
-    /* NULL: not offered by the backend */
     int (*dmesg_next)(struct ms_target *t, ms_handle h, const struct ms_dmesg_opts *opts,
                       struct ms_dmesg_cursor *cursor, struct ms_strbuf *text, uint64_t *lost,
                       struct ms_err *err);
@@ -53,6 +52,12 @@ struct ms_target_ops {
                  uint64_t *bad, struct ms_err *err);
     int (*modules)(struct ms_target *t, ms_handle h, struct ms_module_list *out,
                    struct ms_err *err);
+    int (*file_read)(struct ms_target *t, ms_handle h, const char *path, uint64_t offset, void *buf,
+                     size_t len, struct ms_file_chunk *out, struct ms_err *err);
+    int (*dir_list)(struct ms_target *t, ms_handle h, const char *path, struct ms_dir *out,
+                    struct ms_err *err);
+    int (*maps)(struct ms_target *t, ms_handle h, int32_t pid, struct ms_vma_list *out,
+                struct ms_err *err);
     int (*set_symbols)(struct ms_target *t, const char *path, struct ms_err *err);
     int (*backtrace)(struct ms_target *t, ms_handle h, const int32_t *pids, size_t npids,
                      struct ms_strbuf *out, struct ms_err *err);
@@ -66,9 +71,14 @@ struct ms_target_ops {
     int (*export_vmcore)(struct ms_target *t, ms_handle h, const char *path,
                          ms_progress_fn progress, void *progress_arg, struct ms_vmcore_info *info,
                          struct ms_err *err);
+    int (*kernel_info)(struct ms_target *t, ms_handle h, struct ms_kernel_info *out,
+                       struct ms_err *err);
     /* The kernel's types: what (ms_types_what) with flags and a type name. */
     int (*types)(struct ms_target *t, ms_handle h, unsigned what, const char *flags,
                  const char *name, struct ms_strbuf *out, struct ms_err *err);
+    /* GDB's print[/fmt] EXPR over the kernel's BTF and memory. */
+    int (*print)(struct ms_target *t, ms_handle h, const char *fmt, const char *expr,
+                 struct ms_strbuf *out, struct ms_err *err);
 };
 
 /* The questions the types operation answers. */

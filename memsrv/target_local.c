@@ -15,6 +15,7 @@
 #include "pte.h"
 #include "ptype.h"
 #include "layout.h"
+#include "maps.h"
 #include "modsyms.h"
 #include "modules.h"
 #include "ram.h"
@@ -24,11 +25,14 @@
 #include "symbols.h"
 #include "target_backend.h"
 #include "tasks.h"
+#include "valprint.h"
 #include "vcpus.h"
+#include "vfs.h"
 #include "vmcore.h"
 
 #define MAX_STACKS 256
-#define CHECK_MAX 4096  /* bytes compared to tell a rebooted guest */
+#define CHECK_MAX 4096                   /* bytes compared to tell a rebooted guest */
+#define KALLSYMS_DATA_EXTENT (64u << 10) /* see print_addrsym */
 #define BANNER_CHECK 64 /* bytes of linux_banner compared when there is no VMCOREINFO */
 
 struct local_stack {
@@ -54,11 +58,6 @@ struct local_kernel {
     uint8_t check[CHECK_MAX];
     bool kallsyms_tried;        /* no symbol file: the kernel's kallsyms, read once */
     struct ms_err kallsyms_err; /* why reading them failed (code 0: they did not) */
-    /* The modules' symbols, read again when the RAM's generation moved (a
-     * module may have come or gone). */
-    bool modsyms_read;
-    uint64_t modsyms_generation;
-    struct ms_modsyms modsyms;
     /* A nested guest's CPUs (NPT only): each one's state from the VMCB
      * that runs it, indexed by CPU number (ms_kernel_vmcb_cpu); found again
      * when the RAM's generation moved. */
@@ -169,8 +168,6 @@ static void kernel_drop(struct local_kernel *e)
     e->k = NULL;
     e->kallsyms_tried = false;
     ms_err_clear(&e->kallsyms_err);
-    ms_modsyms_free(&e->modsyms);
-    e->modsyms_read = false;
     free(e->vcpus);
     e->vcpus = NULL;
     e->nvcpus = 0;
@@ -446,12 +443,13 @@ static int symbolize(void *arg, uint64_t addr, char *out, size_t size)
 
 /* The kernel whose symbols name x's addresses: one already open with
  * symbols, or (with a symbol file) opened now. A plain x on memory with no
- * Linux in it never pays for a RAM scan. */
+ * Linux in it never pays for a RAM scan. Physical addresses are never named
+ * with the kernel's virtual ones. */
 static struct ms_kernel *naming_kernel(struct local *l, ms_handle h)
 {
     const struct local_stack *st = NULL;
     struct ms_kernel *k;
-    if (stack_of(l, h, &st, NULL))
+    if (stack_of(l, h, &st, NULL) || st->desc.first == MS_FIRST_NONE)
         return NULL;
     bool open = false;
     for (unsigned i = 0; i < l->nkernels; i++)
@@ -656,19 +654,9 @@ static int local_dmesg_next(struct ms_target *t, ms_handle h, const struct ms_dm
  * once per RAM generation; none when they cannot be read. */
 static const struct ms_modsyms *modsyms_of(struct local *l, ms_handle h)
 {
-    struct local_kernel *e;
     struct ms_kernel *k;
     struct ms_err scratch; /* kernel_syms copies its kept error into it */
-    if (kernel_syms(l, h, &k, &scratch) < 0 || kernel_of(l, h, &e, &scratch) < 0)
-        return NULL;
-    if (e->modsyms_read && e->modsyms_generation == l->ram->generation)
-        return &e->modsyms;
-    ms_modsyms_free(&e->modsyms);
-    if (ms_modsyms_load(k, &e->modsyms, &scratch) < 0) /* keep what was read */
-        e->modsyms.bad++;
-    e->modsyms_read = true;
-    e->modsyms_generation = l->ram->generation;
-    return &e->modsyms;
+    return kernel_syms(l, h, &k, &scratch) < 0 ? NULL : ms_kernel_modsyms(k);
 }
 
 /* Kernel symbols first, then the modules'. */
@@ -739,6 +727,99 @@ static int local_modules(struct ms_target *t, ms_handle h, struct ms_module_list
     struct ms_kernel *k;
     int rc = kernel_syms(L(t), h, &k, err);
     return rc < 0 ? rc : ms_modules_list(k, 0, out, err);
+}
+
+/* path in the kernel's file systems. init_task and vmemmap_base are
+ * symbols: the kernel's symbols are needed. */
+static int vfs_lookup(struct ms_target *t, ms_handle h, const char *path, struct ms_vfs_layout *l,
+                      struct ms_vfs *v, struct ms_vfs_file *f, struct ms_err *err)
+{
+    struct ms_kernel *k;
+    int rc = kernel_syms(L(t), h, &k, err);
+    if (rc == 0)
+        rc = ms_vfs_open(k, l, v, err);
+    return rc == 0 ? ms_vfs_lookup(v, path, f, err) : rc;
+}
+
+static int local_file_read(struct ms_target *t, ms_handle h, const char *path, uint64_t offset,
+                           void *buf, size_t len, struct ms_file_chunk *out, struct ms_err *err)
+{
+    struct ms_vfs_layout l;
+    struct ms_vfs v;
+    struct ms_vfs_file f;
+    int rc = vfs_lookup(t, h, path, &l, &v, &f, err);
+    if (rc < 0)
+        return rc;
+    rc = ms_vfs_read(&v, &f, offset, buf, len, out, err);
+    return rc < 0 ? ms_err_prefix(err, "%s: ", path) : 0;
+}
+
+static int local_dir_list(struct ms_target *t, ms_handle h, const char *path, struct ms_dir *out,
+                          struct ms_err *err)
+{
+    struct ms_vfs_layout l;
+    struct ms_vfs v;
+    struct ms_vfs_file f;
+    int rc = vfs_lookup(t, h, path, &l, &v, &f, err);
+    if (rc < 0)
+        return rc;
+    rc = ms_vfs_list(&v, &f, out, err);
+    return rc < 0 ? ms_err_prefix(err, "%s: ", path) : 0;
+}
+
+/* The names /proc gives special mappings and pseudo files come from the
+ * kernel's symbols (its kallsyms when there is no symbol file). */
+static int local_maps(struct ms_target *t, ms_handle h, int32_t pid, struct ms_vma_list *out,
+                      struct ms_err *err)
+{
+    struct ms_kernel *k;
+    int rc = kernel_syms(L(t), h, &k, err);
+    return rc < 0 ? rc : ms_maps_list(k, pid, out, err);
+}
+
+/* new_utsname is uapi: release follows sysname[65] and nodename[65], and
+ * uts_namespace starts with it. */
+#define UTS_RELEASE_OFFSET 130
+
+static int local_kernel_info(struct ms_target *t, ms_handle h, struct ms_kernel_info *out,
+                             struct ms_err *err)
+{
+    struct ms_kernel *k;
+    int rc = kernel_syms(L(t), h, &k, err);
+    if (rc == MS_ENOTFOUND) { /* a kernel with no symbols but VMCOREINFO's */
+        struct local_kernel *e;
+        struct ms_err e2;
+        if (kernel_of(L(t), h, &e, &e2) == 0) {
+            k = e->k;
+            rc = 0;
+            ms_err_clear(err);
+        }
+    }
+    if (rc < 0)
+        return rc;
+    const char *release = k->vmcoreinfo ? ms_vmcoreinfo_get(k->vmcoreinfo, "OSRELEASE") : NULL;
+    uint64_t uts;
+    if (release) {
+        snprintf(out->release, sizeof(out->release), "%s", release);
+    } else if (ms_kernel_symbol(k, "init_uts_ns", &uts, NULL) == 0 &&
+               ms_space_read(k->space, uts + UTS_RELEASE_OFFSET, out->release,
+                             sizeof(out->release) - 1, NULL, NULL) == 0) {
+        for (size_t i = 0; out->release[i]; i++)
+            if (out->release[i] < 0x20 || out->release[i] > 0x7e)
+                out->release[i] = '?';
+    }
+    out->slide = k->slide;
+    out->phys_base = k->phys_base;
+    out->root = k->root;
+    out->levels = k->levels;
+    if (k->syms) {
+        out->symbols = ms_symtab_count(k->syms);
+        snprintf(out->symbols_from, sizeof(out->symbols_from), "%s", ms_symtab_path(k->syms));
+    } else {
+        snprintf(out->symbols_from, sizeof(out->symbols_from), "VMCOREINFO's SYMBOL() lines");
+    }
+    snprintf(out->how, sizeof(out->how), "%s", k->how);
+    return 0;
 }
 
 static int local_types(struct ms_target *t, ms_handle h, unsigned what, const char *flags,
@@ -835,6 +916,76 @@ static int kernel_cpus(struct local *l, ms_handle h, struct ms_kernel **k,
         *ncpus = e->nvcpus;
     }
     return 0;
+}
+
+/* print's view of a kernel: reads through its own page tables, names
+ * from its symbol file or kallsyms. */
+static int print_read(void *arg, uint64_t addr, void *buf, size_t len, size_t *done,
+                      struct ms_err *err)
+{
+    struct ms_kernel *k = arg;
+    return ms_space_read(k->space, addr, buf, len, done, err);
+}
+
+static int print_symbol(void *arg, const char *name, uint64_t *addr, bool *text)
+{
+    struct ms_kernel *k = arg;
+    struct ms_err scratch;
+    int rc = ms_kernel_symbol(k, name, addr, &scratch);
+    if (rc < 0)
+        return rc;
+    const struct ms_symbol *s = k->syms ? ms_symtab_find(k->syms, name) : NULL;
+    *text = s && (s->type == 'T' || s->type == 't');
+    return 0;
+}
+
+/* GDB names an address only inside a symbol's extent: its ELF size, or
+ * (kallsyms has no sizes) the size of its type when print knows it, else
+ * up to the next symbol, for data at most KALLSYMS_DATA_EXTENT (string
+ * literals and other unnamed data follow small statics); zero-sized data
+ * symbols name nothing. */
+static int print_addrsym(void *arg, uint64_t addr, char *name, size_t size, uint64_t *offset)
+{
+    struct ms_kernel *k = arg;
+    const struct ms_symbol *s;
+    uint64_t extent = 0;
+    if (!k->syms)
+        return -1;
+    if (addr < MS_KERNEL_MAP_START) {
+        if (ms_symtab_addr_percpu(k->syms, addr, &s, offset, &extent) < 0)
+            return -1;
+    } else if (ms_symtab_addr_extent(k->syms, addr, &s, offset, &extent, NULL) < 0) {
+        return -1;
+    }
+    /* an object whose type print knows ends where its type does */
+    uint64_t known;
+    if (k->btf && ms_print_symbol_size(k->btf, s->name, &known) == 0 && known < extent)
+        extent = known;
+    bool text = s->type == 'T' || s->type == 't';
+    if (ms_symtab_is_elf(k->syms)) {
+        if (s->size ? *offset >= s->size : !text)
+            return -1;
+    } else if (*offset >= extent || (!text && *offset >= KALLSYMS_DATA_EXTENT)) {
+        return -1;
+    }
+    snprintf(name, size, "%s", s->name);
+    return 0;
+}
+
+static int local_print(struct ms_target *t, ms_handle h, const char *fmt, const char *expr,
+                       struct ms_strbuf *out, struct ms_err *err)
+{
+    struct ms_kernel *k;
+    int rc = kernel_syms(L(t), h, &k, err);
+    if (rc < 0)
+        return rc;
+    rc = ms_kernel_load_btf(k, err);
+    if (rc < 0) {
+        ms_err_hint(err, MS_HINT_DWARF);
+        return ms_err_prefix(err, "print reads the kernel's own types: ");
+    }
+    struct ms_print_env env = {k->btf, print_read, k, print_symbol, print_addrsym, k};
+    return ms_print_expr(&env, fmt, expr, out, err);
 }
 
 static int local_backtrace(struct ms_target *t, ms_handle h, const int32_t *pids, size_t npids,
@@ -936,7 +1087,6 @@ static void local_close(struct ms_target *t)
     struct local *l = L(t);
     for (unsigned i = 0; i < l->nkernels; i++) {
         ms_kernel_close(l->kernels[i]->k);
-        ms_modsyms_free(&l->kernels[i]->modsyms);
         free(l->kernels[i]->vcpus);
         free(l->kernels[i]);
     }
@@ -974,9 +1124,14 @@ static const struct ms_target_ops local_ops = {
     .dmesg_next = local_dmesg_next,
     .symbol = local_symbol,
     .addrsym = local_addrsym,
+    .print = local_print,
     .tasks = local_tasks,
     .modules = local_modules,
+    .maps = local_maps,
+    .file_read = local_file_read,
+    .dir_list = local_dir_list,
     .types = local_types,
+    .kernel_info = local_kernel_info,
     .set_symbols = local_set_symbols,
     .backtrace = local_backtrace,
     .task_regs = local_task_regs,

@@ -6,6 +6,7 @@
 
 #include "array.h"
 #include "strbuf.h"
+#include "fields.h"
 
 #define COMM_LEN 16 /* TASK_COMM_LEN */
 
@@ -56,33 +57,8 @@ int ms_task_layout_span(const struct ms_task_layout *l, uint64_t *lo, uint64_t *
                             l->has_thread_group ? l->thread_group : l->thread_node,
                             l->has_thread_group ? l->real_parent : l->signal};
     const uint64_t size[] = {8, 4, 4, COMM_LEN, 4, 4, 8, 8, 8};
-    *lo = UINT64_MAX;
-    *hi = 0;
-    for (size_t i = 0; i < sizeof(off) / sizeof(off[0]); i++) {
-        if (off[i] > MS_TASK_FIELD_MAX)
-            return ms_err_set(err, MS_EFORMAT,
-                              "task_struct field at offset %#llx: past %#x, not a task_struct",
-                              (unsigned long long)off[i], MS_TASK_FIELD_MAX);
-        if (off[i] < *lo)
-            *lo = off[i];
-        if (off[i] + size[i] > *hi)
-            *hi = off[i] + size[i];
-    }
-    return 0;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
+    return ms_fields_span(off, size, sizeof(off) / sizeof(off[0]), MS_TASK_FIELD_MAX, "task_struct",
+                          lo, hi, err);
 }
 
 int ms_task_decode(const struct ms_task_layout *l, uint64_t addr, const uint8_t *bytes, size_t len,
@@ -98,20 +74,20 @@ int ms_task_decode(const struct ms_task_layout *l, uint64_t addr, const uint8_t 
     const uint8_t *b = bytes - lo; /* b + offset: the field */
     memset(t, 0, sizeof(*t));
     t->addr = addr;
-    t->pid = (int32_t)get32(b + l->pid);
-    t->tgid = (int32_t)get32(b + l->tgid);
-    t->state = get32(b + l->state);
-    t->exit_state = get32(b + l->exit_state);
+    t->pid = (int32_t)ms_get32(b + l->pid);
+    t->tgid = (int32_t)ms_get32(b + l->tgid);
+    t->state = ms_get32(b + l->state);
+    t->exit_state = ms_get32(b + l->exit_state);
     memcpy(t->comm, b + l->comm, COMM_LEN);
     t->comm[COMM_LEN] = '\0';
-    links->tasks_next = get64(b + l->tasks);
-    links->real_parent = get64(b + l->real_parent);
+    links->tasks_next = ms_get64(b + l->tasks);
+    links->real_parent = ms_get64(b + l->real_parent);
     if (l->has_thread_group) {
-        links->thread_next = get64(b + l->thread_group);
+        links->thread_next = ms_get64(b + l->thread_group);
         links->signal = 0;
     } else {
-        links->thread_next = get64(b + l->thread_node);
-        links->signal = get64(b + l->signal);
+        links->thread_next = ms_get64(b + l->thread_node);
+        links->signal = ms_get64(b + l->signal);
     }
     return 0;
 }

@@ -404,7 +404,7 @@ their options complete with Tab."""
 
 
 class Attach(gdb.Command):
-    """Open the guest RAM: nested attach [FILE] [--machine q35|pc] [--map SPEC] [--writable]
+    """Open the guest RAM: nested attach [FILE] [--machine q35|pc] [--map SPEC] [--writable] [--proxy]
                nested attach --connect SOCKET|tcp:HOST:PORT [--token-file F]
 
 FILE is QEMU's memory-backend-file (raw) or a dump-guest-memory ELF file.
@@ -417,20 +417,26 @@ FILE.layout if it exists, else QEMU's rule for --machine (default q35).
 the token in --token-file), so that several GDB sessions share one server and
 its caches; the server owns the RAM file, its layout, whether writes are
 allowed and the kernel symbols (`memsrv serve --vmlinux F`). nested scan needs
-the file itself."""
+the file itself.
+
+--proxy: everything in one step, for a session connected to QEMU: the RAM file
+(from QEMU unless FILE), then `nested proxy` with the second stage given by
+`nested ncr3`/`nested eptp`/`nested scan` if one was, else found by the proxy
+itself (`memsrv gdbproxy --nested auto`, which refuses when no candidate is
+clearly best). GDB's own commands then read the nested guest."""
 
     def __init__(self):
         super().__init__("nested attach", gdb.COMMAND_DATA)
 
     def complete(self, text, word):
         return _complete(text, word, ("--machine", "--map", "--writable", "--connect",
-                                      "--token-file"), gdb.COMPLETE_FILENAME)
+                                      "--token-file", "--proxy"), gdb.COMPLETE_FILENAME)
 
     def invoke(self, arg, from_tty):
         self.dont_repeat()
         words = _split(arg)
         path = machine = spec = None
-        writable = False
+        writable = proxy = False
         opts = {}
         i = 0
         while i < len(words):
@@ -447,6 +453,9 @@ the file itself."""
             elif w == "--writable":
                 writable = True
                 i += 1
+            elif w == "--proxy":
+                proxy = True
+                i += 1
             elif w.startswith("-"):
                 raise gdb.GdbError("nested attach: unknown option %s" % w)
             elif path is None:
@@ -455,6 +464,8 @@ the file itself."""
             else:
                 raise gdb.GdbError("nested attach: one FILE only")
         if "--connect" in opts:
+            if proxy:
+                raise gdb.GdbError("nested attach --proxy needs the RAM file itself, not a server")
             if path is not None or machine or spec or writable:
                 raise gdb.GdbError(
                     "nested attach --connect: the server owns the memory; drop FILE, --machine, "
@@ -492,6 +503,8 @@ the file itself."""
             "nested: attached %s (%d MiB; %s; layout: %s)\n"
             % (path, mem.size >> 20, regions, origin)
         )
+        if proxy:
+            gdb.execute("nested proxy" + (" --writable" if writable else ""), from_tty)
 
     @staticmethod
     def use(mem, origin):

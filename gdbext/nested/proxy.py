@@ -40,9 +40,6 @@ def command_line(state, address, writable):
     mem = state.mem
     if mem is None or mem.remote:
         raise gdb.GdbError("nested proxy: attach the RAM file first (`nested attach`)")
-    if state.eptp is None and state.ncr3 is None:
-        raise gdb.GdbError("nested proxy: give the second stage first (`nested scan`, "
-                           "`nested eptp EXPR` or `nested ncr3 EXPR`)")
     if mem.cpus:
         raise gdb.GdbError("nested proxy: %s is a dump; the proxy needs the live RAM file"
                            % mem.path)
@@ -52,8 +49,10 @@ def command_line(state, address, writable):
             "--map", layout]
     if state.eptp is not None:
         args += ["--eptp", "0x%x" % state.eptp]
-    else:
+    elif state.ncr3 is not None:
         args += ["--ncr3", "0x%x" % state.ncr3, "--npt-levels", str(state.npt_depth()[0])]
+    else:  # the proxy finds it (and refuses when no candidate is clearly best)
+        args += ["--nested", "auto"]
     if writable:
         args.append("--writable")
     cmd = " ".join(shlex.quote(a) for a in args)
@@ -75,7 +74,8 @@ class Proxy(gdb.Command):
 GDB's own commands then read the nested guest: at every stop the proxy
 tells L1 from L2, serves L2 memory through the 2-D walk from the RAM file
 and turns software breakpoints in L2 into hardware ones. Uses the RAM file,
-its layout and the second stage `nested` has. GDB's data cache is turned on
+its layout and the second stage `nested` has (none: the proxy finds it, as
+`memsrv gdbproxy --nested auto`). GDB's data cache is turned on
 for memory (`mem ... cache`, 4 KiB lines): x and p then read a line per
 packet instead of an item per packet; it is dropped at every resume.
 --no-cache leaves it off (needed to watch MMIO)."""

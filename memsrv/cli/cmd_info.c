@@ -37,6 +37,24 @@ int cmd_info(struct cli *cli, int argc, char **argv)
     ms_strbuf_init(&out);
     int rc = ms_target_describe(cli->t, cli->h, &out, &cli->err);
     printf("address space: %s\n", ms_strbuf_str(&out));
+    if (rc)
+        return cli_fail(cli);
+    /* the kernel of this guest-physical space, if there is one */
+    struct ms_kernel_info ki;
+    struct ms_err kerr;
+    if (ms_target_kernel_info(cli->t, cli->h, &ki, &kerr) == 0) {
+        printf("kernel: Linux %s, KASLR slide 0x%" PRIx64 ", phys_base 0x%" PRIx64
+               ", page tables 0x%" PRIx64 " (%u-level)\n",
+               ki.release[0] ? ki.release : "(release unknown)", ki.slide, ki.phys_base, ki.root,
+               ki.levels);
+        printf("  found by: %s\n", ki.how);
+        printf("  symbols: %" PRIu64 " from %s\n", ki.symbols, ki.symbols_from);
+        ms_strbuf_reset(&out);
+        if (ms_target_types_source(cli->t, cli->h, &out, &kerr) == 0)
+            printf("  types so far: %s\n", ms_strbuf_str(&out));
+    } else {
+        printf("kernel: none found (%s)\n", kerr.msg);
+    }
     ms_strbuf_free(&out);
-    return rc ? cli_fail(cli) : 0;
+    return 0;
 }

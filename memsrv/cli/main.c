@@ -106,6 +106,36 @@ static const struct cli_command commands[] = {
      "\n"
      "Options:\n"
      "  --stats          say on stderr how many modules and where the types came from\n"},
+    {"cat", cmd_cat, "cat /PATH", "a file's bytes from the guest's page cache",
+     "Writes the file at PATH (absolute, as the guest's init sees it) to stdout,\n"
+     "read from the guest kernel's own caches, no agent in the guest: the path\n"
+     "from the dentry cache (mount points crossed, symlinks followed), the bytes\n"
+     "from the inode's page cache, exactly its size. tmpfs, ramfs and initramfs\n"
+     "files are whole; pages of a disk file the kernel has not read (or has\n"
+     "dropped) are reported on stderr and written as zeros, and the exit status\n"
+     "is then 3 (output partial). A name not in the dentry cache, a directory:\n"
+     "an error (status 1). The structs' layout comes from --vmlinux's DWARF,\n"
+     "else the kernel's own BTF; Linux 6.1's dcache.\n"},
+    {"ls", cmd_ls, "ls [-i] /DIR", "a directory's entries in the guest's dentry cache",
+     "Lists the directory at DIR (absolute; symlinks followed) as the guest\n"
+     "kernel's dentry cache holds it, sorted by name: type and permissions,\n"
+     "size, name (ls -l's columns). tmpfs, ramfs and initramfs directories are\n"
+     "whole; on a disk file system only the names the guest has looked up (and\n"
+     "not yet dropped) are there. A mount point shows the mounted root.\n"
+     "\n"
+     "Options:\n"
+     "  -i               each entry's struct inode address first (for x, ptype)\n"},
+    {"maps", cmd_maps, "maps PID [--stats]", "a process's memory map (/proc/PID/maps)",
+     "Prints the memory map of the guest process (or thread) PID as\n"
+     "/proc/PID/maps shows it: range, permissions (p/s: private or shared),\n"
+     "file offset, device, inode and name: the file's path from its dentries\n"
+     "and mounts, else [heap], [stack], [vdso], [vvar], [vsyscall]. Read from\n"
+     "the kernel's memory: the task's mm and its VMA tree (the maple tree of\n"
+     "Linux 6.1+); the layouts from --vmlinux's DWARF, else the kernel's own BTF.\n"
+     "A pid with no task, or a kernel thread (no mm), is an error.\n"
+     "\n"
+     "Options:\n"
+     "  --stats          say on stderr how many areas and where the types came from\n"},
     {"bt", cmd_bt, "bt PID...|--all|--cpu N", "kernel stacks of the guest's tasks (ORC unwinder)",
      "Prints the kernel stacks of the given tasks (or of every task), unwound\n"
      "with the kernel's ORC tables; names come from the kernel's kallsyms when\n"
@@ -183,6 +213,28 @@ static const struct cli_command commands[] = {
      "\n"
      "Options:\n"
      "  /o               offsets, sizes and holes, as GDB's ptype/o\n"},
+    {"p", cmd_p, "p[/FMT] EXPR", "GDB's print from the kernel's own BTF and memory",
+     "Evaluates a C expression over the guest kernel's memory and prints it as\n"
+     "GDB's print does (structs, arrays with <repeats>, strings, pointers with\n"
+     "<symbol+offset>, enums, bitfields), with types from the BTF the kernel\n"
+     "carries: no vmlinux needed. Symbols come from the symbol file, else the\n"
+     "kernel's kallsyms; their types from the BTF (per-CPU variables, functions)\n"
+     "or, for well-known globals (init_task, init_uts_ns, jiffies, init_mm, ...),\n"
+     "the kernel's declarations; others need a cast, as in GDB:\n"
+     "(struct foo)sym, {struct foo} ADDR. The expression: . -> [] * & - ~ !,\n"
+     "casts, sizeof, + - * / % << >> & | ^ && || ?: and comparisons, with C's\n"
+     "promotions and pointer arithmetic, and GDB's X@N (N objects from X on).\n"
+     "Quote it for the shell.\n"
+     "\n"
+     "Formats (after /, as GDB's):\n"
+     "  x d u o t        hex, signed, unsigned, octal, binary\n"
+     "  z                zero-padded hex\n"
+     "  c a s            character, address with its symbol, string\n"
+     "Examples:\n"
+     "  p init_uts_ns.name.release\n"
+     "  p '((struct task_struct *)0xffff888003c0c000)->mm->pgd'\n"
+     "  p/x init_task.flags\n"},
+    {"print", cmd_p, "print[/FMT] EXPR", "the same as p", "The same as p.\n"},
     {"help", cmd_help, "help [COMMAND]", "this text, or a command's usage and options",
      "Prints the usage of memsrv, or of one command with its options (also\n"
      "`memsrv COMMAND --help`).\n"},

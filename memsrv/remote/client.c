@@ -5,6 +5,7 @@
 #include "error.h"
 #include "strbuf.h"
 #include "target_backend.h"
+#include "vfs.h"
 #include "wire.h"
 
 #include <errno.h>
@@ -581,6 +582,46 @@ static int remote_dmesg(struct ms_target *t, ms_handle h, const struct ms_dmesg_
     return text->failed ? ms_err_set(err, MS_ENOMEM, "out of memory") : 0;
 }
 
+static void put_cursor(struct ms_wbuf *w, const struct ms_dmesg_cursor *c)
+{
+    ms_wbuf_u64(w, c->next_seq);
+    ms_wbuf_u8(w, c->started);
+    ms_wbuf_u64(w, c->stall_seq);
+    ms_wbuf_u32(w, c->stalls);
+}
+
+static int remote_dmesg_next(struct ms_target *t, ms_handle h, const struct ms_dmesg_opts *opts,
+                             struct ms_dmesg_cursor *cursor, struct ms_strbuf *text, uint64_t *lost,
+                             struct ms_err *err)
+{
+    struct ms_client *c = &R(t)->c;
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, h);
+    ms_wbuf_u8(&c->req, (uint8_t)opts->style);
+    ms_wbuf_u8(&c->req, (uint8_t)(int8_t)opts->max_level);
+    put_cursor(&c->req, cursor);
+    struct ms_rbuf r;
+    int rc = exchange(c, f, MS_OP_DMESG_NEXT, &r, err);
+    if (rc)
+        return rc;
+    const char *s = NULL;
+    uint32_t n = 0;
+    uint8_t started = 0;
+    struct ms_dmesg_cursor next;
+    ms_rbuf_str(&r, &s, &n);
+    ms_rbuf_u64(&r, lost);
+    ms_rbuf_u64(&r, &next.next_seq);
+    ms_rbuf_u8(&r, &started);
+    ms_rbuf_u64(&r, &next.stall_seq);
+    ms_rbuf_u32(&r, &next.stalls);
+    if (r.bad)
+        return ms_err_set(err, MS_EPROTO, "malformed DMESG_NEXT response");
+    next.started = started != 0;
+    *cursor = next;
+    ms_strbuf_append(text, s, n);
+    return text->failed ? ms_err_set(err, MS_ENOMEM, "out of memory") : 0;
+}
+
 static int remote_symbol(struct ms_target *t, ms_handle h, const char *name, uint64_t *addr,
                          struct ms_err *err)
 {
@@ -627,6 +668,18 @@ static int remote_types(struct ms_target *t, ms_handle h, unsigned what, const c
     return text_op(c, f, MS_OP_TYPES, out, &r, err);
 }
 
+static int remote_print(struct ms_target *t, ms_handle h, const char *fmt, const char *expr,
+                        struct ms_strbuf *out, struct ms_err *err)
+{
+    struct ms_client *c = &R(t)->c;
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, h);
+    ms_wbuf_str(&c->req, fmt, strlen(fmt));
+    ms_wbuf_str(&c->req, expr, strlen(expr));
+    struct ms_rbuf r;
+    return text_op(c, f, MS_OP_PRINT, out, &r, err);
+}
+
 static int remote_tasks(struct ms_target *t, ms_handle h, struct ms_task **tasks, size_t *count,
                         uint64_t *bad, struct ms_err *err)
 {
@@ -670,6 +723,29 @@ static int remote_backtrace(struct ms_target *t, ms_handle h, const int32_t *pid
         ms_wbuf_u32(&c->req, (uint32_t)pids[i]);
     struct ms_rbuf r;
     return text_op(c, f, MS_OP_BACKTRACE, out, &r, err);
+}
+
+static int remote_kernel_info(struct ms_target *t, ms_handle h, struct ms_kernel_info *out,
+                              struct ms_err *err)
+{
+    struct ms_client *c = &R(t)->c;
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, h);
+    struct ms_rbuf r;
+    int rc = exchange(c, f, MS_OP_KERNEL, &r, err);
+    if (rc)
+        return rc;
+    bool ok = ms_rbuf_cstr(&r, out->release, sizeof(out->release));
+    ms_rbuf_u64(&r, &out->slide);
+    ms_rbuf_u64(&r, &out->phys_base);
+    ms_rbuf_u64(&r, &out->root);
+    ms_rbuf_u32(&r, &out->levels);
+    ms_rbuf_u64(&r, &out->symbols);
+    ok = ok && ms_rbuf_cstr(&r, out->symbols_from, sizeof(out->symbols_from)) &&
+         ms_rbuf_cstr(&r, out->how, sizeof(out->how));
+    if (!ok || r.bad)
+        return ms_err_set(err, MS_EPROTO, "malformed KERNEL response");
+    return 0;
 }
 
 static int remote_cpu_backtrace(struct ms_target *t, ms_handle h, uint32_t cpu,
@@ -743,6 +819,108 @@ static int remote_modules(struct ms_target *t, ms_handle h, struct ms_module_lis
     if (r.bad) {
         ms_module_list_free(out);
         return rc ? rc : ms_err_set(err, MS_EPROTO, "malformed MODULES response");
+    }
+    return rc;
+}
+
+static int remote_file_read(struct ms_target *t, ms_handle h, const char *path, uint64_t offset,
+                            void *buf, size_t len, struct ms_file_chunk *out, struct ms_err *err)
+{
+    struct ms_client *c = &R(t)->c;
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, h);
+    ms_wbuf_u8(&c->req, MS_WIRE_FILE_READ);
+    ms_wbuf_str(&c->req, path, strlen(path));
+    ms_wbuf_u64(&c->req, offset);
+    ms_wbuf_u32(&c->req, (uint32_t)len);
+    struct ms_rbuf r;
+    int rc = exchange(c, f, MS_OP_FILE, &r, err);
+    if (rc)
+        return rc;
+    const char *data = NULL;
+    uint32_t n = 0;
+    ms_rbuf_u64(&r, &out->size);
+    ms_rbuf_u32(&r, &out->mode);
+    ms_rbuf_u64(&r, &out->inode);
+    ms_rbuf_u32(&r, &out->nholes);
+    if (out->nholes > MS_FILE_HOLES_MAX)
+        r.bad = true;
+    for (unsigned i = 0; i < out->nholes && !r.bad; i++) {
+        ms_rbuf_u64(&r, &out->holes[i].offset);
+        ms_rbuf_u64(&r, &out->holes[i].len);
+    }
+    ms_rbuf_str(&r, &data, &n);
+    if (r.bad || n > len) {
+        memset(out, 0, sizeof(*out));
+        return ms_err_set(err, MS_EPROTO, "malformed FILE response");
+    }
+    if (n)
+        memcpy(buf, data, n);
+    out->len = n;
+    return 0;
+}
+
+static int remote_dir_list(struct ms_target *t, ms_handle h, const char *path, struct ms_dir *out,
+                           struct ms_err *err)
+{
+    struct ms_client *c = &R(t)->c;
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, h);
+    ms_wbuf_u8(&c->req, MS_WIRE_FILE_LIST);
+    ms_wbuf_str(&c->req, path, strlen(path));
+    ms_wbuf_u64(&c->req, 0);
+    ms_wbuf_u32(&c->req, 0);
+    struct ms_rbuf r;
+    int rc = exchange(c, f, MS_OP_FILE, &r, err);
+    if (rc)
+        return rc;
+    uint32_t n = 0;
+    ms_rbuf_u32(&r, &n);
+    if (!r.bad && n > r.len / 24) /* each entry takes at least 24 bytes */
+        r.bad = true;
+    for (uint32_t i = 0; i < n && !r.bad; i++) {
+        struct ms_dirent e = {0};
+        const char *name;
+        uint32_t len = 0;
+        if (!ms_rbuf_str(&r, &name, &len) || len == 0 || len > MS_DIR_NAME_MAX ||
+            memchr(name, '\0', len)) {
+            r.bad = true;
+            break;
+        }
+        memcpy(e.name, name, len);
+        ms_rbuf_u32(&r, &e.mode);
+        ms_rbuf_u64(&r, &e.size);
+        ms_rbuf_u64(&r, &e.inode);
+        if (!r.bad && ms_dir_push(out, &e, NULL) < 0)
+            r.bad = true;
+    }
+    if (r.bad) {
+        ms_dir_free(out);
+        return ms_err_set(err, MS_EPROTO, "malformed FILE (list) response");
+    }
+    return 0;
+}
+
+static int remote_maps(struct ms_target *t, ms_handle h, int32_t pid, struct ms_vma_list *out,
+                       struct ms_err *err)
+{
+    struct ms_client *c = &R(t)->c;
+    size_t f = begin(c);
+    ms_wbuf_u32(&c->req, h);
+    ms_wbuf_u32(&c->req, (uint32_t)pid);
+    struct ms_rbuf r;
+    int rc = exchange(c, f, MS_OP_MAPS, &r, err);
+    /* A walk cut short still sends what it read after its error. */
+    uint32_t n = 0;
+    ms_rbuf_u64(&r, &out->bad);
+    ms_rbuf_u32(&r, &n);
+    if (!r.bad && n > r.len / 57) /* each area takes at least 57 bytes */
+        r.bad = true;
+    for (uint32_t i = 0; i < n && !r.bad; i++)
+        ms_wire_get_vma(&r, out);
+    if (r.bad) {
+        ms_vma_list_free(out);
+        return rc ? rc : ms_err_set(err, MS_EPROTO, "malformed MAPS response");
     }
     return rc;
 }
@@ -867,7 +1045,13 @@ static const struct ms_target_ops remote_ops = {
     .addrsym = remote_addrsym,
     .tasks = remote_tasks,
     .modules = remote_modules,
+    .maps = remote_maps,
     .types = remote_types,
+    .print = remote_print,
+    .file_read = remote_file_read,
+    .dir_list = remote_dir_list,
+    .dmesg_next = remote_dmesg_next,
+    .kernel_info = remote_kernel_info,
     .set_symbols = remote_set_symbols,
     .backtrace = remote_backtrace,
     .task_regs = remote_task_regs,

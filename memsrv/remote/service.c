@@ -251,6 +251,43 @@ static void op_dmesg(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *
     ms_strbuf_free(&sb);
 }
 
+/* The cursor is the client's: the server keeps nothing between calls. */
+static void op_dmesg_next(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                          struct ms_err *item)
+{
+    uint32_t handle = 0;
+    uint8_t style = 0, level = 0, started = 0;
+    struct ms_dmesg_cursor cur;
+    ms_rbuf_u32(r, &handle);
+    ms_rbuf_u8(r, &style);
+    ms_rbuf_u8(r, &level);
+    ms_rbuf_u64(r, &cur.next_seq);
+    ms_rbuf_u8(r, &started);
+    ms_rbuf_u64(r, &cur.stall_seq);
+    ms_rbuf_u32(r, &cur.stalls);
+    if (r->bad)
+        return;
+    cur.started = started != 0;
+    struct ms_dmesg_opts o = {(enum ms_dmesg_style)style, (int8_t)level};
+    struct ms_strbuf sb;
+    ms_strbuf_init(&sb);
+    uint64_t lost = 0;
+    int rc = ms_target_dmesg_next(svc->target, handle, &o, &cur, &sb, &lost, item);
+    if (!rc && sb.len > MS_WIRE_MAX_RESPONSE)
+        rc = ms_err_set(item, MS_ELIMIT, "the new records' text (%zu bytes) exceeds %u bytes",
+                        sb.len, MS_WIRE_MAX_RESPONSE);
+    ms_wire_put_err(out, rc, item);
+    if (!rc) {
+        ms_wbuf_str(out, ms_strbuf_str(&sb), sb.len);
+        ms_wbuf_u64(out, lost);
+        ms_wbuf_u64(out, cur.next_seq);
+        ms_wbuf_u8(out, cur.started);
+        ms_wbuf_u64(out, cur.stall_seq);
+        ms_wbuf_u32(out, cur.stalls);
+    }
+    ms_strbuf_free(&sb);
+}
+
 static void op_symbol(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
                       struct ms_err *item)
 {
@@ -377,6 +414,32 @@ static void op_types(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *
     ms_strbuf_free(&sb);
 }
 
+static void op_print(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                     struct ms_err *item)
+{
+    uint32_t handle = 0, fn = 0, en = 0;
+    const char *ftext = NULL, *etext = NULL;
+    ms_rbuf_u32(r, &handle);
+    ms_rbuf_str(r, &ftext, &fn);
+    ms_rbuf_str(r, &etext, &en);
+    if (r->bad)
+        return;
+    char fmt[MAX_FORMAT] = "", expr[MAX_NAME] = "";
+    struct ms_strbuf sb;
+    ms_strbuf_init(&sb);
+    int rc = 0;
+    if (fn >= sizeof(fmt) || memchr(ftext, '\0', fn))
+        rc = ms_err_set(item, MS_EINVAL, "print format too long");
+    else
+        memcpy(fmt, ftext, fn);
+    if (!rc)
+        rc = get_name(etext, en, expr, sizeof(expr), item) ? 0 : item->code;
+    if (!rc)
+        rc = ms_target_print(svc->target, handle, fmt, expr, &sb, item);
+    put_text(out, rc, &sb, item);
+    ms_strbuf_free(&sb);
+}
+
 static void op_tasks(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
                      struct ms_err *item)
 {
@@ -476,6 +539,28 @@ static void op_unwind_step(struct ms_service *svc, struct ms_rbuf *r, struct ms_
     ms_wire_put_frame(out, &caller);
 }
 
+static void op_kernel(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                      struct ms_err *item)
+{
+    uint32_t handle = 0;
+    ms_rbuf_u32(r, &handle);
+    if (r->bad)
+        return;
+    struct ms_kernel_info ki;
+    int rc = ms_target_kernel_info(svc->target, handle, &ki, item);
+    ms_wire_put_err(out, rc, item);
+    if (rc)
+        return;
+    ms_wbuf_str(out, ki.release, strlen(ki.release));
+    ms_wbuf_u64(out, ki.slide);
+    ms_wbuf_u64(out, ki.phys_base);
+    ms_wbuf_u64(out, ki.root);
+    ms_wbuf_u32(out, ki.levels);
+    ms_wbuf_u64(out, ki.symbols);
+    ms_wbuf_str(out, ki.symbols_from, strlen(ki.symbols_from));
+    ms_wbuf_str(out, ki.how, strlen(ki.how));
+}
+
 static void op_modules(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
                        struct ms_err *item)
 {
@@ -492,6 +577,110 @@ static void op_modules(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf
     for (size_t i = 0; i < l.count; i++)
         ms_wire_put_module(out, &l, &l.modules[i]);
     ms_module_list_free(&l);
+}
+
+static void file_list(struct ms_service *svc, uint32_t handle, const char *path,
+                      struct ms_wbuf *out, struct ms_err *item)
+{
+    struct ms_dir d;
+    int rc = ms_target_dir_list(svc->target, handle, path, &d, item);
+    uint64_t bytes = 4;
+    for (size_t i = 0; rc == 0 && i < d.count; i++)
+        bytes += 24 + strlen(d.entries[i].name);
+    if (rc == 0 && bytes > MS_WIRE_MAX_RESPONSE)
+        rc = ms_err_set(item, MS_ELIMIT, "%zu entries exceed a response's %u bytes", d.count,
+                        MS_WIRE_MAX_RESPONSE);
+    ms_wire_put_err(out, rc, item);
+    if (rc == 0) {
+        ms_wbuf_u32(out, (uint32_t)d.count);
+        for (size_t i = 0; i < d.count; i++) {
+            const struct ms_dirent *e = &d.entries[i];
+            ms_wbuf_str(out, e->name, strlen(e->name));
+            ms_wbuf_u32(out, e->mode);
+            ms_wbuf_u64(out, e->size);
+            ms_wbuf_u64(out, e->inode);
+        }
+    }
+    ms_dir_free(&d);
+}
+
+static void file_read(struct ms_service *svc, uint32_t handle, const char *path, uint64_t offset,
+                      uint32_t len, struct ms_wbuf *out, struct ms_err *item)
+{
+    struct ms_file_chunk chunk = {0};
+    uint8_t *data = NULL;
+    int rc = 0;
+    if (len > MS_FILE_READ_MAX)
+        rc = ms_err_set(item, MS_EINVAL, "%u bytes at once: at most %u", len, MS_FILE_READ_MAX);
+    if (!rc && len && !(data = malloc(len)))
+        rc = ms_err_set(item, MS_ENOMEM, "out of memory");
+    if (!rc)
+        rc = ms_target_file_read(svc->target, handle, path, offset, data, len, &chunk, item);
+    ms_wire_put_err(out, rc, item);
+    if (!rc) {
+        ms_wbuf_u64(out, chunk.size);
+        ms_wbuf_u32(out, chunk.mode);
+        ms_wbuf_u64(out, chunk.inode);
+        ms_wbuf_u32(out, chunk.nholes);
+        for (unsigned i = 0; i < chunk.nholes; i++) {
+            ms_wbuf_u64(out, chunk.holes[i].offset);
+            ms_wbuf_u64(out, chunk.holes[i].len);
+        }
+        ms_wbuf_str(out, data ? (const char *)data : "", (size_t)chunk.len);
+    }
+    free(data);
+}
+
+static void op_file(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                    struct ms_err *item)
+{
+    uint32_t handle = 0, n = 0, len = 0;
+    uint8_t what = 0;
+    uint64_t offset = 0;
+    const char *text = NULL;
+    ms_rbuf_u32(r, &handle);
+    ms_rbuf_u8(r, &what);
+    ms_rbuf_str(r, &text, &n);
+    ms_rbuf_u64(r, &offset);
+    ms_rbuf_u32(r, &len);
+    if (r->bad)
+        return;
+    char path[MAX_NAME + 1];
+    if (!get_name(text, n, path, sizeof(path), item))
+        ms_wire_put_err(out, item->code, item);
+    else if (what == MS_WIRE_FILE_READ)
+        file_read(svc, handle, path, offset, len, out, item);
+    else if (what == MS_WIRE_FILE_LIST)
+        file_list(svc, handle, path, out, item);
+    else
+        ms_wire_put_err(out, ms_err_set(item, MS_EINVAL, "unknown file question %u", what), item);
+}
+
+static void op_maps(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
+                    struct ms_err *item)
+{
+    uint32_t handle = 0, pid = 0;
+    ms_rbuf_u32(r, &handle);
+    ms_rbuf_u32(r, &pid);
+    if (r->bad)
+        return;
+    struct ms_vma_list l;
+    int rc = ms_target_maps(svc->target, handle, (int32_t)pid, &l, item);
+    /* as many areas as one response holds (57 bytes each and the name) */
+    size_t n = 0, bytes = 64;
+    while (n < l.count && bytes + 57 + l.vmas[n].name_len <= MS_WIRE_MAX_RESPONSE)
+        bytes += 57 + l.vmas[n++].name_len;
+    if (n < l.count && rc == 0)
+        rc =
+            ms_err_set(item, MS_ELIMIT, "the map of pid %u exceeds %u bytes: %zu of %zu areas sent",
+                       pid, MS_WIRE_MAX_RESPONSE, n, l.count);
+    /* A walk cut short sends what it read after its error. */
+    ms_wire_put_err(out, rc, item);
+    ms_wbuf_u64(out, l.bad);
+    ms_wbuf_u32(out, (uint32_t)n);
+    for (size_t i = 0; i < n; i++)
+        ms_wire_put_vma(out, &l, &l.vmas[i]);
+    ms_vma_list_free(&l);
 }
 
 static void op_space(struct ms_service *svc, struct ms_rbuf *r, struct ms_wbuf *out,
@@ -583,10 +772,15 @@ static const op_fn ops[] = {
     [MS_OP_TASKS] = op_tasks,
     [MS_OP_STACK] = op_stack,
     [MS_OP_TYPES] = op_types,
+    [MS_OP_PRINT] = op_print,
+    [MS_OP_KERNEL] = op_kernel,
+    [MS_OP_DMESG_NEXT] = op_dmesg_next,
     [MS_OP_BACKTRACE] = op_backtrace,
     [MS_OP_TASK_REGS] = op_task_regs,
     [MS_OP_UNWIND_STEP] = op_unwind_step,
     [MS_OP_MODULES] = op_modules,
+    [MS_OP_MAPS] = op_maps,
+    [MS_OP_FILE] = op_file,
     [MS_OP_CPU_BACKTRACE] = op_cpu_backtrace,
 };
 

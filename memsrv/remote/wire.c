@@ -2,6 +2,7 @@
 
 #include "array.h"
 #include "error.h"
+#include "maps.h"
 #include "modules.h"
 
 #include <stddef.h>
@@ -347,6 +348,42 @@ bool ms_wire_get_module(struct ms_rbuf *r, struct ms_module_list *l)
             return r->bad = true, false;
     }
     if (ms_module_list_push(l, &m, NULL) < 0)
+        return r->bad = true, false;
+    return true;
+}
+
+void ms_wire_put_vma(struct ms_wbuf *b, const struct ms_vma_list *l, const struct ms_vma *v)
+{
+    ms_wbuf_u64(b, v->addr);
+    ms_wbuf_u64(b, v->start);
+    ms_wbuf_u64(b, v->end);
+    ms_wbuf_u64(b, v->flags);
+    ms_wbuf_u64(b, v->offset);
+    ms_wbuf_u32(b, v->dev);
+    ms_wbuf_u64(b, v->ino);
+    ms_wbuf_u8(b, v->name_known ? 1 : 0);
+    ms_wbuf_str(b, l->names ? l->names + v->name_off : "", v->name_len);
+}
+
+bool ms_wire_get_vma(struct ms_rbuf *r, struct ms_vma_list *l)
+{
+    struct ms_vma v = {0};
+    uint8_t known = 0;
+    const char *name = "";
+    uint32_t n = 0;
+    ms_rbuf_u64(r, &v.addr);
+    ms_rbuf_u64(r, &v.start);
+    ms_rbuf_u64(r, &v.end);
+    ms_rbuf_u64(r, &v.flags);
+    ms_rbuf_u64(r, &v.offset);
+    ms_rbuf_u32(r, &v.dev);
+    ms_rbuf_u64(r, &v.ino);
+    ms_rbuf_u8(r, &known);
+    ms_rbuf_str(r, &name, &n);
+    if (r->bad || known > 1 || n > MS_MAPS_PATH_MAX || memchr(name, 0, n))
+        return r->bad = true, false;
+    v.name_known = known;
+    if (ms_vma_list_push(l, &v, name, n, NULL) < 0)
         return r->bad = true, false;
     return true;
 }

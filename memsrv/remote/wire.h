@@ -20,29 +20,40 @@
 #define MS_WIRE_REPLY 0x8000                         /* op bit set on responses */
 
 enum ms_op {
-    MS_OP_HELLO = 1,          /* token -> version, flags, RAM size */
-    MS_OP_SPACE = 2,          /* stack description -> handle */
-    MS_OP_READ = 3,           /* handle, [addr, len]... -> [status, bytes]... */
-    MS_OP_TRANSLATE = 4,      /* handle, trace?, [addr]... -> [status, xlat(, trace)]... */
-    MS_OP_FLUSH = 5,          /* re-check the file size, drop every cached translation */
-    MS_OP_STATS = 6,          /* -> counters */
-    MS_OP_WRITE = 7,          /* handle, addr, bytes (only on a --writable server) */
-    MS_OP_X = 8,              /* handle, addr, "FMT" -> GDB x text */
-    MS_OP_VTOP = 9,           /* handle, addr -> report text */
-    MS_OP_PTDUMP = 10,        /* handle, start, end -> report text */
-    MS_OP_DMESG = 11,         /* handle, style, max level -> log text, ring health */
-    MS_OP_SYMBOL = 12,        /* handle, name -> runtime address */
-    MS_OP_ADDRSYM = 13,       /* handle, address -> symbol name, offset */
-    MS_OP_INFO = 14,          /* -> RAM layout, sources, dump CPUs and VMCOREINFO note */
-    MS_OP_DISCOVER = 15,      /* max -> nested-guest candidates */
-    MS_OP_TASKS = 16,         /* handle -> the kernel's task list */
-    MS_OP_STACK = 17,         /* handle -> its stack, a kernel root resolved */
-    MS_OP_TYPES = 18,         /* handle, question, "flags", "name" -> text (the kernel's types) */
-    MS_OP_BACKTRACE = 19,     /* handle, pids -> bt report text */
-    MS_OP_TASK_REGS = 20,     /* handle, task -> its registers and where they came from */
-    MS_OP_UNWIND_STEP = 21,   /* handle, frame -> more?, the caller's frame */
-    MS_OP_MODULES = 22,       /* handle -> the kernel's module list */
-    MS_OP_CPU_BACKTRACE = 23, /* handle, cpu -> bt report text of the task on that CPU */
+    MS_OP_HELLO = 1,        /* token -> version, flags, RAM size */
+    MS_OP_SPACE = 2,        /* stack description -> handle */
+    MS_OP_READ = 3,         /* handle, [addr, len]... -> [status, bytes]... */
+    MS_OP_TRANSLATE = 4,    /* handle, trace?, [addr]... -> [status, xlat(, trace)]... */
+    MS_OP_FLUSH = 5,        /* re-check the file size, drop every cached translation */
+    MS_OP_STATS = 6,        /* -> counters */
+    MS_OP_WRITE = 7,        /* handle, addr, bytes (only on a --writable server) */
+    MS_OP_X = 8,            /* handle, addr, "FMT" -> GDB x text */
+    MS_OP_VTOP = 9,         /* handle, addr -> report text */
+    MS_OP_PTDUMP = 10,      /* handle, start, end -> report text */
+    MS_OP_DMESG = 11,       /* handle, style, max level -> log text, ring health */
+    MS_OP_SYMBOL = 12,      /* handle, name -> runtime address */
+    MS_OP_ADDRSYM = 13,     /* handle, address -> symbol name, offset */
+    MS_OP_INFO = 14,        /* -> RAM layout, sources, dump CPUs and VMCOREINFO note */
+    MS_OP_DISCOVER = 15,    /* max -> nested-guest candidates */
+    MS_OP_TASKS = 16,       /* handle -> the kernel's task list */
+    MS_OP_STACK = 17,       /* handle -> its stack, a kernel root resolved */
+    MS_OP_TYPES = 18,       /* handle, question, "flags", "name" -> text (the kernel's types) */
+    MS_OP_BACKTRACE = 19,   /* handle, pids -> bt report text */
+    MS_OP_TASK_REGS = 20,   /* handle, task -> its registers and where they came from */
+    MS_OP_UNWIND_STEP = 21, /* handle, frame -> more?, the caller's frame */
+    MS_OP_MODULES = 22,     /* handle -> the kernel's module list */
+    MS_OP_PRINT = 23,       /* handle, "fmt", "expr" -> GDB's print text */
+    MS_OP_MAPS = 24,        /* handle, pid -> the process's memory map */
+    MS_OP_FILE = 25,   /* handle, question, path, offset, len -> a file's bytes, or a directory */
+    MS_OP_KERNEL = 26, /* handle -> release, slide, phys_base, root, levels, symbols */
+    MS_OP_DMESG_NEXT = 27, /* handle, style, max level, cursor -> new records' text, lost, cursor */
+    MS_OP_CPU_BACKTRACE = 28, /* handle, cpu -> bt report text of the task on that CPU */
+};
+
+/* MS_OP_FILE's questions. */
+enum ms_wire_file {
+    MS_WIRE_FILE_READ = 0, /* offset, len -> size, mode, inode, holes, bytes */
+    MS_WIRE_FILE_LIST = 1, /* -> the directory's entries */
 };
 
 /* MS_OP_TYPES' questions. */
@@ -120,6 +131,10 @@ void ms_wire_put_module(struct ms_wbuf *b, const struct ms_module_list *l,
                         const struct ms_module *m);
 /* Decodes one module onto the end of l (its users into l->users). */
 bool ms_wire_get_module(struct ms_rbuf *r, struct ms_module_list *l);
+/* A memory area and its name (from l->names). */
+void ms_wire_put_vma(struct ms_wbuf *b, const struct ms_vma_list *l, const struct ms_vma *v);
+/* Decodes one memory area onto the end of l. */
+bool ms_wire_get_vma(struct ms_rbuf *r, struct ms_vma_list *l);
 void ms_wire_put_cpu(struct ms_wbuf *b, const struct ms_cpu_state *c);
 bool ms_wire_get_cpu(struct ms_rbuf *r, struct ms_cpu_state *c);
 /* Registers: u64 valid, u8 n, n x u64 (ms_reg order). A decoder keeps the

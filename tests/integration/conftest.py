@@ -75,15 +75,15 @@ guest_l2linux4 = _session_guest("guest_l2linux4", _l2linux)
 
 @pytest.fixture(scope="session")
 def guest_flood():
-    """A running guest: booted and stopped at READY like the others, then
-    resumed, its flood 3 s (guest time) ahead. Not in _booted: running is
-    what it is for."""
+    """A guest to run: booted and stopped at READY like the others; its
+    flood starts 3 s (guest time) after a test resumes it (g.qmp.cmd("cont")),
+    so readers can be started first. Not in _booted: running is what it is
+    for."""
     g = guests.Guest("guest_flood", **guests.SCENARIOS["guest_flood"])
     try:
         g.boot()
     except BaseException:
         g.close()
         raise
-    g.qmp.cmd("cont")
     yield g
     g.close()

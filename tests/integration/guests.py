@@ -51,8 +51,9 @@ SCENARIOS = {
     # /dev/kmsg with numbered lines, so the ring wraps under the reader.
     "guest_flood": dict(machine="q35", mem=512 * MiB, cpu="max",
                         append="nokaslr lab.user=none lab.kmsgflood=20000"),
+    # sysrq t: the oracle of memsrv bt through module code (KVM's threads)
     "guest_svm": dict(machine="q35", mem=1 * GiB, cpu="max",
-                      append="nokaslr lab.kvm=1 lab.run=l2kvm lab.user=sleep"),
+                      append="nokaslr lab.kvm=1 lab.run=l2kvm lab.user=sleep lab.sysrq=t"),
     # L1 with LA57 (KVM's NPT is 5-level), and without (4-level NPT). The
     # 4-level one is also the SMP case (issue 16): L1 with 2 vCPUs running an
     # L2 with 2 vCPUs (one VMCB each), rather than a third L1 boot.
@@ -207,9 +208,19 @@ class Guest:
         # L1's /proc/modules (lab.kvm=1); L2's own are "l2lab: modules" lines
         self.modules = [ln.rstrip("\r") for ln in
                         re.findall(r"(?<!l2)lab: modules (.*)", log)]
+        # userpat's pid and /proc/PID/maps (tests/guest/init); L2's are "l2lab: maps"
+        m = re.search(r"(?<!l2)lab: mapspid (\d+)", log)
+        self.maps_pid = int(m.group(1)) if m else None
+        self.maps = [ln.rstrip("\r") for ln in re.findall(r"(?<!l2)lab: maps (.*)", log)]
+        m = re.search(r"lab: maps2pid (\d+)", log)
+        self.maps2_pid = int(m.group(1)) if m else None
+        self.maps2 = [ln.rstrip("\r") for ln in re.findall(r"lab: maps2 (.*)", log)]
         # (name, address, module) of module symbols in L1's /proc/kallsyms
         self.modsyms = [(n, int(a, 16), m) for a, n, m in
                         re.findall(r"lab: modsym ([0-9a-f]+) \w (\w+)\s+\[(\w+)\]", log)]
+        # Files the guest wrote for memsrv cat: path -> {"size": N, "md5": HEX}
+        self.files = {p: {"size": int(n), "md5": h} for p, n, h in
+                      re.findall(r"(?<!l2)lab: file (\S+) size=(\d+) md5=([0-9a-f]+)", log)}
         self.user = None
         m = re.search(r"lab: userpat (pid=.*)", log)
         if m:

@@ -25,7 +25,7 @@ from test_remote_linux import Server  # noqa: E402
 GUESTS = ["guest5", "guest_kaslr"]
 FRAME_RE = re.compile(r"^ (\? )?(\S+\+0x[0-9a-f]+/0x[0-9a-f]+)( \[\w+\])?$")
 TASK_RE = re.compile(r"^task:(.{15}) state:(\S+)\s.*?\bpid:(\d+)")
-BT_FRAME_RE = re.compile(r"^ ?#\d+ (\S+)$")
+BT_FRAME_RE = re.compile(r"^ ?#\d+ (\S+(?: \[\w+\])?)$")
 GDBEXT = os.path.join(ROOT, "gdbext")
 
 
@@ -51,7 +51,7 @@ def sysrq_traces(log):
             continue
         m = FRAME_RE.match(line)
         if m and cur is not None and not m.group(1):
-            out[cur][2].append(m.group(2))
+            out[cur][2].append(m.group(2) + (m.group(3) or ""))
     return out
 
 
@@ -283,3 +283,22 @@ def test_bt_of_the_panicking_cpu(guest_crash, tmp_path):
         srv.stop()
     assert got == memsrv("bt", "--all", "--dump", dump, "--vmlinux", vmlinux(g))
     print(f"guest_crash: pid {pid}'s panic trace, {len(after_panic(kernel))} frames after panic")
+
+
+def test_bt_through_module_code(guest_svm):
+    """Tasks asleep in module code (guest_svm's L1 runs KVM: the VM's
+    kvm-nx-lpage-recovery thread sleeps in kvm.ko) unwind through the
+    modules' own ORC tables, read from their struct module, and their
+    frames are named as the kernel names them ("func+0x1c/0x3c0 [kvm]");
+    with the vmlinux and from the RAM file alone."""
+    g = guest_svm
+    kernel = sysrq_traces(g.serial())
+    in_modules = {p for p, (_s, _c, frames) in kernel.items() if any(" [" in f for f in frames)}
+    assert in_modules, "no task of the guest's sysrq t has a frame in a module"
+    for args in (["--vmlinux", vmlinux(g)], []):
+        out, _err, _rc = memsrv("bt", "--all", "--ram", g.ram, *args)
+        ours = bt_traces(out)
+        assert compare(g, kernel, ours) >= 20
+        compared = [p for p in in_modules if p in ours and ours[p][1] == kernel[p][2]]
+        assert compared, (f"no task with module frames matched: "
+                          f"{[(p, ours.get(p, (0, 0))[1], kernel[p][2]) for p in in_modules]}")

@@ -19,38 +19,39 @@ LINE_RE = re.compile(r"^\[\s*\d+\.\d{6}\] ")
 LOST_RE = re.compile(r"^-- (\d+) records lost --$")
 
 
-def follow(g, until, timeout, *extra):
-    """memsrv dmesg --follow's lines until one contains `until` (then
-    SIGINT), or the timeout."""
-    p = subprocess.Popen([MEMSRV, "--ram", g.ram, "dmesg", "--follow", *extra],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    lines, seen = [], threading.Event()
+class Follower:
+    """memsrv dmesg --follow's lines, read as they come, until one contains
+    `until` (then SIGINT)."""
 
-    def reader():
-        for raw in p.stdout:
+    def __init__(self, memory, until, *extra):
+        self.until = until
+        self.p = subprocess.Popen([MEMSRV, *memory, "dmesg", "--follow", *extra],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.lines, self.seen = [], threading.Event()
+        self.t = threading.Thread(target=self.read, daemon=True)
+        self.t.start()
+
+    def read(self):
+        for raw in self.p.stdout:
             line = raw.decode("utf-8", "replace").rstrip("\n")
-            lines.append(line)
-            if until in line:
-                seen.set()
+            self.lines.append(line)
+            if self.until in line:
+                self.seen.set()
 
-    t = threading.Thread(target=reader, daemon=True)
-    t.start()
-    seen.wait(timeout)
-    p.send_signal(signal.SIGINT)
-    p.wait(30)
-    t.join(30)
-    err = p.stderr.read().decode()
-    assert seen.is_set(), f"no {until!r} within {timeout} s; stderr {err[-1000:]}; " \
-                          f"last lines {lines[-5:]}"
-    return lines, err
+    def stop(self, timeout):
+        self.seen.wait(timeout)
+        self.p.send_signal(signal.SIGINT)
+        self.p.wait(30)
+        self.t.join(30)
+        err = self.p.stderr.read().decode()
+        assert self.seen.is_set(), f"no {self.until!r} within {timeout} s; stderr " \
+                                   f"{err[-1000:]}; last lines {self.lines[-5:]}"
+        return self.lines, err
 
 
-def test_follow_flood(guest_flood):
-    g = guest_flood
-    n = int(re.search(r"lab\.kmsgflood=(\d+)", g.append).group(1))
-    t0 = time.monotonic()
-    lines, err = follow(g, "lab: flood done", 600, "--interval", "50")
-    secs = time.monotonic() - t0
+def check_flood(lines, n):
+    """Every flood number once, in order, whole, or counted lost where it
+    went missing; returns (printed, lost)."""
     # the log from boot on, once
     assert sum("LAB: READY" in l for l in lines) == 1
     got, lost_total, pending_lost = [], 0, 0
@@ -78,9 +79,44 @@ def test_follow_flood(guest_flood):
         prev = i
     assert pending_lost >= n - prev, f"flood {prev + 1}..{n} missing, {pending_lost} lost"
     assert got, "no flood line followed"
-    print(f"follow: {len(got)} of {n} flood lines printed, {lost_total} records reported lost, "
-          f"{secs:.1f} s")
     assert len(got) + lost_total >= n
+    return len(got), lost_total
+
+
+def test_follow_flood(guest_flood, tmp_path):
+    """Two followers of the same flood: on the RAM file, and through a
+    server (DMESG_NEXT, the cursor kept by the client)."""
+    from test_remote_linux import Server
+    g = guest_flood
+    n = int(re.search(r"lab\.kmsgflood=(\d+)", g.append).group(1))
+    srv = Server(g.ram, str(tmp_path / "s.sock"))
+    try:
+        t0 = time.monotonic()
+        local = Follower(["--ram", g.ram], "lab: flood done", "--interval", "50")
+        remote = Follower(["--connect", srv.sock], "lab: flood done", "--interval", "50")
+        # both have printed the ring as it was at READY: the flood comes after
+        deadline = time.monotonic() + 60
+        while not all(any("LAB: READY" in l for l in f.lines) for f in (local, remote)):
+            assert time.monotonic() < deadline, "the followers printed nothing"
+            time.sleep(0.1)
+        g.qmp.cmd("cont")
+        for name, f in (("RAM file", local), ("server", remote)):
+            lines, _err = f.stop(600)
+            got, lost = check_flood(lines, n)
+            print(f"follow ({name}): {got} of {n} flood lines printed, {lost} records "
+                  f"reported lost, {time.monotonic() - t0:.1f} s")
+    finally:
+        srv.stop()
+
+
+def flooded(g):
+    """g resumed (it runs on after test_follow_flood) and its flood over."""
+    g.qmp.cmd("cont")
+    deadline = time.monotonic() + 600
+    while "lab: flood done" not in g.serial():
+        assert time.monotonic() < deadline, "the flood did not end"
+        time.sleep(0.5)
+    return g
 
 
 def test_follow_module(guest_flood):
@@ -90,7 +126,7 @@ def test_follow_module(guest_flood):
     import sys
     sys.path.insert(0, os.path.join(ROOT, "gdbext"))
     from nested import _memsrv
-    g = guest_flood
+    g = flooded(guest_flood)
     m = _memsrv.open(g.ram)
     sp = m.space()
     m.flush()
@@ -112,7 +148,7 @@ def test_follow_module(guest_flood):
 def test_follow_gdb(guest_flood, tmp_path):
     """nested dmesg -f in GDB prints the log and stops at Ctrl-C (SIGINT)."""
     from test_gdbext import GDBEXT, run_gdb
-    g = guest_flood
+    g = flooded(guest_flood)
     cmds = [
         "target remote %s" % g.gdb_address,
         "source %s/nested.gdb" % GDBEXT,

@@ -159,3 +159,24 @@ def test_break_set_in_l2_hit_in_l1(l2g):
                      "(said once: such hits are not shown)") == 2, out
     assert "times in a row" not in out, out
     assert "memsrv: stopped in L1" not in out, out
+
+
+def test_attach_proxy_in_one_step(l2g):
+    """`nested attach --proxy` in a session connected to QEMU's stub: the RAM
+    file from QEMU's monitor, the second stage found by the proxy itself
+    (--nested auto), and then GDB's own `p` reads L2's banner."""
+    g = l2g
+    assert g.in_wanted_place_again(), "the fixture could not stop the vCPUs in L2"
+    s = _setup(g)
+    gdbext = os.path.join(os.path.dirname(oracle.MEMSRV), "..", "gdbext", "nested.gdb")
+    vmlinux = os.path.join(g.kernel_dir, "vmlinux")
+    cmd = ["gdb", "-batch", "-nx", "-ex", f"symbol-file {vmlinux} -o {s['slide']:#x}",
+           "-ex", f"target remote {g.gdb_address}", "-ex", "set print elements 0",
+           "-ex", f"source {gdbext}", "-ex", "nested attach --proxy", "-ex", "p linux_banner",
+           "-ex", "disconnect"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    out = r.stdout + r.stderr
+    assert "through memsrv gdbproxy" in out, out
+    assert re.search(rf"--nested auto: VMCB at GPA 0x[0-9a-f]+ .*--ncr3 {s['ncr3']:#x} "
+                     rf"--npt-levels {s['npt_levels']}", out), out
+    assert f'"{g.l2linux["version"]}\\n"' in r.stdout, out

@@ -343,3 +343,33 @@ def test_malformed_packets_get_errors(guest5):
     finally:
         p.kill()
         p.wait()
+
+
+def test_kaslr_slide_from_qoffsets(guest_kaslr, tmp_path):
+    """GDB asks qOffsets: the vmlinux loaded as it is (no -o) lands at the
+    guest's KASLR slide, found from the RAM file alone (kallsyms); a vmlinux
+    already loaded at the slide (-o) stays there. Also over a server."""
+    g = guest_kaslr
+    assert slide(g), "guest_kaslr has no KASLR slide"
+    out, _e, _r = memsrv("sym", "linux_banner", "--ram", g.ram)
+    banner = int(out.split()[0], 16)
+    srv = Server(g.ram, str(tmp_path / "s.sock"))
+    try:
+        # memsrv info names the kernel and its slide, here and over the server (KERNEL)
+        local, _e, _r = memsrv("info", "--ram", g.ram)
+        remote, _e, _r = memsrv("--connect", srv.sock, "info")
+        line = re.search(r"^kernel: Linux \S+, KASLR slide (0x[0-9a-f]+),.*$", local, re.M)
+        assert line and int(line.group(1), 16) == slide(g), local
+        assert line.group(0) in remote.splitlines(), remote
+        for load, server in ((vmlinux(g), f"--ram {g.ram}"),
+                             (f"-ex 'symbol-file -o {slide(g):#x} {vmlinux(g)}'", f"--ram {g.ram}"),
+                             (vmlinux(g), f"--connect {srv.sock}")):
+            cmd = (f"gdb -batch -nx {load} -ex 'target remote | {MEMSRV} gdbserver --stdio "
+                   f"{server}' -ex 'p &linux_banner' -ex 'x/s &linux_banner'")
+            p = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=120)
+            assert f"$1 = (const char (*)[" in p.stdout and f"{banner:#x} <linux_banner>" in p.stdout, \
+                (cmd, p.stdout, p.stderr)
+            assert re.search(rf'^{banner:#x} <linux_banner>:\s+"Linux version ', p.stdout, re.M), \
+                (cmd, p.stdout, p.stderr)
+    finally:
+        srv.stop()

@@ -140,6 +140,16 @@ def test_sym_is_l2_kallsyms(l2g):
     assert got == ks, (r.stdout, ks)
 
 
+def test_info_names_l2_kernel(l2g):
+    """memsrv info on L2's space: L2's release (its /proc/version), its
+    KASLR slide (its _text less the vmlinux's), symbols from its kallsyms."""
+    r = oracle.memsrv(_nested(l2g) + ["info"], check=True)
+    release = l2g.l2linux["version"].split()[2]
+    slide = l2g.l2linux["kallsyms"]["_text"] - oracle.symbol(l2g, "_text")
+    assert f"kernel: Linux {release}, KASLR slide {slide:#x}," in r.stdout, r.stdout
+    assert re.search(r"^  symbols: \d{5,} from the kernel.s kallsyms$", r.stdout, re.M), r.stdout
+
+
 def test_x_reads_l2_banner(guest_l2linux):
     g = guest_l2linux
     r = oracle.memsrv(_nested(g, paging=True) + ["x/s", "linux_banner"], check=True)

@@ -40,6 +40,14 @@ def test_lsmod_l1(guest_svm, tmp_path):
         out, _, _ = memsrv("--connect", srv.sock, "sym", name, hex(addr + 1))
         assert out.splitlines() == [f"0x{addr:016x} {name}",
                                     f"0x{addr + 1:016x} {name}+0x1 [{mod}]"], out
+        # x names module code over a server too; a plain number (no symbol
+        # file, no --cr3) is guest-physical: never named with kernel symbols
+        out, _, _ = memsrv("--connect", srv.sock, "x/2i", name)
+        assert re.match(rf"   0x{addr:x} <{name} \[{mod}\]>:\t", out), out
+        out, _, _ = memsrv("--connect", srv.sock, "x/2xg", f"{name}+8")
+        assert out.startswith(f"0x{addr + 8:x} <{name}+8 [{mod}]>:"), out
+        out, _, _ = memsrv("--connect", srv.sock, "x/2xg", "0x1000")
+        assert out.startswith("0x1000:"), out
     finally:
         srv.stop()
 

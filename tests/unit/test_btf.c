@@ -9,56 +9,7 @@
 #include "check.h"
 #include "ptype.h"
 
-struct blob {
-    uint8_t types[4096];
-    uint32_t tlen;
-    char strs[1024];
-    uint32_t slen;
-    uint32_t ntypes;
-};
-
-static uint32_t str(struct blob *b, const char *s)
-{
-    if (!*s)
-        return 0;
-    uint32_t off = b->slen;
-    size_t n = strlen(s) + 1;
-    memcpy(b->strs + off, s, n);
-    b->slen += (uint32_t)n;
-    return off;
-}
-
-static void u32(struct blob *b, uint32_t v)
-{
-    memcpy(b->types + b->tlen, &v, 4);
-    b->tlen += 4;
-}
-
-/* Appends a btf_type; returns its id. */
-static uint32_t type(struct blob *b, const char *name, unsigned kind, unsigned vlen, bool kflag,
-                     uint32_t size_or_type)
-{
-    u32(b, str(b, name));
-    u32(b, (uint32_t)kflag << 31 | kind << 24 | vlen);
-    u32(b, size_or_type);
-    return ++b->ntypes;
-}
-
-static void blob_init(struct blob *b)
-{
-    memset(b, 0, sizeof(*b));
-    b->slen = 1; /* "" at offset 0 */
-}
-
-/* header + types + strings */
-static size_t blob_bytes(const struct blob *b, uint8_t *out)
-{
-    uint32_t hdr[6] = {0x0001eB9F, 24, 0, b->tlen, b->tlen, b->slen};
-    memcpy(out, hdr, 24);
-    memcpy(out + 24, b->types, b->tlen);
-    memcpy(out + 24 + b->tlen, b->strs, b->slen);
-    return 24 + b->tlen + b->slen;
-}
+#include "../support/btfblob.h"
 
 /* Ids of the sample blob. */
 enum {
@@ -92,74 +43,74 @@ enum {
     T_COUNT
 };
 
-static void sample(struct blob *b)
+static void sample(struct btf_blob *b)
 {
-    blob_init(b);
-    type(b, "int", 1, 0, false, 4);
-    u32(b, 1u << 24 | 32); /* signed, 32 bits */
-    type(b, "unsigned char", 1, 0, false, 1);
-    u32(b, 8);
-    type(b, "task", 7, 0, false, 0); /* struct task; */
-    type(b, "", 2, 0, false, T_TASK);
-    type(b, "list_head", 4, 2, false, 16);
-    u32(b, str(b, "next")), u32(b, T_PTR_LIST), u32(b, 0);
-    u32(b, str(b, "prev")), u32(b, T_PTR_LIST), u32(b, 64);
-    type(b, "", 2, 0, false, T_LIST);
-    type(b, "", 3, 0, false, 0); /* unsigned char[16] */
-    u32(b, T_UCHAR), u32(b, T_INT), u32(b, 16);
-    type(b, "pid_t", 8, 0, false, T_INT);
-    type(b, "", 10, 0, false, T_PID_T);
-    type(b, "", 9, 0, false, T_CONST_PID);
-    type(b, "", 5, 2, false, 16); /* union { long a; unsigned char b[16]; } */
-    u32(b, str(b, "a")), u32(b, T_ULONG), u32(b, 0);
-    u32(b, str(b, "b")), u32(b, T_CHAR16), u32(b, 0);
+    btf_blob_init(b);
+    btf_type(b, "int", 1, 0, false, 4);
+    btf_u32(b, 1u << 24 | 32); /* signed, 32 bits */
+    btf_type(b, "unsigned char", 1, 0, false, 1);
+    btf_u32(b, 8);
+    btf_type(b, "task", 7, 0, false, 0); /* struct task; */
+    btf_type(b, "", 2, 0, false, T_TASK);
+    btf_type(b, "list_head", 4, 2, false, 16);
+    btf_u32(b, btf_str(b, "next")), btf_u32(b, T_PTR_LIST), btf_u32(b, 0);
+    btf_u32(b, btf_str(b, "prev")), btf_u32(b, T_PTR_LIST), btf_u32(b, 64);
+    btf_type(b, "", 2, 0, false, T_LIST);
+    btf_type(b, "", 3, 0, false, 0); /* unsigned char[16] */
+    btf_u32(b, T_UCHAR), btf_u32(b, T_INT), btf_u32(b, 16);
+    btf_type(b, "pid_t", 8, 0, false, T_INT);
+    btf_type(b, "", 10, 0, false, T_PID_T);
+    btf_type(b, "", 9, 0, false, T_CONST_PID);
+    btf_type(b, "", 5, 2, false, 16); /* union { long a; unsigned char b[16]; } */
+    btf_u32(b, btf_str(b, "a")), btf_u32(b, T_ULONG), btf_u32(b, 0);
+    btf_u32(b, btf_str(b, "b")), btf_u32(b, T_CHAR16), btf_u32(b, 0);
     /* struct task { volatile const pid_t pid; unsigned int flags:3, :2, prio:5;
      *   union {...}; struct list_head tasks; unsigned char comm[16];
      *   struct task *parent; struct { int x; } ; } : 80 bytes, kflag */
-    type(b, "task", 4, 8, true, 80);
-    u32(b, str(b, "pid")), u32(b, T_VOL_CONST_PID), u32(b, 0);
-    u32(b, str(b, "flags")), u32(b, T_INT), u32(b, 3u << 24 | 32);
-    u32(b, str(b, "prio")), u32(b, T_INT), u32(b, 5u << 24 | 37);
-    u32(b, 0), u32(b, T_ANON_UNION), u32(b, 64);
-    u32(b, str(b, "tasks")), u32(b, T_LIST), u32(b, 192);
-    u32(b, str(b, "comm")), u32(b, T_CHAR16), u32(b, 320);
-    u32(b, str(b, "parent")), u32(b, T_PTR_TASK), u32(b, 448);
-    u32(b, 0), u32(b, T_TYPEDEF_ANON), u32(b, 512);
-    type(b, "state", 6, 2, true, 4); /* signed enum */
-    u32(b, str(b, "RUNNING")), u32(b, 0);
-    u32(b, str(b, "DEAD")), u32(b, (uint32_t)-1);
-    type(b, "big", 19, 1, false, 8);
-    u32(b, str(b, "HUGE")), u32(b, 0x89abcdef), u32(b, 0x01234567);
-    type(b, "", 13, 2, false, T_INT); /* int (pid_t, ...) */
-    u32(b, str(b, "pid")), u32(b, T_PID_T);
-    u32(b, 0), u32(b, 0);
-    type(b, "do_it", 12, 1, false, T_PROTO);
-    type(b, "current_task", 14, 0, false, T_PTR_TASK);
-    u32(b, 1);
-    type(b, ".data..percpu", 15, 1, false, 8);
-    u32(b, T_VAR), u32(b, 0), u32(b, 8);
-    type(b, "double", 16, 0, false, 8);
-    type(b, "rcu", 17, 0, false, T_TASK);
-    u32(b, (uint32_t)-1);
-    type(b, "user", 18, 0, false, T_PTR_TASK);
-    type(b, "", 11, 0, false, T_PTR_TASK);
-    type(b, "unsigned long", 1, 0, false, 8);
-    u32(b, 64);
-    type(b, "", 1, 0, false, 4); /* old-style bitfield int: 4 bits at +2 */
-    u32(b, 2u << 16 | 4);
+    btf_type(b, "task", 4, 8, true, 80);
+    btf_u32(b, btf_str(b, "pid")), btf_u32(b, T_VOL_CONST_PID), btf_u32(b, 0);
+    btf_u32(b, btf_str(b, "flags")), btf_u32(b, T_INT), btf_u32(b, 3u << 24 | 32);
+    btf_u32(b, btf_str(b, "prio")), btf_u32(b, T_INT), btf_u32(b, 5u << 24 | 37);
+    btf_u32(b, 0), btf_u32(b, T_ANON_UNION), btf_u32(b, 64);
+    btf_u32(b, btf_str(b, "tasks")), btf_u32(b, T_LIST), btf_u32(b, 192);
+    btf_u32(b, btf_str(b, "comm")), btf_u32(b, T_CHAR16), btf_u32(b, 320);
+    btf_u32(b, btf_str(b, "parent")), btf_u32(b, T_PTR_TASK), btf_u32(b, 448);
+    btf_u32(b, 0), btf_u32(b, T_TYPEDEF_ANON), btf_u32(b, 512);
+    btf_type(b, "state", 6, 2, true, 4); /* signed enum */
+    btf_u32(b, btf_str(b, "RUNNING")), btf_u32(b, 0);
+    btf_u32(b, btf_str(b, "DEAD")), btf_u32(b, (uint32_t)-1);
+    btf_type(b, "big", 19, 1, false, 8);
+    btf_u32(b, btf_str(b, "HUGE")), btf_u32(b, 0x89abcdef), btf_u32(b, 0x01234567);
+    btf_type(b, "", 13, 2, false, T_INT); /* int (pid_t, ...) */
+    btf_u32(b, btf_str(b, "pid")), btf_u32(b, T_PID_T);
+    btf_u32(b, 0), btf_u32(b, 0);
+    btf_type(b, "do_it", 12, 1, false, T_PROTO);
+    btf_type(b, "current_task", 14, 0, false, T_PTR_TASK);
+    btf_u32(b, 1);
+    btf_type(b, ".data..percpu", 15, 1, false, 8);
+    btf_u32(b, T_VAR), btf_u32(b, 0), btf_u32(b, 8);
+    btf_type(b, "double", 16, 0, false, 8);
+    btf_type(b, "rcu", 17, 0, false, T_TASK);
+    btf_u32(b, (uint32_t)-1);
+    btf_type(b, "user", 18, 0, false, T_PTR_TASK);
+    btf_type(b, "", 11, 0, false, T_PTR_TASK);
+    btf_type(b, "unsigned long", 1, 0, false, 8);
+    btf_u32(b, 64);
+    btf_type(b, "", 1, 0, false, 4); /* old-style bitfield int: 4 bits at +2 */
+    btf_u32(b, 2u << 16 | 4);
     /* struct old { int a; int b:4 (at bit 32, INT offset 2 -> 34); } no kflag */
-    type(b, "old", 4, 2, false, 8);
-    u32(b, str(b, "a")), u32(b, T_INT), u32(b, 0);
-    u32(b, str(b, "b")), u32(b, T_OLD_BF), u32(b, 32);
-    type(b, "anon_t", 8, 0, false, T_ANON_STRUCT);
-    type(b, "", 4, 1, false, 4);
-    u32(b, str(b, "x")), u32(b, T_INT), u32(b, 0);
+    btf_type(b, "old", 4, 2, false, 8);
+    btf_u32(b, btf_str(b, "a")), btf_u32(b, T_INT), btf_u32(b, 0);
+    btf_u32(b, btf_str(b, "b")), btf_u32(b, T_OLD_BF), btf_u32(b, 32);
+    btf_type(b, "anon_t", 8, 0, false, T_ANON_STRUCT);
+    btf_type(b, "", 4, 1, false, 4);
+    btf_u32(b, btf_str(b, "x")), btf_u32(b, T_INT), btf_u32(b, 0);
 }
 
-static struct ms_btf *parse_blob(const struct blob *b)
+static struct ms_btf *parse_blob(const struct btf_blob *b)
 {
     static uint8_t buf[8192];
-    size_t n = blob_bytes(b, buf);
+    size_t n = btf_blob_bytes(b, buf);
     struct ms_btf *btf = NULL;
     struct ms_err err;
     int rc = ms_btf_parse(&btf, buf, n, &err);
@@ -169,7 +120,7 @@ static struct ms_btf *parse_blob(const struct blob *b)
 
 static void test_kinds(void)
 {
-    struct blob b;
+    struct btf_blob b;
     sample(&b);
     struct ms_btf *btf = parse_blob(&b);
     if (!btf)
@@ -258,7 +209,7 @@ static void test_kinds(void)
 
 static void test_typedb(void)
 {
-    struct blob b;
+    struct btf_blob b;
     sample(&b);
     struct ms_btf *btf = parse_blob(&b);
     if (!btf)
@@ -300,10 +251,10 @@ static int parse_raw(const void *p, size_t n, struct ms_err *err)
 
 static void test_hostile_headers(void)
 {
-    struct blob b;
+    struct btf_blob b;
     sample(&b);
     uint8_t buf[8192], bad[8192];
-    size_t n = blob_bytes(&b, buf);
+    size_t n = btf_blob_bytes(&b, buf);
     struct ms_err err;
     CHECK(parse_raw(buf, 10, &err) == MS_EFORMAT, "short header");
     struct {
@@ -365,55 +316,58 @@ static void test_hostile_records(void)
 {
     struct ms_err err;
     uint8_t buf[8192];
-    struct blob b;
+    struct btf_blob b;
 
-    blob_init(&b);
-    type(&b, "", 0, 0, false, 0);
-    CHECK(parse_raw(buf, blob_bytes(&b, buf), &err) == MS_EFORMAT && strstr(err.msg, "kind 0"),
+    btf_blob_init(&b);
+    btf_type(&b, "", 0, 0, false, 0);
+    CHECK(parse_raw(buf, btf_blob_bytes(&b, buf), &err) == MS_EFORMAT && strstr(err.msg, "kind 0"),
           "kind 0: %s", err.msg);
-    blob_init(&b);
-    type(&b, "", 25, 0, false, 0);
-    CHECK(parse_raw(buf, blob_bytes(&b, buf), &err) == MS_EFORMAT, "kind 25");
-    blob_init(&b);
-    type(&b, "s", 4, 3, false, 8); /* three members, none written */
-    CHECK(parse_raw(buf, blob_bytes(&b, buf), &err) == MS_EFORMAT && strstr(err.msg, "runs past"),
+    btf_blob_init(&b);
+    btf_type(&b, "", 25, 0, false, 0);
+    CHECK(parse_raw(buf, btf_blob_bytes(&b, buf), &err) == MS_EFORMAT, "kind 25");
+    btf_blob_init(&b);
+    btf_type(&b, "s", 4, 3, false, 8); /* three members, none written */
+    CHECK(parse_raw(buf, btf_blob_bytes(&b, buf), &err) == MS_EFORMAT &&
+              strstr(err.msg, "runs past"),
           "vlen past the section: %s", err.msg);
-    blob_init(&b);
-    u32(&b, 5000), u32(&b, 1u << 24), u32(&b, 4), u32(&b, 32);
+    btf_blob_init(&b);
+    btf_u32(&b, 5000), btf_u32(&b, 1u << 24), btf_u32(&b, 4), btf_u32(&b, 32);
     b.ntypes++;
-    CHECK(parse_raw(buf, blob_bytes(&b, buf), &err) == MS_EFORMAT && strstr(err.msg, "name offset"),
+    CHECK(parse_raw(buf, btf_blob_bytes(&b, buf), &err) == MS_EFORMAT &&
+              strstr(err.msg, "name offset"),
           "name past the strings: %s", err.msg);
-    blob_init(&b);
-    type(&b, "", 2, 0, false, 7);
-    CHECK(parse_raw(buf, blob_bytes(&b, buf), &err) == MS_EFORMAT, "pointer to type 7 of 2");
-    blob_init(&b);
-    type(&b, "s", 4, 1, false, 8);
-    u32(&b, 0), u32(&b, 99), u32(&b, 0);
-    CHECK(parse_raw(buf, blob_bytes(&b, buf), &err) == MS_EFORMAT, "member type out of range");
-    blob_init(&b);
-    type(&b, "", 3, 0, false, 0);
-    u32(&b, 1), u32(&b, 55), u32(&b, 4);
-    CHECK(parse_raw(buf, blob_bytes(&b, buf), &err) == MS_EFORMAT, "array index type out of range");
+    btf_blob_init(&b);
+    btf_type(&b, "", 2, 0, false, 7);
+    CHECK(parse_raw(buf, btf_blob_bytes(&b, buf), &err) == MS_EFORMAT, "pointer to type 7 of 2");
+    btf_blob_init(&b);
+    btf_type(&b, "s", 4, 1, false, 8);
+    btf_u32(&b, 0), btf_u32(&b, 99), btf_u32(&b, 0);
+    CHECK(parse_raw(buf, btf_blob_bytes(&b, buf), &err) == MS_EFORMAT, "member type out of range");
+    btf_blob_init(&b);
+    btf_type(&b, "", 3, 0, false, 0);
+    btf_u32(&b, 1), btf_u32(&b, 55), btf_u32(&b, 4);
+    CHECK(parse_raw(buf, btf_blob_bytes(&b, buf), &err) == MS_EFORMAT,
+          "array index type out of range");
 
     /* parse-clean but cyclic: accessors bound them */
-    blob_init(&b);
-    type(&b, "a", 8, 0, false, 2);
-    type(&b, "b", 8, 0, false, 1);
-    type(&b, "", 3, 0, false, 0); /* an array of itself */
-    u32(&b, 3), u32(&b, 3), u32(&b, 2);
-    type(&b, "self", 4, 2, false, 8); /* anonymous members of its own type */
-    u32(&b, 0), u32(&b, 4), u32(&b, 0);
-    u32(&b, 0), u32(&b, 4), u32(&b, 0);
-    type(&b, "int", 1, 0, false, 4);
-    u32(&b, 32);
-    type(&b, "", 3, 0, false, 0); /* int[2^32-1] */
-    u32(&b, 5), u32(&b, 5), u32(&b, 0xffffffff);
-    type(&b, "", 3, 0, false, 0); /* int[2^32-1][2^32-1]: over 2^64 bytes */
-    u32(&b, 6), u32(&b, 5), u32(&b, 0xffffffff);
-    type(&b, "", 3, 0, false, 0);
-    u32(&b, 7), u32(&b, 5), u32(&b, 2);
+    btf_blob_init(&b);
+    btf_type(&b, "a", 8, 0, false, 2);
+    btf_type(&b, "b", 8, 0, false, 1);
+    btf_type(&b, "", 3, 0, false, 0); /* an array of itself */
+    btf_u32(&b, 3), btf_u32(&b, 3), btf_u32(&b, 2);
+    btf_type(&b, "self", 4, 2, false, 8); /* anonymous members of its own type */
+    btf_u32(&b, 0), btf_u32(&b, 4), btf_u32(&b, 0);
+    btf_u32(&b, 0), btf_u32(&b, 4), btf_u32(&b, 0);
+    btf_type(&b, "int", 1, 0, false, 4);
+    btf_u32(&b, 32);
+    btf_type(&b, "", 3, 0, false, 0); /* int[2^32-1] */
+    btf_u32(&b, 5), btf_u32(&b, 5), btf_u32(&b, 0xffffffff);
+    btf_type(&b, "", 3, 0, false, 0); /* int[2^32-1][2^32-1]: over 2^64 bytes */
+    btf_u32(&b, 6), btf_u32(&b, 5), btf_u32(&b, 0xffffffff);
+    btf_type(&b, "", 3, 0, false, 0);
+    btf_u32(&b, 7), btf_u32(&b, 5), btf_u32(&b, 2);
     struct ms_btf *btf = NULL;
-    CHECK(ms_btf_parse(&btf, buf, blob_bytes(&b, buf), &err) == 0, "cyclic blob parses: %s",
+    CHECK(ms_btf_parse(&btf, buf, btf_blob_bytes(&b, buf), &err) == 0, "cyclic blob parses: %s",
           err.msg);
     if (!btf)
         return;
@@ -452,7 +406,7 @@ static void check_decl(const struct ms_btf *btf, uint32_t id, const char *name, 
 
 static void test_ptype(void)
 {
-    struct blob b;
+    struct btf_blob b;
     sample(&b);
     struct ms_btf *btf = parse_blob(&b);
     if (!btf)

@@ -60,9 +60,16 @@ static int read_mem(void *arg, uint64_t addr, void *buf, size_t len, size_t *don
     return ok == len ? 0 : ms_err_set(err, MS_EUNMAPPED, "unmapped");
 }
 
+static int text_at(void *arg, uint64_t *addr, struct ms_err *err)
+{
+    (void)arg;
+    *addr = 0xffffffff8a200000ULL;
+    return no_list ? ms_err_set(err, MS_ENOTFOUND, "no kernel here") : 0;
+}
+
 static struct ms_gdbserver *server(void)
 {
-    struct ms_gdb_source src = {NULL, tasks, regs, read_mem};
+    struct ms_gdb_source src = {NULL, tasks, regs, read_mem, text_at};
     struct ms_gdbserver *g = NULL;
     CHECK(ms_gdbserver_new(&g, &src, NULL) == 0, "new");
     return g;
@@ -208,8 +215,24 @@ static void test_framing(void)
     ms_gdbserver_free(g);
 }
 
+/* qOffsets: where the text segment is, or the empty reply. */
+static void test_offsets(void)
+{
+    struct ms_gdbserver *g = server();
+    CHECK(!strcmp(ask(g, "qOffsets"), "TextSeg=ffffffff8a200000"), "%s", ask(g, "qOffsets"));
+    no_list = true;
+    CHECK(!strcmp(ask(g, "qOffsets"), ""), "no kernel: %s", ask(g, "qOffsets"));
+    no_list = false;
+    ms_gdbserver_free(g);
+    struct ms_gdb_source src = {NULL, tasks, regs, read_mem, NULL};
+    CHECK(ms_gdbserver_new(&g, &src, NULL) == 0, "new");
+    CHECK(!strcmp(ask(g, "qOffsets"), ""), "no slide source");
+    ms_gdbserver_free(g);
+}
+
 int main(void)
 {
+    test_offsets();
     test_threads();
     test_registers();
     test_memory();

@@ -398,6 +398,20 @@ static void test_modsyms(void)
     CHECK(ms_modsyms_decode(tab, MS_MODSYMS_MAX + 1, NULL, 0, NULL, 0, &ms, &skipped, &err) ==
               MS_EFORMAT,
           "too many symbols");
+    /* KSYM_NAME_LEN (512) counts the NUL: 511 bytes of name are kept, 512 skipped */
+    static char longtab[1 + 511 + 1 + 512 + 1];
+    memset(longtab, 'a', sizeof(longtab));
+    longtab[0] = longtab[512] = longtab[1025] = '\0';
+    uint8_t ltab[3 * MS_MODSYM_SIZE] = {0};
+    put_sym(ltab, 1, 1, 1, text, 8);
+    put_sym(ltab, 2, 513, 1, text + 8, 8);
+    before = ms.count;
+    skipped = 0;
+    CHECK(ms_modsyms_decode(ltab, 3, (const uint8_t *)longtab, sizeof(longtab), NULL, 0, &ms,
+                            &skipped, &err) == 0 &&
+              ms.count == before + 1 && skipped == 1 &&
+              strlen(ms.names + ms.syms[before].name) == 511,
+          "names of 511 and 512 bytes: %zu kept, %zu skipped", ms.count - before, skipped);
     ms_modsyms_free(&ms);
 
     /* through memory: module -> kallsyms -> tables; a pointer into nowhere */
