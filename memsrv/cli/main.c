@@ -557,9 +557,11 @@ static void draw_progress(void *arg, const char *what, uint64_t done, uint64_t t
     cli->progress_shown = true;
 }
 
+/* One nested guest: the same second stage. Its vCPUs (one VMCB each in an
+ * SMP guest) differ in CR3, each running its own process. */
 static bool same_guest(const struct ms_candidate *a, const struct ms_candidate *b)
 {
-    return a->kind == b->kind && a->root == b->root && a->cr3 == b->cr3;
+    return a->kind == b->kind && a->root == b->root && a->root_levels == b->root_levels;
 }
 
 static void describe_candidates(struct ms_strbuf *sb, const struct ms_candidate *c, unsigned n)
