@@ -209,6 +209,15 @@ static void note_kernel(struct found *f, const uint8_t *p)
     }
 }
 
+/* What the evidence says of a kernel proven (ms_cand_reaches_kernel). */
+#define REACHES_LINUX "; reaches Linux "
+
+bool ms_cand_reaches_kernel(const struct ms_candidate *c)
+{
+    return memchr(c->evidence, '\0', sizeof(c->evidence)) &&
+           strstr(c->evidence, REACHES_LINUX) != NULL;
+}
+
 /* Does second (a guest-physical space) hold one of the kernels whose
  * VMCOREINFO is in RAM? Its page tables, read through second, must read
  * its release back from init_uts_ns. */
@@ -225,8 +234,8 @@ static int prove_kernel(const struct found *f, struct ms_space *second, struct m
         ms_space_free(kspace);
         if (ok) {
             ev_add(c,
-                   "; reaches Linux %s: its init_top_pgt (PA 0x%llx) reads init_uts_ns's "
-                   "release back",
+                   REACHES_LINUX "%s: its init_top_pgt (PA 0x%llx) reads init_uts_ns's "
+                                 "release back",
                    k->release, (unsigned long long)k->top_pa);
             return PROOF_KERNEL;
         }

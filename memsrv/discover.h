@@ -11,6 +11,7 @@
 #ifndef MEMSRV_DISCOVER_H
 #define MEMSRV_DISCOVER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "error.h"
@@ -20,6 +21,10 @@
  * best first; *count gets how many were found (may exceed max). */
 int ms_discover(struct ms_ram *ram, struct ms_candidate *out, unsigned max, unsigned *count,
                 ms_progress_fn progress, void *progress_arg, struct ms_err *err);
+
+/* Whether the candidate's second stage was proven to reach a Linux kernel
+ * (whose VMCOREINFO is in RAM). */
+bool ms_cand_reaches_kernel(const struct ms_candidate *c);
 
 /* A VMCB page (4096 bytes at gpa) decoded as a candidate, unproven (no
  * score, vcpu -1): 0, or -1 when its fields are impossible for one. */

@@ -532,7 +532,7 @@ static int local_stats(struct ms_target *t, struct ms_target_stats *st, struct m
 static void tell_vcpus(struct local *l, struct ms_candidate *c, unsigned n)
 {
     for (unsigned i = 0; i < n; i++) {
-        if (c[i].kind != MS_CAND_VMCB || !c[i].root_levels)
+        if (c[i].kind != MS_CAND_VMCB || !c[i].root_levels || !ms_cand_reaches_kernel(&c[i]))
             continue;
         struct ms_stack s = {
             MS_SECOND_NPT, c[i].root & PTE_ADDR_MASK, c[i].root_levels, MS_FIRST_KERNEL, 0, 0};
