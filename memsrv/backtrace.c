@@ -655,7 +655,8 @@ static void state_regs(const struct ms_orc_state *s, struct ms_regs *r)
     }
     set_reg(r, MS_REG_RIP, s->ip);
     set_reg(r, MS_REG_RSP, s->sp);
-    set_reg(r, MS_REG_RBP, s->bp);
+    if (!s->bp_unknown)
+        set_reg(r, MS_REG_RBP, s->bp);
 }
 
 int ms_kernel_unwind_step(struct ms_kernel *k, struct ms_space *mem, const struct ms_frame *in,
