@@ -640,7 +640,7 @@ static int local_dmesg_next(struct ms_target *t, ms_handle h, const struct ms_dm
         if (*lost)
             ms_strbuf_printf(text, "-- %llu records lost --\n", (unsigned long long)*lost);
         struct ms_printk_log run = log;
-        run.recs = log.recs + first;
+        run.recs = log.count ? log.recs + first : NULL; /* an empty ring has no array */
         run.count = end - first;
         ms_dmesg_format(&run, opts, text);
         if (text->failed)
