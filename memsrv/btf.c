@@ -112,7 +112,11 @@ static int check_record(const struct ms_btf *b, uint32_t id, struct ms_err *err)
                               id);
         return 0;
     }
-    unsigned step = (unsigned)(vlen ? extra_len(kind, vlen) / vlen : 0);
+    /* entries follow only for these kinds; INT, VAR and DECL_TAG have 4
+     * fixed bytes whatever a hostile vlen says */
+    bool entries = kind == MS_BTF_STRUCT || kind == MS_BTF_UNION || kind == MS_BTF_DATASEC ||
+                   kind == MS_BTF_ENUM64 || kind == MS_BTF_ENUM || kind == MS_BTF_FUNC_PROTO;
+    unsigned step = (unsigned)(entries && vlen ? extra_len(kind, vlen) / vlen : 0);
     for (unsigned i = 0; i < vlen && step; i++, x += step) {
         uint32_t a = rd32(x), t = rd32(x + 4);
         bool has_name = kind != MS_BTF_DATASEC;

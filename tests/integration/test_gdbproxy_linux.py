@@ -87,7 +87,7 @@ def _l2_code(g, addr, n=16):
 
 def test_linux_banner_through_proxy(l2g):
     g = l2g
-    assert g.in_wanted_place_again(), "the fixture could not stop the vCPUs in L2"
+    g.require_wanted_place("the fixture could not stop the vCPUs in L2")
     version = g.l2linux["version"]
     banner = oracle.symbol(g, "linux_banner") + _setup(g)["slide"]
     r, out = _gdb(g, ["p linux_banner", "x/s &linux_banner"])
@@ -106,7 +106,7 @@ def test_linux_banner_through_proxy(l2g):
 
 def test_break_in_l2_kernel_is_hardware(l2g):
     g = l2g
-    assert g.in_wanted_place_again(), "the fixture could not stop the vCPUs in L2"
+    g.require_wanted_place("the fixture could not stop the vCPUs in L2")
     func = oracle.symbol(g, BREAK_FUNC) + _setup(g)["slide"]
     before = _l2_code(g, func)
     assert before[0] != 0xCC, before.hex()
@@ -140,7 +140,7 @@ def test_break_set_in_l2_hit_in_l1(l2g):
     resumed unseen (told once), and every stop GDB shows is L2's own
     scheduler_tick, in L2."""
     g = l2g
-    assert g.in_wanted_place_again(), "the fixture could not stop the vCPUs in L2"
+    g.require_wanted_place("the fixture could not stop the vCPUs in L2")
     func = oracle.symbol(g, BREAK_FUNC) + _setup(g)["slide"]
     l1_func = oracle.symbol(g, BREAK_FUNC)  # L1 runs its vmlinux unslid
     cmds = [f"break {BREAK_FUNC}", f"break *{l1_func:#x}"]
@@ -166,7 +166,7 @@ def test_attach_proxy_in_one_step(l2g):
     file from QEMU's monitor, the second stage found by the proxy itself
     (--nested auto), and then GDB's own `p` reads L2's banner."""
     g = l2g
-    assert g.in_wanted_place_again(), "the fixture could not stop the vCPUs in L2"
+    g.require_wanted_place("the fixture could not stop the vCPUs in L2")
     s = _setup(g)
     gdbext = os.path.join(os.path.dirname(oracle.MEMSRV), "..", "gdbext", "nested.gdb")
     vmlinux = os.path.join(g.kernel_dir, "vmlinux")
