@@ -93,6 +93,18 @@ enum {
     MAX_EPT_TRIED = 8,
     /* VMCOREINFO texts kept from the scan (L1's own, each L2's). */
     MAX_KERNELS = 8,
+    /* A bare EPT tree's depth told by its own leaves, or by an EPTP for it
+     * found in RAM (the VMCS that runs it): below a kernel proof. */
+    SHAPE_DEPTH = 2,
+    EPTP_IN_RAM = 8,
+    /* EPTP-shaped words kept from the scan (a 256 MiB L1 under Bochs held
+     * 172, one of them true). */
+    MAX_EPTP_WORDS = 4096,
+};
+
+/* A word of RAM shaped like a WB EPTP of 4 or 5 levels into RAM. */
+struct eptp_word {
+    uint64_t value, where;
 };
 
 /* A Linux kernel whose VMCOREINFO text lies somewhere in L1 RAM: where its
@@ -109,6 +121,8 @@ struct found {
     unsigned n, cap;
     struct kernel_hint kernels[MAX_KERNELS];
     unsigned nkernels;
+    struct eptp_word *eptps;
+    unsigned neptps, eptps_cap;
 };
 
 static uint64_t u64_at(const uint8_t *p, unsigned off)
@@ -520,6 +534,172 @@ static int check_ept_tree(struct ms_ram *ram, uint64_t gpa, const uint8_t *p, st
     return push(f, &c, err);
 }
 
+/* EPTP as KVM writes it (construct_eptp): the root page, memory type WB
+ * (6) in bits 2:0, walk length minus one in bits 5:3, maybe A/D (bit 6). */
+#define EPTP_WB 6ULL
+#define EPTP_4LEVEL (EPTP_WB | 3ULL << EPTP_WALK_LENGTH_SHIFT)
+#define EPTP_5LEVEL (EPTP_WB | 4ULL << EPTP_WALK_LENGTH_SHIFT)
+
+static unsigned eptp_levels(uint64_t eptp)
+{
+    return (unsigned)((eptp & EPTP_WALK_LENGTH_MASK) >> EPTP_WALK_LENGTH_SHIFT) + 1;
+}
+
+/* Keeps the page's EPTP-shaped words (up to MAX_EPTP_WORDS in all): the
+ * VMCS of a bare EPT tree holds one for its root, with its depth. */
+static int note_eptps(struct ms_ram *ram, uint64_t gpa, const uint8_t *p, struct found *f,
+                      struct ms_err *err)
+{
+    for (unsigned off = 0; off < 4096; off += 8) {
+        uint64_t w = u64_at(p, off), low = w & 0xfff & ~EPTP_AD_ENABLE;
+        if ((low != EPTP_4LEVEL && low != EPTP_5LEVEL) || (w >> 52) || !(w & PTE_ADDR_MASK) ||
+            !in_ram(ram, w & PTE_ADDR_MASK))
+            continue;
+        if (f->neptps == MAX_EPTP_WORDS)
+            return 0;
+        if (f->neptps == f->eptps_cap) {
+            unsigned cap = f->eptps_cap ? f->eptps_cap * 2 : 64;
+            struct eptp_word *v = realloc(f->eptps, cap * sizeof(*v));
+            if (!v)
+                return ms_err_set(err, MS_ENOMEM, "out of memory");
+            f->eptps = v;
+            f->eptps_cap = cap;
+        }
+        f->eptps[f->neptps++] = (struct eptp_word){w, gpa + off};
+    }
+    return 0;
+}
+
+/* The depth the EPTPs in RAM give the tree at root: 0 when none points
+ * there or they disagree; *found the first. */
+static unsigned eptp_depth(const struct found *f, uint64_t root, const struct eptp_word **found)
+{
+    unsigned levels = 0;
+    *found = NULL;
+    for (unsigned i = 0; i < f->neptps; i++) {
+        const struct eptp_word *w = &f->eptps[i];
+        if ((w->value & PTE_ADDR_MASK) != root)
+            continue;
+        if (!*found)
+            *found = w;
+        if (levels && levels != eptp_levels(w->value))
+            return 0;
+        levels = eptp_levels(w->value);
+    }
+    return levels;
+}
+
+/* What a bare EPT tree's own entries say of its depth (SDM vol. 3C
+ * 29.3.2): an entry that references a table has bits 7:3 zero; a leaf
+ * holds a memory type in bits 5:3 (KVM maps RAM WB, often with IPAT, bit
+ * 6), a large leaf bit 7 too. Sampled paths from the root down: 4 KiB
+ * leaves 3 levels below it say 4 levels, 4 below say 5; 1 GiB leaves 1
+ * below say 4, 2 MiB leaves 3 below say 5; large leaves 2 below are
+ * either (2 MiB under a PML4, 1 GiB under a PML5). */
+enum {
+    SHAPE_MAX_TABLES = 32, /* tables read per tree */
+    SHAPE_FANOUT = 4,      /* entries followed per table, spread over it */
+};
+
+struct ept_shape {
+    unsigned says[2]; /* leaf tables or large leaves that say 4, 5 levels */
+    unsigned large2;  /* large leaves 2 levels below the root: either */
+    unsigned wrong;   /* tables no EPT of 4 or 5 levels has there */
+    unsigned tables;
+};
+
+enum ept_entry_kind { EPT_E_NONE, EPT_E_TABLE, EPT_E_LEAF, EPT_E_LARGE, EPT_E_BAD };
+
+static enum ept_entry_kind ept_entry_kind(struct ms_ram *ram, uint64_t e)
+{
+    /* not present, or KVM's MMIO marker (write without read: a misconfig) */
+    if (!(e & 7) || ((e & EPT_WRITE) && !(e & EPT_READ)))
+        return EPT_E_NONE;
+    if (!(e & 0xf8))
+        return in_ram(ram, e & PTE_ADDR_MASK) ? EPT_E_TABLE : EPT_E_BAD;
+    unsigned mt = (unsigned)((e & EPT_MEMTYPE_MASK) >> EPT_MEMTYPE_SHIFT);
+    if (mt == 2 || mt == 3 || mt == 7)
+        return EPT_E_BAD; /* reserved memory types */
+    return (e & EPT_LARGE) ? EPT_E_LARGE : EPT_E_LEAF;
+}
+
+/* The table at gpa, below levels under the root: its leaves counted in s,
+ * then (bounded: SHAPE_MAX_TABLES in all, no sixth level) its tables. */
+static void ept_shape_walk(struct ms_ram *ram, uint64_t gpa, unsigned below, struct ept_shape *s)
+{
+    if (below >= 5) {
+        s->wrong++; /* a sixth level: data read as a table, or a loop */
+        return;
+    }
+    if (s->tables >= SHAPE_MAX_TABLES)
+        return;
+    s->tables++;
+    uint8_t p[4096];
+    if (ms_ram_read(ram, gpa, p, sizeof(p), NULL, NULL)) {
+        s->wrong++;
+        return;
+    }
+    unsigned n[EPT_E_BAD + 1] = {0}, ntables = 0;
+    uint16_t tables[512];
+    for (unsigned i = 0; i < 512; i++) {
+        enum ept_entry_kind k = ept_entry_kind(ram, u64_at(p, 8 * i));
+        n[k]++;
+        if (k == EPT_E_TABLE)
+            tables[ntables++] = (uint16_t)i;
+    }
+    if (n[EPT_E_BAD]) {
+        s->wrong++;
+        return;
+    }
+    if (n[EPT_E_LEAF]) {
+        /* 4 KiB leaves (their memory-type-0 fellows look like tables):
+         * the last level */
+        if (below == 3 || below == 4)
+            s->says[below - 3]++;
+        else
+            s->wrong++;
+        return;
+    }
+    if (n[EPT_E_LARGE]) {
+        if (below == 1 || below == 3)
+            s->says[below == 3]++;
+        else if (below == 2)
+            s->large2++;
+        else
+            s->wrong++; /* in the root */
+    }
+    unsigned follow = ntables < SHAPE_FANOUT ? ntables : SHAPE_FANOUT;
+    for (unsigned j = 0; j < follow; j++) {
+        uint64_t e = u64_at(p, 8 * tables[j * ntables / follow]);
+        ept_shape_walk(ram, e & PTE_ADDR_MASK, below + 1, s);
+    }
+}
+
+/* The depth the tree's leaves agree on (0: none, or they disagree), and
+ * why in c's evidence. */
+static unsigned ept_shape_depth(struct ms_ram *ram, uint64_t root, struct ms_candidate *c)
+{
+    struct ept_shape s = {0};
+    ept_shape_walk(ram, root, 0, &s);
+    unsigned agree = s.says[0] + s.says[1];
+    if (!s.wrong && agree && !(s.says[0] && s.says[1])) {
+        unsigned levels = s.says[0] ? 4 : 5;
+        ev_add(c, "; its leaves say %u-level (%u sampled tables agree)", levels, agree);
+        return levels;
+    }
+    if (s.says[0] || s.says[1])
+        ev_add(c, "; its leaves disagree on a depth (4: %u tables, 5: %u, neither: %u)", s.says[0],
+               s.says[1], s.wrong);
+    else if (s.wrong)
+        ev_add(c,
+               "; its leaves fit no depth (%u of %u sampled tables where 4 and 5 levels have none)",
+               s.wrong, s.tables);
+    else
+        ev_add(c, "; its leaves do not tell the depth (%s)",
+               s.large2 ? "only large leaves 2 levels down: 2 MiB or 1 GiB" : "none reached");
+    return 0;
+}
+
 /* The NPT depth L1's CR4.LA57 gives, from the HSAVE pages whose paging
  * maps their own RIP, when they all agree; else 0. */
 static unsigned hsave_depth(const struct found *f)
@@ -536,19 +716,16 @@ static unsigned hsave_depth(const struct found *f)
     return levels;
 }
 
-/* Tries the root at 4 and 5 levels and keeps the depth that proves more;
- * on a tie, L1's HSAVE depth (hint) when known, else none (root_levels 0).
- * An EPT root carries its depth in the EPTP (bits 5:3). */
-static void decide_depth(struct ms_ram *ram, const struct found *f, struct ms_candidate *c,
-                         bool ept, bool cr3_known, unsigned hint)
+/* Tries a VMCB's NPT root at 4 and 5 levels and keeps the depth that
+ * proves more; on a tie, L1's HSAVE depth (hint) when known, else none
+ * (root_levels 0). */
+static void decide_npt_depth(struct ms_ram *ram, const struct found *f, struct ms_candidate *c,
+                             unsigned hint)
 {
     struct ms_candidate t[2] = {*c, *c};
     int p[2];
-    for (unsigned i = 0; i < 2; i++) {
-        if (ept)
-            t[i].root = (c->root & ~0x38ULL) | ((uint64_t)(4 + i - 1) << 3);
-        p[i] = try_root(ram, f, ept, t[i].root, 4 + i, cr3_known, &t[i]);
-    }
+    for (unsigned i = 0; i < 2; i++)
+        p[i] = try_root(ram, f, false, t[i].root, 4 + i, true, &t[i]);
     int best = p[0] != p[1] ? p[1] > p[0] : hint ? hint == 5 : -1;
     if (best < 0) {
         *c = t[0]; /* the 4-level reading, as the CLI's default depth */
@@ -569,6 +746,57 @@ static void decide_depth(struct ms_ram *ram, const struct found *f, struct ms_ca
         if (p[0] != p[1])
             ev_add(c, ", as L1's HSAVE says");
     }
+}
+
+/* A bare EPT tree (no VMCS known, so no L2 CR3): a kernel proof at one
+ * depth decides; else its leaves (ept_shape_depth) and an EPTP for it in
+ * RAM (eptp_depth), when they do not contradict each other. */
+static void decide_ept_depth(struct ms_ram *ram, const struct found *f, struct ms_candidate *c)
+{
+    struct ms_candidate t[2] = {*c, *c};
+    int p[2];
+    for (unsigned i = 0; i < 2; i++) {
+        t[i].root = c->gpa | (i ? EPTP_5LEVEL : EPTP_4LEVEL);
+        p[i] = try_root(ram, f, true, t[i].root, 4 + i, false, &t[i]);
+    }
+    unsigned by_kernel = p[0] != p[1] ? (p[1] > p[0] ? 5 : 4) : 0;
+    /* the shape and the EPTP are told once, in the reading kept */
+    struct ms_candidate why = {0};
+    unsigned by_shape = ept_shape_depth(ram, c->gpa, &why);
+    const struct eptp_word *w;
+    unsigned by_eptp = eptp_depth(f, c->gpa, &w);
+    if (w && by_eptp)
+        ev_add(&why, "; EPTP 0x%llx (%u-level) in RAM at 0x%llx", (unsigned long long)w->value,
+               by_eptp, (unsigned long long)w->where);
+    else if (w)
+        ev_add(&why, "; EPTPs of both depths in RAM (one at 0x%llx)", (unsigned long long)w->where);
+    unsigned told = by_shape && by_eptp && by_shape != by_eptp ? 0 : by_eptp ? by_eptp : by_shape;
+    unsigned levels = by_kernel ? by_kernel : told;
+    *c = t[levels == 5];
+    ev_add(c, "%s", why.evidence);
+    if (!levels) {
+        c->score += p[0];
+        ev_add(c, "; depth not known: %s",
+               by_shape && by_eptp ? "its leaves and its EPTP disagree"
+                                   : "4 and 5 levels prove as much");
+        return;
+    }
+    c->root_levels = levels;
+    c->score += p[levels == 5];
+    if (by_eptp == levels) {
+        c->root = w->value;
+        c->score += EPTP_IN_RAM;
+    }
+    if (by_shape == levels)
+        c->score += SHAPE_DEPTH;
+    if (by_kernel)
+        ev_add(c, "; depth %u: it proves more than %u (%d vs %d points)", levels, 9 - levels,
+               p[levels == 5], p[levels != 5]);
+    else
+        ev_add(c, "; depth %u from its %s", levels,
+               by_shape == levels && by_eptp == levels ? "leaves and EPTP"
+               : by_eptp == levels                     ? "EPTP"
+                                                       : "leaves");
 }
 
 static int by_score(const void *a, const void *b)
@@ -605,6 +833,8 @@ int ms_discover(struct ms_ram *ram, struct ms_candidate *out, unsigned max, unsi
                 rc = check_vmcs12(ram, a, page, &f, err);
             if (!rc)
                 rc = check_ept_tree(ram, a, page, &f, err);
+            if (!rc)
+                rc = note_eptps(ram, a, page, &f, err);
             note_kernel(&f, page);
         }
         done += reg->len;
@@ -612,6 +842,7 @@ int ms_discover(struct ms_ram *ram, struct ms_candidate *out, unsigned max, unsi
     ms_progress_end(&pr);
     if (rc) {
         free(f.v);
+        free(f.eptps);
         return rc;
     }
     /* Ranked by what each proves: a second stage that maps the L2 CR3 and
@@ -623,12 +854,12 @@ int ms_discover(struct ms_ram *ram, struct ms_candidate *out, unsigned max, unsi
     for (unsigned i = 0; i < f.n; i++) {
         struct ms_candidate *c = &f.v[i];
         if (c->kind == MS_CAND_VMCB) {
-            decide_depth(ram, &f, c, false, true, hint);
+            decide_npt_depth(ram, &f, c, hint);
         } else if (c->kind == MS_CAND_VMCS12 && c->root_levels) {
             c->score += try_root(ram, &f, true, c->root, c->root_levels, true, c);
         } else if (c->kind == MS_CAND_EPT && ept_tried < MAX_EPT_TRIED) {
             ept_tried++;
-            decide_depth(ram, &f, c, true, false, 0);
+            decide_ept_depth(ram, &f, c);
         }
     }
     if (f.n)
@@ -637,6 +868,7 @@ int ms_discover(struct ms_ram *ram, struct ms_candidate *out, unsigned max, unsi
     if (out && f.n && max)
         memcpy(out, f.v, (f.n < max ? f.n : max) * sizeof(*out));
     free(f.v);
+    free(f.eptps);
     return 0;
 }
 
