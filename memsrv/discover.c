@@ -97,6 +97,9 @@ enum {
      * found in RAM (the VMCS that runs it): below a kernel proof. */
     SHAPE_DEPTH = 2,
     EPTP_IN_RAM = 8,
+    /* leaves at no depth a root of 4 or 5 levels has: a table under the
+     * root (a PDPT of KVM's, its only entry making it root-shaped) */
+    NOT_A_ROOT = -5,
     /* EPTP-shaped words kept from the scan (a 256 MiB L1 under Bochs held
      * 172, one of them true). */
     MAX_EPTP_WORDS = 4096,
@@ -676,21 +679,24 @@ static void ept_shape_walk(struct ms_ram *ram, uint64_t gpa, unsigned below, str
 }
 
 /* The depth the tree's leaves agree on (0: none, or they disagree), and
- * why in c's evidence. */
-static unsigned ept_shape_depth(struct ms_ram *ram, uint64_t root, struct ms_candidate *c)
+ * why in c's evidence; *not_root when no leaf sits where 4 or 5 levels
+ * have them. */
+static unsigned ept_shape_depth(struct ms_ram *ram, uint64_t root, struct ms_candidate *c,
+                                bool *not_root)
 {
     struct ept_shape s = {0};
     ept_shape_walk(ram, root, 0, &s);
     unsigned agree = s.says[0] + s.says[1];
     if (!s.wrong && agree && !(s.says[0] && s.says[1])) {
         unsigned levels = s.says[0] ? 4 : 5;
-        ev_add(c, "; its leaves say %u-level (%u sampled tables agree)", levels, agree);
+        ev_add(c, "; its leaves say %u-level (%u leaf table%s sampled)", levels, agree,
+               agree == 1 ? "" : "s");
         return levels;
     }
     if (s.says[0] || s.says[1])
         ev_add(c, "; its leaves disagree on a depth (4: %u tables, 5: %u, neither: %u)", s.says[0],
                s.says[1], s.wrong);
-    else if (s.wrong)
+    else if ((*not_root = s.wrong > 0))
         ev_add(c,
                "; its leaves fit no depth (%u of %u sampled tables where 4 and 5 levels have none)",
                s.wrong, s.tables);
@@ -762,7 +768,8 @@ static void decide_ept_depth(struct ms_ram *ram, const struct found *f, struct m
     unsigned by_kernel = p[0] != p[1] ? (p[1] > p[0] ? 5 : 4) : 0;
     /* the shape and the EPTP are told once, in the reading kept */
     struct ms_candidate why = {0};
-    unsigned by_shape = ept_shape_depth(ram, c->gpa, &why);
+    bool not_root = false;
+    unsigned by_shape = ept_shape_depth(ram, c->gpa, &why, &not_root);
     const struct eptp_word *w;
     unsigned by_eptp = eptp_depth(f, c->gpa, &w);
     if (w && by_eptp)
@@ -775,7 +782,7 @@ static void decide_ept_depth(struct ms_ram *ram, const struct found *f, struct m
     *c = t[levels == 5];
     ev_add(c, "%s", why.evidence);
     if (!levels) {
-        c->score += p[0];
+        c->score += p[0] + (not_root ? NOT_A_ROOT : 0);
         ev_add(c, "; depth not known: %s",
                by_shape && by_eptp ? "its leaves and its EPTP disagree"
                                    : "4 and 5 levels prove as much");

@@ -330,10 +330,203 @@ static void foreign_vmcoreinfo(void)
     img_close(&im);
 }
 
+/* A bare EPT tree's depth without a kernel (issue 16, a real kvm_intel EPT
+ * under Bochs): from its leaves, or an EPTP for its root in RAM. */
+#define EPT_RWX (EPT_READ | EPT_WRITE | EPT_EXEC)
+#define EPT_LEAF (EPT_RWX | (6 << 3) | EPT_IGNORE_PAT)
+#define GiB (1024 * MiB)
+
+/* Discovers the image and returns the candidate at root (a copy in *out);
+ * false when it is not listed. */
+static bool discover_root(struct img *im, uint64_t root, struct ms_candidate *out)
+{
+    struct ms_err err;
+    struct ms_candidate c[32];
+    unsigned n = 0;
+    CHECK(ms_discover(im->ram, c, 32, &n, NULL, NULL, &err) == 0, "discover: %s", err.msg);
+    const struct ms_candidate *k = find(c, n < 32 ? n : 32, MS_CAND_EPT, root);
+    if (k)
+        *out = *k;
+    return k != NULL;
+}
+
+/* One tree per image: its depth as discover tells it (0: not known), and
+ * the evidence must say why. */
+static void expect_depth(struct img *im, uint64_t root, unsigned levels, const char *why,
+                         const char *what)
+{
+    struct ms_candidate c;
+    if (!discover_root(im, root, &c)) {
+        CHECK(false, "%s: the tree at 0x%llx is found", what, (unsigned long long)root);
+        return;
+    }
+    CHECK(c.root_levels == levels, "%s: depth %u, want %u: %s", what, c.root_levels, levels,
+          c.evidence);
+    CHECK(strstr(c.evidence, why) != NULL, "%s: evidence says \"%s\": %s", what, why, c.evidence);
+    if (levels)
+        CHECK_EQ_U64((c.root >> 3) & 7, levels - 1, "walk length in the EPTP");
+    else
+        CHECK(strstr(c.evidence, "depth not known") != NULL, "%s: %s", what, c.evidence);
+}
+
+/* 4 KiB leaves over a few spread GPAs (KVM's shape: all 4 KiB). */
+static void map_4k(struct img_tree *t, uint64_t data)
+{
+    static const uint64_t gpas[] = {0, 0x1000, 0x200000, 0x40000000, 0x80201000};
+    for (unsigned i = 0; i < sizeof(gpas) / sizeof(gpas[0]); i++)
+        img_map(t, gpas[i], data + 0x1000 * i, 1, EPT_LEAF);
+}
+
+static void ept_depth_from_leaves(void)
+{
+    struct img im;
+    struct img_tree t;
+    for (unsigned levels = 4; levels <= 5; levels++) {
+        img_open(&im, 16 * MiB);
+        img_tree_init(&t, &im, true, levels, NULL, 0);
+        map_4k(&t, 0x800000);
+        expect_depth(&im, t.root, levels,
+                     levels == 4 ? "its leaves say 4-level" : "its leaves say 5-level",
+                     "4 KiB leaves");
+        if (levels == 4) {
+            /* its PDPT looks like a root too, but its leaves sit a level
+             * too high: no depth, and it ranks below the true root */
+            struct ms_candidate root, pdpt;
+            uint64_t pdpt_gpa = img_get64(&im, t.root) & PTE_ADDR_MASK;
+            CHECK(discover_root(&im, t.root, &root) && discover_root(&im, pdpt_gpa, &pdpt),
+                  "root and PDPT found");
+            CHECK(pdpt.root_levels == 0 && strstr(pdpt.evidence, "its leaves fit no depth"),
+                  "the PDPT: %s", pdpt.evidence);
+            CHECK(root.score > pdpt.score, "root above its PDPT (%d vs %d)", root.score,
+                  pdpt.score);
+        }
+        img_close(&im);
+    }
+
+    /* 2 MiB leaves alone under a 4-level root could be 1 GiB ones under a
+     * 5-level root: not known */
+    img_open(&im, 16 * MiB);
+    img_tree_init(&t, &im, true, 4, NULL, 0);
+    for (uint64_t a = 0; a < 8 * MiB; a += 2 * MiB)
+        img_map(&t, a, a, 2, EPT_LEAF);
+    expect_depth(&im, t.root, 0, "only large leaves 2 levels down", "2 MiB leaves only");
+    /* ... a 4 KiB leaf elsewhere tells */
+    img_map(&t, 0x40000000, 0x800000, 1, EPT_LEAF);
+    expect_depth(&im, t.root, 4, "its leaves say 4-level", "2 MiB and 4 KiB leaves");
+    img_close(&im);
+
+    /* 1 GiB leaves one level down: only a 4-level PDPT has them */
+    img_open(&im, 16 * MiB);
+    img_tree_init(&t, &im, true, 4, NULL, 0);
+    img_map(&t, 0, 0, 3, EPT_LEAF);
+    img_map(&t, GiB, 0, 3, EPT_LEAF);
+    expect_depth(&im, t.root, 4, "its leaves say 4-level", "1 GiB leaves");
+    img_close(&im);
+
+    /* 2 MiB leaves three levels down: a 5-level PD; with 1 GiB ones two
+     * down (ambiguous alone) */
+    img_open(&im, 16 * MiB);
+    img_tree_init(&t, &im, true, 5, NULL, 0);
+    img_map(&t, 0, 0, 2, EPT_LEAF);
+    img_map(&t, 4 * GiB, 0, 3, EPT_LEAF);
+    expect_depth(&im, t.root, 5, "its leaves say 5-level", "5-level, 2 MiB and 1 GiB leaves");
+    img_close(&im);
+}
+
+static void ept_depth_from_eptp(void)
+{
+    struct img im;
+    struct img_tree t;
+    /* leaves that do not tell: the EPTP in a VMCS page does (its A/D bit
+     * kept in the root printed) */
+    img_open(&im, 16 * MiB);
+    img_tree_init(&t, &im, true, 4, NULL, 0);
+    img_map(&t, 0, 0, 2, EPT_LEAF);
+    uint64_t vmcs = img_alloc_page(&im);
+    img_put64(&im, vmcs + 0x478, img_eptp(&t));
+    expect_depth(&im, t.root, 4, "in RAM at", "EPTP only");
+    struct ms_candidate c, plain;
+    if (discover_root(&im, t.root, &c)) {
+        CHECK_EQ_U64(c.root, img_eptp(&t), "the EPTP found, A/D bit and all");
+        CHECK(strstr(c.evidence, "depth 4 from its EPTP") != NULL, "%s", c.evidence);
+    }
+    /* it ranks above the same tree without one */
+    img_put64(&im, vmcs + 0x478, 0);
+    if (discover_root(&im, t.root, &plain))
+        CHECK(c.score > plain.score, "an EPTP in RAM adds to the score (%d vs %d)", c.score,
+              plain.score);
+    img_close(&im);
+
+    /* leaves and EPTP agree: both said */
+    img_open(&im, 16 * MiB);
+    img_tree_init(&t, &im, true, 5, NULL, 0);
+    map_4k(&t, 0x800000);
+    vmcs = img_alloc_page(&im);
+    img_put64(&im, vmcs + 0x10, img_eptp(&t) & ~EPTP_AD_ENABLE);
+    expect_depth(&im, t.root, 5, "from its leaves and EPTP", "leaves and EPTP");
+    img_close(&im);
+
+    /* they contradict each other (a hostile or stale word): not known */
+    img_open(&im, 16 * MiB);
+    img_tree_init(&t, &im, true, 4, NULL, 0);
+    map_4k(&t, 0x800000);
+    vmcs = img_alloc_page(&im);
+    img_put64(&im, vmcs, t.root | 6 | (4 << 3));
+    expect_depth(&im, t.root, 0, "its leaves and its EPTP disagree", "EPTP against leaves");
+    /* EPTPs of both depths for one root tell nothing: the leaves decide */
+    img_put64(&im, vmcs, t.root | 6 | (4 << 3));
+    img_put64(&im, vmcs + 8, t.root | 6 | (3 << 3));
+    expect_depth(&im, t.root, 4, "EPTPs of both depths", "EPTPs of both depths");
+    img_close(&im);
+}
+
+static void ept_depth_hostile(void)
+{
+    struct img im;
+    struct img_tree t4, t5;
+    /* paths that disagree: a 5-level root one of whose PML4 slots holds a
+     * 4-level tree's PDPT */
+    img_open(&im, 16 * MiB);
+    img_tree_init(&t5, &im, true, 5, NULL, 0);
+    img_tree_init(&t4, &im, true, 4, NULL, 0);
+    map_4k(&t5, 0x800000);
+    map_4k(&t4, 0x800000);
+    img_put64(&im, t5.root + 8 * 7, img_get64(&im, t4.root));
+    expect_depth(&im, t5.root, 0, "its leaves disagree on a depth (4: ", "disagreeing paths");
+    img_close(&im);
+
+    /* a loop: the root is its own child (every level of the walk) */
+    img_open(&im, 16 * MiB);
+    uint64_t loop = img_alloc_page(&im);
+    img_put64(&im, loop, loop | EPT_RWX);
+    img_put64(&im, loop + 8, loop | EPT_RWX);
+    expect_depth(&im, loop, 0, "its leaves fit no depth", "a loop");
+    img_close(&im);
+
+    /* a table entry deeper down that points outside RAM */
+    img_open(&im, 16 * MiB);
+    img_tree_init(&t4, &im, true, 4, NULL, 0);
+    map_4k(&t4, 0x800000);
+    uint64_t pd = img_get64(&im, img_get64(&im, t4.root) & PTE_ADDR_MASK) & PTE_ADDR_MASK;
+    img_put64(&im, pd + 8 * 300, (64 * GiB) | EPT_RWX);
+    expect_depth(&im, t4.root, 0, "its leaves disagree on a depth", "a table outside RAM");
+    img_close(&im);
+
+    /* reserved memory types in the leaves: not EPT */
+    img_open(&im, 16 * MiB);
+    img_tree_init(&t4, &im, true, 4, NULL, 0);
+    img_map(&t4, 0, 0x800000, 1, EPT_RWX | (2 << 3));
+    expect_depth(&im, t4.root, 0, "its leaves fit no depth", "memory type 2");
+    img_close(&im);
+}
+
 int main(void)
 {
     classic();
     nested_linux();
     foreign_vmcoreinfo();
+    ept_depth_from_leaves();
+    ept_depth_from_eptp();
+    ept_depth_hostile();
     return check_done("test_discover");
 }
