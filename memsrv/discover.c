@@ -100,14 +100,15 @@ enum {
     /* leaves at no depth a root of 4 or 5 levels has: a table under the
      * root (a PDPT of KVM's, its only entry making it root-shaped) */
     NOT_A_ROOT = -5,
-    /* EPTP-shaped words kept from the scan (a 256 MiB L1 under Bochs held
-     * 172, one of them true). */
+    /* EPTP-shaped words kept from the scan's VMCS-shaped pages (a 256 MiB
+     * L1 under Bochs held 172 in all its pages, one of them true). */
     MAX_EPTP_WORDS = 4096,
 };
 
-/* A word of RAM shaped like a WB EPTP of 4 or 5 levels into RAM. */
+/* A word of a VMCS region shaped like a WB EPTP of 4 or 5 levels into RAM. */
 struct eptp_word {
     uint64_t value, where;
+    uint32_t revision; /* of the VMCS region it is in */
 };
 
 /* A Linux kernel whose VMCOREINFO text lies somewhere in L1 RAM: where its
@@ -548,13 +549,21 @@ static unsigned eptp_levels(uint64_t eptp)
     return (unsigned)((eptp & EPTP_WALK_LENGTH_MASK) >> EPTP_WALK_LENGTH_SHIFT) + 1;
 }
 
-/* Keeps the page's EPTP-shaped words (up to MAX_EPTP_WORDS in all): the
- * VMCS of a bare EPT tree holds one for its root, with its depth. */
+/* Keeps the EPTP-shaped words of a VMCS region (up to MAX_EPTP_WORDS in
+ * all): the VMCS that runs a bare EPT tree holds its EPTP, with its depth.
+ * A VMCS region starts with a revision identifier (bits 30:0; bit 31 marks
+ * a shadow VMCS) and a VMX-abort indicator, 0 while it is in use (SDM
+ * vol. 3C 25.2); Bochs keeps its fields there in plain words (seen: the
+ * EPTP at offset 0x478 of a region of revision 0x2b). */
 static int note_eptps(struct ms_ram *ram, uint64_t gpa, const uint8_t *p, struct found *f,
                       struct ms_err *err)
 {
-    for (unsigned off = 0; off < 4096; off += 8) {
-        uint64_t w = u64_at(p, off), low = w & 0xfff & ~EPTP_AD_ENABLE;
+    uint32_t revision = u32_at(p, 0) & 0x7fffffffu;
+    if (!revision || u32_at(p, 4))
+        return 0;
+    for (unsigned off = 8; off < 4096; off += 8) {
+        uint64_t w = u64_at(p, off);
+        uint64_t low = w & 0xfff & ~EPTP_AD_ENABLE;
         if ((low != EPTP_4LEVEL && low != EPTP_5LEVEL) || (w >> 52) || !(w & PTE_ADDR_MASK) ||
             !in_ram(ram, w & PTE_ADDR_MASK))
             continue;
@@ -568,7 +577,7 @@ static int note_eptps(struct ms_ram *ram, uint64_t gpa, const uint8_t *p, struct
             f->eptps = v;
             f->eptps_cap = cap;
         }
-        f->eptps[f->neptps++] = (struct eptp_word){w, gpa + off};
+        f->eptps[f->neptps++] = (struct eptp_word){w, gpa + off, revision};
     }
     return 0;
 }
@@ -600,7 +609,7 @@ static unsigned eptp_depth(const struct found *f, uint64_t root, const struct ep
  * below say 4, 2 MiB leaves 3 below say 5; large leaves 2 below are
  * either (2 MiB under a PML4, 1 GiB under a PML5). */
 enum {
-    SHAPE_MAX_TABLES = 32, /* tables read per tree */
+    SHAPE_MAX_TABLES = 16, /* tables read per tree */
     SHAPE_FANOUT = 4,      /* entries followed per table, spread over it */
 };
 
@@ -642,17 +651,20 @@ static void ept_shape_walk(struct ms_ram *ram, uint64_t gpa, unsigned below, str
         s->wrong++;
         return;
     }
-    unsigned n[EPT_E_BAD + 1] = {0}, ntables = 0;
+    unsigned n[EPT_E_BAD] = {0}, ntables = 0;
     uint16_t tables[512];
     for (unsigned i = 0; i < 512; i++) {
-        enum ept_entry_kind k = ept_entry_kind(ram, u64_at(p, 8 * i));
+        uint64_t e = u64_at(p, 8 * i);
+        if (!e)
+            continue;
+        enum ept_entry_kind k = ept_entry_kind(ram, e);
+        if (k == EPT_E_BAD) {
+            s->wrong++;
+            return;
+        }
         n[k]++;
         if (k == EPT_E_TABLE)
             tables[ntables++] = (uint16_t)i;
-    }
-    if (n[EPT_E_BAD]) {
-        s->wrong++;
-        return;
     }
     if (n[EPT_E_LEAF]) {
         /* 4 KiB leaves (their memory-type-0 fellows look like tables):
@@ -773,8 +785,8 @@ static void decide_ept_depth(struct ms_ram *ram, const struct found *f, struct m
     const struct eptp_word *w;
     unsigned by_eptp = eptp_depth(f, c->gpa, &w);
     if (w && by_eptp)
-        ev_add(&why, "; EPTP 0x%llx (%u-level) in RAM at 0x%llx", (unsigned long long)w->value,
-               by_eptp, (unsigned long long)w->where);
+        ev_add(&why, "; EPTP 0x%llx (%u-level) in RAM at 0x%llx (a VMCS, revision 0x%x)",
+               (unsigned long long)w->value, by_eptp, (unsigned long long)w->where, w->revision);
     else if (w)
         ev_add(&why, "; EPTPs of both depths in RAM (one at 0x%llx)", (unsigned long long)w->where);
     unsigned told = by_shape && by_eptp && by_shape != by_eptp ? 0 : by_eptp ? by_eptp : by_shape;

@@ -442,7 +442,9 @@ static void ept_depth_from_eptp(void)
     img_open(&im, 16 * MiB);
     img_tree_init(&t, &im, true, 4, NULL, 0);
     img_map(&t, 0, 0, 2, EPT_LEAF);
+    /* a VMCS region: revision identifier, VMX-abort indicator 0 (Bochs's) */
     uint64_t vmcs = img_alloc_page(&im);
+    img_put64(&im, vmcs, 0x2b);
     img_put64(&im, vmcs + 0x478, img_eptp(&t));
     expect_depth(&im, t.root, 4, "in RAM at", "EPTP only");
     struct ms_candidate c, plain;
@@ -462,6 +464,7 @@ static void ept_depth_from_eptp(void)
     img_tree_init(&t, &im, true, 5, NULL, 0);
     map_4k(&t, 0x800000);
     vmcs = img_alloc_page(&im);
+    img_put64(&im, vmcs, 0x80000001); /* a shadow VMCS's revision */
     img_put64(&im, vmcs + 0x10, img_eptp(&t) & ~EPTP_AD_ENABLE);
     expect_depth(&im, t.root, 5, "from its leaves and EPTP", "leaves and EPTP");
     img_close(&im);
@@ -471,12 +474,17 @@ static void ept_depth_from_eptp(void)
     img_tree_init(&t, &im, true, 4, NULL, 0);
     map_4k(&t, 0x800000);
     vmcs = img_alloc_page(&im);
-    img_put64(&im, vmcs, t.root | 6 | (4 << 3));
+    img_put64(&im, vmcs, 0x2b);
+    img_put64(&im, vmcs + 0x100, t.root | 6 | (4 << 3));
     expect_depth(&im, t.root, 0, "its leaves and its EPTP disagree", "EPTP against leaves");
     /* EPTPs of both depths for one root tell nothing: the leaves decide */
-    img_put64(&im, vmcs, t.root | 6 | (4 << 3));
-    img_put64(&im, vmcs + 8, t.root | 6 | (3 << 3));
+    img_put64(&im, vmcs + 0x108, t.root | 6 | (3 << 3));
     expect_depth(&im, t.root, 4, "EPTPs of both depths", "EPTPs of both depths");
+    /* an EPTP outside a VMCS region (a VMX-abort indicator set) is not
+     * looked at: the leaves alone decide */
+    img_put64(&im, vmcs + 0x108, 0);
+    img_put64(&im, vmcs + 4, 1);
+    expect_depth(&im, t.root, 4, "depth 4 from its leaves", "an EPTP outside a VMCS");
     img_close(&im);
 }
 
