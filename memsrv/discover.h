@@ -7,7 +7,9 @@
  * CR3, then the L2 RIP, then reaches L2's kernel (VMCOREINFO, read back
  * through the kernel's own page tables). An NPT or bare EPT root whose
  * depth is not architectural is tried at 4 and 5 levels and keeps the depth
- * that proves more (on a tie, the NPT depth of L1's proven HSAVE pages). */
+ * that proves more; on a tie, an NPT takes the depth of L1's proven HSAVE
+ * pages, a bare EPT tree the depth its own leaves and an EPTP for its root
+ * in a VMCS region tell, when they agree. */
 #ifndef MEMSRV_DISCOVER_H
 #define MEMSRV_DISCOVER_H
 

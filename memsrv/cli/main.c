@@ -89,7 +89,9 @@ static const struct cli_command commands[] = {
      "Scans every page of RAM for nested-guest roots: AMD VMCBs (and the HSAVE\n"
      "area that gives the NPT depth), KVM vmcs12 pages and EPT-shaped tables.\n"
      "Prints up to N (default 20) candidates, best first, with their evidence and\n"
-     "the options that select each. --nested auto takes the best one.\n"},
+     "the options that select each. --nested auto takes the best one.\n"
+     "A bare EPT tree's depth comes from a kernel it reaches, else from its own\n"
+     "leaves and an EPTP for it in a VMCS region; \"depth not known\" when none tell.\n"},
     {"ps", cmd_ps, "ps [--stats] [--no-vmcoreinfo]", "the guest's tasks",
      "Lists the guest kernel's tasks (pid, parent, state, task_struct, comm).\n"
      "The task_struct layout comes from --vmlinux's DWARF, else the kernel's own BTF.\n"
