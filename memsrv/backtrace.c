@@ -477,7 +477,7 @@ static int unwind_cpu(struct ms_kernel *k, const struct ms_backtracer *b,
         o->len = rr < 0 ? done : size;
     }
     struct ms_orc_state s;
-    if (c->known == MS_CPU_SAVE_AREA) {
+    if ((c->known == MS_CPU_SAVE_AREA || c->known == MS_CPU_VMCS12) && !c->gprs) {
         /* rip and rsp only (no rbp, no other register): a frame whose ORC
          * needs one stops the unwind with a message, never a guess */
         ms_orc_state_init(&s, c->rip, c->rsp, 0, true);
@@ -523,7 +523,13 @@ int ms_kernel_backtrace(struct ms_kernel *k, const struct ms_task *task,
         if (!cpus || out->cpu >= ncpus || cpus[out->cpu].known == MS_CPU_NONE)
             return 0;
         cpu = &cpus[out->cpu];
-        out->from_vmcb = cpu->known == MS_CPU_SAVE_AREA;
+        static const char *const saved_by[2][2] = {
+            {"its VMCB: the state at its last #VMEXIT",
+             "its VMCB: the state at its last #VMEXIT, all registers from L1's KVM"},
+            {"its vmcs12: the state KVM last wrote back",
+             "its vmcs12: the state KVM last wrote back, all registers from L1's KVM"}};
+        if (cpu->known == MS_CPU_SAVE_AREA || cpu->known == MS_CPU_VMCS12)
+            out->saved_by = saved_by[cpu->known == MS_CPU_VMCS12][cpu->gprs];
     }
     if (!stack || stack % l->thread_size) {
         char msg[128];
@@ -775,8 +781,10 @@ void ms_backtrace_format(const struct ms_kernel *k, const struct ms_backtrace *b
     for (size_t i = 0; i < bt->count; i++) {
         const struct ms_bt_frame *f = &bt->frames[i];
         if (f->kind == MS_BT_CPU_REGS) {
-            ms_strbuf_printf(sb, "    running on CPU %u%s: RIP ", bt->cpu,
-                             bt->from_vmcb ? " (its VMCB: the state at its last #VMEXIT)" : "");
+            if (bt->saved_by)
+                ms_strbuf_printf(sb, "    running on CPU %u (%s): RIP ", bt->cpu, bt->saved_by);
+            else
+                ms_strbuf_printf(sb, "    running on CPU %u: RIP ", bt->cpu);
             if (f->ip >= KERNEL_HALF)
                 put_symbol(k, f->ip, false, sb);
             else

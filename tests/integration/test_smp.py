@@ -115,7 +115,8 @@ ENTRY = re.compile(r"^\s+(RIP: 0033:|#\d+ (entry_SYSCALL_64\w*|asm_\w+|ret_from_
 def _check_frames(out, cpu, complete):
     """The VMCB's place first (a kernel symbol, or user mode), then named
     frames; complete: the unwind reached an entry, with no "bt:" stop."""
-    m = re.search(rf"^    running on CPU {cpu} \(its VMCB: the state at its last #VMEXIT\): "
+    m = re.search(rf"^    running on CPU {cpu} \(its VMCB: the state at its last #VMEXIT"
+                  r"(?:, all registers from L1's KVM)?\): "
                   r"RIP (\S+) RSP [0-9a-f]{16} EFLAGS [0-9a-f]+( \(user mode\))?$", out, re.M)
     assert m, out
     user = m.group(2) is not None
