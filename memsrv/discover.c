@@ -351,22 +351,66 @@ int ms_vmcb_decode(const uint8_t *p, uint64_t gpa, struct ms_candidate *out)
     return 0;
 }
 
-void ms_vmcb_cpu_state(const uint8_t *p, struct ms_cpu_state *out)
+/* Where a saved guest state keeps what ms_cpu_state reports; 0: not kept
+ * (no field of either layout is at offset 0). */
+struct state_offsets {
+    enum ms_cpu_known known;
+    unsigned rax, rsp, rip, rflags, fs_base, gs_base, kernel_gs_base, cr0, cr2, cr3, cr4;
+};
+
+static const struct state_offsets vmcb_state = {
+    .known = MS_CPU_SAVE_AREA,
+    .rax = SAVE_RAX,
+    .rsp = SAVE_RSP,
+    .rip = SAVE_RIP,
+    .rflags = SAVE_RFLAGS,
+    .fs_base = SAVE_FS_BASE,
+    .gs_base = SAVE_GS_BASE,
+    .kernel_gs_base = SAVE_KERNEL_GS_BASE,
+    .cr0 = SAVE_CR0,
+    .cr2 = SAVE_CR2,
+    .cr3 = SAVE_CR3,
+    .cr4 = SAVE_CR4,
+};
+static const struct state_offsets vmcs12_state = {
+    .known = MS_CPU_VMCS12,
+    .rsp = V12_GUEST_RSP,
+    .rip = V12_GUEST_RIP,
+    .rflags = V12_GUEST_RFLAGS,
+    .fs_base = V12_GUEST_FS_BASE,
+    .gs_base = V12_GUEST_GS_BASE,
+    .cr0 = V12_GUEST_CR0,
+    .cr3 = V12_GUEST_CR3,
+    .cr4 = V12_GUEST_CR4,
+};
+
+static void cpu_state_at(const uint8_t *p, const struct state_offsets *o, struct ms_cpu_state *out)
 {
     memset(out, 0, sizeof(*out));
-    out->known = MS_CPU_SAVE_AREA;
-    out->rax = u64_at(p, SAVE_RAX);
-    out->rsp = u64_at(p, SAVE_RSP);
-    out->rip = u64_at(p, SAVE_RIP);
-    out->rflags = u64_at(p, SAVE_RFLAGS);
-    out->fs_base = u64_at(p, SAVE_FS_BASE);
-    out->gs_base = u64_at(p, SAVE_GS_BASE);
-    out->kernel_gs_base = u64_at(p, SAVE_KERNEL_GS_BASE);
-    out->cr0 = u64_at(p, SAVE_CR0);
-    out->cr2 = u64_at(p, SAVE_CR2);
-    out->cr3 = u64_at(p, SAVE_CR3);
-    out->cr4 = u64_at(p, SAVE_CR4);
+    out->known = o->known;
+    const struct {
+        unsigned off;
+        uint64_t *to;
+    } fields[] = {{o->rax, &out->rax},
+                  {o->rsp, &out->rsp},
+                  {o->rip, &out->rip},
+                  {o->rflags, &out->rflags},
+                  {o->fs_base, &out->fs_base},
+                  {o->gs_base, &out->gs_base},
+                  {o->kernel_gs_base, &out->kernel_gs_base},
+                  {o->cr0, &out->cr0},
+                  {o->cr2, &out->cr2},
+                  {o->cr3, &out->cr3},
+                  {o->cr4, &out->cr4}};
+    for (unsigned i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+        if (fields[i].off)
+            *fields[i].to = u64_at(p, fields[i].off);
     out->has_cr = true;
+}
+
+void ms_vmcb_cpu_state(const uint8_t *p, struct ms_cpu_state *out)
+{
+    cpu_state_at(p, &vmcb_state, out);
 }
 
 static int check_vmcb(struct ms_ram *ram, uint64_t gpa, const uint8_t *p, struct found *f,
@@ -646,17 +690,7 @@ int ms_discover(struct ms_ram *ram, struct ms_candidate *out, unsigned max, unsi
 
 void ms_vmcs12_cpu_state(const uint8_t *p, struct ms_cpu_state *out)
 {
-    memset(out, 0, sizeof(*out));
-    out->known = MS_CPU_VMCS12;
-    out->rsp = u64_at(p, V12_GUEST_RSP);
-    out->rip = u64_at(p, V12_GUEST_RIP);
-    out->rflags = u64_at(p, V12_GUEST_RFLAGS);
-    out->fs_base = u64_at(p, V12_GUEST_FS_BASE);
-    out->gs_base = u64_at(p, V12_GUEST_GS_BASE);
-    out->cr0 = u64_at(p, V12_GUEST_CR0);
-    out->cr3 = u64_at(p, V12_GUEST_CR3);
-    out->cr4 = u64_at(p, V12_GUEST_CR4);
-    out->has_cr = true;
+    cpu_state_at(p, &vmcs12_state, out);
 }
 
 /* A vmcs12 whose EPT is enabled and whose EPTP points at root's table. */
