@@ -22,6 +22,7 @@
 #define KERNEL_CS 0x10     /* __KERNEL_CS, __KERNEL_DS: x86-64 Linux's GDT layout */
 #define KERNEL_DS 0x18
 #define KERNEL_HALF 0xffff800000000000ull
+#define STACK_PAGE 4096ull
 
 const char *const ms_bt_structs[] = {"task_struct", "thread_struct", "thread_info",
                                      "inactive_task_frame", NULL};
@@ -446,7 +447,9 @@ static int unwind(const struct ms_backtracer *b, uint64_t thread_sp, const struc
 /* A running task from its CPU's registers (the kernel's unwind_start from
  * pt_regs): the CPU's place first, then its callers. In user mode the
  * kernel stack holds nothing to unwind. rsp off the task's stack (an IRQ
- * or exception stack) is read as the THREAD_SIZE block around it. */
+ * or exception stack) is read from its page up, at most THREAD_SIZE, to
+ * the first page that is not mapped: a vmapped IRQ stack is only page
+ * aligned, with a guard page above its top. */
 static int unwind_cpu(struct ms_kernel *k, const struct ms_backtracer *b,
                       const struct ms_cpu_state *c, struct stack_copies *cs,
                       struct ms_backtrace *bt, struct ms_err *err)
@@ -459,20 +462,22 @@ static int unwind_cpu(struct ms_kernel *k, const struct ms_backtracer *b,
     if (c->rsp < t->lo || c->rsp - t->lo >= t->len) {
         uint64_t size = b->layout.thread_size;
         struct stack_copy *o = &cs->c[1];
-        o->lo = c->rsp & ~(size - 1);
-        o->len = size;
+        o->lo = c->rsp & ~(STACK_PAGE - 1);
         if (!(o->bytes = malloc(size)))
             return ms_err_set(err, MS_ENOMEM, "out of memory for a stack");
         cs->n = 2;
         struct ms_err e2;
-        if (ms_space_read(k->space, o->lo, o->bytes, size, NULL, &e2) < 0) {
-            ms_err_prefix(&e2, "reading the stack around rsp 0x%llx: ", (unsigned long long)c->rsp);
+        size_t done = 0;
+        int rr = ms_space_read(k->space, o->lo, o->bytes, size, &done, &e2);
+        if (rr < 0 && done < c->rsp - o->lo + 8) {
+            ms_err_prefix(&e2, "reading the stack at rsp 0x%llx: ", (unsigned long long)c->rsp);
             stop(bt, e2.code, e2.msg);
             return 0;
         }
+        o->len = rr < 0 ? done : size;
     }
     struct ms_orc_state s;
-    if (c->known == MS_CPU_SAVE_AREA) {
+    if ((c->known == MS_CPU_SAVE_AREA || c->known == MS_CPU_VMCS12) && !c->gprs) {
         /* rip and rsp only (no rbp, no other register): a frame whose ORC
          * needs one stops the unwind with a message, never a guess */
         ms_orc_state_init(&s, c->rip, c->rsp, 0, true);
@@ -518,7 +523,13 @@ int ms_kernel_backtrace(struct ms_kernel *k, const struct ms_task *task,
         if (!cpus || out->cpu >= ncpus || cpus[out->cpu].known == MS_CPU_NONE)
             return 0;
         cpu = &cpus[out->cpu];
-        out->from_vmcb = cpu->known == MS_CPU_SAVE_AREA;
+        static const char *const saved_by[2][2] = {
+            {"its VMCB: the state at its last #VMEXIT",
+             "its VMCB: the state at its last #VMEXIT, all registers from L1's KVM"},
+            {"its vmcs12: the state KVM last wrote back",
+             "its vmcs12: the state KVM last wrote back, all registers from L1's KVM"}};
+        if (cpu->known == MS_CPU_SAVE_AREA || cpu->known == MS_CPU_VMCS12)
+            out->saved_by = saved_by[cpu->known == MS_CPU_VMCS12][cpu->gprs];
     }
     if (!stack || stack % l->thread_size) {
         char msg[128];
@@ -732,7 +743,7 @@ static void put_symbol(const struct ms_kernel *k, uint64_t addr, bool ret, struc
     uint64_t off, size;
     uint64_t at = ret ? addr - 1 : addr;
     if (k->syms && ms_symtab_addr_extent(k->syms, at, &s, &off, &size, NULL) == 0 && off < size) {
-        ms_strbuf_printf(sb, "%s+%#llx/%#llx", s->name, (unsigned long long)(off + (ret ? 1 : 0)),
+        ms_strbuf_printf(sb, "%s+0x%llx/0x%llx", s->name, (unsigned long long)(off + (ret ? 1 : 0)),
                          (unsigned long long)size);
         return;
     }
@@ -743,7 +754,7 @@ static void put_symbol(const struct ms_kernel *k, uint64_t addr, bool ret, struc
         if (at >= k->bt->tables[i].text_start && at < k->bt->tables[i].text_end)
             end = k->bt->tables[i].text_end;
     if (ms && ms_modsyms_addr_extent(ms, at, end, &m, &off, &size, NULL) == 0 && off < size) {
-        ms_strbuf_printf(sb, "%s+%#llx/%#llx [%s]", ms->names + m->name,
+        ms_strbuf_printf(sb, "%s+0x%llx/0x%llx [%s]", ms->names + m->name,
                          (unsigned long long)(off + (ret ? 1 : 0)), (unsigned long long)size,
                          ms->mods.modules[m->module].name);
         return;
@@ -770,8 +781,10 @@ void ms_backtrace_format(const struct ms_kernel *k, const struct ms_backtrace *b
     for (size_t i = 0; i < bt->count; i++) {
         const struct ms_bt_frame *f = &bt->frames[i];
         if (f->kind == MS_BT_CPU_REGS) {
-            ms_strbuf_printf(sb, "    running on CPU %u%s: RIP ", bt->cpu,
-                             bt->from_vmcb ? " (its VMCB: the state at its last #VMEXIT)" : "");
+            if (bt->saved_by)
+                ms_strbuf_printf(sb, "    running on CPU %u (%s): RIP ", bt->cpu, bt->saved_by);
+            else
+                ms_strbuf_printf(sb, "    running on CPU %u: RIP ", bt->cpu);
             if (f->ip >= KERNEL_HALF)
                 put_symbol(k, f->ip, false, sb);
             else

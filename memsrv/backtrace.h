@@ -70,9 +70,9 @@ struct ms_backtrace {
     /* on a CPU at the stop: its saved frame is stale; unwound from the CPU's
      * registers when they are at hand (frames[0] is MS_BT_CPU_REGS), else not */
     bool running;
-    /* the registers are a nested guest's VMCB's: its state at its last
-     * #VMEXIT (the vCPU may have run on in the nested guest since) */
-    bool from_vmcb;
+    /* where a nested guest's registers were saved (its VMCB or vmcs12: the
+     * vCPU may have run on in the nested guest since), or NULL */
+    const char *saved_by;
     struct ms_bt_frame *frames;
     size_t count, cap;
     int end;       /* 0: the stack's end was reached; else why not (a MS_E* code) */

@@ -58,8 +58,11 @@
 #define V12_GUEST_CR0 424
 #define V12_GUEST_CR3 432
 #define V12_GUEST_CR4 440
+#define V12_GUEST_FS_BASE 480
+#define V12_GUEST_GS_BASE 488
 #define V12_GUEST_RSP 536
 #define V12_GUEST_RIP 544
+#define V12_GUEST_RFLAGS 552
 #define V12_SECONDARY_CTLS 804
 #define V12_VPID 960
 #define SECONDARY_ENABLE_EPT (1u << 1)
@@ -366,22 +369,66 @@ int ms_vmcb_decode(const uint8_t *p, uint64_t gpa, struct ms_candidate *out)
     return 0;
 }
 
-void ms_vmcb_cpu_state(const uint8_t *p, struct ms_cpu_state *out)
+/* Where a saved guest state keeps what ms_cpu_state reports; 0: not kept
+ * (no field of either layout is at offset 0). */
+struct state_offsets {
+    enum ms_cpu_known known;
+    unsigned rax, rsp, rip, rflags, fs_base, gs_base, kernel_gs_base, cr0, cr2, cr3, cr4;
+};
+
+static const struct state_offsets vmcb_state = {
+    .known = MS_CPU_SAVE_AREA,
+    .rax = SAVE_RAX,
+    .rsp = SAVE_RSP,
+    .rip = SAVE_RIP,
+    .rflags = SAVE_RFLAGS,
+    .fs_base = SAVE_FS_BASE,
+    .gs_base = SAVE_GS_BASE,
+    .kernel_gs_base = SAVE_KERNEL_GS_BASE,
+    .cr0 = SAVE_CR0,
+    .cr2 = SAVE_CR2,
+    .cr3 = SAVE_CR3,
+    .cr4 = SAVE_CR4,
+};
+static const struct state_offsets vmcs12_state = {
+    .known = MS_CPU_VMCS12,
+    .rsp = V12_GUEST_RSP,
+    .rip = V12_GUEST_RIP,
+    .rflags = V12_GUEST_RFLAGS,
+    .fs_base = V12_GUEST_FS_BASE,
+    .gs_base = V12_GUEST_GS_BASE,
+    .cr0 = V12_GUEST_CR0,
+    .cr3 = V12_GUEST_CR3,
+    .cr4 = V12_GUEST_CR4,
+};
+
+static void cpu_state_at(const uint8_t *p, const struct state_offsets *o, struct ms_cpu_state *out)
 {
     memset(out, 0, sizeof(*out));
-    out->known = MS_CPU_SAVE_AREA;
-    out->rax = u64_at(p, SAVE_RAX);
-    out->rsp = u64_at(p, SAVE_RSP);
-    out->rip = u64_at(p, SAVE_RIP);
-    out->rflags = u64_at(p, SAVE_RFLAGS);
-    out->fs_base = u64_at(p, SAVE_FS_BASE);
-    out->gs_base = u64_at(p, SAVE_GS_BASE);
-    out->kernel_gs_base = u64_at(p, SAVE_KERNEL_GS_BASE);
-    out->cr0 = u64_at(p, SAVE_CR0);
-    out->cr2 = u64_at(p, SAVE_CR2);
-    out->cr3 = u64_at(p, SAVE_CR3);
-    out->cr4 = u64_at(p, SAVE_CR4);
+    out->known = o->known;
+    const struct {
+        unsigned off;
+        uint64_t *to;
+    } fields[] = {{o->rax, &out->rax},
+                  {o->rsp, &out->rsp},
+                  {o->rip, &out->rip},
+                  {o->rflags, &out->rflags},
+                  {o->fs_base, &out->fs_base},
+                  {o->gs_base, &out->gs_base},
+                  {o->kernel_gs_base, &out->kernel_gs_base},
+                  {o->cr0, &out->cr0},
+                  {o->cr2, &out->cr2},
+                  {o->cr3, &out->cr3},
+                  {o->cr4, &out->cr4}};
+    for (unsigned i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+        if (fields[i].off)
+            *fields[i].to = u64_at(p, fields[i].off);
     out->has_cr = true;
+}
+
+void ms_vmcb_cpu_state(const uint8_t *p, struct ms_cpu_state *out)
+{
+    cpu_state_at(p, &vmcb_state, out);
 }
 
 static int check_vmcb(struct ms_ram *ram, uint64_t gpa, const uint8_t *p, struct found *f,
@@ -455,6 +502,7 @@ static int check_vmcs12(struct ms_ram *ram, uint64_t gpa, const uint8_t *p, stru
     struct ms_candidate c = candidate_at(MS_CAND_VMCS12, gpa, p, &vmcs12_guest);
     c.root = u64_at(p, V12_EPT_POINTER);
     c.asid = (uint16_t)u32_at(p, V12_VPID);
+    c.gs_base = u64_at(p, V12_GUEST_GS_BASE); /* no KERNEL_GS_BASE: an MSR, not a field */
     c.score = 10;
     snprintf(c.evidence, sizeof(c.evidence), "vmcs12 revision 0x%x, launch state %u",
              VMCS12_REVISION, u32_at(p, V12_LAUNCH_STATE));
@@ -891,31 +939,139 @@ int ms_discover(struct ms_ram *ram, struct ms_candidate *out, unsigned max, unsi
     return 0;
 }
 
-int ms_discover_vmcbs(struct ms_ram *ram, uint64_t ncr3, struct ms_vmcb_state *out, unsigned max,
-                      unsigned *count, struct ms_err *err)
+void ms_vmcs12_cpu_state(const uint8_t *p, struct ms_cpu_state *out)
+{
+    cpu_state_at(p, &vmcs12_state, out);
+}
+
+/* A vmcs12 whose EPT is enabled and whose EPTP points at root's table. */
+static bool vmcs12_runs(const uint8_t *p, uint64_t gpa, uint64_t root, struct ms_candidate *c)
+{
+    if ((u32_at(p, 0) & 0x7fffffffu) != VMCS12_REVISION || u32_at(p, V12_LAUNCH_STATE) > 1 ||
+        !(u32_at(p, V12_SECONDARY_CTLS) & SECONDARY_ENABLE_EPT))
+        return false;
+    *c = candidate_at(MS_CAND_VMCS12, gpa, p, &vmcs12_guest);
+    c->root = u64_at(p, V12_EPT_POINTER);
+    c->asid = (uint16_t)u32_at(p, V12_VPID);
+    c->gs_base = u64_at(p, V12_GUEST_GS_BASE);
+    return eptp_valid(c->root) && !((c->root ^ root) & PTE_ADDR_MASK);
+}
+
+int ms_discover_vcpu_states(struct ms_ram *ram, enum ms_cand_kind kind, uint64_t root,
+                            struct ms_vcpu_state *out, unsigned max, unsigned *count,
+                            struct ms_err *err)
 {
     uint8_t page[4096];
     *count = 0;
+    if (kind != MS_CAND_VMCB && kind != MS_CAND_VMCS12)
+        return ms_err_set(err, MS_EINVAL, "a %s holds no vCPU state", ms_cand_kind_name(kind));
     for (unsigned r = 0; r < ram->layout.count; r++) {
         const struct ms_region *reg = &ram->layout.regions[r];
         uint64_t first = (reg->gpa + 4095) & ~4095ULL;
         for (uint64_t a = first; a + 4096 <= reg->gpa + reg->len; a += 4096) {
-            /* the intercept word first: a page read costs more than this test */
-            if (ms_ram_read(ram, a, page, 8 + VMCB_INTERCEPT_VMRUN, NULL, err))
+            /* a word or two first: a page read costs more than this test */
+            size_t head = kind == MS_CAND_VMCB ? 8 + VMCB_INTERCEPT_VMRUN : 4;
+            if (ms_ram_read(ram, a, page, head, NULL, err))
                 return 0; /* a file that shrank: keep what was found */
             struct ms_candidate c;
-            if (!(u32_at(page, VMCB_INTERCEPT_VMRUN) & 1))
+            if (kind == MS_CAND_VMCB ? !(u32_at(page, VMCB_INTERCEPT_VMRUN) & 1)
+                                     : (u32_at(page, 0) & 0x7fffffffu) != VMCS12_REVISION)
                 continue;
             if (ms_ram_read(ram, a, page, sizeof(page), NULL, err))
                 return 0;
-            if (ms_vmcb_decode(page, a, &c) || (c.root & PTE_ADDR_MASK) != (ncr3 & PTE_ADDR_MASK))
+            bool runs = kind == MS_CAND_VMCB
+                            ? ms_vmcb_decode(page, a, &c) == 0 &&
+                                  (c.root & PTE_ADDR_MASK) == (root & PTE_ADDR_MASK)
+                            : vmcs12_runs(page, a, root, &c);
+            if (!runs)
                 continue;
             if (*count < max) {
                 out[*count].cand = c;
-                ms_vmcb_cpu_state(page, &out[*count].regs);
+                if (kind == MS_CAND_VMCB)
+                    ms_vmcb_cpu_state(page, &out[*count].regs);
+                else
+                    ms_vmcs12_cpu_state(page, &out[*count].regs);
             }
             ++*count;
         }
     }
+    return 0;
+}
+
+/* L1's KVM keeps a vCPU's general registers in struct kvm_vcpu_arch's
+ * regs[NR_VCPU_REGS] (enum kvm_reg): RAX RCX RDX RBX RSP RBP RSI RDI R8-R15
+ * RIP. SVM stores them all there at a #VMEXIT, RAX, RSP and RIP copied
+ * from the VMCB, and loads the VMCB from them at VMRUN: an array whose
+ * RSP and RIP (and RAX) are a VMCB's saved ones holds the registers the
+ * VMCB lacks. (VMX reads RSP and RIP back lazily: a vmcs12's often match
+ * no such array, and are then left as they are.) */
+#define KVM_REGS 17
+#define KVM_REG_RSP 4
+#define KVM_REG_RIP 16
+#define KVM_REGS_SPAN (KVM_REGS * 8)
+#define KVM_RIP_AT (KVM_REG_RIP * 8) /* from the array's start */
+
+struct gpr_match {
+    uint64_t v[KVM_REGS];
+    unsigned found; /* 0, 1, or 2: another array with other values */
+};
+
+static void match_gprs(const uint8_t *win, unsigned at, const struct ms_vcpu_state *v, unsigned n,
+                       struct gpr_match *m)
+{
+    uint64_t word = u64_at(win, at);
+    for (unsigned i = 0; i < n; i++) {
+        const struct ms_cpu_state *r = &v[i].regs;
+        if (word != r->rip || !word || !r->rsp || m[i].found > 1 ||
+            u64_at(win, at - KVM_RIP_AT + 8 * KVM_REG_RSP) != r->rsp)
+            continue;
+        if (r->known == MS_CPU_SAVE_AREA && u64_at(win, at - KVM_RIP_AT) != r->rax)
+            continue;
+        uint64_t got[KVM_REGS];
+        memcpy(got, win + at - KVM_RIP_AT, sizeof(got));
+        if (m[i].found && memcmp(got, m[i].v, sizeof(got)))
+            m[i].found = 2; /* two arrays disagree: neither is taken */
+        else if (!m[i].found)
+            memcpy(m[i].v, got, sizeof(got)), m[i].found = 1;
+    }
+}
+
+int ms_discover_saved_gprs(struct ms_ram *ram, struct ms_vcpu_state *v, unsigned n,
+                           struct ms_err *err)
+{
+    if (!n)
+        return 0;
+    struct gpr_match *m = calloc(n, sizeof(*m));
+    if (!m)
+        return ms_err_set(err, MS_ENOMEM, "out of memory");
+    /* the last span of the page before, then the page: an array may
+     * straddle two pages */
+    uint8_t win[KVM_REGS_SPAN + 4096];
+    for (unsigned r = 0; r < ram->layout.count; r++) {
+        const struct ms_region *reg = &ram->layout.regions[r];
+        uint64_t first = (reg->gpa + 4095) & ~4095ULL;
+        bool carried = false;
+        for (uint64_t a = first; a + 4096 <= reg->gpa + reg->len; a += 4096) {
+            if (carried)
+                memcpy(win, win + 4096, KVM_REGS_SPAN);
+            if (ms_ram_read(ram, a, win + KVM_REGS_SPAN, 4096, NULL, err))
+                break; /* a file that shrank: keep what was found */
+            unsigned from = carried ? KVM_REGS_SPAN : KVM_REGS_SPAN + KVM_RIP_AT;
+            for (unsigned at = from; at + 8 <= sizeof(win); at += 8)
+                match_gprs(win, at, v, n, m);
+            carried = true;
+        }
+    }
+    for (unsigned i = 0; i < n; i++) {
+        struct ms_cpu_state *c = &v[i].regs;
+        if (m[i].found != 1)
+            continue;
+        const uint64_t *g = m[i].v;
+        c->rax = g[0], c->rcx = g[1], c->rdx = g[2], c->rbx = g[3], c->rbp = g[5];
+        c->rsi = g[6], c->rdi = g[7], c->r8 = g[8], c->r9 = g[9], c->r10 = g[10];
+        c->r11 = g[11], c->r12 = g[12], c->r13 = g[13], c->r14 = g[14], c->r15 = g[15];
+        c->gprs = true;
+    }
+    free(m);
     return 0;
 }

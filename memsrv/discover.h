@@ -34,15 +34,30 @@ int ms_vmcb_decode(const uint8_t *page, uint64_t gpa, struct ms_candidate *out);
 /* The guest state its save area holds (known: MS_CPU_SAVE_AREA). */
 void ms_vmcb_cpu_state(const uint8_t *page, struct ms_cpu_state *out);
 
-/* A VMCB running a given nested guest, and the state it saved. */
-struct ms_vmcb_state {
-    struct ms_candidate cand; /* gpa: the VMCB's page */
+/* A vmcs12 page's guest state (known: MS_CPU_VMCS12: rip, rsp, rflags, the
+ * FS/GS bases and control registers; KVM writes it back to L1's memory when
+ * L1 switches or clears it, so it is the state of that moment). */
+void ms_vmcs12_cpu_state(const uint8_t *page, struct ms_cpu_state *out);
+
+/* A VMCB or vmcs12 running a given nested guest, and the state it saved. */
+struct ms_vcpu_state {
+    struct ms_candidate cand; /* gpa: the VMCB's or vmcs12's page */
     struct ms_cpu_state regs;
 };
 
-/* Every VMCB in RAM whose nCR3 is ncr3 (the nested guest's vCPUs, one VMCB
- * each): up to max in out, *count how many (may exceed max). */
-int ms_discover_vmcbs(struct ms_ram *ram, uint64_t ncr3, struct ms_vmcb_state *out, unsigned max,
-                      unsigned *count, struct ms_err *err);
+/* Every VMCB (kind MS_CAND_VMCB) whose nCR3 is root, or every vmcs12
+ * (MS_CAND_VMCS12) with EPT on whose EPTP points at root's table: the
+ * nested guest's vCPUs, one each. Up to max in out, *count how many (may
+ * exceed max). */
+int ms_discover_vcpu_states(struct ms_ram *ram, enum ms_cand_kind kind, uint64_t root,
+                            struct ms_vcpu_state *out, unsigned max, unsigned *count,
+                            struct ms_err *err);
+
+/* Completes each state (a VMCB's or vmcs12's, rip and rsp known) from the
+ * copy of the vCPU's general registers L1's KVM keeps (struct
+ * kvm_vcpu_arch regs[]) when one array in RAM matches it, and no other
+ * disagrees: then gprs is set. A full pass over RAM for all of them. */
+int ms_discover_saved_gprs(struct ms_ram *ram, struct ms_vcpu_state *v, unsigned n,
+                           struct ms_err *err);
 
 #endif

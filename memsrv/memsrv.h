@@ -278,6 +278,10 @@ enum ms_cpu_known {
      * hypervisor keeps them in its own memory). */
     MS_CPU_SAVE_AREA,
     MS_CPU_NONE, /* none: that CPU's state was not found */
+    /* A KVM vmcs12's guest state (a nested guest's CPU under Intel VMX):
+     * as MS_CPU_SAVE_AREA less rax and KERNEL_GS_BASE, as KVM last wrote
+     * it back to L1's memory. */
+    MS_CPU_VMCS12,
 };
 
 struct ms_cpu_state {
@@ -288,6 +292,9 @@ struct ms_cpu_state {
     uint64_t fs_base, gs_base, kernel_gs_base;
     uint64_t cr0, cr2, cr3, cr4;
     bool has_cr; /* false when only NT_PRSTATUS was present */
+    /* MS_CPU_SAVE_AREA or MS_CPU_VMCS12 with every general register too,
+     * from the hypervisor's own copy (ms_discover_saved_gprs) */
+    bool gprs;
 };
 
 struct ms_target_region {

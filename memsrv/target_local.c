@@ -59,7 +59,7 @@ struct local_kernel {
     bool kallsyms_tried;        /* no symbol file: the kernel's kallsyms, read once */
     struct ms_err kallsyms_err; /* why reading them failed (code 0: they did not) */
     /* A nested guest's CPUs (NPT only): each one's state from the VMCB
-     * that runs it, indexed by CPU number (ms_kernel_vmcb_cpu); found again
+     * that runs it, indexed by CPU number (ms_kernel_saved_cpu); found again
      * when the RAM's generation moved. */
     bool vcpus_read;
     uint64_t vcpus_generation;
@@ -523,19 +523,26 @@ static int local_stats(struct ms_target *t, struct ms_target_stats *st, struct m
     return 0;
 }
 
-/* A VMCB whose nested guest's CPU is told proves it holds a live vCPU. */
+/* A VMCB or vmcs12 whose nested guest's CPU is told proves it holds a
+ * live vCPU. */
 #define PROOF_VCPU 3
 
-/* Which CPU of the nested kernel each VMCB candidate at a known NPT depth
- * holds (vcpus.h: its GS base against that kernel's per-CPU offsets, read
- * through the VMCB's own NPT). */
+/* Which CPU of the nested kernel each VMCB or vmcs12 candidate at a known
+ * depth holds (vcpus.h: its GS base against that kernel's per-CPU offsets,
+ * read through the candidate's own NPT or EPT). */
 static void tell_vcpus(struct local *l, struct ms_candidate *c, unsigned n)
 {
     for (unsigned i = 0; i < n; i++) {
-        if (c[i].kind != MS_CAND_VMCB || !c[i].root_levels || !ms_cand_reaches_kernel(&c[i]))
+        bool vmcb = c[i].kind == MS_CAND_VMCB;
+        if ((!vmcb && c[i].kind != MS_CAND_VMCS12) || !c[i].root_levels ||
+            !ms_cand_reaches_kernel(&c[i]))
             continue;
-        struct ms_stack s = {
-            MS_SECOND_NPT, c[i].root & PTE_ADDR_MASK, c[i].root_levels, MS_FIRST_KERNEL, 0, 0};
+        struct ms_stack s = {vmcb ? MS_SECOND_NPT : MS_SECOND_EPT,
+                             vmcb ? c[i].root & PTE_ADDR_MASK : c[i].root,
+                             vmcb ? c[i].root_levels : 0,
+                             MS_FIRST_KERNEL,
+                             0,
+                             0};
         struct ms_err err;
         ms_handle h;
         struct ms_kernel *k;
@@ -545,7 +552,7 @@ static void tell_vcpus(struct local *l, struct ms_candidate *c, unsigned n)
         if (local_space(&l->base, &s, &h, &err) || kernel_syms(l, h, &k, &err)) {
             snprintf(c[i].evidence + len, sizeof(c[i].evidence) - len,
                      "; its L2 CPU not told: %.150s", err.msg);
-        } else if (ms_kernel_vmcb_cpu(k, &c[i], &cpu, how, sizeof(how), &err) == 0) {
+        } else if (ms_kernel_saved_cpu(k, &c[i], &cpu, how, sizeof(how), &err) == 0) {
             c[i].vcpu = (int32_t)cpu;
             c[i].score += PROOF_VCPU;
             snprintf(c[i].evidence + len, sizeof(c[i].evidence) - len, "; L2 CPU %u: %s", cpu, how);
@@ -850,14 +857,17 @@ static int local_types(struct ms_target *t, ms_handle h, unsigned what, const ch
 
 #define MAX_VCPUS 64 /* VMCBs of one nested guest looked at */
 
-/* The nested guest's CPUs: the VMCBs whose nCR3 is its NPT root, each at
- * the CPU its GS base names; CPUs no VMCB names are MS_CPU_NONE. */
+/* The nested guest's CPUs: the VMCBs whose nCR3 is its NPT root (the
+ * vmcs12s whose EPTP is its EPT's), each at the CPU its GS base names;
+ * CPUs none names are MS_CPU_NONE. */
 static void read_vcpus(struct local *l, struct local_kernel *e, struct ms_kernel *k)
 {
-    struct ms_vmcb_state *v = calloc(MAX_VCPUS, sizeof(*v));
+    struct ms_vcpu_state *v = calloc(MAX_VCPUS, sizeof(*v));
     unsigned n = 0, ncpus = 0;
     struct ms_err err;
-    if (!v || ms_discover_vmcbs(l->ram, e->second_root, v, MAX_VCPUS, &n, &err) < 0) {
+    enum ms_cand_kind kind = e->second == MS_SECOND_EPT ? MS_CAND_VMCS12 : MS_CAND_VMCB;
+    if (!v || ms_discover_vcpu_states(l->ram, kind, e->second_root, v, MAX_VCPUS, &n, &err) < 0 ||
+        ms_discover_saved_gprs(l->ram, v, n < MAX_VCPUS ? n : MAX_VCPUS, &err) < 0) {
         free(v);
         return;
     }
@@ -865,7 +875,7 @@ static void read_vcpus(struct local *l, struct local_kernel *e, struct ms_kernel
     for (unsigned i = 0; i < n && i < MAX_VCPUS; i++) {
         char how[200];
         cpu_of[i] = UINT32_MAX;
-        if (ms_kernel_vmcb_cpu(k, &v[i].cand, &cpu_of[i], how, sizeof(how), &err) == 0 &&
+        if (ms_kernel_saved_cpu(k, &v[i].cand, &cpu_of[i], how, sizeof(how), &err) == 0 &&
             cpu_of[i] < MAX_VCPUS && cpu_of[i] + 1 > ncpus)
             ncpus = cpu_of[i] + 1;
     }
@@ -882,10 +892,9 @@ static void read_vcpus(struct local *l, struct local_kernel *e, struct ms_kernel
 }
 
 /* The registers of the CPUs of handle h's kernel: a dump's notes for the
- * outer guest (they are its CPUs); for a nested guest under NPT its VMCBs'
- * save areas (found again when the RAM moved); none under EPT (a vmcs12
- * holds the state of the one L2 vCPU it runs, but which CPU it is has not
- * been taught here). */
+ * outer guest (they are its CPUs); for a nested guest its VMCBs' save
+ * areas (NPT) or its vmcs12s' guest state (EPT), found again when the RAM
+ * moved. */
 static int kernel_cpus(struct local *l, ms_handle h, struct ms_kernel **k,
                        const struct ms_cpu_state **cpus, unsigned *ncpus, struct ms_err *err)
 {
@@ -903,7 +912,7 @@ static int kernel_cpus(struct local *l, ms_handle h, struct ms_kernel **k,
     if (st->desc.second == MS_SECOND_NONE) {
         *cpus = l->ram->cpus;
         *ncpus = l->ram->ncpus;
-    } else if (st->desc.second == MS_SECOND_NPT) {
+    } else {
         if (!e->vcpus_read || e->vcpus_generation != l->ram->generation) {
             free(e->vcpus);
             e->vcpus = NULL;

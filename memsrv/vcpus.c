@@ -61,8 +61,8 @@ int ms_kernel_percpu_cpu(struct ms_kernel *k, uint64_t base, uint32_t *cpu, stru
     return 0;
 }
 
-int ms_kernel_vmcb_cpu(struct ms_kernel *k, const struct ms_candidate *vmcb, uint32_t *cpu,
-                       char *how, size_t how_size, struct ms_err *err)
+int ms_kernel_saved_cpu(struct ms_kernel *k, const struct ms_candidate *vmcb, uint32_t *cpu,
+                        char *how, size_t how_size, struct ms_err *err)
 {
     const struct {
         const char *name;

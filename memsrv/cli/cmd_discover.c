@@ -40,9 +40,11 @@ int cmd_discover(struct cli *cli, int argc, char **argv)
             printf("ASID %u, L2 RIP 0x%" PRIx64 ")\n", k->asid, k->rip);
             break;
         case MS_CAND_VMCS12:
-            printf("--eptp 0x%" PRIx64 " --cr3 0x%" PRIx64
-                   " --levels %u   (VPID %u, L2 RIP 0x%" PRIx64 ")\n",
-                   k->root, k->cr3, l2levels, k->asid, k->rip);
+            printf("--eptp 0x%" PRIx64 " --cr3 0x%" PRIx64 " --levels %u   (", k->root, k->cr3,
+                   l2levels);
+            if (k->vcpu >= 0)
+                printf("L2 vCPU %d, ", k->vcpu);
+            printf("VPID %u, L2 RIP 0x%" PRIx64 ")\n", k->asid, k->rip);
             break;
         case MS_CAND_HSAVE:
             printf("--cr3 0x%" PRIx64 " --levels %u   (L1 itself, RIP 0x%" PRIx64 ")\n", k->cr3,

@@ -37,15 +37,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 if (!memchr(c[i].evidence, '\0', sizeof(c[i].evidence)) ||
                     (i > 0 && c[i].score > c[i - 1].score))
                     abort(); /* unterminated evidence, or not sorted */
-            /* the VMCBs of the best one's nCR3 (bt --cpu's scan) */
-            struct ms_vmcb_state v[4];
+            /* the vCPUs of the best one's root (bt --cpu's scan) */
+            struct ms_vcpu_state v[4];
             unsigned nv = 0;
-            uint64_t ncr3 = n ? c[0].root : 0;
-            if (ms_discover_vmcbs(ram, ncr3, v, 4, &nv, &err) == 0)
+            uint64_t root = n ? c[0].root : 0;
+            enum ms_cand_kind kind =
+                n && c[0].kind == MS_CAND_VMCS12 ? MS_CAND_VMCS12 : MS_CAND_VMCB;
+            if (ms_discover_vcpu_states(ram, kind, root, v, 4, &nv, &err) == 0)
                 for (unsigned i = 0; i < nv && i < 4; i++)
-                    if (((v[i].cand.root ^ ncr3) & ~0xfffULL) ||
-                        v[i].regs.known != MS_CPU_SAVE_AREA)
-                        abort(); /* another guest's VMCB, or a state not marked partial */
+                    if (((v[i].cand.root ^ root) & ~0xfffULL) || v[i].cand.kind != kind ||
+                        v[i].regs.known !=
+                            (kind == MS_CAND_VMCB ? MS_CPU_SAVE_AREA : MS_CPU_VMCS12))
+                        abort(); /* another guest's, or a state not marked partial */
+            /* and their registers from L1's KVM's copies */
+            uint64_t rip0 = nv ? v[0].regs.rip : 0, rsp0 = nv ? v[0].regs.rsp : 0;
+            if (ms_discover_saved_gprs(ram, v, nv < 4 ? nv : 4, &err) == 0 && nv &&
+                (v[0].regs.rip != rip0 || v[0].regs.rsp != rsp0))
+                abort(); /* the saved state's own rip and rsp are kept */
         }
         ms_ram_close(ram);
     }

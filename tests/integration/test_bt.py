@@ -285,6 +285,55 @@ def test_bt_of_the_panicking_cpu(guest_crash, tmp_path):
     print(f"guest_crash: pid {pid}'s panic trace, {len(after_panic(kernel))} frames after panic")
 
 
+KVM_REGS = ["RAX", "RCX", "RDX", "RBX", "RSP", "RBP", "RSI", "RDI", "R8", "R9", "R10", "R11",
+            "R12", "R13", "R14", "R15", "RIP"]
+
+
+def test_bt_cpu_from_a_vmcs12(guest_crash, tmp_path):
+    """The Intel nested case: guest_crash's RAM behind EPT (test_linux.
+    transplant) with a KVM vmcs12 holding the state QEMU shows for its CPU,
+    as L1's KVM keeps one per L2 vCPU. discover names the vmcs12's L2 CPU
+    from its GS base. bt --cpu 0 unwinds from the vmcs12's rip and rsp: with
+    those alone it stops, saying so, at panic()'s frame (its ORC needs rbp);
+    with L1's KVM's copy of the general registers in RAM too, it gives the
+    panic text's callers of panic(), frame for frame."""
+    g = guest_crash
+    pid, kernel, _rip, _rsp = panic_trace(g.serial())
+    r = g.regs
+    gs = int(re.search(r"^GS =\w+ ([0-9a-f]+) ", g.registers_text, re.M).group(1), 16)
+    state = {"guest_cr0": r["CR0"], "guest_cr3": r["CR3"], "guest_cr4": r["CR4"],
+             "guest_efer": r["EFER"], "guest_gs_base": gs, "guest_rsp": r["RSP"],
+             "guest_rip": r["RIP"], "guest_rflags": r["RFL"]}
+    for gprs in (False, True):
+        dst = str(tmp_path / f"l1-{gprs}.ram")
+        eptp = transplant(g.ram, dst, "ept", vmcs12=state,
+                          kvm_regs=[r[n] for n in KVM_REGS] if gprs else None)
+        if not gprs:
+            out, err, rc = memsrv("discover", "--ram", dst, "3")
+            assert rc == 0, err
+            row = next(l for l in out.splitlines() if re.match(r"^1\s", l))
+            assert re.match(rf"^1\s+vmcs12\s+0x[0-9a-f]+\s+\d+\s+--eptp {eptp:#x} .*"
+                            r"\(L2 vCPU 0, VPID 1, ", row), out
+            assert re.search(rf"; L2 CPU 0: GS base {gs:#x} is __per_cpu_offset\[0\]", out), out
+        for syms in (["--vmlinux", vmlinux(g)], []):
+            out, err, rc = memsrv("--ram", dst, "--eptp", hex(eptp), *syms, "bt", "--cpu", "0")
+            assert rc == 0, err
+            lines = out.splitlines()
+            assert re.match(rf"^PID: {pid}\s", lines[0]), out
+            saved = "its vmcs12: the state KVM last wrote back" + (
+                ", all registers from L1's KVM" if gprs else "")
+            assert re.match(rf"^    running on CPU 0 \({saved}\): RIP \w+\+0x[0-9a-f]+/0x[0-9a-f]+ "
+                            r"RSP ", lines[1]), out
+            ours = [BT_FRAME_RE.match(l).group(1) for l in lines if BT_FRAME_RE.match(l)]
+            if gprs:
+                assert after_panic(ours) == after_panic(kernel), (out, kernel)
+                assert not any(l.startswith("    bt: ") for l in lines), out
+            else:
+                assert ours and ours[-1].startswith("panic+"), out
+                assert re.search(r"^    bt: ORC entry for ip 0x[0-9a-f]+ needs bp, and the "
+                                 r"registers at hand lack it$", out, re.M), out
+
+
 def test_bt_through_module_code(guest_svm):
     """Tasks asleep in module code (guest_svm's L1 runs KVM: the VM's
     kvm-nx-lpage-recovery thread sleeps in kvm.ko) unwind through the

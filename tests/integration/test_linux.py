@@ -250,12 +250,28 @@ def test_dmesg_timing_vs_crash_and_drgn(guest_kaslr):
     assert t_memsrv < t_crash and t_ram < t_crash
 
 
-def transplant(src, dst, kind):
+# KVM's struct vmcs12 (arch/x86/kvm/vmx/vmcs12.h, VMCS12_REVISION and its
+# CHECK_OFFSETs): field -> (offset, size).
+VMCS12_REVISION = 0x11e57ed0
+VMCS12 = {"launch_state": (8, 4), "ept_pointer": (120, 8), "guest_efer": (200, 8),
+          "guest_cr0": (424, 8), "guest_cr3": (432, 8), "guest_cr4": (440, 8),
+          "guest_gs_base": (488, 8), "guest_rsp": (536, 8), "guest_rip": (544, 8),
+          "guest_rflags": (552, 8), "secondary_vm_exec_control": (804, 4),
+          "virtual_processor_id": (960, 2)}
+SECONDARY_ENABLE_EPT = 1 << 1
+
+
+def transplant(src, dst, kind, vmcs12=None, kvm_regs=None):
     """Copies a real guest's RAM (its guest-physical 0..size) behind
     second-stage tables we build, the way a hypervisor would place a nested
     guest: the first 64 MiB in 4 KiB pages scattered by a permutation, the
     rest in 2 MiB pages in reverse order, tables after the data. Returns the
-    EPTP (kind "ept") or nCR3 (kind "npt")."""
+    EPTP (kind "ept") or nCR3 (kind "npt"). vmcs12 (EPT): guest-state
+    fields of a KVM vmcs12 to write after the tables, as L1's KVM keeps one
+    per L2 vCPU (its EPTP, launch state and EPT control are set here).
+    kvm_regs: 17 values written as L1's KVM keeps the vCPU's general
+    registers (struct kvm_vcpu_arch regs[]: RAX RCX RDX RBX RSP RBP RSI RDI
+    R8-R15 RIP), straddling a page boundary."""
     import random
     with open(src, "rb") as f:
         data = f.read()
@@ -298,9 +314,24 @@ def transplant(src, dst, kind):
             put(pt, e, perm[k * 512 + e] * 4096 | leaf4k)
     for i, j in zip(big, dest):
         put(pd, i, j * (2 << 20) | leaf2m)
+    root = pml4 | (3 << 3 | 6 if kind == "ept" else 0)
+    if vmcs12 is not None:
+        assert kind == "ept"
+        page = alloc()
+        fields = dict(vmcs12, launch_state=1, ept_pointer=root,
+                      secondary_vm_exec_control=SECONDARY_ENABLE_EPT, virtual_processor_id=1)
+        out[page:page + 4] = VMCS12_REVISION.to_bytes(4, "little")
+        for name, value in fields.items():
+            off, size = VMCS12[name]
+            out[page + off:page + off + size] = value.to_bytes(size, "little")
+    if kvm_regs is not None:
+        at = alloc() + 4096 - 40  # across into the next page
+        alloc()
+        for i, value in enumerate(kvm_regs):
+            out[at + 8 * i:at + 8 * i + 8] = value.to_bytes(8, "little")
     with open(dst, "wb") as f:
         f.write(out)
-    return pml4 | (3 << 3 | 6 if kind == "ept" else 0)
+    return root
 
 
 @pytest.mark.parametrize("kind", ["ept", "npt"])

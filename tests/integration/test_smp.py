@@ -81,6 +81,7 @@ def test_l2_runs_two_cpus(g):
 
 
 def test_discover_lists_a_vmcb_per_vcpu(g):
+    _in_l2_everywhere(g)
     truth, vmcbs, levels = _vcpu_truth(g)
     assert sorted(truth.values()) == [0, 1], truth
     r = oracle.memsrv(["discover", "--ram", g.ram, "6"], check=True)
@@ -114,7 +115,8 @@ ENTRY = re.compile(r"^\s+(RIP: 0033:|#\d+ (entry_SYSCALL_64\w*|asm_\w+|ret_from_
 def _check_frames(out, cpu, complete):
     """The VMCB's place first (a kernel symbol, or user mode), then named
     frames; complete: the unwind reached an entry, with no "bt:" stop."""
-    m = re.search(rf"^    running on CPU {cpu} \(its VMCB: the state at its last #VMEXIT\): "
+    m = re.search(rf"^    running on CPU {cpu} \(its VMCB: the state at its last #VMEXIT"
+                  r"(?:, all registers from L1's KVM)?\): "
                   r"RIP (\S+) RSP [0-9a-f]{16} EFLAGS [0-9a-f]+( \(user mode\))?$", out, re.M)
     assert m, out
     user = m.group(2) is not None
@@ -139,21 +141,27 @@ def test_bt_cpu_names_the_spinners(g):
     assert r.returncode != 0 and "no CPU 2: the kernel has 2" in r.stderr, r.stderr
 
 
-def _stop_with_one_vcpu_out_of_l2(g, attempts=80):
+def _stop_with_one_vcpu_out_of_l2(g, attempts=60):
     """Resumes and stops the guest until some L1 vCPU is not in L2; returns
     the L2 CPUs whose VMCB is current then (no vCPU runs them in L2): those
-    whose saved CR3 is not the one an in-L2 vCPU shows."""
-    if g.qmp is None:
-        pytest.skip(f"{g.name}: QEMU's QMP stop hung; the guest is frozen by SIGSTOP")
+    whose saved CR3 is not the one an in-L2 vCPU shows. The run between
+    stops grows (each stop risks QEMU's TCG bugs, notes/qemu.md s.7); a
+    guest those broke is booted again (g.revive_if_broken)."""
+    run = 0.02
     for _ in range(attempts):
+        if g.frozen or g.l2_death():
+            if not g.revive_if_broken():
+                pytest.fail(f"{g.name} broke and was booted again too often: "
+                            f"{g.l2_death() or 'frozen'}")
         g.qmp.cmd("cont")
-        time.sleep(0.02)
+        time.sleep(run)
+        run = min(run * 1.25, 0.3)
         g._stop()
         if g.frozen:
-            pytest.skip("QMP stop hung (notes/qemu.md s.7)")
+            continue
         g._read_registers()
         live = [i for i in range(g.smp) if g.in_l2linux(i)]
-        if len(live) == g.smp:
+        if len(live) == g.smp or g.l2_death():
             continue
         truth, vmcbs, _levels = _vcpu_truth(g)
         # (bit 12 too: with PTI user and kernel CR3 differ there)
@@ -167,7 +175,7 @@ def _stop_with_one_vcpu_out_of_l2(g, attempts=80):
 def test_bt_cpu_unwinds_a_current_vmcb(g):
     try:
         current = _stop_with_one_vcpu_out_of_l2(g)
-        assert current, "no stop with a vCPU out of L2 in 80 tries"
+        assert current, f"no stop with a vCPU out of L2 in 60 tries: {g._where_now()}"
         for cpu in current:
             _pid, on, _comm, out = _bt_cpu(g, cpu)
             assert on == cpu, out
@@ -179,8 +187,8 @@ def test_bt_cpu_unwinds_a_current_vmcb(g):
 
 @pytest.mark.skipif(shutil.which("gdb") is None, reason="gdb not installed")
 def test_proxy_shows_two_threads_in_l2(g):
-    v, levels = test_l2linux._truth(g)
     _in_l2_everywhere(g)
+    v, levels = test_l2linux._truth(g)
     text = oracle.symbol(g, "_text")
     slide = g.l2linux["kallsyms"]["_text"] - text
     vmlinux = os.path.join(g.kernel_dir, "vmlinux")

@@ -91,6 +91,20 @@ static void classic(void)
     srand(1);
     for (uint64_t i = 0; i < 4096; i++)
         mem[0x700000 + i] = (uint8_t)rand();
+    /* L1's KVM's copies of the vCPUs' general registers (kvm_vcpu_arch
+     * regs[]: RAX RCX RDX RBX RSP RBP RSI RDI R8-R15 RIP): the second
+     * VMCB's once, across a page boundary; the first VMCB's twice, with
+     * values that disagree (neither may be taken). */
+    put64(0x2005d8, 0xffffc90000001000ULL); /* the first VMCB's RSP */
+    put64(0x2005f8, 0x55);                  /* and RAX */
+    for (unsigned i = 0; i < 17; i++)
+        put64(0x350fd8 + 8 * i, 0x1000 + i);
+    put64(0x350fd8, 0x1234), put64(0x350fd8 + 32, 0x7ffc00001000ULL);
+    put64(0x350fd8 + 128, 0x400010);
+    for (uint64_t at = 0x360000; at <= 0x361000; at += 0x1000) {
+        put64(at, 0x55), put64(at + 32, 0xffffc90000001000ULL), put64(at + 128, 0x400010);
+        put64(at + 24, at); /* RBX: not the same in both */
+    }
     /* vmcs12 at 0x220000 */
     put32(0x220000, 0x11e57ed0);
     put32(0x220008, 1);
@@ -160,9 +174,10 @@ static void classic(void)
         CHECK(c[i].vcpu == -1, "%s at 0x%llx: no vCPU told without a kernel (%d)",
               ms_cand_kind_name(c[i].kind), (unsigned long long)c[i].gpa, c[i].vcpu);
     /* bt --cpu's scan: the VMCBs of one nCR3, each with its saved state */
-    struct ms_vmcb_state vs[4];
+    struct ms_vcpu_state vs[4];
     unsigned nv = 0;
-    CHECK(ms_discover_vmcbs(ram, 0x100000, vs, 4, &nv, &err) == 0, "VMCB scan: %s", err.msg);
+    CHECK(ms_discover_vcpu_states(ram, MS_CAND_VMCB, 0x100000, vs, 4, &nv, &err) == 0,
+          "VMCB scan: %s", err.msg);
     CHECK_EQ_U64(nv, 2, "VMCBs of nCR3 0x100000 (not the decoy's)");
     if (nv == 2) {
         CHECK_EQ_U64(vs[0].cand.gpa, 0x200000, "the first");
@@ -182,10 +197,40 @@ static void classic(void)
         CHECK_EQ_U64(vs[1].cand.kernel_gs_base, 0xffff888007800000ULL, "candidate's KGS");
         CHECK_EQ_U64(vs[1].cand.asid, 8, "its ASID");
     }
-    CHECK(ms_discover_vmcbs(ram, 0x100000, vs, 1, &nv, &err) == 0 && nv == 2, "count past max: %u",
-          nv);
-    CHECK(ms_discover_vmcbs(ram, 0x555000, vs, 4, &nv, &err) == 0 && nv == 0,
+    if (nv == 2) {
+        CHECK(ms_discover_saved_gprs(ram, vs, 2, &err) == 0, "saved registers: %s", err.msg);
+        const struct ms_cpu_state *r = &vs[1].regs;
+        CHECK(r->gprs, "the second vCPU's registers, from the array across pages");
+        CHECK_EQ_U64(r->rax, 0x1234, "RAX kept");
+        CHECK_EQ_U64(r->rcx, 0x1001, "RCX");
+        CHECK_EQ_U64(r->rbx, 0x1003, "RBX");
+        CHECK_EQ_U64(r->rbp, 0x1005, "RBP");
+        CHECK_EQ_U64(r->r15, 0x100f, "R15");
+        CHECK_EQ_U64(r->rsp, 0x7ffc00001000ULL, "RSP kept");
+        CHECK_EQ_U64(r->rip, 0x400010, "RIP kept");
+        CHECK(!vs[0].regs.gprs && vs[0].regs.rbx == 0,
+              "two arrays that disagree: neither taken (rbx 0x%llx)",
+              (unsigned long long)vs[0].regs.rbx);
+    }
+    CHECK(ms_discover_vcpu_states(ram, MS_CAND_VMCB, 0x100000, vs, 1, &nv, &err) == 0 && nv == 2,
+          "count past max: %u", nv);
+    CHECK(ms_discover_vcpu_states(ram, MS_CAND_VMCB, 0x555000, vs, 4, &nv, &err) == 0 && nv == 0,
           "no VMCB of another nCR3: %u", nv);
+    /* the vmcs12s of one EPT: their guest state */
+    CHECK(ms_discover_vcpu_states(ram, MS_CAND_VMCS12, 0x600000 | 0x5e, vs, 4, &nv, &err) == 0 &&
+              nv == 1,
+          "vmcs12s of EPT 0x600000: %u", nv);
+    if (nv == 1) {
+        CHECK_EQ_U64(vs[0].cand.gpa, 0x220000, "the vmcs12's page");
+        CHECK(vs[0].regs.known == MS_CPU_VMCS12 && vs[0].regs.has_cr, "a vmcs12's state");
+        CHECK_EQ_U64(vs[0].regs.rip, 0x400010, "its RIP");
+        CHECK_EQ_U64(vs[0].regs.cr3, 0x300000, "its CR3");
+        CHECK_EQ_U64(vs[0].cand.asid, 3, "its VPID");
+    }
+    CHECK(ms_discover_vcpu_states(ram, MS_CAND_VMCS12, 0x100000, vs, 4, &nv, &err) == 0 && nv == 0,
+          "no vmcs12 of another EPT: %u", nv);
+    CHECK(ms_discover_vcpu_states(ram, MS_CAND_HSAVE, 0x100000, vs, 4, &nv, &err) == MS_EINVAL,
+          "an HSAVE holds no vCPU");
     if (v12) {
         CHECK_EQ_U64(v12->root_levels, 4, "EPT depth from EPTP");
         CHECK_EQ_U64(v12->asid, 3, "VPID");
