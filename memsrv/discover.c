@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
 #include "progress.h"
 #include "pte.h"
 #include "space.h"
@@ -125,11 +126,13 @@ struct kernel_hint {
 
 struct found {
     struct ms_candidate *v;
-    unsigned n, cap;
+    unsigned n;
+    size_t cap;
     struct kernel_hint kernels[MAX_KERNELS];
     unsigned nkernels;
     struct eptp_word *eptps;
-    unsigned neptps, eptps_cap;
+    unsigned neptps;
+    size_t eptps_cap;
 };
 
 static uint64_t u64_at(const uint8_t *p, unsigned off)
@@ -179,14 +182,8 @@ static void ev_add(struct ms_candidate *c, const char *fmt, ...)
 
 static int push(struct found *f, const struct ms_candidate *c, struct ms_err *err)
 {
-    if (f->n == f->cap) {
-        unsigned cap = f->cap ? f->cap * 2 : 16;
-        struct ms_candidate *v = realloc(f->v, cap * sizeof(*v));
-        if (!v)
-            return ms_err_set(err, MS_ENOMEM, "out of memory");
-        f->v = v;
-        f->cap = cap;
-    }
+    if (!MS_ARRAY_RESERVE(&f->v, &f->cap, (size_t)f->n + 1, 16))
+        return ms_err_set(err, MS_ENOMEM, "out of memory");
     f->v[f->n++] = *c;
     return 0;
 }
@@ -617,14 +614,8 @@ static int note_eptps(struct ms_ram *ram, uint64_t gpa, const uint8_t *p, struct
             continue;
         if (f->neptps == MAX_EPTP_WORDS)
             return 0;
-        if (f->neptps == f->eptps_cap) {
-            unsigned cap = f->eptps_cap ? f->eptps_cap * 2 : 64;
-            struct eptp_word *v = realloc(f->eptps, cap * sizeof(*v));
-            if (!v)
-                return ms_err_set(err, MS_ENOMEM, "out of memory");
-            f->eptps = v;
-            f->eptps_cap = cap;
-        }
+        if (!MS_ARRAY_RESERVE(&f->eptps, &f->eptps_cap, (size_t)f->neptps + 1, 64))
+            return ms_err_set(err, MS_ENOMEM, "out of memory");
         f->eptps[f->neptps++] = (struct eptp_word){w, gpa + off, revision};
     }
     return 0;
