@@ -1,6 +1,7 @@
 /* Fuzzes the VMCB / HSAVE / vmcs12 / EPT-tree scanner on an arbitrary RAM
  * image (every candidate it verifies walks tables from hostile bytes), and
- * the scan for the VMCBs of one nCR3 (bt --cpu on a nested guest). */
+ * bt --cpu's scans on a nested guest: the VMCBs (or vmcs12s) of one root,
+ * then L1's KVM's copies of their registers. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
