@@ -133,6 +133,10 @@ def test_dmesg_through_the_npt(l2g):
 
 
 def test_sym_is_l2_kallsyms(l2g):
+    _check_sym(l2g)
+
+
+def _check_sym(l2g):
     ks = l2g.l2linux["kallsyms"]
     names = sorted(ks)
     r = oracle.memsrv(_nested(l2g) + ["sym"] + names, check=True)
@@ -159,7 +163,12 @@ def test_x_reads_l2_banner(guest_l2linux):
 
 
 def test_ps_and_bt(guest_l2linux):
-    g = guest_l2linux
+    _check_ps_and_bt(guest_l2linux)
+
+
+def _check_ps_and_bt(g):
+    """ps: L2's kernel threads and user process as L2's own ps listed them;
+    bt of that process: its sysrq-t trace's reliable frames, in order."""
     l2 = g.l2linux
     vmlinux = ["--vmlinux", f"{g.kernel_dir}/vmlinux"]
     r = oracle.memsrv(_nested(g) + vmlinux + ["ps"], check=True)
@@ -183,8 +192,11 @@ def test_ps_and_bt(guest_l2linux):
 
 
 def test_the_ram_file_alone_after_qemu_quit(guest_l2linux):
-    """Last in this file: it ends the L0 QEMU (the fixture is not used by
-    other files)."""
+    """Last in this file: it ends the L0 QEMU. From the RAM file alone:
+    discover, dmesg, x, sym, ps, bt and cat against what L2 printed (the
+    files after this one, test_lsmod, test_maps, test_print, also read
+    guest_l2linux's file alone: lsmod, maps and p)."""
+    import test_cat  # it imports this module
     g = guest_l2linux
     _truth(g)
     g.quit()
@@ -194,3 +206,8 @@ def test_the_ram_file_alone_after_qemu_quit(guest_l2linux):
     assert f"l2lab: marker {g.l2linux['marker']}" in r.stdout
     r = oracle.memsrv(_nested(g, paging=True) + ["x/s", "linux_banner"], check=True)
     assert "Linux version " in r.stdout
+    _check_sym(g)
+    _check_ps_and_bt(g)
+    want = g.l2linux["file"]
+    out, err, rc = test_cat.cat(want["path"], *_nested(g))
+    assert rc == 0 and test_cat.md5(out) == str(want["md5"]), err
