@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "check.h"
+#include "../support/arena.h"
 #include "maple.h"
 #include "maps.h"
 #include "strbuf.h"
@@ -22,23 +23,8 @@
 #define UMAX UINT64_MAX
 
 static uint8_t mem[ARENA];
-static uint64_t hole_lo, hole_hi; /* reads touching [lo, hi) fail */
+static struct test_arena arena = {BASE, mem, ARENA, 0, 0};
 static uint64_t obj_next;
-
-static int read_mem(void *arg, uint64_t addr, void *buf, size_t len, size_t *done,
-                    struct ms_err *err)
-{
-    (void)arg;
-    if (done)
-        *done = 0;
-    if (addr < BASE || addr - BASE > ARENA || len > ARENA - (addr - BASE) ||
-        (addr < hole_hi && addr + len > hole_lo))
-        return ms_err_set(err, MS_EUNMAPPED, "0x%llx not mapped", (unsigned long long)addr);
-    memcpy(buf, mem + (addr - BASE), len);
-    if (done)
-        *done = len;
-    return 0;
-}
 
 static void put64(uint64_t addr, uint64_t v)
 {
@@ -85,7 +71,7 @@ static void set_node(unsigned i, unsigned type, uint64_t parent, unsigned n, con
 
 static int walk(uint64_t root, uint32_t flags, struct ms_maple_list *out, struct ms_err *err)
 {
-    return ms_maple_walk(TREE, root, flags, read_mem, NULL, 0, 0, out, err);
+    return ms_maple_walk(TREE, root, flags, test_arena_read, &arena, 0, 0, out, err);
 }
 
 static void test_leaf_root(void)
@@ -191,10 +177,12 @@ static void test_two_levels(void)
     rc = walk(TWO_LEVEL_ROOT, 1, &l, &err);
     CHECK(rc == MS_EFORMAT && strstr(err.msg, "height 0"), "%s", err.msg);
     /* limits */
-    rc = ms_maple_walk(TREE, TWO_LEVEL_ROOT, TWO_LEVEL_FLAGS, read_mem, NULL, 1, 0, &l, &err);
+    rc = ms_maple_walk(TREE, TWO_LEVEL_ROOT, TWO_LEVEL_FLAGS, test_arena_read, &arena, 1, 0, &l,
+                       &err);
     CHECK(rc == MS_ELIMIT && l.count == 1, "%d %zu %s", rc, l.count, err.msg);
     ms_maple_list_free(&l);
-    rc = ms_maple_walk(TREE, TWO_LEVEL_ROOT, TWO_LEVEL_FLAGS, read_mem, NULL, 0, 2, &l, &err);
+    rc = ms_maple_walk(TREE, TWO_LEVEL_ROOT, TWO_LEVEL_FLAGS, test_arena_read, &arena, 0, 2, &l,
+                       &err);
     CHECK(rc == MS_ELIMIT && strstr(err.msg, "maple nodes"), "%d %s", rc, err.msg);
     ms_maple_list_free(&l);
 }
@@ -206,8 +194,8 @@ static void test_broken(void)
     int rc;
     /* the root's parent must name the tree */
     build_two_level();
-    rc =
-        ms_maple_walk(TREE + 0x40, TWO_LEVEL_ROOT, TWO_LEVEL_FLAGS, read_mem, NULL, 0, 0, &l, &err);
+    rc = ms_maple_walk(TREE + 0x40, TWO_LEVEL_ROOT, TWO_LEVEL_FLAGS, test_arena_read, &arena, 0, 0,
+                       &l, &err);
     CHECK(rc == MS_EFORMAT && strstr(err.msg, "parent pointer"), "%s", err.msg);
     /* a child's parent: the wrong slot */
     put64(node(2), child_parent(0, 0));
@@ -258,13 +246,13 @@ static void test_broken(void)
     ms_maple_list_free(&l);
     /* an unreadable leaf: the first leaf's entries stay */
     build_two_level();
-    hole_lo = node(2) + 100;
-    hole_hi = hole_lo + 1;
+    arena.hole_lo = node(2) + 100;
+    arena.hole_hi = arena.hole_lo + 1;
     rc = walk(TWO_LEVEL_ROOT, TWO_LEVEL_FLAGS, &l, &err);
     CHECK(rc == MS_EUNMAPPED && l.count == 1 && strstr(err.msg, "maple node"), "%d %s", rc,
           err.msg);
     ms_maple_list_free(&l);
-    hole_lo = hole_hi = 0;
+    arena.hole_lo = arena.hole_hi = 0;
     /* a node at address 0 */
     rc = walk(0x12 | 0x100, 1 << 2, &l, &err);
     CHECK(rc == MS_EFORMAT, "%s", err.msg);
@@ -436,7 +424,7 @@ static void test_maps(void)
     struct ms_maps_kernel kk = {SPECIAL_NAME_FN, SIMPLE_DNAME_FN, ANON_DNAME_FN, gate};
     struct ms_vma_list l;
     struct ms_err err;
-    int rc = ms_maps_walk(&maps_layout, &kk, b.task, read_mem, NULL, &l, &err);
+    int rc = ms_maps_walk(&maps_layout, &kk, b.task, test_arena_read, &arena, &l, &err);
     CHECK(rc == 0, "%s", err.msg);
     CHECK(l.count == 10 && l.bad == 1, "count %zu bad %llu", l.count, (unsigned long long)l.bad);
     struct ms_strbuf sb, want;
@@ -456,7 +444,7 @@ static void test_maps(void)
 
     /* a 32-bit process has no [vsyscall] */
     put32(b.mm + 0x38, 0);
-    rc = ms_maps_walk(&maps_layout, &kk, b.task, read_mem, NULL, &l, &err);
+    rc = ms_maps_walk(&maps_layout, &kk, b.task, test_arena_read, &arena, &l, &err);
     CHECK(rc == 0 && l.count == 9, "%d %zu %s", rc, l.count, err.msg);
     ms_vma_list_free(&l);
     put32(b.mm + 0x38, 2);
@@ -465,7 +453,7 @@ static void test_maps(void)
     put64(b.mm, 0x500000);
     put64(b.mm + 8, 0x500000);
     kk.gate_vma = 0;
-    rc = ms_maps_walk(&maps_layout, &kk, b.task, read_mem, NULL, &l, &err);
+    rc = ms_maps_walk(&maps_layout, &kk, b.task, test_arena_read, &arena, &l, &err);
     ms_strbuf_init(&sb);
     ms_maps_format(&l, &sb);
     CHECK(rc == 0 && strstr(ms_strbuf_str(&sb), "\n00600000-00621000 rw-p 00000000 00:00 0 \n"),
@@ -478,25 +466,25 @@ static void test_maps(void)
     uint64_t v1 = 0;
     memcpy(&v1, mem + (node(0) - BASE) + 128 + 8, 8);
     put64(v1 + 8, 0x401800);
-    rc = ms_maps_walk(&maps_layout, &kk, b.task, read_mem, NULL, &l, &err);
+    rc = ms_maps_walk(&maps_layout, &kk, b.task, test_arena_read, &arena, &l, &err);
     CHECK(rc == MS_EFORMAT && strstr(err.msg, "the tree has it"), "%s", err.msg);
     ms_vma_list_free(&l);
     put64(v1 + 8, 0x401000);
     /* an entry no VMA can be */
     put64(node(0) + 128 + 8, v1 | 2);
-    rc = ms_maps_walk(&maps_layout, &kk, b.task, read_mem, NULL, &l, &err);
+    rc = ms_maps_walk(&maps_layout, &kk, b.task, test_arena_read, &arena, &l, &err);
     CHECK(rc == MS_EFORMAT && strstr(err.msg, "not a VMA"), "%s", err.msg);
     ms_vma_list_free(&l);
     put64(node(0) + 128 + 8, v1);
 
     /* a kernel thread */
-    rc = ms_maps_walk(&maps_layout, &kk, b.kthread, read_mem, NULL, &l, &err);
+    rc = ms_maps_walk(&maps_layout, &kk, b.kthread, test_arena_read, &arena, &l, &err);
     CHECK(rc == MS_ENOTFOUND && strstr(err.msg, "kernel thread"), "%s", err.msg);
     /* an exited process (a zombie) has no mm either */
-    rc = ms_maps_walk(&maps_layout, &kk, b.zombie, read_mem, NULL, &l, &err);
+    rc = ms_maps_walk(&maps_layout, &kk, b.zombie, test_arena_read, &arena, &l, &err);
     CHECK(rc == MS_ENOTFOUND && strstr(err.msg, "has exited"), "%s", err.msg);
     /* an unreadable task */
-    rc = ms_maps_walk(&maps_layout, &kk, BASE + ARENA + 0x1000, read_mem, NULL, &l, &err);
+    rc = ms_maps_walk(&maps_layout, &kk, BASE + ARENA + 0x1000, test_arena_read, &arena, &l, &err);
     CHECK(rc == MS_EUNMAPPED, "%s", err.msg);
     /* a mount loop: d_path ends with an error, the area is named "?" */
     uint64_t f1;
@@ -506,14 +494,14 @@ static void test_maps(void)
     uint64_t bin;
     memcpy(&bin, mem + (d1 - BASE), 8);
     put64(bin, d1); /* bin's parent is busybox, whose parent is bin */
-    rc = ms_maps_walk(&maps_layout, &kk, b.task, read_mem, NULL, &l, &err);
+    rc = ms_maps_walk(&maps_layout, &kk, b.task, test_arena_read, &arena, &l, &err);
     CHECK(rc == 0 && l.count >= 1 && !l.vmas[0].name_known && l.bad == 2, "%d %zu %llu %s", rc,
           l.count, (unsigned long long)l.bad, err.msg);
     ms_vma_list_free(&l);
     /* a bad layout */
     struct ms_maps_layout bad = maps_layout;
     bad.vm_file = 1 << 20;
-    rc = ms_maps_walk(&bad, &kk, b.task, read_mem, NULL, &l, &err);
+    rc = ms_maps_walk(&bad, &kk, b.task, test_arena_read, &arena, &l, &err);
     CHECK(rc == MS_EFORMAT, "%s", err.msg);
 }
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "check.h"
+#include "../support/arena.h"
 #include "modsyms.h"
 #include "modules.h"
 #include "strbuf.h"
@@ -18,22 +19,7 @@
 #define NAME_LEN 56
 
 static uint8_t mem[ARENA];
-static uint64_t hole_lo, hole_hi; /* reads touching [lo, hi) fail */
-
-static int read_mem(void *arg, uint64_t addr, void *buf, size_t len, size_t *done,
-                    struct ms_err *err)
-{
-    (void)arg;
-    if (done)
-        *done = 0;
-    if (addr < BASE || addr - BASE > ARENA || len > ARENA - (addr - BASE) ||
-        (addr < hole_hi && addr + len > hole_lo))
-        return ms_err_set(err, MS_EUNMAPPED, "0x%llx not mapped", (unsigned long long)addr);
-    memcpy(buf, mem + (addr - BASE), len);
-    if (done)
-        *done = len;
-    return 0;
-}
+static struct test_arena arena = {BASE, mem, ARENA, 0, 0};
 
 /* 6.1's shape: core_layout and init_layout sizes, unload support */
 static const struct ms_module_layout layout = {
@@ -121,7 +107,7 @@ static void add_users(int of, const int *by, int n, int j)
 static void make_kvm(void)
 {
     memset(mem, 0, sizeof(mem));
-    hole_lo = hole_hi = 0;
+    arena.hole_lo = arena.hole_hi = 0;
     make_module(0, "kvm_amd", 155648, 0, 1, MS_MODULE_LIVE, true);
     make_module(1, "kvm", 1114112, 0, 2, MS_MODULE_LIVE, true);
     make_module(2, "irqbypass", 16384, 0, 2, MS_MODULE_LIVE, true);
@@ -143,8 +129,8 @@ static void test_walk(void)
     struct ms_module_list ml;
     struct ms_err err;
     make_kvm();
-    CHECK(ms_modules_walk(&layout, BASE + HEAD, read_mem, NULL, 0, &ml, &err) == 0, "walk: %s",
-          err.msg);
+    CHECK(ms_modules_walk(&layout, BASE + HEAD, test_arena_read, &arena, 0, &ml, &err) == 0,
+          "walk: %s", err.msg);
     CHECK(ml.count == 4 && ml.bad == 0, "%zu modules, %llu bad", ml.count,
           (unsigned long long)ml.bad);
     struct ms_strbuf sb;
@@ -161,8 +147,8 @@ static void test_walk(void)
     put64(mod(0) + layout.taints, (1u << 12) | (1u << 13)); /* O E */
     put32(mod(2) + layout.state, MS_MODULE_GOING);
     put32(mod(3) + layout.state, MS_MODULE_UNFORMED);
-    CHECK(ms_modules_walk(&layout, BASE + HEAD, read_mem, NULL, 0, &ml, &err) == 0, "walk: %s",
-          err.msg);
+    CHECK(ms_modules_walk(&layout, BASE + HEAD, test_arena_read, &arena, 0, &ml, &err) == 0,
+          "walk: %s", err.msg);
     ms_strbuf_reset(&sb);
     ms_modules_format(&ml, &sb);
     CHECK(ml.count == 4, "unformed modules are listed (%zu)", ml.count);
@@ -176,8 +162,8 @@ static void test_walk(void)
     struct ms_module_layout nounload = layout;
     nounload.has_unload = false;
     make_kvm();
-    CHECK(ms_modules_walk(&nounload, BASE + HEAD, read_mem, NULL, 0, &ml, &err) == 0, "walk: %s",
-          err.msg);
+    CHECK(ms_modules_walk(&nounload, BASE + HEAD, test_arena_read, &arena, 0, &ml, &err) == 0,
+          "walk: %s", err.msg);
     ms_strbuf_reset(&sb);
     ms_modules_format(&ml, &sb);
     CHECK(strncmp(ms_strbuf_str(&sb), "kvm_amd 155648 - - Live 0xffffffffc0800000\n", 43) == 0,
@@ -186,20 +172,23 @@ static void test_walk(void)
 
     /* the empty list */
     put64(BASE + HEAD, BASE + HEAD);
-    CHECK(ms_modules_walk(&layout, BASE + HEAD, read_mem, NULL, 0, &ml, &err) == 0 && ml.count == 0,
+    CHECK(ms_modules_walk(&layout, BASE + HEAD, test_arena_read, &arena, 0, &ml, &err) == 0 &&
+              ml.count == 0,
           "empty list");
     ms_module_list_free(&ml);
 
     /* the limit */
     make_kvm();
-    CHECK(ms_modules_walk(&layout, BASE + HEAD, read_mem, NULL, 4, &ml, &err) == 0, "4 of 4");
+    CHECK(ms_modules_walk(&layout, BASE + HEAD, test_arena_read, &arena, 4, &ml, &err) == 0,
+          "4 of 4");
     ms_module_list_free(&ml);
-    CHECK(ms_modules_walk(&layout, BASE + HEAD, read_mem, NULL, 3, &ml, &err) == MS_ELIMIT &&
+    CHECK(ms_modules_walk(&layout, BASE + HEAD, test_arena_read, &arena, 3, &ml, &err) ==
+                  MS_ELIMIT &&
               ml.count == 3,
           "3 of 4: %s", err.msg);
     ms_module_list_free(&ml);
-    CHECK(ms_modules_walk(&layout, BASE + HEAD, read_mem, NULL, MS_MODULES_MAX_LIMIT + 1, &ml,
-                          &err) == MS_EINVAL,
+    CHECK(ms_modules_walk(&layout, BASE + HEAD, test_arena_read, &arena, MS_MODULES_MAX_LIMIT + 1,
+                          &ml, &err) == MS_EINVAL,
           "limit too high");
     ms_module_list_free(&ml);
     ms_strbuf_free(&sb);
@@ -209,7 +198,7 @@ static void expect_fail(int code, const char *want, size_t kept)
 {
     struct ms_module_list ml;
     struct ms_err err = {0};
-    int rc = ms_modules_walk(&layout, BASE + HEAD, read_mem, NULL, 0, &ml, &err);
+    int rc = ms_modules_walk(&layout, BASE + HEAD, test_arena_read, &arena, 0, &ml, &err);
     CHECK(rc == code && strstr(err.msg, want), "want %d \"%s\": rc %d %s", code, want, rc, err.msg);
     CHECK(ml.count == kept, "\"%s\": kept %zu modules, want %zu", want, ml.count, kept);
     ms_module_list_free(&ml);
@@ -233,12 +222,12 @@ static void test_broken(void)
     put64(mod(0) + layout.list, layout.list); /* the module at 0 */
     expect_fail(MS_EFORMAT, "leads to address 0 after 1", 1);
     make_kvm();
-    hole_lo = mod(2) + layout.state;
-    hole_hi = hole_lo + 4;
+    arena.hole_lo = mod(2) + layout.state;
+    arena.hole_hi = arena.hole_lo + 4;
     expect_fail(MS_EUNMAPPED, "the module at", 2);
     make_kvm();
-    hole_lo = BASE + HEAD;
-    hole_hi = hole_lo + 8;
+    arena.hole_lo = BASE + HEAD;
+    arena.hole_hi = arena.hole_lo + 8;
     expect_fail(MS_EUNMAPPED, "module list head", 0);
 
     /* users that cannot be read: the module is listed, its users "?" */
@@ -254,8 +243,8 @@ static void test_broken(void)
     for (size_t i = 0; i < sizeof(bad_users) / sizeof(bad_users[0]); i++) {
         make_kvm();
         put64(use(0) + layout.use_source_list, bad_users[i]);
-        CHECK(ms_modules_walk(&layout, BASE + HEAD, read_mem, NULL, 0, &ml, &err) == 0, "walk: %s",
-              err.msg);
+        CHECK(ms_modules_walk(&layout, BASE + HEAD, test_arena_read, &arena, 0, &ml, &err) == 0,
+              "walk: %s", err.msg);
         CHECK(ml.count == 4 && ml.bad == 1 && !ml.modules[1].users_known &&
                   ml.modules[2].users_known && ml.users_len == strlen("kvm") + 1,
               "bad users %zu: %zu modules, %llu bad, %zu bytes of names", i, ml.count,
@@ -269,7 +258,8 @@ static void test_broken(void)
     /* a user whose name cannot be read */
     make_kvm();
     put64(use(0) + layout.use_source, 0xdead000000000000ULL);
-    CHECK(ms_modules_walk(&layout, BASE + HEAD, read_mem, NULL, 0, &ml, &err) == 0 && ml.bad == 1,
+    CHECK(ms_modules_walk(&layout, BASE + HEAD, test_arena_read, &arena, 0, &ml, &err) == 0 &&
+              ml.bad == 1,
           "unreadable user");
     ms_module_list_free(&ml);
 
@@ -277,8 +267,8 @@ static void test_broken(void)
     make_kvm();
     memcpy(mem + (mod(0) - BASE) + layout.name, "a,b\n", 5);
     memset(mem + (mod(2) - BASE) + layout.name, 'x', NAME_LEN); /* no NUL */
-    CHECK(ms_modules_walk(&layout, BASE + HEAD, read_mem, NULL, 0, &ml, &err) == 0, "walk: %s",
-          err.msg);
+    CHECK(ms_modules_walk(&layout, BASE + HEAD, test_arena_read, &arena, 0, &ml, &err) == 0,
+          "walk: %s", err.msg);
     ms_strbuf_reset(&sb);
     ms_modules_format(&ml, &sb);
     CHECK(strncmp(ms_strbuf_str(&sb), "a\\x2cb\\x0a 155648", 17) == 0, "got:\n%s",
@@ -312,7 +302,7 @@ static void test_decode(void)
     bad.sizes[1] = 0x20000;
     CHECK(ms_module_layout_span(&bad, &lo, &hi, &err) == MS_EFORMAT, "far field");
     struct ms_module_list ml;
-    CHECK(ms_modules_walk(&bad, BASE + HEAD, read_mem, NULL, 0, &ml, &err) == MS_EFORMAT &&
+    CHECK(ms_modules_walk(&bad, BASE + HEAD, test_arena_read, &arena, 0, &ml, &err) == MS_EFORMAT &&
               ml.count == 0,
           "walk with a far field");
     bad = layout;
@@ -416,7 +406,7 @@ static void test_modsyms(void)
 
     /* through memory: module -> kallsyms -> tables; a pointer into nowhere */
     memset(mem, 0, sizeof(mem));
-    hole_lo = hole_hi = 0;
+    arena.hole_lo = arena.hole_hi = 0;
     const struct ms_modsym_layout sl = {.kallsyms = 0xa0,
                                         .symtab = 0,
                                         .num_symtab = 8,
@@ -437,7 +427,8 @@ static void test_modsyms(void)
     ms_module_list_push(&ms.mods, &m, &err);
     m.addr = mod(1);
     ms_module_list_push(&ms.mods, &m, &err);
-    CHECK(ms_modsyms_read(&sl, read_mem, NULL, &ms, &err) == 0 && ms.count == 3 && ms.bad == 1,
+    CHECK(ms_modsyms_read(&sl, test_arena_read, &arena, &ms, &err) == 0 && ms.count == 3 &&
+              ms.bad == 1,
           "read: %zu symbols, %llu bad modules", ms.count, (unsigned long long)ms.bad);
     CHECK(ms_modsyms_lookup(&ms, "msr_interception", &a, &err) == 0 && a == text, "through memory");
     /* a count past the limit is refused, not allocated */
@@ -445,7 +436,8 @@ static void test_modsyms(void)
     ms_modsyms_free(&ms);
     ms_module_list_push(&ms.mods, &m, &err);
     ms.mods.modules[0].addr = mod(0);
-    CHECK(ms_modsyms_read(&sl, read_mem, NULL, &ms, &err) == 0 && ms.count == 0 && ms.bad == 1,
+    CHECK(ms_modsyms_read(&sl, test_arena_read, &arena, &ms, &err) == 0 && ms.count == 0 &&
+              ms.bad == 1,
           "huge count");
     ms_modsyms_free(&ms);
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "check.h"
+#include "../support/arena.h"
 #include "tasks.h"
 
 #define BASE 0xffff888000100000ULL
@@ -14,22 +15,7 @@
 #define SIGNALS 0x3000 /* signal_structs from here, 0x40 each */
 
 static uint8_t mem[ARENA];
-static uint64_t hole_lo, hole_hi; /* reads touching [lo, hi) fail */
-
-static int read_mem(void *arg, uint64_t addr, void *buf, size_t len, size_t *done,
-                    struct ms_err *err)
-{
-    (void)arg;
-    if (done)
-        *done = 0;
-    if (addr < BASE || addr - BASE > ARENA || len > ARENA - (addr - BASE) ||
-        (addr < hole_hi && addr + len > hole_lo))
-        return ms_err_set(err, MS_EUNMAPPED, "0x%llx not mapped", (unsigned long long)addr);
-    memcpy(buf, mem + (addr - BASE), len);
-    if (done)
-        *done = len;
-    return 0;
-}
+static struct test_arena arena = {BASE, mem, ARENA, 0, 0};
 
 static const struct ms_task_layout group_layout = {
     .tasks = 0x10,
@@ -99,7 +85,7 @@ static void link_list(uint64_t head, const uint64_t *nodes, size_t n)
 static void build(const struct ms_task_layout *l)
 {
     memset(mem, 0, sizeof(mem));
-    hole_lo = hole_hi = 0;
+    arena.hole_lo = arena.hole_hi = 0;
     make_task(l, 0, 0, 0, "swapper/0", 0, 0);
     make_task(l, 1, 1, 1, "init", 0, 1);
     make_task(l, 2, 100, 100, "daemon", 1, 2);
@@ -155,25 +141,25 @@ static void test_walks(void)
     struct ms_task_list tl;
     struct ms_err err;
     build(&group_layout);
-    CHECK(ms_tasks_walk(&group_layout, task(0), read_mem, NULL, 0, &tl, &err) == 0, "walk: %s",
-          err.msg);
+    CHECK(ms_tasks_walk(&group_layout, task(0), test_arena_read, &arena, 0, &tl, &err) == 0,
+          "walk: %s", err.msg);
     check_full(&tl, "thread_group");
     if (tl.count > 2)
         CHECK(tl.tasks[2].tgid == 100 && tl.tasks[2].state == 2, "tgid/state");
     ms_task_list_free(&tl);
 
     build(&signal_layout);
-    CHECK(ms_tasks_walk(&signal_layout, task(0), read_mem, NULL, 0, &tl, &err) == 0, "walk: %s",
-          err.msg);
+    CHECK(ms_tasks_walk(&signal_layout, task(0), test_arena_read, &arena, 0, &tl, &err) == 0,
+          "walk: %s", err.msg);
     check_full(&tl, "signal thread_head");
     ms_task_list_free(&tl);
 
     /* exactly the limit is fine; one fewer is not */
     build(&group_layout);
-    CHECK(ms_tasks_walk(&group_layout, task(0), read_mem, NULL, 5, &tl, &err) == 0, "walk: %s",
-          err.msg);
+    CHECK(ms_tasks_walk(&group_layout, task(0), test_arena_read, &arena, 5, &tl, &err) == 0,
+          "walk: %s", err.msg);
     ms_task_list_free(&tl);
-    CHECK(ms_tasks_walk(&group_layout, task(0), read_mem, NULL, 4, &tl, &err) == MS_ELIMIT,
+    CHECK(ms_tasks_walk(&group_layout, task(0), test_arena_read, &arena, 4, &tl, &err) == MS_ELIMIT,
           "limit 4: %s", err.msg);
     ms_task_list_free(&tl);
 }
@@ -184,7 +170,7 @@ static void expect_fail(const struct ms_task_layout *l, int code, const char *wa
 {
     struct ms_task_list tl;
     struct ms_err err;
-    int rc = ms_tasks_walk(l, task(0), read_mem, NULL, 0, &tl, &err);
+    int rc = ms_tasks_walk(l, task(0), test_arena_read, &arena, 0, &tl, &err);
     CHECK(rc == code && strstr(err.msg, want), "want %d \"%s\": rc %d %s", code, want, rc,
           rc ? err.msg : "");
     CHECK(tl.count == kept, "\"%s\": kept %zu tasks, want %zu", want, tl.count, kept);
@@ -212,18 +198,19 @@ static void test_broken(void)
     expect_fail(l, MS_EFORMAT, "NULL in the task list", 2);
     /* init_task itself unreadable */
     build(l);
-    hole_lo = task(0);
-    hole_hi = task(1);
+    arena.hole_lo = task(0);
+    arena.hole_hi = task(1);
     expect_fail(l, MS_EIO, "init_task at 0xffff888000100000 is unreadable", 1);
 
     /* a task whose fields cannot be read (but whose list pointer can) is
      * listed by address and counted; the walk goes on */
     build(l);
-    hole_lo = task(3) + l->pid;
-    hole_hi = hole_lo + 4;
+    arena.hole_lo = task(3) + l->pid;
+    arena.hole_hi = arena.hole_lo + 4;
     struct ms_task_list tl;
     struct ms_err err;
-    CHECK(ms_tasks_walk(l, task(0), read_mem, NULL, 0, &tl, &err) == 0, "walk: %s", err.msg);
+    CHECK(ms_tasks_walk(l, task(0), test_arena_read, &arena, 0, &tl, &err) == 0, "walk: %s",
+          err.msg);
     CHECK(tl.count == 6 && tl.bad == 1, "%zu tasks, %llu bad", tl.count,
           (unsigned long long)tl.bad);
     if (tl.count == 6)
@@ -261,7 +248,8 @@ static void test_decode(void)
     far.comm = 0x20000;
     CHECK(ms_task_layout_span(&far, &lo, &hi, &err) == MS_EFORMAT, "far field");
     struct ms_task_list tl;
-    CHECK(ms_tasks_walk(&far, task(0), read_mem, NULL, 0, &tl, &err) == MS_EFORMAT && tl.count == 0,
+    CHECK(ms_tasks_walk(&far, task(0), test_arena_read, &arena, 0, &tl, &err) == MS_EFORMAT &&
+              tl.count == 0,
           "walk with a far field");
 }
 

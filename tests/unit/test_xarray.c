@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "check.h"
+#include "../support/arena.h"
 #include "xarray.h"
 
 #define BASE 0xffff888000100000ULL
@@ -16,24 +17,9 @@
 #define ARENA (NODES * NODE)
 
 static uint8_t mem[ARENA];
-static uint64_t hole; /* a node whose reads fail (0: none) */
+static struct test_arena arena = {BASE, mem, ARENA, 0, 0};
 
 static const struct ms_xa_layout layout = {.shift = 0, .slots = 40};
-
-static int read_mem(void *arg, uint64_t addr, void *buf, size_t len, size_t *done,
-                    struct ms_err *err)
-{
-    (void)arg;
-    if (done)
-        *done = 0;
-    if (addr < BASE || addr - BASE > ARENA || len > ARENA - (addr - BASE) ||
-        (hole && addr <= hole && addr + len > hole))
-        return ms_err_set(err, MS_EUNMAPPED, "0x%llx not mapped", (unsigned long long)addr);
-    memcpy(buf, mem + (addr - BASE), len);
-    if (done)
-        *done = len;
-    return 0;
-}
 
 static uint64_t node(unsigned i)
 {
@@ -81,7 +67,8 @@ static int walk(uint64_t head, uint64_t first, uint64_t last, size_t max_nodes, 
                 struct ms_err *err)
 {
     memset(s, 0, sizeof(*s));
-    return ms_xa_walk(&layout, head, first, last, read_mem, NULL, max_nodes, collect, s, err);
+    return ms_xa_walk(&layout, head, first, last, test_arena_read, &arena, max_nodes, collect, s,
+                      err);
 }
 
 static void test_entries(void)
@@ -160,7 +147,8 @@ static void test_tree(void)
     /* the callback's stop */
     memset(&s, 0, sizeof(s));
     s.stop_after = 2;
-    rc = ms_xa_walk(&layout, node_entry(0), 0, UINT64_MAX, read_mem, NULL, 0, collect, &s, &err);
+    rc = ms_xa_walk(&layout, node_entry(0), 0, UINT64_MAX, test_arena_read, &arena, 0, collect, &s,
+                    &err);
     CHECK(rc == 7 && s.n == 2, "stopped: %d", rc);
 }
 
@@ -196,11 +184,12 @@ static void test_broken(void)
     CHECK(walk(node_entry(0), 0, 100, 0, &s, &err) == MS_EFORMAT, "%s", err.msg);
 
     build_tree();
-    hole = node(2) + 40;
+    arena.hole_lo = node(2) + 40;
+    arena.hole_hi = arena.hole_lo + 1;
     int rc = walk(node_entry(0), 0, 100, 0, &s, &err);
     CHECK(rc == MS_EUNMAPPED && s.n == 63 && strstr(err.msg, "xarray node at"),
           "unreadable node 2: %d %s", rc, err.msg);
-    hole = 0;
+    arena.hole_lo = arena.hole_hi = 0;
 
     CHECK(walk(node_entry(0), 0, 200, 2, &s, &err) == MS_ELIMIT, "two nodes at most: %s", err.msg);
     CHECK(walk(node_entry(0), 0, 63, 2, &s, &err) == 0, "two are enough for 0..63");
