@@ -20,6 +20,7 @@
 
 #include "modules.h"
 #include "strbuf.h"
+#include "../support/arena.h"
 
 #define BASE 0xffffffffc0000000ULL
 #define STRIDE 0x100
@@ -29,10 +30,8 @@
 #define ARENA (HEAD + 0x10)
 #define PER_MODULE 8
 
-struct kernel {
-    uint8_t mem[ARENA];
-    uint64_t hole; /* reads touching [hole, hole + 4) fail; 0: none */
-};
+static uint8_t mem[ARENA];
+static struct test_arena arena = {BASE, mem, ARENA, 0, 0};
 
 static const struct ms_module_layout layout61 = {
     .state = 0x00,
@@ -53,26 +52,6 @@ static const struct ms_module_layout layout61 = {
     .use_source = 0x20,
 };
 
-static int read_kernel(void *arg, uint64_t addr, void *buf, size_t len, size_t *done,
-                       struct ms_err *err)
-{
-    const struct kernel *k = arg;
-    if (done)
-        *done = 0;
-    if (addr < BASE || addr - BASE > ARENA || len > ARENA - (addr - BASE) ||
-        (k->hole && addr < k->hole + 4 && addr + len > k->hole))
-        return ms_err_set(err, MS_EUNMAPPED, "0x%llx not mapped", (unsigned long long)addr);
-    memcpy(buf, k->mem + (addr - BASE), len);
-    if (done)
-        *done = len;
-    return 0;
-}
-
-static void put64(struct kernel *k, uint64_t addr, uint64_t v)
-{
-    memcpy(k->mem + (addr - BASE), &v, 8);
-}
-
 static uint64_t module(unsigned i)
 {
     return BASE + (uint64_t)i * STRIDE;
@@ -81,20 +60,6 @@ static uint64_t module(unsigned i)
 static uint64_t use(unsigned i)
 {
     return BASE + USES + (uint64_t)i * 0x40;
-}
-
-static uint64_t pick(uint8_t s, unsigned n, uint64_t (*base)(unsigned), uint64_t off, uint64_t head)
-{
-    unsigned k = s % (n + 4);
-    if (k < n)
-        return base(k) + off;
-    if (k == n)
-        return head;
-    if (k == n + 1)
-        return 0xdead000000000000ULL + s;
-    if (k == n + 2)
-        return 0;
-    return BASE + (uint64_t)s * 7;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -113,29 +78,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     unsigned n = 1 + in[1] % MAX_MODULES;
     size_t max = 1 + in[2] % 32;
-    static struct kernel k;
-    memset(&k, 0, sizeof(k));
-    k.hole = in[3] < n ? module(in[3]) + l.state : 0;
+    memset(mem, 0, sizeof(mem));
+    arena.hole_lo = in[3] < n ? module(in[3]) + l.state : 0;
+    arena.hole_hi = arena.hole_lo ? arena.hole_lo + 4 : 0;
     uint64_t head = BASE + HEAD;
-    put64(&k, head, module(0) + l.list);
+    test_arena_put64(&arena, head, module(0) + l.list);
     for (unsigned i = 0; i < n; i++) {
         const uint8_t *b = in + 4 + i * PER_MODULE;
         uint64_t m = module(i), own = m + l.source_list;
-        put64(&k, m + l.list, pick(b[0], n, module, l.list, head));
-        put64(&k, own, pick(b[1], n, use, l.use_source_list, own));
-        put64(&k, use(i) + l.use_source_list, pick(b[2], n, use, l.use_source_list, own));
-        put64(&k, use(i) + l.use_source, pick(b[3], n, module, 0, m));
+        test_arena_put64(&arena, m + l.list,
+                         test_arena_pick(&arena, b[0], n, module, l.list, head));
+        test_arena_put64(&arena, own,
+                         test_arena_pick(&arena, b[1], n, use, l.use_source_list, own));
+        test_arena_put64(&arena, use(i) + l.use_source_list,
+                         test_arena_pick(&arena, b[2], n, use, l.use_source_list, own));
+        test_arena_put64(&arena, use(i) + l.use_source,
+                         test_arena_pick(&arena, b[3], n, module, 0, m));
         uint32_t state = b[4] % 5;
-        memcpy(k.mem + (m - BASE) + l.state, &state, 4);
-        memset(k.mem + (m - BASE) + l.name, b[5], l.name_len); /* no NUL */
+        memcpy(mem + (m - BASE) + l.state, &state, 4);
+        memset(mem + (m - BASE) + l.name, b[5], l.name_len); /* no NUL */
         for (unsigned j = 0; j < l.nsizes; j++)
-            k.mem[(m - BASE) + l.sizes[j] + 1] = b[6];
+            mem[(m - BASE) + l.sizes[j] + 1] = b[6];
         uint64_t taints = (uint64_t)b[7] << 10;
-        memcpy(k.mem + (m - BASE) + l.taints, &taints, 8);
+        memcpy(mem + (m - BASE) + l.taints, &taints, 8);
     }
     struct ms_module_list ml;
     struct ms_err err;
-    ms_modules_walk(&l, head, read_kernel, &k, max, &ml, &err);
+    ms_modules_walk(&l, head, test_arena_read, &arena, max, &ml, &err);
     if (ml.count > max || (ml.count && !ml.modules))
         abort();
     size_t names = 0;

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "strbuf.h"
+#include "../support/arena.h"
 #include "tasks.h"
 
 #define BASE 0xffff888000100000ULL
@@ -27,10 +28,8 @@
 #define ARENA (SIGNALS + MAX_TASKS * 0x40)
 #define PER_TASK 9
 
-struct kernel {
-    uint8_t mem[ARENA];
-    uint64_t hole; /* reads touching [hole, hole + 4) fail; 0: none */
-};
+static uint8_t mem[ARENA];
+static struct test_arena arena = {BASE, mem, ARENA, 0, 0};
 
 static const struct ms_task_layout layouts[2] = {
     {.tasks = 0x10,
@@ -54,26 +53,6 @@ static const struct ms_task_layout layouts[2] = {
      .sig_thread_head = 0x10},
 };
 
-static int read_kernel(void *arg, uint64_t addr, void *buf, size_t len, size_t *done,
-                       struct ms_err *err)
-{
-    const struct kernel *k = arg;
-    if (done)
-        *done = 0;
-    if (addr < BASE || addr - BASE > ARENA || len > ARENA - (addr - BASE) ||
-        (k->hole && addr < k->hole + 4 && addr + len > k->hole))
-        return ms_err_set(err, MS_EUNMAPPED, "0x%llx not mapped", (unsigned long long)addr);
-    memcpy(buf, k->mem + (addr - BASE), len);
-    if (done)
-        *done = len;
-    return 0;
-}
-
-static void put64(struct kernel *k, uint64_t addr, uint64_t v)
-{
-    memcpy(k->mem + (addr - BASE), &v, 8);
-}
-
 static uint64_t task(unsigned i)
 {
     return BASE + (uint64_t)i * STRIDE;
@@ -84,21 +63,6 @@ static uint64_t sig_struct(unsigned i)
     return BASE + SIGNALS + (uint64_t)i * 0x40;
 }
 
-/* base: what index k < n means; head: what n means. */
-static uint64_t pick(uint8_t s, unsigned n, uint64_t (*base)(unsigned), uint64_t off, uint64_t head)
-{
-    unsigned k = s % (n + 4);
-    if (k < n)
-        return base(k) + off;
-    if (k == n)
-        return head;
-    if (k == n + 1)
-        return 0xdead000000000000ULL + s;
-    if (k == n + 2)
-        return 0;
-    return BASE + (uint64_t)s * 7;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -107,35 +71,38 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const struct ms_task_layout *l = &layouts[in[0] & 1];
     unsigned n = 1 + in[1] % MAX_TASKS;
     size_t max = 1 + in[2] % 64;
-    static struct kernel k;
-    memset(&k, 0, sizeof(k));
-    k.hole = in[3] < n ? task(in[3]) + l->pid : 0;
+    memset(mem, 0, sizeof(mem));
+    arena.hole_lo = in[3] < n ? task(in[3]) + l->pid : 0;
+    arena.hole_hi = arena.hole_lo ? arena.hole_lo + 4 : 0;
     uint64_t thread_off = l->has_thread_group ? l->thread_group : l->thread_node;
     for (unsigned i = 0; i < n; i++) {
         const uint8_t *b = in + 4 + i * PER_TASK;
         uint64_t t = task(i);
-        uint64_t sig = pick(b[3], n, sig_struct, 0, sig_struct(i));
+        uint64_t sig = test_arena_pick(&arena, b[3], n, sig_struct, 0, sig_struct(i));
         uint64_t own_head = sig_struct(i) + l->sig_thread_head;
         /* a thread list's head: in the leader, or in the signal_struct */
         uint64_t head = l->has_thread_group ? t + l->thread_group : sig + l->sig_thread_head;
-        put64(&k, t + l->tasks, pick(b[0], n, task, l->tasks, task(0) + l->tasks));
-        put64(&k, t + thread_off, pick(b[1], n, task, thread_off, head));
-        put64(&k, t + l->real_parent, pick(b[2], n, task, 0, t));
+        test_arena_put64(&arena, t + l->tasks,
+                         test_arena_pick(&arena, b[0], n, task, l->tasks, task(0) + l->tasks));
+        test_arena_put64(&arena, t + thread_off,
+                         test_arena_pick(&arena, b[1], n, task, thread_off, head));
+        test_arena_put64(&arena, t + l->real_parent, test_arena_pick(&arena, b[2], n, task, 0, t));
         if (!l->has_thread_group) {
-            put64(&k, t + l->signal, sig);
-            put64(&k, own_head, pick(b[4], n, task, l->thread_node, own_head));
+            test_arena_put64(&arena, t + l->signal, sig);
+            test_arena_put64(&arena, own_head,
+                             test_arena_pick(&arena, b[4], n, task, l->thread_node, own_head));
         }
         uint32_t pid = b[5];
-        memcpy(k.mem + (t - BASE) + l->pid, &pid, 4);
-        memcpy(k.mem + (t - BASE) + l->tgid, &pid, 4);
+        memcpy(mem + (t - BASE) + l->pid, &pid, 4);
+        memcpy(mem + (t - BASE) + l->tgid, &pid, 4);
         uint32_t state = b[6], exit_state = b[8];
-        memcpy(k.mem + (t - BASE) + l->state, &state, 4);
-        memcpy(k.mem + (t - BASE) + l->exit_state, &exit_state, 4);
-        memset(k.mem + (t - BASE) + l->comm, b[7], 16); /* no NUL: the decoder adds one */
+        memcpy(mem + (t - BASE) + l->state, &state, 4);
+        memcpy(mem + (t - BASE) + l->exit_state, &exit_state, 4);
+        memset(mem + (t - BASE) + l->comm, b[7], 16); /* no NUL: the decoder adds one */
     }
     struct ms_task_list tl;
     struct ms_err err;
-    ms_tasks_walk(l, task(0), read_kernel, &k, max, &tl, &err);
+    ms_tasks_walk(l, task(0), test_arena_read, &arena, max, &tl, &err);
     if (tl.count > max + 1)
         abort();
     for (size_t i = 0; i < tl.count; i++) {

@@ -32,4 +32,27 @@ static inline int test_arena_read(void *arg, uint64_t addr, void *buf, size_t le
     return 0;
 }
 
+static inline void test_arena_put64(struct test_arena *a, uint64_t addr, uint64_t v)
+{
+    memcpy(a->bytes + (addr - a->base), &v, 8);
+}
+
+/* A pointer as a fuzzer picks it with s: item(k) + off for k < n, head for
+ * n, then a non-canonical address, NULL, or somewhere unaligned in the
+ * arena. */
+static inline uint64_t test_arena_pick(const struct test_arena *a, uint8_t s, unsigned n,
+                                       uint64_t (*item)(unsigned), uint64_t off, uint64_t head)
+{
+    unsigned k = s % (n + 4);
+    if (k < n)
+        return item(k) + off;
+    if (k == n)
+        return head;
+    if (k == n + 1)
+        return 0xdead000000000000ULL + s;
+    if (k == n + 2)
+        return 0;
+    return a->base + (uint64_t)s * 7;
+}
+
 #endif
