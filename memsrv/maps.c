@@ -564,12 +564,6 @@ static int layout_from_types(struct ms_kernel *k, struct ms_maps_layout *l, stru
     return 0;
 }
 
-static int read_space(void *arg, uint64_t addr, void *buf, size_t len, size_t *done,
-                      struct ms_err *err)
-{
-    return ms_space_read(arg, addr, buf, len, done, err);
-}
-
 /* The functions and objects /proc's names depend on, from the symbols. */
 static void kernel_names(struct ms_kernel *k, struct ms_maps_kernel *kk)
 {
@@ -607,7 +601,7 @@ int ms_maps_list(struct ms_kernel *k, int32_t pid, struct ms_vma_list *out, stru
                       : ms_err_set(err, MS_ENOTFOUND, "no task with pid %d", pid);
     struct ms_maps_kernel kk;
     kernel_names(k, &kk);
-    rc = ms_maps_walk(&l, &kk, task, read_space, k->space, out, err);
+    rc = ms_maps_walk(&l, &kk, task, ms_space_read_fn, k->space, out, err);
     return rc < 0 ? ms_err_prefix(err, "pid %d: ", pid) : 0;
 }
 

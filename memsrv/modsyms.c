@@ -118,12 +118,6 @@ int ms_modsyms_read(const struct ms_modsym_layout *l, ms_read_fn read, void *arg
     return 0;
 }
 
-static int read_space(void *arg, uint64_t addr, void *buf, size_t len, size_t *done,
-                      struct ms_err *err)
-{
-    return ms_space_read(arg, addr, buf, len, done, err);
-}
-
 int ms_modsyms_load(struct ms_kernel *k, struct ms_modsyms *out, struct ms_err *err)
 {
     memset(out, 0, sizeof(*out));
@@ -145,7 +139,7 @@ int ms_modsyms_load(struct ms_kernel *k, struct ms_modsyms *out, struct ms_err *
     if (rc < 0)
         return ms_err_prefix(err, "module symbols: ");
     l.has_typetab = ms_typedb_offset(db, "mod_kallsyms", "typetab", &l.typetab, NULL) == 0;
-    return ms_modsyms_read(&l, read_space, k->space, out, err);
+    return ms_modsyms_read(&l, ms_space_read_fn, k->space, out, err);
 }
 
 const struct ms_modsyms *ms_kernel_modsyms(struct ms_kernel *k)

@@ -325,12 +325,6 @@ out:
     return rc;
 }
 
-static int read_space(void *arg, uint64_t addr, void *buf, size_t len, size_t *done,
-                      struct ms_err *err)
-{
-    return ms_space_read(arg, addr, buf, len, done, err);
-}
-
 int ms_modules_list(struct ms_kernel *k, size_t max_modules, struct ms_module_list *out,
                     struct ms_err *err)
 {
@@ -343,7 +337,7 @@ int ms_modules_list(struct ms_kernel *k, size_t max_modules, struct ms_module_li
     rc = ms_kernel_symbol(k, "modules", &head, err);
     if (rc < 0)
         return ms_err_prefix(err, "the module list head: ");
-    return ms_modules_walk(&l, head, read_space, k->space, max_modules, out, err);
+    return ms_modules_walk(&l, head, ms_space_read_fn, k->space, max_modules, out, err);
 }
 
 void ms_module_list_free(struct ms_module_list *l)

@@ -561,3 +561,9 @@ int ms_space_enumerate(struct ms_space *space, uint64_t start, uint64_t end, ms_
         *bad_tables = st.bad_tables;
     return rc;
 }
+
+int ms_space_read_fn(void *space, uint64_t addr, void *buf, size_t len, size_t *done,
+                     struct ms_err *err)
+{
+    return ms_space_read(space, addr, buf, len, done, err);
+}

@@ -84,6 +84,10 @@ int ms_space_translate(struct ms_space *space, uint64_t addr, struct ms_xlat *ou
  * an error naming it. *done (may be NULL) gets the bytes read before it. */
 int ms_space_read(struct ms_space *space, uint64_t addr, void *buf, size_t len, size_t *done,
                   struct ms_err *err);
+/* ms_space_read in the shape of the walkers' read callbacks (tasks.h,
+ * modules.h, maps.h, ...): arg is the struct ms_space *. */
+int ms_space_read_fn(void *space, uint64_t addr, void *buf, size_t len, size_t *done,
+                     struct ms_err *err);
 int ms_space_write(struct ms_space *space, uint64_t addr, const void *buf, size_t len, size_t *done,
                    struct ms_err *err);
 

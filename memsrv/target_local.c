@@ -402,12 +402,6 @@ static int local_translate(struct ms_target *t, ms_handle h, unsigned count, con
     return 0;
 }
 
-static int read_space(void *arg, uint64_t addr, void *buf, size_t len, size_t *done,
-                      struct ms_err *err)
-{
-    return ms_space_read(arg, addr, buf, len, done, err);
-}
-
 /* "<sym+off>" for x's address column, from the kernel's symbols, else a
  * module's ("<func+off [mod]>"). */
 struct naming {
@@ -468,7 +462,7 @@ static int local_x(struct ms_target *t, ms_handle h, const struct ms_xfmt *xf, u
     if (rc)
         return rc;
     struct naming n = {l, h, naming_kernel(l, h)};
-    return ms_format_x(xf, addr, read_space, sp, n.k ? symbolize : NULL, &n, out, next, err);
+    return ms_format_x(xf, addr, ms_space_read_fn, sp, n.k ? symbolize : NULL, &n, out, next, err);
 }
 
 static int local_vtop(struct ms_target *t, ms_handle h, uint64_t addr, struct ms_strbuf *out,

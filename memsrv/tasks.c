@@ -270,12 +270,6 @@ out:
     return rc;
 }
 
-static int read_space(void *arg, uint64_t addr, void *buf, size_t len, size_t *done,
-                      struct ms_err *err)
-{
-    return ms_space_read(arg, addr, buf, len, done, err);
-}
-
 int ms_tasks_list(struct ms_kernel *k, size_t max_tasks, struct ms_task_list *out,
                   struct ms_err *err)
 {
@@ -288,7 +282,7 @@ int ms_tasks_list(struct ms_kernel *k, size_t max_tasks, struct ms_task_list *ou
     rc = ms_kernel_symbol(k, "init_task", &init, err);
     if (rc < 0)
         return rc;
-    return ms_tasks_walk(&l, init, read_space, k->space, max_tasks, out, err);
+    return ms_tasks_walk(&l, init, ms_space_read_fn, k->space, max_tasks, out, err);
 }
 
 void ms_task_list_free(struct ms_task_list *l)

@@ -660,12 +660,6 @@ static int member(const struct ms_typedb *db, const char *key, uint64_t *off, st
     return 0;
 }
 
-static int read_space(void *arg, uint64_t addr, void *buf, size_t len, size_t *done,
-                      struct ms_err *err)
-{
-    return ms_space_read(arg, addr, buf, len, done, err);
-}
-
 /* The layout from the typedb; MS_ENOTFOUND naming the first key missing. */
 static int layout_from_db(const struct ms_typedb *db, struct ms_vfs_layout *l, struct ms_err *err)
 {
@@ -740,9 +734,9 @@ int ms_vfs_open(struct ms_kernel *k, struct ms_vfs_layout *l, struct ms_vfs *v, 
     }
     memset(v, 0, sizeof(*v));
     v->l = l;
-    v->read = read_space;
+    v->read = ms_space_read_fn;
     v->arg = k->space;
-    v->pread = read_space;
+    v->pread = ms_space_read_fn;
     v->parg = k->phys;
     if ((rc = ms_kernel_symbol(k, "init_task", &v->init_task, err)) < 0)
         return ms_err_prefix(err, "files from the page cache: ");
