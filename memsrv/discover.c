@@ -485,21 +485,36 @@ static int check_hsave(struct ms_ram *ram, uint64_t gpa, const uint8_t *p, struc
     return push(f, &c, err);
 }
 
+static unsigned eptp_levels(uint64_t eptp)
+{
+    return (unsigned)((eptp & EPTP_WALK_LENGTH_MASK) >> EPTP_WALK_LENGTH_SHIFT) + 1;
+}
+
 static bool eptp_valid(uint64_t eptp)
 {
-    unsigned walk = (unsigned)((eptp >> 3) & 7) + 1, mt = (unsigned)(eptp & 7);
+    unsigned walk = eptp_levels(eptp), mt = (unsigned)(eptp & 7);
     return (walk == 4 || walk == 5) && (mt == 0 || mt == 6) && !(eptp & 0xf00) && (eptp >> 52) == 0;
+}
+
+/* A KVM vmcs12 page decoded as a candidate, unproven: false when it is
+ * not one (revision, launch state). */
+static bool vmcs12_decode(const uint8_t *p, uint64_t gpa, struct ms_candidate *c)
+{
+    if ((u32_at(p, 0) & 0x7fffffffu) != VMCS12_REVISION || u32_at(p, V12_LAUNCH_STATE) > 1)
+        return false;
+    *c = candidate_at(MS_CAND_VMCS12, gpa, p, &vmcs12_guest);
+    c->root = u64_at(p, V12_EPT_POINTER);
+    c->asid = (uint16_t)u32_at(p, V12_VPID);
+    c->gs_base = u64_at(p, V12_GUEST_GS_BASE); /* no KERNEL_GS_BASE: an MSR, not a field */
+    return true;
 }
 
 static int check_vmcs12(struct ms_ram *ram, uint64_t gpa, const uint8_t *p, struct found *f,
                         struct ms_err *err)
 {
-    if ((u32_at(p, 0) & 0x7fffffffu) != VMCS12_REVISION || u32_at(p, V12_LAUNCH_STATE) > 1)
+    struct ms_candidate c;
+    if (!vmcs12_decode(p, gpa, &c))
         return 0;
-    struct ms_candidate c = candidate_at(MS_CAND_VMCS12, gpa, p, &vmcs12_guest);
-    c.root = u64_at(p, V12_EPT_POINTER);
-    c.asid = (uint16_t)u32_at(p, V12_VPID);
-    c.gs_base = u64_at(p, V12_GUEST_GS_BASE); /* no KERNEL_GS_BASE: an MSR, not a field */
     c.score = 10;
     snprintf(c.evidence, sizeof(c.evidence), "vmcs12 revision 0x%x, launch state %u",
              VMCS12_REVISION, u32_at(p, V12_LAUNCH_STATE));
@@ -509,7 +524,7 @@ static int check_vmcs12(struct ms_ram *ram, uint64_t gpa, const uint8_t *p, stru
         ev_add(&c, "; EPTP 0x%llx is not a valid EPTP into RAM", (unsigned long long)c.root);
     } else {
         c.score += 5;
-        c.root_levels = (unsigned)((c.root >> 3) & 7) + 1;
+        c.root_levels = eptp_levels(c.root);
         ev_add(&c, "; EPTP 0x%llx (%u-level)", (unsigned long long)c.root, c.root_levels);
     }
     return push(f, &c, err);
@@ -588,11 +603,6 @@ static int check_ept_tree(struct ms_ram *ram, uint64_t gpa, const uint8_t *p, st
 #define EPTP_WB 6ULL
 #define EPTP_4LEVEL (EPTP_WB | 3ULL << EPTP_WALK_LENGTH_SHIFT)
 #define EPTP_5LEVEL (EPTP_WB | 4ULL << EPTP_WALK_LENGTH_SHIFT)
-
-static unsigned eptp_levels(uint64_t eptp)
-{
-    return (unsigned)((eptp & EPTP_WALK_LENGTH_MASK) >> EPTP_WALK_LENGTH_SHIFT) + 1;
-}
 
 /* Keeps the EPTP-shaped words of a VMCS region (up to MAX_EPTP_WORDS in
  * all): the VMCS that runs a bare EPT tree holds its EPTP, with its depth.
@@ -938,14 +948,8 @@ void ms_vmcs12_cpu_state(const uint8_t *p, struct ms_cpu_state *out)
 /* A vmcs12 whose EPT is enabled and whose EPTP points at root's table. */
 static bool vmcs12_runs(const uint8_t *p, uint64_t gpa, uint64_t root, struct ms_candidate *c)
 {
-    if ((u32_at(p, 0) & 0x7fffffffu) != VMCS12_REVISION || u32_at(p, V12_LAUNCH_STATE) > 1 ||
-        !(u32_at(p, V12_SECONDARY_CTLS) & SECONDARY_ENABLE_EPT))
-        return false;
-    *c = candidate_at(MS_CAND_VMCS12, gpa, p, &vmcs12_guest);
-    c->root = u64_at(p, V12_EPT_POINTER);
-    c->asid = (uint16_t)u32_at(p, V12_VPID);
-    c->gs_base = u64_at(p, V12_GUEST_GS_BASE);
-    return eptp_valid(c->root) && !((c->root ^ root) & PTE_ADDR_MASK);
+    return vmcs12_decode(p, gpa, c) && (u32_at(p, V12_SECONDARY_CTLS) & SECONDARY_ENABLE_EPT) &&
+           eptp_valid(c->root) && !((c->root ^ root) & PTE_ADDR_MASK);
 }
 
 int ms_discover_vcpu_states(struct ms_ram *ram, enum ms_cand_kind kind, uint64_t root,

@@ -61,13 +61,13 @@ int ms_kernel_percpu_cpu(struct ms_kernel *k, uint64_t base, uint32_t *cpu, stru
     return 0;
 }
 
-int ms_kernel_saved_cpu(struct ms_kernel *k, const struct ms_candidate *vmcb, uint32_t *cpu,
+int ms_kernel_saved_cpu(struct ms_kernel *k, const struct ms_candidate *saved, uint32_t *cpu,
                         char *how, size_t how_size, struct ms_err *err)
 {
     const struct {
         const char *name;
         uint64_t base;
-    } bases[2] = {{"GS base", vmcb->gs_base}, {"KERNEL_GS_BASE", vmcb->kernel_gs_base}};
+    } bases[2] = {{"GS base", saved->gs_base}, {"KERNEL_GS_BASE", saved->kernel_gs_base}};
     int rc = MS_ENOTFOUND;
     for (unsigned i = 0; i < 2; i++) {
         if (!bases[i].base)
@@ -85,7 +85,7 @@ int ms_kernel_saved_cpu(struct ms_kernel *k, const struct ms_candidate *vmcb, ui
         ms_err_set(err, MS_ENOTFOUND,
                    "neither GS base 0x%" PRIx64 " nor KERNEL_GS_BASE 0x%" PRIx64
                    " is a CPU's per-CPU offset",
-                   vmcb->gs_base, vmcb->kernel_gs_base);
+                   saved->gs_base, saved->kernel_gs_base);
     snprintf(how, how_size, "%s", err->msg);
     return err->code;
 }

@@ -22,10 +22,10 @@
  * no CPU's is (or its cpu_number disagrees). */
 int ms_kernel_percpu_cpu(struct ms_kernel *k, uint64_t base, uint32_t *cpu, struct ms_err *err);
 
-/* The CPU a VMCB's saved state ran on: its GS base, else (user mode) its
- * KERNEL_GS_BASE, as a per-CPU area of k. how gets "GS base 0x.. is
- * __per_cpu_offset[1]" or why not. */
-int ms_kernel_saved_cpu(struct ms_kernel *k, const struct ms_candidate *vmcb, uint32_t *cpu,
+/* The CPU a VMCB's or vmcs12's saved state ran on: its GS base, else (user
+ * mode) its KERNEL_GS_BASE (a VMCB's only), as a per-CPU area of k. how
+ * gets "GS base 0x.. is __per_cpu_offset[1]" or why not. */
+int ms_kernel_saved_cpu(struct ms_kernel *k, const struct ms_candidate *saved, uint32_t *cpu,
                         char *how, size_t how_size, struct ms_err *err);
 
 /* The task running on cpu: its per-CPU current_task. */
