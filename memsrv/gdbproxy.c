@@ -25,7 +25,6 @@
 #define IO_CHUNK 65536
 #define MAX_VCPUS 64
 #define MAX_BREAKS 64
-#define MAX_SILENT 100 /* other-level hits resumed in a row; the next is reported */
 #define RESUME_MAX 256 /* longest resume kept to re-issue after an other-level hit */
 #define RETRIES 3
 
@@ -92,10 +91,11 @@ struct ms_gdbproxy {
     bool interrupted;           /* GDB sent the interrupt byte during this run */
     uint8_t resume[RESUME_MAX]; /* GDB's last resume, when a continue (else empty) */
     size_t resume_len;
-    unsigned silent;  /* other-level hits resumed since GDB's resume */
-    bool told_silent; /* GDB was told about them (once a session) */
-    enum accel accel; /* what QEMU's monitor said (asked at the first Z0 in L1) */
-    char *capture;    /* console output of QEMU being collected, or NULL */
+    unsigned silent;      /* other-level hits resumed since GDB's resume */
+    int64_t silent_since; /* now_ms() at the first of them */
+    bool told_silent;     /* GDB was told about them (once a session) */
+    enum accel accel;     /* what QEMU's monitor said (asked at the first Z0 in L1) */
+    char *capture;        /* console output of QEMU being collected, or NULL */
     size_t capture_len, capture_cap;
     struct vcpu vcpus[MAX_VCPUS];
     unsigned nvcpus;
@@ -897,7 +897,8 @@ static int step_over(struct ms_gdbproxy *p, uint64_t pc, const struct ms_rsp_sto
     if (rc)
         return rc;
     p->running = p->step_over = *done = true;
-    p->silent++;
+    if (!p->silent++)
+        p->silent_since = now_ms();
     p->stats.silent_resumes++;
     return 0;
 }
@@ -1002,7 +1003,7 @@ static int resume_again(struct ms_gdbproxy *p, struct ms_err *err)
 
 /* A hit of a breakpoint set for the other level: resumed without GDB
  * hearing of it (told once), unless GDB interrupted meanwhile or such hits
- * came MAX_SILENT times in a row (a hot path of that level runs the
+ * came in a row for other_level_ms (a hot path of that level runs the
  * address: the stop is shown rather than looping unseen). *resumed says
  * which. */
 static int on_other_level_hit(struct ms_gdbproxy *p, const struct vcpu *v, const struct brk *hit,
@@ -1015,12 +1016,13 @@ static int on_other_level_hit(struct ms_gdbproxy *p, const struct vcpu *v, const
         as_interrupt(stop, len);
         return 0;
     }
-    if (p->silent >= MAX_SILENT) {
+    int64_t streak_ms = p->silent ? now_ms() - p->silent_since : 0;
+    if (streak_ms >= p->o.other_level_ms) {
         snprintf(msg, sizeof(msg),
-                 "memsrv: breakpoint at %#" PRIx64 " hit in %s, set for %s, %u times in a row: "
-                 "this stop is shown (%s runs that address often)\n",
+                 "memsrv: breakpoint at %#" PRIx64 " hit in %s, set for %s, %u times in a row "
+                 "in %.1f s: this stop is shown (%s runs that address often)\n",
                  hit->addr, level_name(v->level), level_name(hit->level), p->silent + 1,
-                 level_name(v->level));
+                 streak_ms / 1000.0, level_name(v->level));
         say(p, "%.*s", (int)strlen(msg) - 9, msg + 8);
         return gdb_console(p, msg);
     }
@@ -1333,6 +1335,8 @@ int ms_gdbproxy_new(struct ms_gdbproxy **out, const struct ms_gdbproxy_opts *opt
         p->o.debug_regs = 4;
     if (!p->o.timeout_ms)
         p->o.timeout_ms = 10000;
+    if (!p->o.other_level_ms)
+        p->o.other_level_ms = 10000;
     p->frame_cap = MS_RSP_FRAME_MAX(GDB_PACKET_MAX);
     p->frame = malloc(p->frame_cap);
     p->last = malloc(p->frame_cap);

@@ -9,8 +9,8 @@
  * alone; in L1 too when QEMU runs under KVM (asked of its monitor), where it
  * writes software breakpoints into memory. A hardware breakpoint matches a
  * linear address in either level: a hit in the level it was not set for is
- * stepped over and resumed without GDB seeing it (told once; at most
- * 100 in a row, then the stop is shown). Every vCPU (GDB's thread) is
+ * stepped over and resumed without GDB seeing it (told once; for at
+ * most other_level_ms in a row, then the stop is shown). Every vCPU (GDB's thread) is
  * evaluated on its own, with its own CR3 (an SMP nested guest's vCPUs may
  * each be in either level, each in its own process); qThreadExtraInfo
  * gets the level the thread's vCPU is in (`info threads`). Everything
@@ -43,6 +43,11 @@ struct ms_gdbproxy_opts {
     bool hw_breakpoints;
     unsigned debug_regs; /* hardware breakpoints/watchpoints per vCPU; 0: 4 */
     unsigned timeout_ms; /* longest wait on QEMU for an ack or a reply; 0: 10 s */
+    /* Hits of a breakpoint set for the other level are stepped over unseen
+     * for this long in a row, then the next is shown (that level runs the
+     * address often); 0: 10 s. A time, not a count: a hit costs ms under
+     * TCG and µs under KVM, and L2 may not reach the address for a while. */
+    unsigned other_level_ms;
     void (*log)(void *arg, const char *msg); /* messages for the user; may be NULL */
     void *log_arg;
 };

@@ -4,8 +4,10 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -124,10 +126,22 @@ static int listen_on(struct cli *cli, const char *addr)
     return fd;
 }
 
+/* SECONDS (a fraction allowed, up to a day) into milliseconds; 0 if bad. */
+static unsigned parse_wait(const char *text)
+{
+    char *end;
+    errno = 0;
+    double s = strtod(text, &end);
+    if (errno || end == text || *end || !(s > 0) || s > 86400)
+        return 0;
+    return (unsigned)ceil(s * 1000);
+}
+
 int cmd_gdbproxy(struct cli *cli, int argc, char **argv)
 {
     const char *qemu = NULL, *listen_addr = NULL;
     bool use_stdio = false, hw_breakpoints = false;
+    unsigned other_level_ms = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--qemu") && i + 1 < argc)
             qemu = argv[++i];
@@ -137,10 +151,14 @@ int cmd_gdbproxy(struct cli *cli, int argc, char **argv)
             use_stdio = true;
         else if (!strcmp(argv[i], "--hw-breakpoints"))
             hw_breakpoints = true;
-        else
+        else if (!strcmp(argv[i], "--other-level-wait") && i + 1 < argc) {
+            if (!(other_level_ms = parse_wait(argv[++i])))
+                return cli_usage("--other-level-wait takes seconds, more than 0 and at most "
+                                 "86400: how long hits in the other level are resumed unseen");
+        } else
             return cli_usage("usage: gdbproxy --qemu HOST:PORT (--listen HOST:PORT | --stdio) "
                              "--ram F [--eptp E | --ncr3 N [--npt-levels 4|5]] [--writable] "
-                             "[--hw-breakpoints]");
+                             "[--hw-breakpoints] [--other-level-wait SECONDS]");
     }
     if (!qemu || use_stdio == (listen_addr != NULL))
         return cli_usage("gdbproxy needs --qemu HOST:PORT and one of --listen HOST:PORT, --stdio");
@@ -159,6 +177,7 @@ int cmd_gdbproxy(struct cli *cli, int argc, char **argv)
     o.nested = cli->stack;
     o.writable = cli->writable;
     o.hw_breakpoints = hw_breakpoints;
+    o.other_level_ms = other_level_ms;
     o.log = log_stderr;
     struct ms_gdbproxy *p;
     if (ms_gdbproxy_new(&p, &o, qfd, &cli->err)) {

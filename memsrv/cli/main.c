@@ -199,7 +199,8 @@ static const struct cli_command commands[] = {
      "vCPU's CR3 read at each stop). Needs --ram; writes need --writable.\n"
      "Software breakpoints become hardware ones in L2, and in L1 when QEMU's\n"
      "monitor says KVM; a breakpoint hit in the level it was not set in is\n"
-     "stepped over unseen (said once). With `target remote | ...`, GDB reads\n"
+     "stepped over unseen (said once; after 10 s of such hits in a row the\n"
+     "next is shown). With `target remote | ...`, GDB reads\n"
      "the program's stderr a byte at a time: append 2>/dev/null, or use\n"
      "--listen, or gdbext's `nested proxy`.\n"
      "\n"
@@ -207,7 +208,9 @@ static const struct cli_command commands[] = {
      "  --qemu HOST:PORT  QEMU's gdbstub (-gdb tcp::PORT)\n"
      "  --listen HOST:PORT  wait for GDB there (target remote HOST:PORT)\n"
      "  --stdio          talk to GDB on stdin/stdout (target remote | memsrv ...)\n"
-     "  --hw-breakpoints  make every software breakpoint hardware (4 at most)\n"},
+     "  --hw-breakpoints  make every software breakpoint hardware (4 at most)\n"
+     "  --other-level-wait SECONDS  resume hits in the other level unseen for\n"
+     "                   this long in a row, then show one (default 10)\n"},
     {"ptype", cmd_ptype, "ptype[/o] TYPE", "GDB's ptype from the kernel's own BTF",
      "Prints a type as GDB's ptype does, from the BTF the guest kernel carries\n"
      "(no vmlinux needed). TYPE is struct NAME, union NAME, enum NAME or a\n"

@@ -26,6 +26,8 @@ pytestmark = pytest.mark.skipif(shutil.which("gdb") is None, reason="gdb not ins
 
 MARKER_GVA = 0x5a5a00042000
 LOOP = bytes.fromhex("48ff4740ebfa")  # l2kvm's L2 loop: inc qword [rdi+0x40]; jmp loop
+# --other-level-wait where a test waits for an other-level stop to be shown
+WAIT = 1.0
 
 
 def nested_args(g):
@@ -139,8 +141,8 @@ def test_break_in_l2_is_hardware(guest_svm):
 def test_l1_stop_reads_l1(guest_svm):
     """A hardware breakpoint on an L1 kernel function (the timer interrupt,
     which runs whenever L1 takes L2's exits), set while GDB views L2, is
-    meant for L2: its hits in L1 are stepped over unseen, and the 101st in a
-    row is shown, in L1; the proxy says so and GDB reads L1's linux_banner,
+    meant for L2: its hits in L1 are stepped over unseen for
+    --other-level-wait, and the next is shown, in L1; the proxy says so and GDB reads L1's linux_banner,
     as over QEMU's stub. A breakpoint set now, in L1, stops at its first hit;
     it stays software (QEMU's monitor says TCG, not KVM)."""
     g = guest_svm
@@ -148,12 +150,13 @@ def test_l1_stop_reads_l1(guest_svm):
     try:
         r = gdb(g, ["break *hrtimer_interrupt", "continue", "delete", "p/x $cr3",
                     "x/s &linux_banner", f"break *{tick:#x}", "continue", "p/x $pc", "delete"],
-                proxy=proxy_cmd(g), vmlinux=True, timeout=120)
+                proxy=proxy_cmd(g, extra=["--other-level-wait", str(WAIT)]), vmlinux=True,
+                timeout=120)
         out = r.stdout + r.stderr
         hrtimer = oracle.symbol(g, "hrtimer_interrupt")
         assert f"memsrv: breakpoint at {hrtimer:#x} hit in L1, set for L2: resumed" in out, out
-        assert f"memsrv: breakpoint at {hrtimer:#x} hit in L1, set for L2, 101 times in a " \
-            "row: this stop is shown" in out, out
+        assert re.search(rf"memsrv: breakpoint at {hrtimer:#x} hit in L1, set for L2, \d+ times "
+                         r"in a row in \d\.\d s: this stop is shown", out), out
         # Once on GDB's console, once in the proxy's log; not for the one set in L1.
         assert out.count("times in a row") == 2, out
         assert "QEMU says 'kvm support: disabled': software breakpoints in L1 stay software" \
@@ -452,11 +455,12 @@ def test_other_level_hit_resumed_silently(guest_svm, tmp_path):
     debug registers and QEMU's breakpoints match it in either level): the
     proxy steps off it and resumes GDB's continue unseen, says so once, and
     shows the next hit, in L2. A breakpoint in a hot path of L1 is shown
-    after 100 silent hits in a row, not looped on for ever."""
+    after --other-level-wait of silent hits in a row, not looped on for ever."""
     g = guest_svm
     q = FakeQemu(g)
     bp = q.vcpus[1][1]  # L2's rip
-    c = RawGdb(["--qemu", q.address, "--ram", g.ram, *nested_args(g)], tmp_path / "proxy.log")
+    c = RawGdb(["--qemu", q.address, "--ram", g.ram, *nested_args(g), "--other-level-wait",
+                str(WAIT)], tmp_path / "proxy.log")
     try:
         assert c.ask("?") == ("", "T05thread:p01.01;")
         assert c.ask(f"Z1,{bp:x},1") == ("", "OK")  # set while the vCPU is in L2
@@ -474,15 +478,28 @@ def test_other_level_hit_resumed_silently(guest_svm, tmp_path):
         assert moves == ["vCont;c"] + step_off * 2, moves
         assert not q.script
 
-        # 101 hits in L1 in a row: the 101st is shown, saying why.
-        q.script = [(1, 1, bp), (1, 1, bp + 3)] * 100 + [(1, 1, bp)]
+        # Hits in L1 for longer than the old cap of 100 in a row, well within
+        # --other-level-wait: resumed unseen, and the stop shown is L2's.
+        q.script = [(1, 1, bp), (1, 1, bp + 3)] * 150 + [(1, 2, bp)]
+        start = q.got.count("c")
+        text, stop = c.ask("c")
+        assert stop == "T05thread:p01.01;" and "times in a row" not in text, (text, stop)
+        assert not q.script and q.got.count("c") - start == 151, q.got.count("c") - start
+
+        # Hits in L1 for --other-level-wait in a row: the next is shown, saying why.
+        q.script = [(1, 1, bp), (1, 1, bp + 3)] * 100000
+        start = q.got.count("c")
         text, stop = c.ask("c")
         assert stop == "T05thread:p01.01;", (text, stop)
         assert "resumed (said once" not in text, text
-        assert f"memsrv: breakpoint at {bp:#x} hit in L1, set for L2, 101 times in a row: " \
-            "this stop is shown (L1 runs that address often)" in text, text
+        shown = re.search(rf"memsrv: breakpoint at {bp:#x} hit in L1, set for L2, (\d+) times "
+                          r"in a row in (\d+\.\d) s: this stop is shown \(L1 runs that address "
+                          r"often\)", text)
+        assert shown and float(shown.group(2)) >= WAIT, text
         assert "memsrv: stopped in L1;" in text, text
-        assert not q.script and q.got.count("c") == 101, q.got.count("c")
+        hits = q.got.count("c") - start  # GDB's, then one again after each step off
+        assert int(shown.group(1)) == hits and q.script, (shown.group(1), hits)
+        q.script = []
 
         # A step is GDB's own: one that lands on the address in L1 is shown.
         q.script = [(1, 1, bp)]
@@ -552,3 +569,13 @@ def test_two_vcpus_breakpoints(guest_svm, tmp_path):
     assert q.error is None, q.error
     assert "QEMU says 'kvm support: enabled': software breakpoints in L1 are made hardware" \
         in log, log
+
+
+@pytest.mark.parametrize("wait", ["0", "-1", "x", "1s", "nan", "86401", ""])
+def test_other_level_wait_refused(wait):
+    """A wait that is not a positive number of seconds (a day at most) is
+    refused before any connection, saying what it takes."""
+    r = subprocess.run([oracle.MEMSRV, "gdbproxy", "--qemu", "127.0.0.1:1", "--stdio", "--ram",
+                        "/dev/null", "--other-level-wait", wait], capture_output=True, text=True,
+                       timeout=20)
+    assert r.returncode == 2 and "--other-level-wait takes seconds" in r.stderr, r
