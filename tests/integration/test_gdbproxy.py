@@ -116,8 +116,11 @@ def test_break_in_l2_is_hardware(guest_svm):
         out = r.stdout + r.stderr
         assert out.count(f"Breakpoint 1, {loop:#018x} in ?? ()") == 2, out
         assert f"$1 = {loop:#x}" in r.stdout and f"$2 = {l2['cr3']:#x}" in r.stdout, out
-        assert f"memsrv: stopped in L2 (nested guest); CR3 {l2['cr3']:#x}: rip {loop + 4:#x} maps " \
-            "through NPT + CR3 only" in out, out  # GDB's step off the breakpoint
+        # GDB's step off the breakpoint, at the next instruction; or where it
+        # was, when QEMU's TCG returned from the step without executing it
+        # (seen 1 run in 12: GDB then steps again).
+        assert re.search(rf"memsrv: stopped in L2 \(nested guest\); CR3 {l2['cr3']:#x}: rip "
+                         rf"(?:{loop + 4:#x}|{loop:#x}) maps through NPT \+ CR3 only", out), out
         # Hardware, not 0xCC: the code page in RAM is unchanged.
         assert code_bytes(g, l2) == before
 
@@ -142,9 +145,10 @@ def test_l1_stop_reads_l1(guest_svm):
     """A hardware breakpoint on an L1 kernel function (the timer interrupt,
     which runs whenever L1 takes L2's exits), set while GDB views L2, is
     meant for L2: its hits in L1 are stepped over unseen for
-    --other-level-wait, and the next is shown, in L1; the proxy says so and GDB reads L1's linux_banner,
-    as over QEMU's stub. A breakpoint set now, in L1, stops at its first hit;
-    it stays software (QEMU's monitor says TCG, not KVM)."""
+    --other-level-wait, and the next is shown, in L1; the proxy says so and
+    GDB reads L1's linux_banner, as over QEMU's stub. A breakpoint set now,
+    in L1, stops at its first hit; it stays software (QEMU's monitor says
+    TCG, not KVM)."""
     g = guest_svm
     tick = oracle.symbol(g, "scheduler_tick")
     try:
